@@ -1,0 +1,117 @@
+import { z } from 'zod';
+
+/**
+ * The one configuration schema. `config/load.ts` reads YAML, applies environment overrides,
+ * and validates with this; errors name the key path and the problem.
+ */
+
+const principal = z
+  .string()
+  .min(1)
+  .describe(
+    'an identity subject (alice, robot:ci, mtls:CN=x), `group:NAME`, `anonymous`, or `*` (any authenticated)',
+  );
+
+export const accessRuleSchema = z.strictObject({
+  /** Repository globs: `*` matches within one path segment, `**` any number of segments. */
+  repos: z.array(z.string().min(1)).min(1),
+  pull: z.array(principal).default([]),
+  push: z.array(principal).default([]),
+  delete: z.array(principal).default([]),
+});
+
+export const trustRuleSchema = z.strictObject({
+  repos: z.array(z.string().min(1)).min(1),
+  /** Names of trusted keys (files `<name>.pub` in trust.keysDir). */
+  keys: z.array(z.string().min(1)).default([]),
+  threshold: z.number().int().min(1).default(1),
+  mode: z.enum(['enforce', 'audit', 'off']).default('enforce'),
+  /** A pull by tag also needs a signature whose docker-reference names that tag. */
+  tagBinding: z.boolean().default(false),
+  /** A manifest PUT by tag needs an existing trusted signature of its digest. */
+  signedPush: z.boolean().default(false),
+});
+
+export const configSchema = z.strictObject({
+  listen: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(5443),
+    })
+    .prefault({}),
+  /** The URL clients use to reach trustgate (token realm); defaults to https://host:port. */
+  publicUrl: z.url().optional(),
+  tls: z.strictObject({
+    cert: z.string().min(1),
+    key: z.string().min(1),
+    /** CA bundle for mTLS client certificates; when set, client certificates are requested (not required). */
+    clientCa: z.string().min(1).optional(),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  }),
+  upstream: z.strictObject({
+    url: z.url(),
+    /** Time allowed for the upstream to answer headers. */
+    timeoutMs: z.number().int().min(100).default(30_000),
+    maxSockets: z.number().int().min(1).default(256),
+  }),
+  auth: z
+    .strictObject({
+      service: z.string().min(1).default('trustgate'),
+      issuer: z.string().min(1).default('trustgate'),
+      tokenTtlSeconds: z.number().int().min(60).max(86_400).default(300),
+      refreshTtlSeconds: z
+        .number()
+        .int()
+        .min(60)
+        .default(7 * 86_400),
+      /** Directory holding the token signing keys (created on first start). */
+      tokenKeyDir: z.string().default('keys/token'),
+      htpasswd: z.string().optional(),
+      /** Robot accounts: name -> bcrypt hash of the secret. */
+      robotsFile: z.string().optional(),
+      /** mTLS: which certificate subject field names the identity. */
+      mtlsIdentity: z.enum(['CN', 'subject']).default('CN'),
+      /** Failed logins per account before 429, and the window. */
+      maxFailures: z.number().int().min(1).default(5),
+      failureWindowSeconds: z.number().int().min(1).default(300),
+    })
+    .prefault({}),
+  policy: z
+    .strictObject({
+      admins: z.array(principal).default([]),
+      groups: z.record(z.string(), z.array(z.string())).default({}),
+      access: z.array(accessRuleSchema).default([]),
+    })
+    .prefault({}),
+  trust: z
+    .strictObject({
+      keysDir: z.string().default('keys/trusted'),
+      rules: z.array(trustRuleSchema).default([]),
+    })
+    .prefault({}),
+  cache: z
+    .strictObject({
+      redisUrl: z.string().optional(),
+      /** HMAC secret for values in Redis; required with redisUrl. */
+      hmacSecret: z.string().min(32).optional(),
+      positiveTtlSeconds: z.number().int().min(1).default(3600),
+      negativeTtlSeconds: z.number().int().min(1).default(5),
+      localEntries: z.number().int().min(16).default(10_000),
+      redisTimeoutMs: z.number().int().min(10).default(250),
+    })
+    .prefault({})
+    .refine((c) => !c.redisUrl || c.hmacSecret, {
+      message: 'cache.hmacSecret (at least 32 characters) is required when cache.redisUrl is set',
+      path: ['hmacSecret'],
+    }),
+  log: z
+    .strictObject({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      auditFile: z.string().optional(),
+    })
+    .prefault({}),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type AccessRule = z.infer<typeof accessRuleSchema>;
+export type TrustRule = z.infer<typeof trustRuleSchema>;
