@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, watch, type FSWatcher } from 'node:fs';
+import path from 'node:path';
+import { parsePublicKeyPem } from '../core/signature/keys.js';
+import type { TrustedKey } from '../core/trust.js';
+
+/**
+ * The trusted publisher keys, read from one directory:
+ *   <name>.pub        PEM public key (SPKI), Ed25519 or ECDSA P-256
+ *   <name>.meta.json  optional: {"notBefore","notAfter","revoked","revokedAt","comment"}
+ *
+ * Revoking a key on disk (deleting its .pub or setting "revoked": true) takes effect on the next
+ * request after the watcher or the periodic check sees it (≤ checkIntervalMs), with no restart.
+ */
+
+export const KEY_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+export interface KeyMeta {
+  notBefore?: string;
+  notAfter?: string;
+  revoked?: boolean;
+  revokedAt?: string;
+  comment?: string;
+}
+
+export interface KeyringSnapshot {
+  keys: ReadonlyMap<string, TrustedKey & { fingerprint: string; pem: string; meta: KeyMeta }>;
+  /** Hash of every key file's bytes: part of the trust epoch. */
+  contentHash: string;
+  /** Files that could not be loaded: they are not trusted (fail closed) and are reported. */
+  errors: Array<{ file: string; error: string }>;
+}
+
+export interface KeyringLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export function loadKeyDir(dir: string): KeyringSnapshot {
+  const keys = new Map<string, TrustedKey & { fingerprint: string; pem: string; meta: KeyMeta }>();
+  const errors: Array<{ file: string; error: string }> = [];
+  const h = createHash('sha256');
+  const files = existsSync(dir) ? readdirSync(dir).sort() : [];
+  for (const file of files) {
+    if (!file.endsWith('.pub')) continue;
+    const name = file.slice(0, -4);
+    try {
+      if (!KEY_NAME.test(name)) throw new Error(`invalid key name ${JSON.stringify(name)}`);
+      const pem = readFileSync(path.join(dir, file), 'utf8');
+      const metaFile = path.join(dir, `${name}.meta.json`);
+      const metaText = existsSync(metaFile) ? readFileSync(metaFile, 'utf8') : '';
+      h.update(`${file}\0${pem}\0${metaText}\0`);
+      const meta = parseMeta(metaText);
+      const key = parsePublicKeyPem(pem);
+      keys.set(name, {
+        name,
+        key,
+        fingerprint: createHash('sha256').update(spkiOf(pem)).digest('hex'),
+        pem,
+        meta,
+        ...(meta.notBefore ? { notBefore: new Date(meta.notBefore) } : {}),
+        ...(meta.notAfter ? { notAfter: new Date(meta.notAfter) } : {}),
+        revoked: meta.revoked === true,
+      });
+    } catch (err) {
+      errors.push({ file, error: (err as Error).message });
+    }
+  }
+  return { keys, contentHash: h.digest('hex'), errors };
+}
+
+function spkiOf(pem: string): Buffer {
+  const b64 = pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+  return Buffer.from(b64, 'base64');
+}
+
+function parseMeta(text: string): KeyMeta {
+  if (text === '') return {};
+  const v = JSON.parse(text) as unknown;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('meta file must be a JSON object');
+  const m = v as Record<string, unknown>;
+  for (const k of ['notBefore', 'notAfter']) {
+    if (m[k] !== undefined && (typeof m[k] !== 'string' || Number.isNaN(Date.parse(m[k] as string)))) {
+      throw new Error(`meta ${k} must be an ISO date`);
+    }
+  }
+  if (m['revoked'] !== undefined && typeof m['revoked'] !== 'boolean') throw new Error('meta revoked must be a boolean');
+  return m as KeyMeta;
+}
+
+/** A live view of the key directory: file watch plus a periodic content check. */
+export class Keyring {
+  private snap: KeyringSnapshot;
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly listeners = new Set<(s: KeyringSnapshot) => void>();
+
+  constructor(
+    readonly dir: string,
+    private readonly log: KeyringLogger,
+    private readonly checkIntervalMs = 1000,
+  ) {
+    mkdirSync(dir, { recursive: true });
+    this.snap = loadKeyDir(dir);
+    this.report();
+  }
+
+  get snapshot(): KeyringSnapshot {
+    return this.snap;
+  }
+
+  /** Re-reads the directory; notifies listeners when the content changed. */
+  reload(): boolean {
+    let next: KeyringSnapshot;
+    try {
+      next = loadKeyDir(this.dir);
+    } catch (err) {
+      // Policy: an unreadable key directory keeps the last good view only if nothing was
+      // loaded before; otherwise it trusts nothing, so a broken keys/ never widens trust.
+      this.log.error({ dir: this.dir, err: String(err) }, 'key directory unreadable: trusting no keys');
+      next = { keys: new Map(), contentHash: `error:${Date.now()}`, errors: [{ file: this.dir, error: String(err) }] };
+    }
+    if (next.contentHash === this.snap.contentHash) return false;
+    this.snap = next;
+    this.report();
+    for (const l of this.listeners) l(next);
+    return true;
+  }
+
+  onChange(listener: (s: KeyringSnapshot) => void): void {
+    this.listeners.add(listener);
+  }
+
+  start(): void {
+    try {
+      this.watcher = watch(this.dir, { persistent: false }, () => this.reload());
+      this.watcher.on('error', (err) => this.log.warn({ err: String(err) }, 'key directory watch failed; polling only'));
+    } catch (err) {
+      this.log.warn({ err: String(err) }, 'key directory watch unavailable; polling only');
+    }
+    this.timer = setInterval(() => this.reload(), this.checkIntervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.watcher?.close();
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  private report(): void {
+    const names = [...this.snap.keys.values()].map((k) => (k.revoked ? `${k.name}(revoked)` : k.name));
+    this.log.info({ dir: this.dir, keys: names }, `loaded ${this.snap.keys.size} trusted key(s)`);
+    for (const e of this.snap.errors) this.log.error(e, 'trusted key not loaded (not trusted)');
+  }
+}

@@ -1,0 +1,172 @@
+import http from 'node:http';
+import https from 'node:https';
+import { GateError } from '../core/errors.js';
+
+/**
+ * The upstream registry client: one pooled keep-alive agent shared by the streaming proxy and by
+ * the buffered manifest fetches, so every request to registry:2 reuses warm sockets.
+ */
+
+/** Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1). */
+export const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+];
+
+/** Client headers that must never reach the registry. */
+const CLIENT_ONLY = [
+  ...HOP_BY_HOP,
+  // Policy: the client's forwarding claims are ignored, so upload Location headers always name
+  // trustgate's own address and registry:2 never sees a spoofed scheme or host.
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-real-ip',
+  // Policy: trustgate's own credentials stop here; registry:2 runs without auth behind us.
+  'authorization',
+  'cookie',
+];
+
+/** Removes hop-by-hop headers plus any header named in `Connection`. Mutates and returns `headers`. */
+export function stripHopByHop<T extends Record<string, unknown>>(headers: T): T {
+  const conn = headers['connection'];
+  if (typeof conn === 'string') {
+    for (const name of conn.split(',')) delete headers[name.trim().toLowerCase()];
+  }
+  for (const h of HOP_BY_HOP) delete headers[h];
+  return headers;
+}
+
+/** Builds the upstream request headers from the client's, removing what must not be forwarded. */
+export function upstreamRequestHeaders(
+  incoming: http.IncomingHttpHeaders,
+  proto: 'https' | 'http' = 'https',
+): http.OutgoingHttpHeaders {
+  const out: http.OutgoingHttpHeaders = { ...incoming };
+  const conn = incoming['connection'];
+  if (typeof conn === 'string') {
+    for (const name of conn.split(',')) delete out[name.trim().toLowerCase()];
+  }
+  for (const h of CLIENT_ONLY) delete out[h];
+  // registry:2 builds absolute Location URLs from Host and X-Forwarded-Proto.
+  out['x-forwarded-proto'] = proto;
+  return out;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export interface UpstreamOptions {
+  url: string;
+  timeoutMs: number;
+  maxSockets: number;
+}
+
+export class Upstream {
+  readonly target: URL;
+  readonly agent: http.Agent;
+  private readonly timeoutMs: number;
+
+  constructor(opts: UpstreamOptions) {
+    this.target = new URL(opts.url);
+    if (this.target.pathname !== '/' || this.target.search) {
+      throw new Error(`upstream.url must be a bare origin (got ${opts.url})`);
+    }
+    const Agent = this.target.protocol === 'https:' ? https.Agent : http.Agent;
+    this.agent = new Agent({
+      keepAlive: true,
+      maxSockets: opts.maxSockets,
+      maxFreeSockets: 64,
+      scheduling: 'lifo',
+    });
+    this.timeoutMs = opts.timeoutMs;
+  }
+
+  /**
+   * One buffered request to the registry. The body is read up to `maxBytes`; a larger body is
+   * refused (never truncated). Network errors and timeouts become 502/503 GateErrors.
+   */
+  request(opts: {
+    method: string;
+    path: string;
+    headers?: http.OutgoingHttpHeaders;
+    body?: Buffer;
+    maxBytes: number;
+    signal?: AbortSignal;
+  }): Promise<UpstreamResponse> {
+    const mod = this.target.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      const req = mod.request(
+        {
+          protocol: this.target.protocol,
+          hostname: this.target.hostname.replace(/^\[|\]$/g, ''),
+          port: this.target.port,
+          method: opts.method,
+          path: opts.path,
+          headers: { ...opts.headers, ...(opts.body ? { 'content-length': String(opts.body.length) } : {}) },
+          agent: this.agent,
+          signal: opts.signal,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > opts.maxBytes) {
+              res.destroy();
+              reject(
+                new GateError('MANIFEST_INVALID', `upstream response exceeds ${opts.maxBytes} bytes`, {
+                  status: 502,
+                }),
+              );
+              return;
+            }
+            chunks.push(c);
+          });
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 502,
+              headers: res.headers,
+              body: Buffer.concat(chunks, size),
+            }),
+          );
+          res.on('error', (err) => reject(upstreamFailure(err)));
+        },
+      );
+      req.setTimeout(this.timeoutMs, () =>
+        req.destroy(new Error(`upstream timeout after ${this.timeoutMs} ms`)),
+      );
+      req.on('error', (err) => reject(upstreamFailure(err)));
+      req.end(opts.body);
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+/** Policy: an unreachable upstream is a 503 (retry later); one that breaks mid-answer is a 502. */
+export function upstreamFailure(err: unknown): GateError {
+  if (err instanceof GateError) return err;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const unreachable = code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH';
+  return new GateError(
+    'UNAVAILABLE',
+    unreachable ? 'the registry behind trustgate is unavailable' : 'the registry behind trustgate failed',
+    { status: unreachable ? 503 : 502, logDetail: `${code ?? ''} ${String(err)}`, cause: err },
+  );
+}

@@ -1,0 +1,89 @@
+import type http from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { GateError } from '../core/errors.js';
+import type { Policy } from '../core/policy.js';
+import type { Identity } from '../core/types.js';
+import { identityFromPeerCertificate } from '../auth/mtls.js';
+import { tokenAllows, type TokenService } from '../auth/tokens.js';
+
+export type RepoAction = 'pull' | 'push' | 'delete';
+
+/** The authenticated caller of one /v2 request and what it may do. */
+export interface Principal {
+  identity: Identity;
+  /** A token or a client certificate was presented and checked. */
+  credentialed: boolean;
+  /** Allowed for this request (the token's grant, or policy for mTLS). */
+  can(action: RepoAction, repo: string): boolean;
+  /** Allowed by current policy: a narrower token would get more by asking again. */
+  policyAllows(action: RepoAction, repo: string): boolean;
+  canCatalog(): boolean;
+}
+
+export interface AuthenticatorOptions {
+  tokens: TokenService;
+  policy: () => Policy;
+  mtlsIdentity: 'CN' | 'subject';
+  now?: () => Date;
+}
+
+const ANONYMOUS: Identity = Object.freeze({ subject: 'anonymous', kind: 'anonymous', groups: [] });
+
+/**
+ * Authentication of /v2 requests. Policy: /v2 takes a bearer token from our token endpoint or a
+ * verified client certificate; Basic credentials are only accepted at /token, so a password never
+ * travels with every blob request. Without either, the caller is anonymous and is challenged.
+ */
+export class Authenticator {
+  private readonly now: () => Date;
+
+  constructor(private readonly o: AuthenticatorOptions) {
+    this.now = o.now ?? (() => new Date());
+  }
+
+  async authenticate(req: http.IncomingMessage): Promise<Principal> {
+    const auth = req.headers.authorization;
+    if (auth !== undefined) {
+      const m = /^Bearer ([A-Za-z0-9_.-]{1,8192})$/.exec(auth);
+      if (!m) {
+        throw new GateError(
+          'UNAUTHORIZED',
+          'authentication required: use a bearer token from the token endpoint',
+          {
+            logDetail: 'malformed or non-bearer Authorization header on /v2',
+          },
+        );
+      }
+      const claims = await this.o.tokens.verifyAccessToken(m[1]!, this.now());
+      const policy = this.o.policy();
+      const identity = policy.identityFor(claims.subject, claims.kind);
+      return {
+        identity,
+        credentialed: true,
+        can: (action, repo) => tokenAllows(claims, repo, action),
+        policyAllows: (action, repo) => this.o.policy().allowedActions(identity, repo).has(action),
+        canCatalog: () => tokenAllows(claims, 'catalog', '*', 'registry'),
+      };
+    }
+    const socket = req.socket as TLSSocket;
+    if (typeof socket.getPeerCertificate === 'function' && socket.authorized) {
+      const identity = identityFromPeerCertificate(
+        socket.getPeerCertificate(),
+        socket.authorized,
+        this.o.mtlsIdentity,
+      );
+      if (identity) {
+        const allows = (action: RepoAction, repo: string): boolean =>
+          this.o.policy().allowedActions(identity, repo).has(action);
+        return { identity, credentialed: true, can: allows, policyAllows: allows, canCatalog: () => true };
+      }
+    }
+    return {
+      identity: ANONYMOUS,
+      credentialed: false,
+      can: () => false,
+      policyAllows: (action, repo) => this.o.policy().allowedActions(ANONYMOUS, repo).has(action),
+      canCatalog: () => false,
+    };
+  }
+}

@@ -1,0 +1,70 @@
+import type http from 'node:http';
+import { createProxyServer, type ProxyServer } from 'http-proxy-3';
+import {
+  stripHopByHop,
+  upstreamFailure,
+  upstreamRequestHeaders,
+  type Upstream,
+} from '../registry/upstream.js';
+import { sendError } from './respond.js';
+import type { Logger } from './log.js';
+
+const onResponseHook = Symbol('trustgate.onResponse');
+type ResponseHook = (status: number, headers: http.IncomingHttpHeaders) => void;
+type WithHook = http.IncomingMessage & { [onResponseHook]?: ResponseHook };
+
+/**
+ * Streams a request to registry:2 and its answer back, with backpressure both ways and nothing
+ * buffered whole (I5). Used for blobs, uploads, tag lists and deletes; manifests take the
+ * buffered, verified path instead.
+ */
+export class StreamForwarder {
+  private readonly proxy: ProxyServer;
+
+  constructor(
+    private readonly upstream: Upstream,
+    private readonly log: Logger,
+  ) {
+    this.proxy = createProxyServer({
+      target: upstream.target.origin,
+      agent: upstream.agent,
+      xfwd: false,
+      changeOrigin: false,
+      proxyTimeout: undefined,
+    });
+    // Policy: every proxy error has a handler; http-proxy without one throws and kills the process.
+    this.proxy.on('error', (err, _req, res) => this.fail(err, res as http.ServerResponse | undefined));
+    this.proxy.on('proxyRes', (proxyRes, req) => {
+      stripHopByHop(proxyRes.headers);
+      (req as WithHook)[onResponseHook]?.(proxyRes.statusCode ?? 0, proxyRes.headers);
+    });
+  }
+
+  /**
+   * Forwards `req` as it is (method, body stream) to `path` upstream. Resolves when the response
+   * has been fully sent or the exchange was torn down.
+   */
+  forward(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    path: string,
+    onResponse?: ResponseHook,
+  ): Promise<void> {
+    req.url = path;
+    req.headers = upstreamRequestHeaders(req.headers) as http.IncomingHttpHeaders;
+    return new Promise((resolve) => {
+      res.once('close', () => resolve());
+      if (onResponse) (req as WithHook)[onResponseHook] = onResponse;
+      this.proxy.web(req, res, {}, (err) => this.fail(err, res));
+    });
+  }
+
+  private fail(err: unknown, res: http.ServerResponse | undefined): void {
+    if (!res || res.writableEnded || res.destroyed) return;
+    sendError(res, upstreamFailure(err), this.log);
+  }
+
+  close(): void {
+    this.proxy.close();
+  }
+}

@@ -1,0 +1,431 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type http from 'node:http';
+import { GateError, toGateError } from '../core/errors.js';
+import { MEDIA_TYPES, parseManifest, referencedBlobs, type ParsedManifest } from '../core/manifest.js';
+import { parseRoute } from '../core/route.js';
+import type { Route } from '../core/types.js';
+import type { TrustService, Verdict } from '../trust/service.js';
+import { headerValue } from '../trust/service.js';
+import type { Upstream } from '../registry/upstream.js';
+import { upstreamFailure, upstreamRequestHeaders } from '../registry/upstream.js';
+import type { Audit, AuditEvent } from './audit.js';
+import type { Authenticator, Principal, RepoAction } from './authenticate.js';
+import type { StreamForwarder } from './forward.js';
+import type { Logger } from './log.js';
+import { sendError } from './respond.js';
+
+/** registry:2 refuses manifests over 4 MiB; so do we, before reading more. */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const MAX_CATALOG_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Policy: trustgate always asks the registry for the manifest exactly as stored. With every modern
+ * type in Accept, registry:2 neither converts to schema1 (new bytes, new digest) nor collapses a
+ * list to its linux/amd64 child, so the bytes we verify are the bytes the client gets.
+ */
+const UPSTREAM_MANIFEST_ACCEPT = [
+  MEDIA_TYPES.ociManifest,
+  MEDIA_TYPES.ociIndex,
+  MEDIA_TYPES.dockerManifest,
+  MEDIA_TYPES.dockerManifestList,
+].join(', ');
+
+export interface PipelineDeps {
+  upstream: Upstream;
+  forwarder: StreamForwarder;
+  auth: Authenticator;
+  trust: TrustService;
+  audit: Audit;
+  log: Logger;
+  service: string;
+  /** Token endpoint URL for the challenge; derived from the Host header when not configured. */
+  realm?: string;
+  isAdmin: (p: Principal) => boolean;
+}
+
+interface Ctx {
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
+  route: Route;
+  principal: Principal;
+  event: AuditEvent;
+}
+
+/**
+ * The /v2 pipeline. A request flows one way:
+ * parse → authenticate → authorise → (trust check) → forward or serve verified bytes → audit.
+ */
+export function createV2Handler(
+  d: PipelineDeps,
+): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  return (req, res) => {
+    const started = performance.now();
+    const event: AuditEvent = {
+      requestId: randomUUID(),
+      identity: 'anonymous',
+      client: req.socket.remoteAddress,
+      action: req.method ?? '',
+      route: 'unknown',
+      verdict: 'allow',
+      reason: 'ok',
+    };
+    res.setHeader('docker-distribution-api-version', 'registry/2.0');
+    handle(d, req, res, event)
+      .catch((err: unknown) => {
+        const e = toGateError(err);
+        event.verdict = e.status >= 500 ? 'error' : 'deny';
+        event.reason = event.reason === 'ok' ? e.code : event.reason;
+        if (e.status === 401 && !e.headers['WWW-Authenticate']) {
+          e.headers['WWW-Authenticate'] = challenge(d, req, event);
+        }
+        sendError(res, e, d.log, { reqId: event.requestId, path: req.url });
+      })
+      .finally(() => {
+        res.once('close', () => {
+          event.status = res.statusCode;
+          event.latencyMs = Math.round((performance.now() - started) * 10) / 10;
+          d.audit.decision(event);
+        });
+        if (res.writableFinished || res.destroyed) res.emit('close');
+      });
+  };
+}
+
+async function handle(
+  d: PipelineDeps,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  event: AuditEvent,
+): Promise<void> {
+  // parse
+  const route = parseRoute({
+    method: req.method ?? '',
+    url: req.url ?? '',
+    contentType: req.headers['content-type'],
+  });
+  event.route = route.kind;
+  if ('repo' in route) event.repo = route.repo;
+  if (route.kind === 'manifest') event.reference = route.ref.tag ?? route.ref.digest;
+  if (route.kind === 'blob') event.digest = route.digest;
+  event.action = route.action ?? 'ping';
+  // authenticate
+  const principal = await d.auth.authenticate(req);
+  event.identity = principal.identity.subject;
+  const ctx: Ctx = { req, res, route, principal, event };
+  // authorise
+  authorise(ctx);
+  // trust check and forward
+  switch (route.kind) {
+    case 'base':
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '2' });
+      res.end('{}');
+      return;
+    case 'catalog':
+      return serveCatalog(d, ctx);
+    case 'tags':
+      return d.forwarder.forward(req, res, req.url ?? '');
+    case 'manifest':
+      if (route.action === 'pull') return serveManifest(d, ctx, route.repo, route.ref);
+      if (route.action === 'push') return putManifest(d, ctx, route.repo, route.ref);
+      return d.forwarder.forward(req, res, req.url ?? '');
+    case 'blob':
+      if (route.action === 'pull' && !principal.can('push', route.repo)) {
+        if (!(await d.trust.isBlobAdmitted(route.repo, route.digest))) {
+          event.reason = 'blob-not-admitted';
+          throw new GateError(
+            'DENIED',
+            `${route.repo}@${route.digest} is not part of a verified manifest of ${route.repo}: pull the image by tag or digest, which checks its signature first`,
+          );
+        }
+      }
+      return d.forwarder.forward(req, res, req.url ?? '');
+    case 'upload-start':
+      return d.forwarder.forward(req, res, uploadStartPath(ctx, route));
+    case 'upload':
+      return d.forwarder.forward(req, res, req.url ?? '');
+  }
+}
+
+/** Refuses what the principal may not do to the repository the route touches. */
+function authorise(ctx: Ctx): void {
+  const { route, principal, event } = ctx;
+  if (route.kind === 'base') {
+    // Policy: the ping answers 200 only to a credentialed caller; everyone else gets the
+    // challenge that tells the client where the token endpoint is.
+    if (!principal.credentialed) throw new GateError('UNAUTHORIZED', 'authentication required');
+    return;
+  }
+  if (route.kind === 'catalog') {
+    if (!principal.credentialed) {
+      event.reason = 'no-credentials';
+      throw new GateError('UNAUTHORIZED', 'authentication required to list repositories');
+    }
+    return;
+  }
+  const needed: RepoAction[] =
+    route.action === 'pull' ? ['pull'] : route.action === 'push' ? ['pull', 'push'] : [route.action];
+  const missing = needed.filter((a) => !principal.can(a, route.repo));
+  if (missing.length === 0) return;
+  if (!principal.credentialed) {
+    event.reason = 'no-credentials';
+    throw new GateError('UNAUTHORIZED', `authentication required to ${route.action} ${route.repo}`);
+  }
+  if (missing.every((a) => principal.policyAllows(a, route.repo))) {
+    // The identity may do this, its token just did not ask: the client fetches a wider token.
+    event.reason = 'insufficient-scope';
+    throw new GateError('UNAUTHORIZED', `the token does not grant ${missing.join(',')} on ${route.repo}`);
+  }
+  event.reason = 'not-allowlisted';
+  // Policy: the answer is the same whether or not the repository exists (nothing was asked upstream).
+  throw new GateError(
+    'DENIED',
+    `${missing.join(' and ')} access to ${route.repo} is not allowed for ${principal.identity.subject}: no access rule grants it (ask an admin to add ${principal.identity.subject} to a rule for ${route.repo})`,
+  );
+}
+
+function challenge(d: PipelineDeps, req: http.IncomingMessage, event: AuditEvent): string {
+  const host = headerValue(req.headers.host) ?? 'localhost';
+  const realm = d.realm ?? `https://${host}/token`;
+  let value = `Bearer realm="${realm}",service="${d.service}"`;
+  if (event.route === 'catalog') value += ',scope="registry:catalog:*"';
+  else if (event.repo) {
+    const actions = event.action === 'push' ? 'pull,push' : event.action;
+    value += `,scope="repository:${event.repo}:${actions}"`;
+  }
+  if (event.reason === 'insufficient-scope') value += ',error="insufficient_scope"';
+  return value;
+}
+
+/**
+ * A blob mount needs pull on `from` (I4). Policy: when the caller may not read `from`, the mount
+ * is dropped and a plain upload starts, which the spec allows and which leaks nothing.
+ */
+function uploadStartPath(ctx: Ctx, route: Extract<Route, { kind: 'upload-start' }>): string {
+  const url = ctx.req.url ?? '';
+  if (!route.mount || ctx.principal.can('pull', route.mount.from)) return url;
+  ctx.event.reason = 'mount-dropped';
+  const u = new URL(url, 'http://x');
+  u.searchParams.delete('mount');
+  u.searchParams.delete('from');
+  return u.pathname + u.search;
+}
+
+async function serveCatalog(d: PipelineDeps, ctx: Ctx): Promise<void> {
+  const up = await d.upstream.request({
+    method: 'GET',
+    path: ctx.req.url ?? '/v2/_catalog',
+    headers: { accept: 'application/json' },
+    maxBytes: MAX_CATALOG_BYTES,
+  });
+  if (up.status !== 200) throw upstreamFailure(new Error(`catalog answered ${up.status}`));
+  let repos: unknown;
+  try {
+    repos = (JSON.parse(up.body.toString('utf8')) as { repositories?: unknown }).repositories;
+  } catch (err) {
+    throw upstreamFailure(err);
+  }
+  if (!Array.isArray(repos)) throw upstreamFailure(new Error('catalog without repositories'));
+  const admin = d.isAdmin(ctx.principal);
+  // Policy: the catalog lists only the repositories the caller may pull (I4).
+  const visible = repos.filter(
+    (r): r is string => typeof r === 'string' && (admin || ctx.principal.policyAllows('pull', r)),
+  );
+  const body = JSON.stringify({ repositories: visible });
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+  };
+  const link = headerValue(up.headers.link);
+  if (link) headers['link'] = link;
+  ctx.res.writeHead(200, headers);
+  ctx.res.end(body);
+}
+
+function sha256(bytes: Buffer): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+/** I1: one upstream fetch, verified, and exactly those bytes served. */
+async function serveManifest(
+  d: PipelineDeps,
+  ctx: Ctx,
+  repo: string,
+  ref: { tag?: string; digest?: string },
+): Promise<void> {
+  const { req, res, principal, event } = ctx;
+  const reference = ref.digest ?? ref.tag ?? '';
+  const up = await d.upstream.request({
+    method: 'GET',
+    path: `/v2/${repo}/manifests/${reference}`,
+    headers: { accept: UPSTREAM_MANIFEST_ACCEPT, host: headerValue(req.headers.host) ?? 'localhost' },
+    maxBytes: MAX_MANIFEST_BYTES,
+  });
+  if (up.status === 404 || up.status === 400) {
+    // The registry's own OCI error (MANIFEST_UNKNOWN, NAME_UNKNOWN, …) passes through.
+    res.writeHead(up.status, {
+      'content-type': 'application/json',
+      'content-length': String(up.body.length),
+    });
+    res.end(req.method === 'HEAD' ? undefined : up.body);
+    event.reason = 'upstream-' + up.status;
+    return;
+  }
+  if (up.status !== 200) throw upstreamFailure(new Error(`manifest GET answered ${up.status}`));
+  const bytes = up.body;
+  // Policy: the digest is computed from the bytes we hold, never taken from Docker-Content-Digest.
+  const digest = ref.digest?.startsWith('sha512:')
+    ? `sha512:${createHash('sha512').update(bytes).digest('hex')}`
+    : sha256(bytes);
+  event.digest = digest;
+  if (ref.digest && digest !== ref.digest) {
+    throw new GateError('MANIFEST_INVALID', `the registry returned bytes that do not match ${ref.digest}`, {
+      status: 502,
+      logDetail: { got: digest },
+    });
+  }
+  const manifest = parseManifest(bytes, headerValue(up.headers['content-type']));
+  if (!principal.can('push', repo)) {
+    // Policy: identities with push rights on a repository may read its unsigned manifests, so a
+    // publisher can resolve and sign what it pushed. Everyone else gets verified bytes only.
+    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag);
+    recordVerdict(event, verdict);
+    if (!verdict.allow) throw new GateError('DENIED', denial(repo, digest, verdict, d));
+    await admit(d, repo, digest, manifest, verdict);
+  } else {
+    event.reason = 'publisher-read';
+  }
+  if (!acceptable(req.headers.accept, manifest.mediaType)) {
+    event.reason = 'not-acceptable';
+    throw new GateError(
+      'MANIFEST_UNKNOWN',
+      `${repo}:${reference} is stored as ${manifest.mediaType}, which the client's Accept header excludes; trustgate never converts manifests`,
+      { status: 404 },
+    );
+  }
+  res.writeHead(200, {
+    'content-type': manifest.mediaType,
+    'content-length': String(bytes.length),
+    'docker-content-digest': digest,
+    etag: `"${digest}"`,
+  });
+  res.end(req.method === 'HEAD' ? undefined : bytes);
+}
+
+function recordVerdict(event: AuditEvent, v: Verdict): void {
+  event.reason = v.reason;
+  event.keys = v.signers;
+  if (!v.allow) event.verdict = 'deny';
+  else if (!v.ok) event.verdict = 'audit-allow';
+}
+
+function denial(repo: string, digest: string, v: Verdict, d: PipelineDeps): string {
+  const trusted = d.trust.ruleFor(repo).keys;
+  const suffix = v.message.includes('trusted:')
+    ? ''
+    : ` (trusted for ${v.rule}: ${trusted.join(', ') || 'none'})`;
+  return `${v.message}${suffix}`.replace(/^/, v.message.startsWith(repo) ? '' : `${repo}@${digest}: `);
+}
+
+async function admit(
+  d: PipelineDeps,
+  repo: string,
+  digest: string,
+  m: ParsedManifest,
+  v: Verdict,
+): Promise<void> {
+  if (m.kind === 'index') {
+    // Policy: only an index that verified on its own admits its children; audit mode does not.
+    if (v.ok) await d.trust.admitChildren(repo, digest, m);
+    return;
+  }
+  await d.trust.admitBlobs(repo, referencedBlobs(m));
+}
+
+/** Accept check after verification: an absent header or a wildcard accepts anything. */
+function acceptable(accept: string | undefined, mediaType: string): boolean {
+  if (!accept) return true;
+  const types = accept.split(',').map((s) => s.split(';')[0]!.trim().toLowerCase());
+  return types.includes(mediaType.toLowerCase()) || types.includes('*/*') || types.includes('application/*');
+}
+
+/** Reads a request body up to `max` bytes; more is refused, never truncated. */
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    if (declared > max) {
+      reject(new GateError('MANIFEST_INVALID', `manifest exceeds ${max} bytes`, { status: 413 }));
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        reject(new GateError('MANIFEST_INVALID', `manifest exceeds ${max} bytes`, { status: 413 }));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks, size)));
+    req.on('error', reject);
+  });
+}
+
+async function putManifest(
+  d: PipelineDeps,
+  ctx: Ctx,
+  repo: string,
+  ref: { tag?: string; digest?: string },
+): Promise<void> {
+  const { req, res, event } = ctx;
+  const body = await readBody(req, MAX_MANIFEST_BYTES);
+  const contentType = headerValue(req.headers['content-type']);
+  // Policy: the manifest is parsed the strict way (duplicate or case-variant keys refused) so
+  // trustgate and registry:2 can never read two different documents out of the same bytes (I2).
+  const manifest = parseManifest(body, contentType);
+  const digest = sha256(body);
+  event.digest = digest;
+  if (ref.digest && ref.digest !== digest) {
+    throw new GateError('DIGEST_INVALID', `manifest bytes hash to ${digest}, not ${ref.digest}`);
+  }
+  const rule = d.trust.ruleFor(repo);
+  if (ref.tag && /^sha256-[0-9a-f]{64}\.sig$/.test(ref.tag)) {
+    if (rule.mode !== 'off') {
+      const { signers } = await d.trust.checkSignaturePush(repo, ref.tag, manifest);
+      event.keys = signers;
+      event.reason = 'signature-push';
+    }
+  } else if (ref.tag && rule.signedPush && rule.mode !== 'off') {
+    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag);
+    if (!verdict.ok) {
+      event.reason = 'signed-push-required';
+      throw new GateError(
+        'DENIED',
+        `${repo} requires signed pushes: push ${repo}@${digest} by digest, sign it with a key trusted for ${rule.pattern} (trusted: ${rule.keys.join(', ') || 'none'}), e.g. \`trustgate sign ${repo}@${digest} --tag ${ref.tag}\`, then tag it`,
+      );
+    }
+    event.keys = verdict.signers;
+  }
+  const headers = upstreamRequestHeaders(req.headers);
+  const up = await d.upstream.request({
+    method: 'PUT',
+    path: `/v2/${repo}/manifests/${ref.digest ?? ref.tag}`,
+    headers: { ...headers, 'content-type': contentType ?? manifest.mediaType },
+    body,
+    maxBytes: 1024 * 1024,
+  });
+  if (up.status === 201 && ref.tag && /^sha256-[0-9a-f]{64}\.sig$/.test(ref.tag)) {
+    // A new signature may turn an earlier refusal into a pass at once.
+    await d.trust.invalidate(repo, ref.tag.replace(/^sha256-([0-9a-f]{64})\.sig$/, 'sha256:$1'));
+  }
+  const out: Record<string, string> = {};
+  for (const h of ['content-type', 'location', 'docker-content-digest']) {
+    const v = headerValue(up.headers[h]);
+    if (v) out[h] = v;
+  }
+  out['content-length'] = String(up.body.length);
+  res.writeHead(up.status, out);
+  res.end(up.body);
+}

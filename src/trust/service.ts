@@ -1,0 +1,341 @@
+import { createHash } from 'node:crypto';
+import { GateError } from '../core/errors.js';
+import { isSignatureArtifact, parseManifest, MEDIA_TYPES, type ParsedManifest } from '../core/manifest.js';
+import { parseDockerReference, signatureTagFor } from '../core/reference.js';
+import { parseSimpleSigningPayload } from '../core/signature/payload.js';
+import { evaluateTrust, type SignatureCandidate, type TrustedKey, type TrustReason } from '../core/trust.js';
+import type { EffectiveTrustRule } from '../core/trust-policy.js';
+import type { VerdictCache } from '../cache/verdict-cache.js';
+import type { Keyring } from '../keys/keyring.js';
+import type { Upstream } from '../registry/upstream.js';
+
+/** Cosign stores the raw signature of a layer in this annotation, as standard padded base64. */
+export const COSIGN_SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
+const MAX_SIGNATURE_LAYERS = 64;
+const MAX_SIGNATURE_PAYLOAD = 64 * 1024;
+const SIGNATURE_MANIFEST_ACCEPT = [MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest].join(', ');
+
+export interface Verdict {
+  /** May a pull-only client receive this manifest? */
+  allow: boolean;
+  /** What the policy would have decided in enforce mode (audit mode logs it). */
+  ok: boolean;
+  mode: EffectiveTrustRule['mode'];
+  reason: TrustReason | 'policy-off' | 'index-child' | 'tag-not-bound';
+  message: string;
+  signers: string[];
+  rule: string;
+  cached: boolean;
+}
+
+interface CachedVerdict {
+  ok: boolean;
+  reason: Verdict['reason'];
+  message: string;
+  signers: string[];
+  /** Tags named by signatures that meet the threshold on their own (for tag binding). */
+  boundTags: string[];
+}
+
+export interface TrustServiceOptions {
+  upstream: Upstream;
+  keyring: Keyring;
+  cache: VerdictCache;
+  ruleFor: (repo: string) => EffectiveTrustRule;
+  /** Changes when trust rules change; part of the epoch. */
+  policyHash: () => string;
+  positiveTtlSeconds: number;
+  negativeTtlSeconds: number;
+  now?: () => Date;
+}
+
+/**
+ * The verifier service: fetches signature artifacts from the registry, calls the pure core, and
+ * caches verdicts under (repository, digest, epoch). All I/O of verification happens here.
+ */
+export class TrustService {
+  private readonly inflight = new Map<string, Promise<CachedVerdict>>();
+  private readonly now: () => Date;
+  /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
+  signatureFetches = 0;
+
+  constructor(private readonly o: TrustServiceOptions) {
+    this.now = o.now ?? (() => new Date());
+  }
+
+  /** Hash of the trusted keys and the trust policy: every cache key carries it. */
+  epoch(): string {
+    return createHash('sha256')
+      .update(this.o.keyring.snapshot.contentHash)
+      .update('\0')
+      .update(this.o.policyHash())
+      .digest('hex')
+      .slice(0, 32);
+  }
+
+  ruleFor(repo: string): EffectiveTrustRule {
+    return this.o.ruleFor(repo);
+  }
+
+  /** Trusted keys for a rule, with the names that are configured but unusable. */
+  trustedKeys(rule: EffectiveTrustRule): TrustedKey[] {
+    const snap = this.o.keyring.snapshot;
+    return rule.keys.flatMap((n) => {
+      const k = snap.keys.get(n);
+      return k ? [k] : [];
+    });
+  }
+
+  /**
+   * The verdict for serving `digest` of `repo` to a pull-only client. `tag` is the tag the client
+   * asked for (tag binding), `manifest` the parsed bytes about to be served.
+   */
+  async verify(repo: string, digest: string, manifest: ParsedManifest, tag?: string): Promise<Verdict> {
+    const rule = this.o.ruleFor(repo);
+    const base = { mode: rule.mode, rule: rule.pattern };
+    if (rule.mode === 'off') {
+      return {
+        ...base,
+        allow: true,
+        ok: true,
+        reason: 'policy-off',
+        message: 'trust policy off',
+        signers: [],
+        cached: false,
+      };
+    }
+    // Policy: signature artifacts stay readable so clients can verify for themselves; they are
+    // recognised by media types, never by tag name.
+    if (isSignatureArtifact(manifest)) {
+      return {
+        ...base,
+        allow: true,
+        ok: true,
+        reason: 'signed',
+        message: 'signature artifact',
+        signers: [],
+        cached: false,
+      };
+    }
+    const epoch = this.epoch();
+    const key = `v:${epoch}:${repo}:${digest}`;
+    let cached = true;
+    let v = (await this.o.cache.get(key)) as CachedVerdict | undefined;
+    if (!isCachedVerdict(v)) {
+      cached = false;
+      v = await this.singleFlight(key, () => this.compute(repo, digest, rule));
+    }
+    let { ok, reason, message } = v;
+    if (ok && rule.tagBinding && tag !== undefined && !v.boundTags.includes(tag)) {
+      ok = false;
+      reason = 'tag-not-bound';
+      message = `${repo}:${tag} resolves to ${digest}, but no signature trusted for ${rule.pattern} names the tag ${tag} (tag binding is on): sign ${repo}:${tag} with a trusted key`;
+    }
+    if (!ok && manifest.kind === 'image') {
+      // A child of a verified index of this repository is admitted by digest.
+      const parent = await this.o.cache.get(`c:${epoch}:${repo}:${digest}`);
+      if (typeof parent === 'string') {
+        return {
+          ...base,
+          allow: true,
+          ok: true,
+          reason: 'index-child',
+          message: `listed in verified index ${parent}`,
+          signers: [],
+          cached: true,
+        };
+      }
+    }
+    return { ...base, allow: ok || rule.mode === 'audit', ok, reason, message, signers: v.signers, cached };
+  }
+
+  /** Records that the children of a verified index may be served by digest in this repository. */
+  async admitChildren(repo: string, indexDigest: string, manifest: ParsedManifest): Promise<void> {
+    const epoch = this.epoch();
+    await Promise.all(
+      manifest.manifests.map((d) =>
+        this.o.cache.set(`c:${epoch}:${repo}:${d.digest}`, indexDigest, this.o.positiveTtlSeconds),
+      ),
+    );
+  }
+
+  /** Records the blobs of a manifest that was served to a pull-only client. */
+  async admitBlobs(repo: string, digests: readonly string[]): Promise<void> {
+    const epoch = this.epoch();
+    await Promise.all(
+      digests.map((d) => this.o.cache.set(`b:${epoch}:${repo}:${d}`, 1, this.o.positiveTtlSeconds)),
+    );
+  }
+
+  async isBlobAdmitted(repo: string, digest: string): Promise<boolean> {
+    if (this.o.ruleFor(repo).mode === 'off') return true;
+    return (await this.o.cache.get(`b:${this.epoch()}:${repo}:${digest}`)) === 1;
+  }
+
+  /** Forgets a (negative) verdict, e.g. after a new signature was pushed for it. */
+  async invalidate(repo: string, digest: string): Promise<void> {
+    await this.o.cache.delete(`v:${this.epoch()}:${repo}:${digest}`);
+  }
+
+  /**
+   * Checks a push to a signature tag: every layer it adds to what is already stored must verify
+   * with a key trusted for this repository, over the digest the tag names, and it must add one.
+   */
+  async checkSignaturePush(
+    repo: string,
+    tag: string,
+    manifest: ParsedManifest,
+  ): Promise<{ signers: string[] }> {
+    const m = /^(sha256)-([0-9a-f]{64})\.sig$/.exec(tag);
+    if (!m || !isSignatureArtifact(manifest)) {
+      throw new GateError(
+        'DENIED',
+        `${repo}:${tag}: only cosign signature artifacts may be pushed to sha256-<hex>.sig tags, and only under those tags`,
+      );
+    }
+    const digest = `${m[1]}:${m[2]}`;
+    const rule = this.o.ruleFor(repo);
+    const existing = await this.fetchSignatureManifest(repo, digest);
+    const known = new Set(existing?.layers.map((l) => l.digest) ?? []);
+    const added = manifest.layers.filter((l) => !known.has(l.digest));
+    if (added.length === 0) {
+      throw new GateError('DENIED', `${repo}:${tag} adds no new signature`);
+    }
+    const keys = this.trustedKeys(rule);
+    const signers = new Set<string>();
+    for (const layer of added) {
+      const [cand] = await this.fetchCandidates(repo, { ...manifest, layers: [layer] });
+      const v = cand
+        ? evaluateTrust({
+            repo,
+            digest,
+            signatures: [cand],
+            keys,
+            threshold: 1,
+            tagBinding: false,
+            now: this.now(),
+          })
+        : undefined;
+      if (!v?.ok) {
+        throw new GateError(
+          'DENIED',
+          `${repo}:${tag}: signature layer ${layer.digest} does not verify with a key trusted for ${rule.pattern} (trusted: ${rule.keys.join(', ') || 'none'})${v ? `: ${v.message}` : ''}`,
+        );
+      }
+      v.signers.forEach((s) => signers.add(s));
+    }
+    return { signers: [...signers] };
+  }
+
+  private async singleFlight(key: string, fn: () => Promise<CachedVerdict>): Promise<CachedVerdict> {
+    const running = this.inflight.get(key);
+    if (running) return running;
+    const p = fn().finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  private async compute(repo: string, digest: string, rule: EffectiveTrustRule): Promise<CachedVerdict> {
+    const sigManifest = await this.fetchSignatureManifest(repo, digest);
+    const signatures = sigManifest ? await this.fetchCandidates(repo, sigManifest) : [];
+    const keys = this.trustedKeys(rule);
+    const now = this.now();
+    const input = { repo, digest, signatures, keys, threshold: rule.threshold, now };
+    const v = evaluateTrust({ ...input, tagBinding: false });
+    const boundTags: string[] = [];
+    if (v.ok && rule.tagBinding) {
+      for (const t of tagsNamed(signatures)) {
+        if (evaluateTrust({ ...input, tag: t, tagBinding: true }).ok) boundTags.push(t);
+      }
+    }
+    const missing = rule.keys.filter((n) => !keys.some((k) => k.name === n));
+    const message =
+      missing.length > 0 && !v.ok
+        ? `${v.message} (configured but not loaded: ${missing.join(', ')})`
+        : v.message;
+    const result: CachedVerdict = { ok: v.ok, reason: v.reason, message, signers: v.signers, boundTags };
+    const ttl = v.ok ? this.o.positiveTtlSeconds : this.o.negativeTtlSeconds;
+    await this.o.cache.set(`v:${this.epoch()}:${repo}:${digest}`, result, ttl);
+    return result;
+  }
+
+  private async fetchSignatureManifest(repo: string, digest: string): Promise<ParsedManifest | undefined> {
+    this.signatureFetches++;
+    const res = await this.o.upstream.request({
+      method: 'GET',
+      path: `/v2/${repo}/manifests/${signatureTagFor(digest)}`,
+      headers: { accept: SIGNATURE_MANIFEST_ACCEPT },
+      maxBytes: 4 * 1024 * 1024,
+    });
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) {
+      throw new GateError('UNAVAILABLE', 'could not read signatures from the registry', {
+        status: 503,
+        logDetail: `signature manifest GET answered ${res.status}`,
+      });
+    }
+    try {
+      return parseManifest(res.body, headerValue(res.headers['content-type']));
+    } catch {
+      // Policy: an unreadable signature artifact is no signature (the verdict says so); it never
+      // breaks the pull of an image that has other ways to be admitted.
+      return undefined;
+    }
+  }
+
+  private async fetchCandidates(repo: string, sig: ParsedManifest): Promise<SignatureCandidate[]> {
+    const layers = sig.layers
+      .filter((l) => l.mediaType === MEDIA_TYPES.cosignSimpleSigning)
+      .slice(0, MAX_SIGNATURE_LAYERS);
+    const out: SignatureCandidate[] = [];
+    for (const layer of layers) {
+      const signature = layer.annotations?.[COSIGN_SIGNATURE_ANNOTATION];
+      if (typeof signature !== 'string' || layer.size > MAX_SIGNATURE_PAYLOAD) continue;
+      const res = await this.o.upstream.request({
+        method: 'GET',
+        path: `/v2/${repo}/blobs/${layer.digest}`,
+        maxBytes: MAX_SIGNATURE_PAYLOAD,
+      });
+      if (res.status === 404) continue;
+      if (res.status !== 200) {
+        throw new GateError('UNAVAILABLE', 'could not read a signature payload from the registry', {
+          status: 503,
+          logDetail: `payload blob GET answered ${res.status}`,
+        });
+      }
+      // Policy: the payload must be the bytes the layer names; anything else is skipped.
+      if (`sha256:${createHash('sha256').update(res.body).digest('hex')}` !== layer.digest) continue;
+      out.push({ payload: new Uint8Array(res.body), signature });
+    }
+    return out;
+  }
+}
+
+function tagsNamed(signatures: SignatureCandidate[]): Set<string> {
+  const tags = new Set<string>();
+  for (const s of signatures) {
+    try {
+      const ref = parseDockerReference(parseSimpleSigningPayload(s.payload).dockerReference);
+      if (ref.tag) tags.add(ref.tag);
+    } catch {
+      // unparseable payloads name no tag; evaluateTrust reports them
+    }
+  }
+  return tags;
+}
+
+function isCachedVerdict(v: unknown): v is CachedVerdict {
+  if (typeof v !== 'object' || v === null) return false;
+  const c = v as Record<string, unknown>;
+  return (
+    typeof c['ok'] === 'boolean' &&
+    typeof c['reason'] === 'string' &&
+    typeof c['message'] === 'string' &&
+    Array.isArray(c['signers']) &&
+    Array.isArray(c['boundTags'])
+  );
+}
+
+export function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}

@@ -1,0 +1,93 @@
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import bcrypt from 'bcryptjs';
+import { parseConfig } from '../../src/config/load.js';
+import type { Config, TrustRule } from '../../src/config/schema.js';
+import { startTrustgate, type Trustgate } from '../../src/server/main.js';
+import { createLogger } from '../../src/server/log.js';
+import { generateDevCertificates } from '../../src/cli/certs.js';
+
+export interface TestGateOptions {
+  registryUrl: string;
+  /** user -> password; written as an htpasswd file with bcrypt ($2y$, like `htpasswd -B`). */
+  users?: Record<string, string>;
+  policy?: Partial<Config['policy']>;
+  trustRules?: Array<Partial<TrustRule> & { repos: string[] }>;
+  /** name -> PEM public key, written to the trusted keys directory. */
+  trustedKeys?: Record<string, string>;
+  /** Request client certificates signed by the test CA. */
+  mtls?: boolean;
+  redisUrl?: string;
+  extra?: Record<string, unknown>;
+}
+
+export interface TestGate {
+  tg: Trustgate;
+  url: string;
+  host: string;
+  dir: string;
+  /** A skopeo/containers cert dir holding ca.crt (and a client pair when mtls). */
+  certDir: string;
+  ca: string;
+  keysDir: string;
+  clientCert?: { cert: string; key: string };
+  close(): Promise<void>;
+}
+
+const testLogLevel = process.env['TRUSTGATE_TEST_LOG'] ?? 'silent';
+
+export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'trustgate-test-'));
+  const certs = await generateDevCertificates({
+    dir: path.join(dir, 'certs'),
+    hosts: ['localhost', '127.0.0.1'],
+    clientNames: o.mtls ? ['build-01'] : [],
+  });
+  const certDir = path.join(dir, 'skopeo-certs');
+  mkdirSync(certDir);
+  writeFileSync(path.join(certDir, 'ca.crt'), readFileSync(certs.caCert));
+  let clientCert: { cert: string; key: string } | undefined;
+  const client = certs.clients['build-01'];
+  if (client) {
+    clientCert = { cert: readFileSync(client.cert, 'utf8'), key: readFileSync(client.key, 'utf8') };
+  }
+  const htpasswd = path.join(dir, 'htpasswd');
+  writeFileSync(
+    htpasswd,
+    Object.entries(o.users ?? {})
+      .map(([u, p]) => `${u}:${bcrypt.hashSync(p, 4).replace(/^\$2b\$/, '$2y$')}\n`)
+      .join(''),
+  );
+  const keysDir = path.join(dir, 'keys', 'trusted');
+  mkdirSync(keysDir, { recursive: true });
+  for (const [name, pem] of Object.entries(o.trustedKeys ?? {}))
+    writeFileSync(path.join(keysDir, `${name}.pub`), pem);
+  const raw = {
+    listen: { host: '127.0.0.1', port: 0 },
+    tls: { cert: certs.serverCert, key: certs.serverKey, ...(o.mtls ? { clientCa: certs.caCert } : {}) },
+    upstream: { url: o.registryUrl, timeoutMs: 10_000 },
+    auth: { htpasswd, tokenKeyDir: path.join(dir, 'keys', 'token') },
+    policy: { admins: [], groups: {}, access: [], ...o.policy },
+    trust: { keysDir, rules: o.trustRules ?? [] },
+    cache: o.redisUrl ? { redisUrl: o.redisUrl, hmacSecret: 'x'.repeat(32) } : {},
+    log: { level: testLogLevel },
+    ...o.extra,
+  };
+  const config = parseConfig(raw, {}, dir);
+  const tg = await startTrustgate(config, { logger: createLogger(testLogLevel) });
+  return {
+    tg,
+    url: tg.url,
+    host: `127.0.0.1:${tg.port}`,
+    dir,
+    certDir,
+    ca: readFileSync(certs.caCert, 'utf8'),
+    keysDir,
+    clientCert,
+    async close() {
+      await tg.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
