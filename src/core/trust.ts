@@ -1,0 +1,230 @@
+/**
+ * The trust decision (I1): is this manifest digest signed, for this repository, by enough keys that
+ * an admin trusts for it? Pure: signatures, keys and the clock come in; a verdict goes out.
+ */
+import { isValidDigest } from './manifest.js';
+import { decodeStrictBase64, type PublicKey } from './signature/keys.js';
+import { parseDockerReference, parseSimpleSigningPayload } from './signature/payload.js';
+import { verifySignature } from './signature/verify.js';
+
+export interface TrustedKey {
+  name: string;
+  key: PublicKey;
+  notBefore?: Date;
+  notAfter?: Date;
+  revoked?: boolean;
+}
+
+export interface SignatureCandidate {
+  /** The layer blob of the signature artifact: the raw signed payload. */
+  payload: Uint8Array;
+  /** Layer annotation dev.cosignproject.cosign/signature: standard padded base64. */
+  signature: string;
+}
+
+export type TrustReason =
+  | 'signed'
+  | 'no-signature'
+  | 'untrusted-key'
+  | 'wrong-repository'
+  | 'digest-mismatch'
+  | 'threshold-not-met'
+  | 'expired-key'
+  | 'revoked-key'
+  | 'tag-not-bound'
+  | 'malformed-signature';
+
+export interface TrustVerdict {
+  ok: boolean;
+  reason: TrustReason;
+  /** Distinct names of trusted keys that produced a valid signature, sorted. */
+  signers: string[];
+  message: string;
+}
+
+export interface TrustInput {
+  /** Repository being pulled, e.g. `prod/app`. */
+  repo: string;
+  /** The manifest digest: sha256 of the exact bytes that would be served. */
+  digest: string;
+  /** The tag the client asked for, when it pulled by tag. */
+  tag?: string;
+  signatures: SignatureCandidate[];
+  /** Keys trusted for this repository (already selected by policy). */
+  keys: TrustedKey[];
+  /** Number of distinct trusted keys that must have signed (>= 1). */
+  threshold: number;
+  /** When true and `tag` is given, the signed docker-reference must carry that tag. */
+  tagBinding: boolean;
+  now: Date;
+}
+
+/**
+ * How informative a failure is; the highest one seen becomes the verdict's reason.
+ * A signature that verifies under a trusted key but says something else (other digest, other repo,
+ * other tag, unparsable payload) tells the user most; then signatures only from revoked/expired keys;
+ * then undecodable signatures; then "no trusted key signed this".
+ */
+const FAILURE_RANK: Partial<Record<TrustReason, number>> = {
+  'digest-mismatch': 9,
+  'wrong-repository': 8,
+  'tag-not-bound': 7,
+  'malformed-signature': 6,
+  'revoked-key': 5,
+  'expired-key': 4,
+  'untrusted-key': 2,
+};
+
+function keyUsability(k: TrustedKey, now: Date): 'usable' | 'revoked-key' | 'expired-key' {
+  if (k.revoked === true) return 'revoked-key';
+  const t = now.getTime();
+  if (k.notBefore !== undefined && !(t >= k.notBefore.getTime())) return 'expired-key';
+  if (k.notAfter !== undefined && !(t <= k.notAfter.getTime())) return 'expired-key';
+  return 'usable';
+}
+
+interface Failure {
+  reason: TrustReason;
+  detail: string;
+}
+
+export function evaluateTrust(input: TrustInput): TrustVerdict {
+  const { repo, digest, tag, signatures, keys, threshold, tagBinding, now } = input;
+  // Programming errors (config validation should have stopped these): fail loudly, never open.
+  if (!Number.isSafeInteger(threshold) || threshold < 1)
+    throw new TypeError('threshold must be an integer >= 1');
+  if (!isValidDigest(digest)) throw new TypeError(`invalid digest ${JSON.stringify(digest)}`);
+  if (Number.isNaN(now.getTime())) throw new TypeError('invalid clock value');
+
+  const subject = `${repo}@${digest}`;
+  const trusted = [...new Set(keys.map((k) => k.name))].sort();
+  const trustedList = `trusted: ${trusted.length > 0 ? trusted.join(', ') : 'none'}`;
+
+  const signers = new Set<string>();
+  let best: Failure | undefined;
+  const fail = (f: Failure): void => {
+    if (best === undefined || (FAILURE_RANK[f.reason] ?? 0) > (FAILURE_RANK[best.reason] ?? 0)) best = f;
+  };
+
+  for (const cand of signatures) {
+    // Policy: strict base64 (padded, canonical), so one signature has one spelling.
+    const sig = decodeStrictBase64(cand.signature);
+    if (sig === null || sig.length === 0) {
+      fail({ reason: 'malformed-signature', detail: 'a signature annotation is not valid base64' });
+      continue;
+    }
+    let verifiedAny = false;
+    for (const k of keys) {
+      // Policy: the signature is checked over the raw payload FIRST; the payload is parsed only
+      // once a trusted key vouches for its bytes.
+      if (!verifySignature(k.key, cand.payload, sig)) continue;
+      verifiedAny = true;
+      const usable = keyUsability(k, now);
+      if (usable !== 'usable') {
+        fail({
+          reason: usable,
+          detail:
+            usable === 'revoked-key'
+              ? `it is signed by key ${k.name}, which is revoked`
+              : `it is signed by key ${k.name}, which is not valid at ${now.toISOString()}`,
+        });
+        continue;
+      }
+      if (signers.has(k.name)) continue;
+      let payload;
+      try {
+        payload = parseSimpleSigningPayload(cand.payload);
+      } catch (err) {
+        fail({
+          reason: 'malformed-signature',
+          detail: `key ${k.name} signed a payload that is not a valid simple-signing document (${(err as Error).message})`,
+        });
+        continue;
+      }
+      if (payload.manifestDigest !== digest) {
+        fail({
+          reason: 'digest-mismatch',
+          detail: `key ${k.name} signed ${payload.manifestDigest}, not this digest`,
+        });
+        continue;
+      }
+      const ref = parseDockerReference(payload.dockerReference);
+      if (ref === null) {
+        fail({
+          reason: 'malformed-signature',
+          detail: `key ${k.name} signed an invalid docker-reference ${JSON.stringify(payload.dockerReference)}`,
+        });
+        continue;
+      }
+      // Policy: only the repository path is compared; the host is ignored because the same registry
+      // is reachable under several names, and the signature lives in this repository and is made by a
+      // key trusted for it. The path stops a signature being transplanted from another repository.
+      if (ref.repository !== repo) {
+        fail({
+          reason: 'wrong-repository',
+          detail: `key ${k.name} signed it for repository ${ref.repository}, not ${repo}`,
+        });
+        continue;
+      }
+      if (ref.digest !== undefined && ref.digest !== digest) {
+        fail({
+          reason: 'digest-mismatch',
+          detail: `key ${k.name} signed a reference pinned to ${ref.digest}, not this digest`,
+        });
+        continue;
+      }
+      if (tagBinding && tag !== undefined && ref.tag !== tag) {
+        fail({
+          reason: 'tag-not-bound',
+          detail:
+            ref.tag === undefined
+              ? `key ${k.name} signed it without a tag, and tag ${tag} must be signed`
+              : `key ${k.name} signed it as tag ${ref.tag}, not ${tag}`,
+        });
+        continue;
+      }
+      signers.add(k.name);
+    }
+    if (!verifiedAny) {
+      fail({ reason: 'untrusted-key', detail: 'no key trusted for this repository made its signatures' });
+    }
+  }
+
+  const signerList = [...signers].sort();
+  if (signerList.length >= threshold) {
+    return {
+      ok: true,
+      reason: 'signed',
+      signers: signerList,
+      message: `${subject} is signed by ${signerList.join(', ')}`,
+    };
+  }
+  if (signatures.length === 0) {
+    return {
+      ok: false,
+      reason: 'no-signature',
+      signers: signerList,
+      message: `${subject} has no signature; sign it with a key trusted for this repository (${trustedList})`,
+    };
+  }
+  if (signerList.length > 0) {
+    return {
+      ok: false,
+      reason: 'threshold-not-met',
+      signers: signerList,
+      message:
+        `${subject} has valid signatures from ${signerList.length} trusted key(s) (${signerList.join(', ')}) ` +
+        `but needs ${threshold} (${trustedList})`,
+    };
+  }
+  const f = best ?? {
+    reason: 'untrusted-key' as const,
+    detail: 'no key trusted for this repository signed it',
+  };
+  return {
+    ok: false,
+    reason: f.reason,
+    signers: signerList,
+    message: `${subject} has no valid signature from a key trusted for this repository: ${f.detail} (${trustedList})`,
+  };
+}
