@@ -6,7 +6,17 @@ const USAGE = `usage: trustgate <command> [options]
 commands:
   serve [--config FILE]        run the proxy (default config: config/trustgate.yaml)
   certs --dir DIR [--host H]…  make a development CA, server and client certificates
+  keygen --out NAME [--type ecdsa-p256|ed25519]
+                               make a cosign-format key pair NAME.key / NAME.pub
+  sign REF --key NAME.key [--tag T] [--recursive]
+                               sign an image (cosign .sig format) through the registry API
+  verify REF --key FILE.pub [--key …] [--json]
+                               check an image's signatures as trustgate would, and explain
+  verify --offline --manifest FILE --signature FILE --key FILE.pub --repo REPO
+                               the same for containers/image "dir" signature files
+  copy SRC DST                 copy an image or index between repositories of one registry
   help                         this text
+Run \`trustgate <command> --help\` for the options of sign, verify and copy.
 `;
 
 type Command = (argv: string[]) => Promise<number>;
@@ -19,6 +29,22 @@ const commands: Record<string, Command> = {
   certs: async (argv) => {
     const { runCertsCommand } = await import('./certs.js');
     return (await runCertsCommand(argv)) ?? 0;
+  },
+  keygen: async (argv) => {
+    const { keygenCommand } = await import('./keygen.js');
+    return keygenCommand(argv);
+  },
+  sign: async (argv) => {
+    const { signCommand } = await import('./sign.js');
+    return signCommand(argv);
+  },
+  verify: async (argv) => {
+    const { verifyCommand } = await import('./verify.js');
+    return verifyCommand(argv);
+  },
+  copy: async (argv) => {
+    const { copyCommand } = await import('./copy.js');
+    return copyCommand(argv);
   },
   help: async () => {
     process.stdout.write(USAGE);

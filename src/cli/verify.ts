@@ -1,0 +1,294 @@
+/**
+ * `trustgate verify`: checks an image's cosign signatures with given public keys, the way trustgate
+ * decides (core evaluateTrust), and explains the answer. Exit 0 trusted, 1 refused, 2 usage or I/O.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES } from '../core/manifest.js';
+import { decodeStrictBase64, parsePublicKeyPem } from '../core/signature/keys.js';
+import { parseSimpleSigningPayload, type SimpleSigningPayload } from '../core/signature/payload.js';
+import { verifySignature } from '../core/signature/verify.js';
+import { evaluateTrust, type SignatureCandidate, type TrustedKey, type TrustVerdict } from '../core/trust.js';
+import { isJsonObject, parseStrictJson } from '../core/json-strict.js';
+import { readSignatureArtifact } from './sign.js';
+import {
+  REGISTRY_OPTS,
+  REGISTRY_OPTS_USAGE,
+  InputError,
+  UsageError,
+  clientFromArgs,
+  defaultIo,
+  formatRef,
+  parseArgs,
+  parseImageRef,
+  runCommand,
+  type CliIo,
+} from './registry-opts.js';
+
+export const VERIFY_USAGE = `usage: trustgate verify HOST[:PORT]/REPO{:TAG|@DIGEST} --key FILE.pub [--key …] [--json]
+       trustgate verify --offline --manifest FILE --signature FILE [--signature …] --key FILE.pub --repo REPO
+
+Fetches the manifest and its sha256-<hex>.sig signatures and decides as trustgate does, with the given
+keys (named after their files). Exit code: 0 trusted, 1 refused, 2 usage or I/O error.
+  --key FILE.pub    a trusted public key (repeatable)
+  --threshold N     distinct keys that must have signed (default 1)
+  --tag-binding     pulled by tag: the signature must name that tag
+  --json            machine-readable output
+  --offline         check files in the containers/image "dir" layout instead of a registry
+                    (--manifest, --signature "\\x00sigstore-json\\n"+JSON files, --repo, optional --tag)
+${REGISTRY_OPTS_USAGE}`;
+
+export interface SignatureReport {
+  /** Layer digest in the registry; the file name offline. */
+  source: string;
+  /** Names of the given keys whose signature verifies over the payload. */
+  signedBy: string[];
+  /** The payload, parsed; `verified` says whether a given key vouches for it. */
+  payload?: SimpleSigningPayload;
+  payloadError?: string;
+  verified: boolean;
+  problem?: string;
+}
+
+export interface VerifyReport {
+  reference: string;
+  repository: string;
+  digest: string;
+  tag?: string;
+  signatureTag?: string;
+  signatureArtifactProblem?: string;
+  keys: Array<{ name: string; file: string }>;
+  signatures: SignatureReport[];
+  verdict: TrustVerdict;
+}
+
+function loadKeys(files: string[]): Array<TrustedKey & { file: string }> {
+  const seen = new Set<string>();
+  return files.map((file) => {
+    let pem: string;
+    try {
+      pem = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new InputError(`cannot read --key ${file}: ${(err as Error).message}`);
+    }
+    let name = path.basename(file).replace(/\.pub$/, '');
+    // Two files with the same base name stay two distinct keys.
+    for (let n = 2; seen.has(name); n++) name = `${path.basename(file).replace(/\.pub$/, '')}#${n}`;
+    seen.add(name);
+    try {
+      return { name, file, key: parsePublicKeyPem(pem) };
+    } catch (err) {
+      throw new InputError(`--key ${file}: ${(err as Error).message}`);
+    }
+  });
+}
+
+function describe(
+  cands: Array<SignatureCandidate & { source: string }>,
+  keys: TrustedKey[],
+): SignatureReport[] {
+  return cands.map((c) => {
+    const sig = decodeStrictBase64(c.signature);
+    const rep: SignatureReport = { source: c.source, signedBy: [], verified: false };
+    if (sig === null || sig.length === 0) rep.problem = 'the signature annotation is not valid base64';
+    else rep.signedBy = keys.filter((k) => verifySignature(k.key, c.payload, sig)).map((k) => k.name);
+    rep.verified = rep.signedBy.length > 0;
+    try {
+      rep.payload = parseSimpleSigningPayload(c.payload);
+    } catch (err) {
+      rep.payloadError = (err as Error).message;
+    }
+    return rep;
+  });
+}
+
+function render(r: VerifyReport): string {
+  const lines: string[] = [];
+  lines.push(`image:      ${r.reference}`);
+  lines.push(`digest:     ${r.digest} (computed from the manifest bytes)`);
+  lines.push(`keys:       ${r.keys.map((k) => `${k.name} (${k.file})`).join(', ')}`);
+  if (r.signatureArtifactProblem !== undefined)
+    lines.push(`signatures: unusable: ${r.signatureArtifactProblem}`);
+  else if (r.signatures.length === 0)
+    lines.push(`signatures: none${r.signatureTag !== undefined ? ` (no ${r.signatureTag})` : ''}`);
+  else {
+    lines.push(
+      `signatures: ${r.signatures.length}${r.signatureTag !== undefined ? ` in ${r.signatureTag}` : ''}`,
+    );
+    r.signatures.forEach((s, i) => {
+      const who =
+        s.problem !== undefined
+          ? s.problem
+          : s.verified
+            ? `signed by ${s.signedBy.join(', ')}`
+            : 'made by none of the given keys';
+      lines.push(`  #${i + 1} ${s.source}: ${who}`);
+      // Policy: a payload no given key vouches for is shown as a claim, never as a fact.
+      const claim = s.verified ? 'names' : 'claims (unverified)';
+      if (s.payload !== undefined) {
+        const p = s.payload;
+        const opt = p.optional ?? {};
+        const extra = [
+          typeof opt.creator === 'string' ? `creator ${opt.creator}` : '',
+          typeof opt.timestamp === 'number' ? `at ${new Date(opt.timestamp * 1000).toISOString()}` : '',
+        ]
+          .filter((x) => x !== '')
+          .join(', ');
+        lines.push(
+          `     payload ${claim} ${p.dockerReference} @ ${p.manifestDigest}` +
+            `${p.manifestDigest === r.digest ? '' : ' (NOT this digest)'}${extra !== '' ? ` (${extra})` : ''}`,
+        );
+      } else lines.push(`     payload unreadable: ${s.payloadError ?? 'unknown'}`);
+    });
+  }
+  lines.push(
+    r.verdict.ok
+      ? `verdict:    TRUSTED: ${r.verdict.message}`
+      : `verdict:    REFUSED (${r.verdict.reason}): ${r.verdict.message}`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+const SIGSTORE_JSON_PREFIX = Buffer.from('\x00sigstore-json\n', 'latin1');
+
+/** Reads a containers/image "dir" signature file: "\x00sigstore-json\n" + {mimeType, payload, annotations}. */
+export function parseDirSignatureFile(bytes: Uint8Array, file: string): SignatureCandidate {
+  const b = Buffer.from(bytes);
+  if (!b.subarray(0, SIGSTORE_JSON_PREFIX.length).equals(SIGSTORE_JSON_PREFIX)) {
+    throw new Error(`${file} is not a sigstore-json signature file (no "\\x00sigstore-json\\n" prefix)`);
+  }
+  const doc = parseStrictJson(b.subarray(SIGSTORE_JSON_PREFIX.length), file);
+  if (!isJsonObject(doc)) throw new Error(`${file}: not a JSON object`);
+  if (doc.mimeType !== MEDIA_TYPES.cosignSimpleSigning) {
+    throw new Error(
+      `${file}: mimeType ${JSON.stringify(doc.mimeType)} is not ${MEDIA_TYPES.cosignSimpleSigning}`,
+    );
+  }
+  const payload = typeof doc.payload === 'string' ? decodeStrictBase64(doc.payload) : null;
+  if (payload === null) throw new Error(`${file}: payload is not base64`);
+  const ann = doc.annotations;
+  const sig = isJsonObject(ann) ? ann[COSIGN_SIGNATURE_ANNOTATION] : undefined;
+  if (typeof sig !== 'string') throw new Error(`${file}: no ${COSIGN_SIGNATURE_ANNOTATION} annotation`);
+  return { payload, signature: sig };
+}
+
+function readFileOr2(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new InputError(`cannot read ${what} ${file}: ${(err as Error).message}`);
+  }
+}
+
+export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Promise<number> {
+  return runCommand(
+    io,
+    VERIFY_USAGE,
+    async () => {
+      const { values, positionals } = parseArgs(argv, {
+        ...REGISTRY_OPTS,
+        key: { type: 'string', multiple: true },
+        json: { type: 'boolean' },
+        threshold: { type: 'string' },
+        'tag-binding': { type: 'boolean' },
+        offline: { type: 'boolean' },
+        manifest: { type: 'string' },
+        signature: { type: 'string', multiple: true },
+        repo: { type: 'string' },
+        tag: { type: 'string' },
+        help: { type: 'boolean' },
+      });
+      if (values.help === true) {
+        io.stdout.write(VERIFY_USAGE);
+        return 0;
+      }
+      const keyFiles = (values.key as string[] | undefined) ?? [];
+      if (keyFiles.length === 0) throw new UsageError('at least one --key FILE.pub is required');
+      const threshold = values.threshold === undefined ? 1 : Number(values.threshold);
+      if (!Number.isSafeInteger(threshold) || threshold < 1)
+        throw new UsageError('--threshold must be an integer >= 1');
+      const keys = loadKeys(keyFiles);
+      let report: Omit<VerifyReport, 'verdict' | 'signatures' | 'keys'>;
+      let cands: Array<SignatureCandidate & { source: string }>;
+
+      if (values.offline === true) {
+        if (positionals.length > 0) throw new UsageError('--offline takes no image reference');
+        const manifestFile = values.manifest as string | undefined;
+        const repo = values.repo as string | undefined;
+        if (manifestFile === undefined || repo === undefined) {
+          throw new UsageError('--offline needs --manifest FILE and --repo REPO');
+        }
+        const manifest = readFileOr2(manifestFile, 'manifest');
+        const digest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
+        const tag = values.tag as string | undefined;
+        cands = ((values.signature as string[] | undefined) ?? []).map((f) => {
+          try {
+            return { ...parseDirSignatureFile(readFileOr2(f, 'signature'), f), source: path.basename(f) };
+          } catch (err) {
+            if (err instanceof UsageError) throw err;
+            throw new InputError((err as Error).message);
+          }
+        });
+        report = {
+          reference: `${repo}${tag !== undefined ? `:${tag}` : ''} (${manifestFile})`,
+          repository: repo,
+          digest,
+        };
+        if (tag !== undefined) report.tag = tag;
+      } else {
+        for (const o of ['manifest', 'signature', 'repo', 'tag']) {
+          if (values[o] !== undefined) throw new UsageError(`--${o} is only for --offline`);
+        }
+        if (positionals.length !== 1) throw new UsageError('verify takes exactly one image reference');
+        const ref = parseImageRef(positionals[0] as string);
+        if (ref.tag !== undefined && ref.digest !== undefined)
+          throw new UsageError('give REF by tag or by digest, not both');
+        const client = await clientFromArgs(ref.host, values, io);
+        try {
+          // As a consumer: one GET, digest computed from the bytes, then the .sig artifact.
+          const m = await client.getManifest(ref.repo, ref.digest ?? (ref.tag as string));
+          const art = await readSignatureArtifact(client, ref.repo, m.digest);
+          cands = [];
+          for (const l of art.layers) {
+            const sig = l.annotations[COSIGN_SIGNATURE_ANNOTATION];
+            if (sig === undefined) continue;
+            // Policy: payloads are small documents; a huge "payload" is not read whole.
+            const payload = await client.getBlob(ref.repo, l.digest, 1024 * 1024);
+            cands.push({ payload, signature: sig, source: l.digest });
+          }
+          report = {
+            reference: formatRef(ref),
+            repository: ref.repo,
+            digest: m.digest,
+            signatureTag: art.tag,
+          };
+          if (ref.tag !== undefined) report.tag = ref.tag;
+          if (art.problem !== undefined) report.signatureArtifactProblem = art.problem;
+        } finally {
+          client.close();
+        }
+      }
+
+      const verdict = evaluateTrust({
+        repo: report.repository,
+        digest: report.digest,
+        ...(report.tag !== undefined ? { tag: report.tag } : {}),
+        signatures: cands.map(({ payload, signature }) => ({ payload, signature })),
+        keys: keys.map(({ name, key }) => ({ name, key })),
+        threshold,
+        tagBinding: values['tag-binding'] === true,
+        now: io.now(),
+      });
+      const full: VerifyReport = {
+        ...report,
+        keys: keys.map((k) => ({ name: k.name, file: k.file })),
+        signatures: describe(cands, keys),
+        verdict,
+      };
+      io.stdout.write(values.json === true ? `${JSON.stringify(full, null, 2)}\n` : render(full));
+      return verdict.ok ? 0 : 1;
+    },
+    2,
+  );
+}
