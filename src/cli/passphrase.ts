@@ -26,8 +26,17 @@ export function promptHidden(io: CliIo, prompt: string): Promise<string> {
       buf = [];
     };
     const onData = (chunk: Buffer | string): void => {
-      for (const ch of typeof chunk === 'string' ? chunk : chunk.toString('utf8')) {
-        if (ch === '\r' || ch === '\n') return done(null);
+      const chars = Array.from(typeof chunk === 'string' ? chunk : chunk.toString('utf8'));
+      for (let i = 0; i < chars.length; i++) {
+        const ch = chars[i] as string;
+        if (ch === '\r' || ch === '\n') {
+          // Pasted input can hold the next answer too: give back what follows this line.
+          const rest = chars.slice(ch === '\r' && chars[i + 1] === '\n' ? i + 2 : i + 1).join('');
+          done(null);
+          // After done(): the listener is gone and the stream paused, so this is kept for the next read.
+          if (rest !== '') stdin.unshift(Buffer.from(rest, 'utf8'));
+          return;
+        }
         if (ch === '\u0003') return done(new PassphraseError('cancelled'));
         if (ch === '\u0004' && buf.length === 0) return done(new PassphraseError('cancelled'));
         if (ch === '\u007f' || ch === '\b') buf.pop();

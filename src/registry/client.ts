@@ -217,6 +217,29 @@ function checkDigest(d: string): string {
   return d;
 }
 
+/**
+ * Merges scopes per resource (`repository:a:push` + `repository:a:pull` = `repository:a:pull,push`),
+ * sorted, so a challenge naming a subset of what we asked for does not make a new token cache key.
+ */
+export function normalizeScopes(scopes: readonly string[]): string[] {
+  const byResource = new Map<string, Set<string>>();
+  const other = new Set<string>();
+  for (const s of scopes) {
+    const i = s.lastIndexOf(':');
+    const head = s.slice(0, i);
+    if (i <= 0 || !head.includes(':')) {
+      other.add(s);
+      continue;
+    }
+    const set = byResource.get(head) ?? new Set<string>();
+    for (const a of s.slice(i + 1).split(',')) if (a !== '') set.add(a);
+    byResource.set(head, set);
+  }
+  const out = [...other];
+  for (const [head, actions] of byResource) out.push(`${head}:${[...actions].sort().join(',')}`);
+  return out.sort();
+}
+
 const pullScope = (repo: string): string => `repository:${repo}:pull`;
 const pushScope = (repo: string): string => `repository:${repo}:pull,push`;
 
@@ -307,7 +330,7 @@ export class RegistryClient {
   }
 
   private scopeKey(scopes: string[]): string {
-    return [...new Set(scopes)].sort().join(' ');
+    return normalizeScopes(scopes).join(' ');
   }
 
   private cachedToken(scopes: string[]): string | undefined {
@@ -326,7 +349,7 @@ export class RegistryClient {
     if (b === undefined) throw new Error('no bearer challenge seen');
     const url = new URL(b.realm.href);
     if (b.service !== undefined) url.searchParams.set('service', b.service);
-    for (const s of [...new Set(scopes)].sort()) url.searchParams.append('scope', s);
+    for (const s of normalizeScopes(scopes)) url.searchParams.append('scope', s);
     const headers: http.OutgoingHttpHeaders = { accept: 'application/json' };
     // Policy: Basic credentials go only to a realm reached over TLS (or loopback); checked in
     // acceptChallenge before the realm is remembered.
@@ -427,7 +450,7 @@ export class RegistryClient {
         const extra = (ch.params.scope ?? '').split(' ').filter((s) => s !== '');
         // Drop a cached token for these scopes: it was refused (expired or revoked).
         this.tokens.delete(this.scopeKey(scopes));
-        scopes = [...new Set([...scopes, ...extra])];
+        scopes = normalizeScopes([...scopes, ...extra]);
       } else {
         throw new RegistryError(spec.operation, 401, [], `unsupported auth scheme ${ch.scheme}`);
       }

@@ -1,0 +1,140 @@
+/**
+ * `trustgate verify --offline` on the real cosign fixtures (containers/image "dir" layout), with the
+ * verdicts their README documents.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { verifyCommand, type VerifyReport } from '../../src/cli/verify.js';
+import { COSIGN_FIXTURES, sharedDir } from '../helpers/fixtures.js';
+import { makeTempDir } from '../helpers/stack.js';
+import { memoryIo } from './support.js';
+
+const fx = (rel: string): string => path.join(sharedDir(), COSIGN_FIXTURES, rel);
+const KEY = fx('cosign.pub');
+
+async function run(args: string[]): Promise<{ code: number; out: string; err: string; json?: VerifyReport }> {
+  const mem = memoryIo();
+  const code = await verifyCommand(['--offline', ...args], mem.io);
+  const out = mem.out();
+  return {
+    code,
+    out,
+    err: mem.err(),
+    ...(args.includes('--json') ? { json: JSON.parse(out) as VerifyReport } : {}),
+  };
+}
+
+const dirArgs = (name: string): string[] => [
+  '--manifest',
+  fx(`dir-img-cosign-${name}/manifest.json`),
+  '--signature',
+  fx(`dir-img-cosign-${name}/signature-1`),
+  '--key',
+  KEY,
+];
+
+test('valid: trusted for cosign-signed-single-sample (exit 0), readable explanation', async () => {
+  const r = await run([...dirArgs('valid'), '--repo', 'cosign-signed-single-sample']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /digest: {5}sha256:634a8f35b5f16dcf4aaa0822adc0b1964bb786fca12f6831de8ddc45e5986a00/);
+  assert.match(r.out, /#1 signature-1: signed by cosign\n/);
+  assert.match(r.out, /payload names 192\.168\.64\.2:5000\/cosign-signed-single-sample @ sha256:634a8f35/);
+  assert.match(
+    r.out,
+    /verdict: {4}TRUSTED: cosign-signed-single-sample@sha256:634a8f35\S+ is signed by cosign\n$/,
+  );
+});
+
+test('valid, other repository: refused as wrong-repository (exit 1)', async () => {
+  const r = await run([...dirArgs('valid'), '--repo', 'prod/app', '--json']);
+  assert.equal(r.code, 1);
+  assert.equal(r.json?.verdict.reason, 'wrong-repository');
+  assert.deepEqual(r.json?.signatures[0]?.signedBy, ['cosign']);
+});
+
+test('valid-with-tag: skopeo signature trusted for skopeo-signed, tag bound to :tag', async () => {
+  const r = await run([...dirArgs('valid-with-tag'), '--repo', 'skopeo-signed', '--json']);
+  assert.equal(r.code, 0);
+  assert.equal(r.json?.signatures[0]?.payload?.dockerReference, '192.168.64.2:5000/skopeo-signed:tag');
+  assert.deepEqual(r.json?.signatures[0]?.payload?.optional, {
+    creator: 'containers/image 5.21.2-dev',
+    timestamp: 1657296609,
+  });
+  const bound = await run([
+    ...dirArgs('valid-with-tag'),
+    '--repo',
+    'skopeo-signed',
+    '--tag',
+    'tag',
+    '--tag-binding',
+  ]);
+  assert.equal(bound.code, 0, bound.out);
+  const other = await run([
+    ...dirArgs('valid-with-tag'),
+    '--repo',
+    'skopeo-signed',
+    '--tag',
+    'v2',
+    '--tag-binding',
+  ]);
+  assert.equal(other.code, 1);
+  assert.match(other.out, /REFUSED \(tag-not-bound\).*signed it as tag tag, not v2/);
+});
+
+for (const name of ['manifest-digest-error', 'modified-manifest']) {
+  test(`${name}: refused as digest-mismatch (exit 1)`, async () => {
+    const r = await run([...dirArgs(name), '--repo', 'cosign-signed-single-sample']);
+    assert.equal(r.code, 1);
+    assert.match(r.out, /\(NOT this digest\)/);
+    assert.match(
+      r.out,
+      /verdict: {4}REFUSED \(digest-mismatch\): .*key cosign signed sha256:634a8f35\S+, not this digest/,
+    );
+  });
+}
+
+test('unknown-cosign-key: refused as untrusted-key; the payload is shown as unverified', async () => {
+  const r = await run([
+    '--manifest',
+    fx('dir-img-cosign-valid/manifest.json'),
+    '--signature',
+    fx('unknown-cosign-key.signature'),
+    '--key',
+    KEY,
+    '--repo',
+    'cosign-signed-single-sample',
+  ]);
+  assert.equal(r.code, 1);
+  assert.match(r.out, /#1 unknown-cosign-key\.signature: made by none of the given keys/);
+  assert.match(r.out, /payload claims \(unverified\) /);
+  assert.match(r.out, /REFUSED \(untrusted-key\)/);
+});
+
+test('no signatures: no-signature; malformed inputs and missing files exit 2', async () => {
+  const none = await run([
+    '--manifest',
+    fx('dir-img-cosign-valid/manifest.json'),
+    '--key',
+    KEY,
+    '--repo',
+    'x',
+  ]);
+  assert.equal(none.code, 1);
+  assert.match(none.out, /signatures: none/);
+  assert.match(none.out, /REFUSED \(no-signature\)/);
+
+  const dir = makeTempDir('verify-offline');
+  const bogus = path.join(dir, 'sig');
+  writeFileSync(bogus, '{"mimeType":"x"}');
+  const bad = await run([...dirArgs('valid'), '--signature', bogus, '--repo', 'x']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /not a sigstore-json signature file/);
+  const missing = await run(['--manifest', path.join(dir, 'nope.json'), '--key', KEY, '--repo', 'x']);
+  assert.equal(missing.code, 2);
+  assert.match(missing.err, /cannot read manifest .*nope\.json/);
+  const usage = await run(['--manifest', fx('dir-img-cosign-valid/manifest.json'), '--key', KEY]);
+  assert.equal(usage.code, 2);
+  assert.match(usage.err, /--offline needs --manifest FILE and --repo REPO\n\nusage:/);
+});
