@@ -129,6 +129,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       service: config.auth.service,
       now,
       logger: log.child({ component: 'token' }),
+      sendError: (res, err) => sendError(res, err, log),
     }),
   );
   app.use((req, res) => {

@@ -1,0 +1,64 @@
+import { buildSimpleSigningPayload } from '../../src/core/signature/payload.js';
+import { signPayload, type PrivateKeyMaterial } from '../../src/core/signature/sign.js';
+import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES } from '../../src/core/manifest.js';
+import { signatureTagFor } from '../../src/core/reference.js';
+import { direct, pushBlob, pushManifest } from './registry-direct.js';
+
+export interface SignOptions {
+  /** The docker-reference written into the payload (default `localhost/<repo>`). */
+  dockerReference?: string;
+  /** Repository the signature artifact is stored in (default: the signed repo). */
+  storeIn?: string;
+  /** Overrides the digest named in the payload (for mismatch tests). */
+  payloadDigest?: string;
+}
+
+/**
+ * Writes a cosign-format signature for `repo@digest` straight into the registry, keeping any
+ * signatures already there (the publisher's side of a test).
+ */
+export async function signDirect(
+  registryUrl: string,
+  repo: string,
+  digest: string,
+  key: PrivateKeyMaterial,
+  o: SignOptions = {},
+): Promise<{ sigManifest: Buffer }> {
+  const store = o.storeIn ?? repo;
+  const payload = Buffer.from(
+    buildSimpleSigningPayload({
+      dockerReference: o.dockerReference ?? `localhost/${repo}`,
+      manifestDigest: o.payloadDigest ?? digest,
+    }),
+  );
+  const signature = Buffer.from(signPayload(key, payload)).toString('base64');
+  const payloadDigest = await pushBlob(registryUrl, store, payload);
+  const config = Buffer.from('{}');
+  const configDigest = await pushBlob(registryUrl, store, config);
+  const tag = signatureTagFor(digest);
+  const existing = await direct(registryUrl, 'GET', `/v2/${store}/manifests/${tag}`, undefined, {
+    accept: MEDIA_TYPES.ociManifest,
+  });
+  const layers: unknown[] =
+    existing.status === 200 ? (JSON.parse(existing.body.toString()) as { layers: unknown[] }).layers : [];
+  layers.push({
+    mediaType: MEDIA_TYPES.cosignSimpleSigning,
+    digest: payloadDigest,
+    size: payload.length,
+    annotations: { [COSIGN_SIGNATURE_ANNOTATION]: signature },
+  });
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociManifest,
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: configDigest,
+        size: config.length,
+      },
+      layers,
+    }),
+  );
+  await pushManifest(registryUrl, store, tag, manifest, MEDIA_TYPES.ociManifest);
+  return { sigManifest: manifest };
+}
