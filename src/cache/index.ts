@@ -1,0 +1,37 @@
+import type { Config } from '../config/schema.js';
+import { RedisVerdictCache, type CacheLogger } from './redis-cache.js';
+import { TieredVerdictCache } from './tiered-cache.js';
+import { MemoryVerdictCache, type VerdictCache } from './verdict-cache.js';
+
+export { MemoryVerdictCache, type VerdictCache } from './verdict-cache.js';
+export { RedisVerdictCache, type CacheLogger, type RedisEntry, type RedisCacheStats } from './redis-cache.js';
+export { TieredVerdictCache, type TieredCacheStats } from './tiered-cache.js';
+
+/**
+ * The verdict cache for a configuration: without `redisUrl` the embedded in-memory LRU; with it
+ * a local LRU in front of Redis. The Redis connection is started here and never blocks: until it
+ * is up every Redis read is a miss (requests verify inline), and with Redis down trustgate runs
+ * degraded and recovers by itself. Await `connect()` on the result (TieredVerdictCache) to wait
+ * for it, bounded by `connectWaitMs` (default 2 s).
+ */
+export function createVerdictCache(
+  config: Config['cache'],
+  logger: CacheLogger,
+  opts: { connectWaitMs?: number; keyPrefix?: string; reconnectMaxDelayMs?: number } = {},
+): VerdictCache {
+  if (!config.redisUrl) return new MemoryVerdictCache(config.localEntries);
+  if (!config.hmacSecret) {
+    // The schema refuses this already; kept for callers that build the config by hand.
+    throw new TypeError('cache.hmacSecret (at least 32 characters) is required when cache.redisUrl is set');
+  }
+  const redis = new RedisVerdictCache({
+    url: config.redisUrl,
+    hmacSecret: config.hmacSecret,
+    logger,
+    timeoutMs: config.redisTimeoutMs,
+    ...opts,
+  });
+  const tiered = new TieredVerdictCache(redis, config.localEntries);
+  void tiered.connect(); // never rejects
+  return tiered;
+}
