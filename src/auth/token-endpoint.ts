@@ -119,12 +119,10 @@ export function createTokenRouter(d: TokenRouterDeps): Router {
         }
         d.logger.warn({ code: e.code, detail: e.logDetail }, 'token request refused');
         const status = e.status >= 500 ? e.status : e.status === 400 ? 400 : 401;
-        res
-          .status(status)
-          .json({
-            error: status === 400 ? 'invalid_request' : 'invalid_grant',
-            error_description: e.message,
-          });
+        res.status(status).json({
+          error: status === 400 ? 'invalid_request' : 'invalid_grant',
+          error_description: e.message,
+        });
       }
     },
   );

@@ -81,6 +81,7 @@ export class TokenService {
         .setAudience(`${this.o.service}#refresh`)
         .setSubject(identity.subject)
         .setIssuedAt(iat)
+        .setNotBefore(iat)
         .setExpirationTime(iat + this.o.refreshTtlSeconds)
         .setJti(randomUUID())
         .sign(this.o.keys.signing.privateKey);
