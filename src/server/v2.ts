@@ -398,7 +398,7 @@ async function putManifest(
       event.reason = 'signature-push';
     }
   } else if (ref.tag && rule.signedPush && rule.mode !== 'off') {
-    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag);
+    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag, { fresh: true });
     if (!verdict.ok) {
       event.reason = 'signed-push-required';
       throw new GateError(

@@ -35,6 +35,8 @@ interface CachedVerdict {
   signers: string[];
   /** Tags named by signatures that meet the threshold on their own (for tag binding). */
   boundTags: string[];
+  /** When it was computed (ms since epoch). */
+  at: number;
 }
 
 export interface TrustServiceOptions {
@@ -90,7 +92,13 @@ export class TrustService {
    * The verdict for serving `digest` of `repo` to a pull-only client. `tag` is the tag the client
    * asked for (tag binding), `manifest` the parsed bytes about to be served.
    */
-  async verify(repo: string, digest: string, manifest: ParsedManifest, tag?: string): Promise<Verdict> {
+  async verify(
+    repo: string,
+    digest: string,
+    manifest: ParsedManifest,
+    tag?: string,
+    opts: { fresh?: boolean } = {},
+  ): Promise<Verdict> {
     const rule = this.o.ruleFor(repo);
     const base = { mode: rule.mode, rule: rule.pattern };
     if (rule.mode === 'off') {
@@ -121,6 +129,7 @@ export class TrustService {
     const key = `v:${epoch}:${repo}:${digest}`;
     let cached = true;
     let v = (await this.o.cache.get(key)) as CachedVerdict | undefined;
+    if (isCachedVerdict(v) && this.stale(v, rule, tag, opts.fresh === true)) v = undefined;
     if (!isCachedVerdict(v)) {
       cached = false;
       v = await this.singleFlight(key, () => this.compute(repo, digest, rule));
@@ -227,6 +236,22 @@ export class TrustService {
     return { signers: [...signers] };
   }
 
+  /**
+   * A cached refusal is looked at again when it is older than the negative TTL (a tag-binding
+   * refusal rides on a positive entry), or at once for a push, which is rare and where a publisher
+   * has just signed. Policy: only refusals are re-checked early; a cached pass never is.
+   */
+  private stale(
+    v: CachedVerdict,
+    rule: EffectiveTrustRule,
+    tag: string | undefined,
+    fresh: boolean,
+  ): boolean {
+    const unbound = rule.tagBinding && tag !== undefined && !v.boundTags.includes(tag);
+    if (v.ok && !unbound) return false;
+    return fresh || this.now().getTime() - v.at > this.o.negativeTtlSeconds * 1000;
+  }
+
   private async singleFlight(key: string, fn: () => Promise<CachedVerdict>): Promise<CachedVerdict> {
     const running = this.inflight.get(key);
     if (running) return running;
@@ -253,7 +278,14 @@ export class TrustService {
       missing.length > 0 && !v.ok
         ? `${v.message} (configured but not loaded: ${missing.join(', ')})`
         : v.message;
-    const result: CachedVerdict = { ok: v.ok, reason: v.reason, message, signers: v.signers, boundTags };
+    const result: CachedVerdict = {
+      ok: v.ok,
+      reason: v.reason,
+      message,
+      signers: v.signers,
+      boundTags,
+      at: now.getTime(),
+    };
     const ttl = v.ok ? this.o.positiveTtlSeconds : this.o.negativeTtlSeconds;
     await this.o.cache.set(`v:${this.epoch()}:${repo}:${digest}`, result, ttl);
     return result;
@@ -332,7 +364,8 @@ function isCachedVerdict(v: unknown): v is CachedVerdict {
     typeof c['reason'] === 'string' &&
     typeof c['message'] === 'string' &&
     Array.isArray(c['signers']) &&
-    Array.isArray(c['boundTags'])
+    Array.isArray(c['boundTags']) &&
+    typeof c['at'] === 'number'
   );
 }
 

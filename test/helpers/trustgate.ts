@@ -70,7 +70,10 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
     auth: { htpasswd, tokenKeyDir: path.join(dir, 'keys', 'token') },
     policy: { admins: [], groups: {}, access: [], ...o.policy },
     trust: { keysDir, rules: o.trustRules ?? [] },
-    cache: o.redisUrl ? { redisUrl: o.redisUrl, hmacSecret: 'x'.repeat(32) } : {},
+    cache: {
+      negativeTtlSeconds: 1,
+      ...(o.redisUrl ? { redisUrl: o.redisUrl, hmacSecret: 'x'.repeat(32) } : {}),
+    },
     log: { level: testLogLevel },
     ...o.extra,
   };
