@@ -72,7 +72,11 @@ describe('compileGlob', () => {
       'bad__-name',
       'x'.repeat(256),
     ]) {
-      assert.throws(() => compileGlob(bad), (e: unknown) => e instanceof PolicyError && e.message.includes(JSON.stringify(bad)), bad);
+      assert.throws(
+        () => compileGlob(bad),
+        (e: unknown) => e instanceof PolicyError && e.message.includes(JSON.stringify(bad)),
+        bad,
+      );
     }
   });
 
@@ -85,7 +89,11 @@ describe('compileGlob', () => {
 
   it('property: P/** matches exactly the names strictly below P', () => {
     fc.assert(
-      fc.property(name, name, (p, n) => compileGlob(`${p}/**`)(n) === (n.startsWith(`${p}/`) && n.length > p.length + 1)),
+      fc.property(
+        name,
+        name,
+        (p, n) => compileGlob(`${p}/**`)(n) === (n.startsWith(`${p}/`) && n.length > p.length + 1),
+      ),
     );
   });
 
@@ -105,21 +113,27 @@ describe('compileGlob', () => {
       .filter((ps) => ps.slice(1, -1).every((p) => p !== ''))
       .map((ps) => ps.join('*'))
       .filter((s) => s !== '');
-    const nm = fc.array(fc.stringMatching(/^[ab]{1,5}$/), { minLength: 1, maxLength: 3 }).map((s) => s.join('/'));
+    const nm = fc
+      .array(fc.stringMatching(/^[ab]{1,5}$/), { minLength: 1, maxLength: 3 })
+      .map((s) => s.join('/'));
     fc.assert(
-      fc.property(fc.array(fc.oneof(segPat, fc.constant('**')), { minLength: 1, maxLength: 3 }), nm, (segs, n) => {
-        const pattern = segs.join('/');
-        let glob: (s: string) => boolean;
-        try {
-          glob = compileGlob(pattern);
-        } catch {
-          return true; // e.g. a literal that is not a valid name
-        }
-        const re = new RegExp(
-          `^${segs.map((s) => (s === '**' ? '[^/]+(?:/[^/]+)*' : s.split('*').join('[^/]+'))).join('/')}$`,
-        );
-        return glob(n) === re.test(n);
-      }),
+      fc.property(
+        fc.array(fc.oneof(segPat, fc.constant('**')), { minLength: 1, maxLength: 3 }),
+        nm,
+        (segs, n) => {
+          const pattern = segs.join('/');
+          let glob: (s: string) => boolean;
+          try {
+            glob = compileGlob(pattern);
+          } catch {
+            return true; // e.g. a literal that is not a valid name
+          }
+          const re = new RegExp(
+            `^${segs.map((s) => (s === '**' ? '[^/]+(?:/[^/]+)*' : s.split('*').join('[^/]+'))).join('/')}$`,
+          );
+          return glob(n) === re.test(n);
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -172,7 +186,10 @@ describe('compilePolicy', () => {
     const onlyStar = policy({ access: [{ repos: ['x'], pull: ['*'], push: [], delete: [] }] });
     assert.equal(onlyStar.allowedActions(anon, 'x').size, 0);
     // an anonymous identity never gets groups or subject matches, even if forged
-    assert.equal(p.allowedActions({ subject: 'alice', kind: 'anonymous', groups: ['team-a'] }, 'team-a/app').size, 0);
+    assert.equal(
+      p.allowedActions({ subject: 'alice', kind: 'anonymous', groups: ['team-a'] }, 'team-a/app').size,
+      0,
+    );
   });
 
   it('robots and mTLS identities are plain subjects', () => {
@@ -193,8 +210,14 @@ describe('compilePolicy', () => {
 
   it('refuses policies that are typos or unsafe, with the offending entry named', () => {
     const cases: Array<[Partial<Config['policy']>, RegExp]> = [
-      [{ access: [{ repos: ['x'], pull: ['group:nope'], push: [], delete: [] }] }, /access\[0\]\.pull: unknown group "nope"/],
-      [{ access: [{ repos: ['x'], pull: [], push: ['anonymous'], delete: [] }] }, /access\[0\]\.push: `anonymous` is only allowed for pull/],
+      [
+        { access: [{ repos: ['x'], pull: ['group:nope'], push: [], delete: [] }] },
+        /access\[0\]\.pull: unknown group "nope"/,
+      ],
+      [
+        { access: [{ repos: ['x'], pull: [], push: ['anonymous'], delete: [] }] },
+        /access\[0\]\.push: `anonymous` is only allowed for pull/,
+      ],
       [{ access: [{ repos: ['x'], pull: [], push: [], delete: ['anonymous'] }] }, /delete/],
       [{ access: [{ repos: ['prod/{a,b}'], pull: [], push: [], delete: [] }] }, /prod\/\{a,b\}/],
       [{ admins: ['*'] }, /policy\.admins/],
@@ -202,6 +225,10 @@ describe('compilePolicy', () => {
       [{ groups: { g: ['group:h'] } }, /policy\.groups\.g/],
       [{ groups: { g: ['*'] } }, /policy\.groups\.g/],
     ];
-    for (const [cfg, re] of cases) assert.throws(() => policy(cfg), (e: unknown) => e instanceof PolicyError && re.test(e.message));
+    for (const [cfg, re] of cases)
+      assert.throws(
+        () => policy(cfg),
+        (e: unknown) => e instanceof PolicyError && re.test(e.message),
+      );
   });
 });

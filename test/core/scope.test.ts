@@ -60,7 +60,11 @@ describe('parseScope', () => {
       'repository::pull',
       `repository:${'a'.repeat(256)}:pull`,
     ]) {
-      assert.throws(() => parseScope(s), (e: unknown) => e instanceof GateError && e.status === 400, s);
+      assert.throws(
+        () => parseScope(s),
+        (e: unknown) => e instanceof GateError && e.status === 400,
+        s,
+      );
     }
   });
 
@@ -113,10 +117,13 @@ describe('grantScopes (intersection)', () => {
   });
 
   it('anonymous: only what anonymous may pull, never the catalog', () => {
-    assert.deepEqual(grant(['repository:public/x:pull,push', 'repository:team-a/app:pull', 'registry:catalog:*'], anon), [
-      { type: 'repository', name: 'public/x', actions: ['pull'] },
+    assert.deepEqual(
+      grant(['repository:public/x:pull,push', 'repository:team-a/app:pull', 'registry:catalog:*'], anon),
+      [{ type: 'repository', name: 'public/x', actions: ['pull'] }],
+    );
+    assert.deepEqual(grant(['registry:catalog:*'], bob), [
+      { type: 'registry', name: 'catalog', actions: ['*'] },
     ]);
-    assert.deepEqual(grant(['registry:catalog:*'], bob), [{ type: 'registry', name: 'catalog', actions: ['*'] }]);
   });
 
   it('property: the grant never exceeds the request nor the policy', () => {
