@@ -74,6 +74,8 @@ export const configSchema = z.strictObject({
       /** Failed logins per account before 429, and the window. */
       maxFailures: z.number().int().min(1).default(5),
       failureWindowSeconds: z.number().int().min(1).default(300),
+      /** Failed logins from one client address (socket address; IPv6 by /64) before 429; default 4 x maxFailures. */
+      maxFailuresPerAddress: z.number().int().min(1).optional(),
     })
     .prefault({}),
   policy: z
@@ -104,6 +106,15 @@ export const configSchema = z.strictObject({
       message: 'cache.hmacSecret (at least 32 characters) is required when cache.redisUrl is set',
       path: ['hmacSecret'],
     }),
+  /** Prometheus metrics on a plain-HTTP listener of their own; off when unset. */
+  metrics: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535),
+    })
+    .optional(),
+  /** SIGTERM: stop accepting, let in-flight transfers finish for this long, then close. */
+  shutdownGraceSeconds: z.number().int().min(0).max(3600).default(30),
   log: z
     .strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
