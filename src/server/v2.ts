@@ -319,7 +319,7 @@ function recordVerdict(event: AuditEvent, v: Verdict): void {
 }
 
 function denial(repo: string, digest: string, v: Verdict, d: PipelineDeps): string {
-  const trusted = d.trust.ruleFor(repo).keys;
+  const trusted = d.trust.trustedKeyNames(repo);
   const suffix = v.message.includes('trusted:')
     ? ''
     : ` (trusted for ${v.rule}: ${trusted.join(', ') || 'none'})`;
@@ -403,7 +403,7 @@ async function putManifest(
       event.reason = 'signed-push-required';
       throw new GateError(
         'DENIED',
-        `${repo} requires signed pushes: push ${repo}@${digest} by digest, sign it with a key trusted for ${rule.pattern} (trusted: ${rule.keys.join(', ') || 'none'}), e.g. \`trustgate sign ${repo}@${digest} --tag ${ref.tag}\`, then tag it`,
+        `${repo} requires signed pushes: push ${repo}@${digest} by digest, sign it with a key trusted for ${rule.pattern} (trusted: ${d.trust.trustedKeyNames(repo).join(', ') || 'none'}), e.g. \`trustgate sign ${repo}@${digest} --tag ${ref.tag}\`, then tag it`,
       );
     }
     event.keys = verdict.signers;

@@ -79,13 +79,27 @@ export class TrustService {
     return this.o.ruleFor(repo);
   }
 
-  /** Trusted keys for a rule, with the names that are configured but unusable. */
-  trustedKeys(rule: EffectiveTrustRule): TrustedKey[] {
-    const snap = this.o.keyring.snapshot;
-    return rule.keys.flatMap((n) => {
-      const k = snap.keys.get(n);
-      return k ? [k] : [];
-    });
+  /**
+   * The keys trusted for `repo` under `rule`: those the rule names (directly, or through a name in
+   * a key's `trustedAs`, which rotation sets) and those whose meta `repos` globs match `repo`.
+   * Policy: revoked and expired keys stay in the list; evaluateTrust refuses their signatures with
+   * the reason, so a denial says "revoked" rather than "untrusted".
+   */
+  trustedKeys(rule: EffectiveTrustRule, repo: string): TrustedKey[] {
+    const named = new Set(rule.keys);
+    const out: TrustedKey[] = [];
+    for (const k of this.o.keyring.snapshot.keys.values()) {
+      if (named.has(k.name) || (k.meta.trustedAs ?? []).some((n) => named.has(n)) || k.appliesTo(repo)) {
+        out.push(k);
+      }
+    }
+    return out;
+  }
+
+  /** Names of the keys trusted for `repo` (configured ones included even when not loaded). */
+  trustedKeyNames(repo: string): string[] {
+    const rule = this.o.ruleFor(repo);
+    return [...new Set([...rule.keys, ...this.trustedKeys(rule, repo).map((k) => k.name)])].sort();
   }
 
   /**
@@ -210,7 +224,7 @@ export class TrustService {
     if (added.length === 0) {
       throw new GateError('DENIED', `${repo}:${tag} adds no new signature`);
     }
-    const keys = this.trustedKeys(rule);
+    const keys = this.trustedKeys(rule, repo);
     const signers = new Set<string>();
     for (const layer of added) {
       const [cand] = await this.fetchCandidates(repo, { ...manifest, layers: [layer] });
@@ -228,7 +242,7 @@ export class TrustService {
       if (!v?.ok) {
         throw new GateError(
           'DENIED',
-          `${repo}:${tag}: signature layer ${layer.digest} does not verify with a key trusted for ${rule.pattern} (trusted: ${rule.keys.join(', ') || 'none'})${v ? `: ${v.message}` : ''}`,
+          `${repo}:${tag}: signature layer ${layer.digest} does not verify with a key trusted for ${rule.pattern} (trusted: ${this.trustedKeyNames(repo).join(', ') || 'none'})${v ? `: ${v.message}` : ''}`,
         );
       }
       v.signers.forEach((s) => signers.add(s));
@@ -263,7 +277,7 @@ export class TrustService {
   private async compute(repo: string, digest: string, rule: EffectiveTrustRule): Promise<CachedVerdict> {
     const sigManifest = await this.fetchSignatureManifest(repo, digest);
     const signatures = sigManifest ? await this.fetchCandidates(repo, sigManifest) : [];
-    const keys = this.trustedKeys(rule);
+    const keys = this.trustedKeys(rule, repo);
     const now = this.now();
     const input = { repo, digest, signatures, keys, threshold: rule.threshold, now };
     const v = evaluateTrust({ ...input, tagBinding: false });
