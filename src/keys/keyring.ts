@@ -1,13 +1,18 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
+import { compileGlob } from '../core/policy.js';
 import { parsePublicKeyPem } from '../core/signature/keys.js';
 import type { TrustedKey } from '../core/trust.js';
 
 /**
  * The trusted publisher keys, read from one directory:
  *   <name>.pub        PEM public key (SPKI), Ed25519 or ECDSA P-256
- *   <name>.meta.json  optional: {"notBefore","notAfter","revoked","revokedAt","comment"}
+ *   <name>.meta.json  optional: {"notBefore","notAfter","revoked","revokedAt","comment",
+ *                     "repos": [glob], "trustedAs": [key name], ...bookkeeping of the admin API}
+ *
+ * A key is trusted for a repository when the trust rule matching it names the key (or a name in
+ * its `trustedAs`, which rotation sets), or when one of its `repos` globs matches the repository.
  *
  * Revoking a key on disk (deleting its .pub or setting "revoked": true) takes effect on the next
  * request after the watcher or the periodic check sees it (≤ checkIntervalMs), with no restart.
@@ -21,10 +26,22 @@ export interface KeyMeta {
   revoked?: boolean;
   revokedAt?: string;
   comment?: string;
+  /** Repository globs this key is trusted for, in addition to trust rules that name it. */
+  repos?: string[];
+  /** Key names whose trust-rule entries this key shares (set by rotation: the old key's names). */
+  trustedAs?: string[];
 }
 
+export type KeyEntry = TrustedKey & {
+  fingerprint: string;
+  pem: string;
+  meta: KeyMeta;
+  /** True when a `repos` glob of the meta matches the repository. */
+  appliesTo: (repo: string) => boolean;
+};
+
 export interface KeyringSnapshot {
-  keys: ReadonlyMap<string, TrustedKey & { fingerprint: string; pem: string; meta: KeyMeta }>;
+  keys: ReadonlyMap<string, KeyEntry>;
   /** Hash of every key file's bytes: part of the trust epoch. */
   contentHash: string;
   /** Files that could not be loaded: they are not trusted (fail closed) and are reported. */
@@ -38,7 +55,7 @@ export interface KeyringLogger {
 }
 
 export function loadKeyDir(dir: string): KeyringSnapshot {
-  const keys = new Map<string, TrustedKey & { fingerprint: string; pem: string; meta: KeyMeta }>();
+  const keys = new Map<string, KeyEntry>();
   const errors: Array<{ file: string; error: string }> = [];
   const h = createHash('sha256');
   const files = existsSync(dir) ? readdirSync(dir).sort() : [];
@@ -53,6 +70,7 @@ export function loadKeyDir(dir: string): KeyringSnapshot {
       h.update(`${file}\0${pem}\0${metaText}\0`);
       const meta = parseMeta(metaText);
       const key = parsePublicKeyPem(pem);
+      const matchers = (meta.repos ?? []).map((g) => compileGlob(g));
       keys.set(name, {
         name,
         key,
@@ -62,6 +80,7 @@ export function loadKeyDir(dir: string): KeyringSnapshot {
         ...(meta.notBefore ? { notBefore: new Date(meta.notBefore) } : {}),
         ...(meta.notAfter ? { notAfter: new Date(meta.notAfter) } : {}),
         revoked: meta.revoked === true,
+        appliesTo: (repo) => matchers.some((m) => m(repo)),
       });
     } catch (err) {
       errors.push({ file, error: (err as Error).message });
@@ -86,6 +105,17 @@ function parseMeta(text: string): KeyMeta {
     }
   }
   if (m['revoked'] !== undefined && typeof m['revoked'] !== 'boolean') throw new Error('meta revoked must be a boolean');
+  // Policy: a meta file that widens trust must be well formed; a bad one makes the key unloaded
+  // (not trusted anywhere), never trusted with the bad field ignored.
+  for (const k of ['repos', 'trustedAs']) {
+    const v = m[k];
+    if (v !== undefined && (!Array.isArray(v) || v.length > 256 || !v.every((x) => typeof x === 'string'))) {
+      throw new Error(`meta ${k} must be an array of strings`);
+    }
+  }
+  if ((m['trustedAs'] as string[] | undefined)?.some((n) => !KEY_NAME.test(n))) {
+    throw new Error('meta trustedAs must hold key names');
+  }
   return m as KeyMeta;
 }
 
