@@ -80,7 +80,11 @@ export class Upstream {
   readonly agent: http.Agent;
   private readonly timeoutMs: number;
 
-  constructor(opts: UpstreamOptions) {
+  constructor(
+    opts: UpstreamOptions,
+    /** Told how long each buffered request took, by kind (for metrics). */
+    private readonly observe?: (kind: string, seconds: number) => void,
+  ) {
     this.target = new URL(opts.url);
     if (this.target.pathname !== '/' || this.target.search) {
       throw new Error(`upstream.url must be a bare origin (got ${opts.url})`);
@@ -106,8 +110,12 @@ export class Upstream {
     body?: Buffer;
     maxBytes: number;
     signal?: AbortSignal;
+    /** Label for metrics: manifest, signature, catalog, probe… */
+    kind?: string;
   }): Promise<UpstreamResponse> {
     const mod = this.target.protocol === 'https:' ? https : http;
+    const started = performance.now();
+    const done = (): void => this.observe?.(opts.kind ?? 'other', (performance.now() - started) / 1000);
     return new Promise((resolve, reject) => {
       const req = mod.request(
         {
@@ -136,13 +144,14 @@ export class Upstream {
             }
             chunks.push(c);
           });
-          res.on('end', () =>
+          res.on('end', () => {
+            done();
             resolve({
               status: res.statusCode ?? 502,
               headers: res.headers,
               body: Buffer.concat(chunks, size),
-            }),
-          );
+            });
+          });
           res.on('error', (err) => reject(upstreamFailure(err)));
         },
       );

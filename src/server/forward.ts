@@ -8,6 +8,7 @@ import {
 } from '../registry/upstream.js';
 import { sendError } from './respond.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
 
 const onResponseHook = Symbol('trustgate.onResponse');
 type ResponseHook = (status: number, headers: http.IncomingHttpHeaders) => void;
@@ -24,6 +25,7 @@ export class StreamForwarder {
   constructor(
     private readonly upstream: Upstream,
     private readonly log: Logger,
+    private readonly metrics?: Metrics,
   ) {
     this.proxy = createProxyServer({
       target: upstream.target.origin,
@@ -36,6 +38,8 @@ export class StreamForwarder {
     this.proxy.on('error', (err, _req, res) => this.fail(err, res as http.ServerResponse | undefined));
     this.proxy.on('proxyRes', (proxyRes, req) => {
       stripHopByHop(proxyRes.headers);
+      const down = this.metrics?.bytes.labels({ direction: 'down' });
+      if (down) proxyRes.on('data', (c: Buffer) => down.inc(c.length));
       (req as WithHook)[onResponseHook]?.(proxyRes.statusCode ?? 0, proxyRes.headers);
     });
   }
@@ -51,6 +55,8 @@ export class StreamForwarder {
     onResponse?: ResponseHook,
   ): Promise<void> {
     req.url = path;
+    const up = this.metrics?.bytes.labels({ direction: 'up' });
+    if (up && req.method !== 'GET' && req.method !== 'HEAD') req.on('data', (c: Buffer) => up.inc(c.length));
     req.headers = upstreamRequestHeaders(req.headers) as http.IncomingHttpHeaders;
     return new Promise((resolve) => {
       res.once('close', () => resolve());

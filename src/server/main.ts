@@ -1,12 +1,15 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createHash } from 'node:crypto';
 import express from 'express';
+import { pino } from 'pino';
+import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { GateError } from '../core/errors.js';
 import { compilePolicy, type Policy } from '../core/policy.js';
-import { compileTrustRules } from '../core/trust-policy.js';
+import { compileTrustRules, type EffectiveTrustRule } from '../core/trust-policy.js';
 import { MemoryVerdictCache, type VerdictCache } from '../cache/verdict-cache.js';
 import { Keyring } from '../keys/keyring.js';
 import { Upstream } from '../registry/upstream.js';
@@ -19,9 +22,9 @@ import { Audit } from './audit.js';
 import { Authenticator } from './authenticate.js';
 import { StreamForwarder } from './forward.js';
 import { createLogger, type Logger } from './log.js';
-import { sendError, sendJson } from './respond.js';
+import { Metrics } from './metrics.js';
+import { sendError } from './respond.js';
 import { createV2Handler } from './v2.js';
-import { GateError } from '../core/errors.js';
 
 export interface Trustgate {
   port: number;
@@ -31,7 +34,12 @@ export interface Trustgate {
   trust: TrustService;
   keyring: Keyring;
   cache: VerdictCache;
-  close(): Promise<void>;
+  metrics: Metrics;
+  metricsPort?: number;
+  /** Re-reads the config file (SIGHUP). An invalid file is refused and the old config stays. */
+  reload(): Promise<boolean>;
+  /** Stops accepting, lets in-flight requests finish up to the grace period, then closes all. */
+  close(graceMs?: number): Promise<void>;
 }
 
 export interface StartOptions {
@@ -40,10 +48,11 @@ export interface StartOptions {
   now?: () => Date;
 }
 
-/**
- * Policy: TLS 1.2 minimum with AEAD, forward-secret suites only (TLS 1.3 suites are all AEAD).
- */
-const TLS12_CIPHERS = [
+/** Policy: TLS 1.2 minimum with ECDHE and AEAD suites only (TLS 1.3 suites are all AEAD). */
+const TLS_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
   'ECDHE-ECDSA-AES128-GCM-SHA256',
   'ECDHE-RSA-AES128-GCM-SHA256',
   'ECDHE-ECDSA-AES256-GCM-SHA384',
@@ -52,19 +61,55 @@ const TLS12_CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
+function tlsOptions(config: Config): https.ServerOptions {
+  return {
+    cert: readFileSync(config.tls.cert),
+    key: readFileSync(config.tls.key),
+    minVersion: config.tls.minVersion,
+    ciphers: TLS_CIPHERS,
+    honorCipherOrder: true,
+    ...(config.tls.clientCa
+      ? // Policy: client certificates are requested, not required; an unverified one is ignored
+        // (socket.authorized false) and the caller falls back to token authentication.
+        { ca: readFileSync(config.tls.clientCa), requestCert: true, rejectUnauthorized: false }
+      : {}),
+  };
+}
+
+/** What a SIGHUP may change without a restart, derived from one config. */
+interface Live {
+  config: Config;
+  policy: Policy;
+  ruleFor: (repo: string) => EffectiveTrustRule;
+  policyHash: string;
+  credentials: CredentialStore;
+}
+
 export async function startTrustgate(config: Config, opts: StartOptions = {}): Promise<Trustgate> {
   const log = opts.logger ?? createLogger(config.log.level);
-  const audit = new Audit(log.child({ stream: 'audit' }));
+  const auditLog = config.log.auditFile
+    ? pino(
+        { base: { svc: 'trustgate' } },
+        pino.destination({ dest: config.log.auditFile, mkdir: true, sync: false }),
+      )
+    : log.child({ stream: 'audit' });
+  const metrics = new Metrics();
+  const audit = new Audit(auditLog, metrics);
   const now = opts.now ?? (() => new Date());
 
-  const upstream = new Upstream(config.upstream);
-  const forwarder = new StreamForwarder(upstream, log);
+  const derive = (c: Config): Live => ({
+    config: c,
+    policy: compilePolicy(c.policy),
+    ruleFor: compileTrustRules(c.trust.rules),
+    policyHash: createHash('sha256').update(JSON.stringify(c.trust.rules)).digest('hex'),
+    credentials: CredentialStore.load(c.auth, log.child({ component: 'credentials' })),
+  });
+  let live = derive(config);
 
-  const policy: Policy = compilePolicy(config.policy);
-  const policyRef = { current: policy };
-  const ruleFor = compileTrustRules(config.trust.rules);
-  const policyHash = createHash('sha256').update(JSON.stringify(config.trust.rules)).digest('hex');
-
+  const upstream = new Upstream(config.upstream, (kind, seconds) =>
+    metrics.upstreamDuration.observe({ kind }, seconds),
+  );
+  const forwarder = new StreamForwarder(upstream, log, metrics);
   const keyring = new Keyring(config.trust.keysDir, log.child({ component: 'keyring' }));
   keyring.start();
   const cache: VerdictCache = new MemoryVerdictCache(config.cache.localEntries);
@@ -72,11 +117,12 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     upstream,
     keyring,
     cache,
-    ruleFor,
-    policyHash: () => policyHash,
+    ruleFor: (repo) => live.ruleFor(repo),
+    policyHash: () => live.policyHash,
     positiveTtlSeconds: config.cache.positiveTtlSeconds,
     negativeTtlSeconds: config.cache.negativeTtlSeconds,
     now,
+    onVerify: (seconds) => metrics.verifyDuration.observe(seconds),
   });
 
   const tokenKeys = await loadOrCreateTokenKeys(
@@ -90,10 +136,9 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     ttlSeconds: config.auth.tokenTtlSeconds,
     refreshTtlSeconds: config.auth.refreshTtlSeconds,
   });
-  const credentials = CredentialStore.load(config.auth, log.child({ component: 'credentials' }));
   const auth = new Authenticator({
     tokens,
-    policy: () => policyRef.current,
+    policy: () => live.policy,
     mtlsIdentity: config.auth.mtlsIdentity,
     now,
   });
@@ -105,11 +150,13 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     trust,
     audit,
     log,
+    metrics,
     service: config.auth.service,
     realm: config.publicUrl ? new URL('/token', config.publicUrl).toString() : undefined,
-    isAdmin: (p) => policyRef.current.isAdmin(p.identity),
+    isAdmin: (p) => live.policy.isAdmin(p.identity),
   });
 
+  let draining = false;
   const app = express();
   app.disable('x-powered-by');
   // Policy: never trust X-Forwarded-For; the socket address is the client address.
@@ -118,14 +165,18 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     res.json({ status: 'ok' });
   });
   app.get('/readyz', async (_req, res) => {
-    const checks = await readiness(upstream, keyring, cache);
+    const checks = await readiness(upstream, keyring, cache, draining);
+    metrics.upstreamUp.set(checks.upstream === 'ok' ? 1 : 0);
     res.status(checks.ready ? 200 : 503).json(checks);
   });
   app.use(
     createTokenRouter({
       tokens,
-      credentials,
-      policy: () => policyRef.current,
+      credentials: {
+        verify: (...a: Parameters<CredentialStore['verify']>) => live.credentials.verify(...a),
+        exists: (...a: Parameters<CredentialStore['exists']>) => live.credentials.exists(...a),
+      } as CredentialStore,
+      policy: () => live.policy,
       service: config.auth.service,
       now,
       logger: log.child({ component: 'token' }),
@@ -142,20 +193,12 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
 
   const server = https.createServer(
     {
-      cert: readFileSync(config.tls.cert),
-      key: readFileSync(config.tls.key),
-      minVersion: config.tls.minVersion,
-      ciphers: TLS12_CIPHERS,
-      honorCipherOrder: true,
+      ...tlsOptions(config),
       // Larger socket buffers than the 16 KiB default: fewer pause/resume turns per blob.
       highWaterMark: 64 * 1024,
-      ...(config.tls.clientCa
-        ? // Policy: client certificates are requested, not required; an unverified one is ignored
-          // (socket.authorized false) and the caller falls back to token authentication.
-          { ca: readFileSync(config.tls.clientCa), requestCert: true, rejectUnauthorized: false }
-        : {}),
     },
     (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (draining) res.setHeader('connection', 'close');
       const url = req.url ?? '';
       if (url === '/v2' || url.startsWith('/v2/') || url.startsWith('/v2?')) v2(req, res);
       else app(req, res);
@@ -180,7 +223,10 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   const port = (server.address() as AddressInfo).port;
   const hostForUrl = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const url = `https://${hostForUrl}:${port}`;
-  log.info({ url, upstream: config.upstream.url }, 'trustgate listening');
+  const metricsServer = config.metrics
+    ? await metrics.listen(config.metrics.host, config.metrics.port)
+    : undefined;
+  log.info({ url, upstream: config.upstream.url, metricsPort: metricsServer?.port }, 'trustgate listening');
 
   return {
     port,
@@ -190,14 +236,55 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     trust,
     keyring,
     cache,
-    async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
+    metrics,
+    metricsPort: metricsServer?.port,
+    async reload() {
+      if (!opts.configPath) {
+        log.warn({}, 'reload asked, but trustgate was started without a config file');
+        return false;
+      }
+      let next: Live;
+      let tls: https.ServerOptions;
+      try {
+        const c = loadConfigFile(opts.configPath);
+        next = derive(c);
+        tls = tlsOptions(c);
+        for (const key of ['listen', 'upstream', 'cache'] as const) {
+          if (JSON.stringify(c[key]) !== JSON.stringify(live.config[key])) {
+            log.warn({ key }, `config ${key} changed: takes effect after a restart, not a reload`);
+          }
+        }
+      } catch (err) {
+        // Policy: a bad new config never replaces a good running one.
+        log.error(
+          { err: (err as Error).message },
+          'reload refused: the new configuration is invalid; the old one stays in force',
+        );
+        return false;
+      }
+      server.setSecureContext(tls);
+      live = next;
+      keyring.reload();
+      log.info(
+        { config: opts.configPath },
+        'configuration reloaded (certificates, policy, trust rules, credentials, keys)',
+      );
+      return true;
+    },
+    async close(graceMs = config.shutdownGraceSeconds * 1000) {
+      draining = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const deadline = new Promise<'deadline'>((r) => setTimeout(() => r('deadline'), graceMs).unref());
+      if ((await Promise.race([closed, deadline])) === 'deadline') {
+        log.warn({ graceMs }, 'grace period over: closing the connections still open');
+        server.closeAllConnections();
+        await closed;
+      }
       keyring.stop();
       forwarder.close();
       upstream.close();
+      await metricsServer?.close();
       await cache.close();
     },
   };
@@ -207,22 +294,29 @@ async function readiness(
   upstream: Upstream,
   keyring: Keyring,
   cache: VerdictCache,
-): Promise<{ ready: boolean; upstream: string; keys: number; keyErrors: number; cache: unknown }> {
+  draining: boolean,
+): Promise<{
+  ready: boolean;
+  draining: boolean;
+  upstream: string;
+  keys: number;
+  keyErrors: number;
+  cache: unknown;
+}> {
   let upstreamState = 'ok';
   try {
-    const r = await upstream.request({ method: 'GET', path: '/v2/', maxBytes: 4096 });
+    const r = await upstream.request({ method: 'GET', path: '/v2/', maxBytes: 4096, kind: 'probe' });
     if (r.status !== 200 && r.status !== 401) upstreamState = `status ${r.status}`;
   } catch (err) {
     upstreamState = `unreachable: ${(err as Error).message}`;
   }
   const snap = keyring.snapshot;
   return {
-    ready: upstreamState === 'ok',
+    ready: upstreamState === 'ok' && !draining,
+    draining,
     upstream: upstreamState,
     keys: snap.keys.size,
     keyErrors: snap.errors.length,
     cache: cache.stats(),
   };
 }
-
-export { sendJson };

@@ -12,6 +12,7 @@ import type { Audit, AuditEvent } from './audit.js';
 import type { Authenticator, Principal, RepoAction } from './authenticate.js';
 import type { StreamForwarder } from './forward.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
 import { sendError } from './respond.js';
 
 /** registry:2 refuses manifests over 4 MiB; so do we, before reading more. */
@@ -37,6 +38,7 @@ export interface PipelineDeps {
   trust: TrustService;
   audit: Audit;
   log: Logger;
+  metrics?: Metrics;
   service: string;
   /** Token endpoint URL for the challenge; derived from the Host header when not configured. */
   realm?: string;
@@ -65,6 +67,7 @@ export function createV2Handler(
       identity: 'anonymous',
       client: req.socket.remoteAddress,
       action: req.method ?? '',
+      method: req.method ?? '',
       route: 'unknown',
       verdict: 'allow',
       reason: 'ok',
@@ -216,6 +219,7 @@ async function serveCatalog(d: PipelineDeps, ctx: Ctx): Promise<void> {
     path: ctx.req.url ?? '/v2/_catalog',
     headers: { accept: 'application/json' },
     maxBytes: MAX_CATALOG_BYTES,
+    kind: 'catalog',
   });
   if (up.status !== 200) throw upstreamFailure(new Error(`catalog answered ${up.status}`));
   let repos: unknown;
@@ -259,6 +263,7 @@ async function serveManifest(
     path: `/v2/${repo}/manifests/${reference}`,
     headers: { accept: UPSTREAM_MANIFEST_ACCEPT, host: headerValue(req.headers.host) ?? 'localhost' },
     maxBytes: MAX_MANIFEST_BYTES,
+    kind: 'manifest',
   });
   if (up.status === 404 || up.status === 400) {
     // The registry's own OCI error (MANIFEST_UNKNOWN, NAME_UNKNOWN, …) passes through.
@@ -415,6 +420,7 @@ async function putManifest(
     headers: { ...headers, 'content-type': contentType ?? manifest.mediaType },
     body,
     maxBytes: 1024 * 1024,
+    kind: 'manifest-put',
   });
   if (up.status === 201 && ref.tag && /^sha256-[0-9a-f]{64}\.sig$/.test(ref.tag)) {
     // A new signature may turn an earlier refusal into a pass at once.

@@ -1,0 +1,87 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Prometheus metrics, on a registry of their own (never the process-global one). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'trustgate_requests_total',
+    help: 'Requests by route kind, method and status',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly requestDuration = new Histogram({
+    name: 'trustgate_request_duration_seconds',
+    help: 'Time to answer, by route kind (streams: until the last byte)',
+    labelNames: ['route'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120],
+    registers: [this.registry],
+  });
+  readonly decisions = new Counter({
+    name: 'trustgate_decisions_total',
+    help: 'Decisions by verdict and reason',
+    labelNames: ['verdict', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly verifyDuration = new Histogram({
+    name: 'trustgate_verify_duration_seconds',
+    help: 'Cold verification: signature fetch plus verification',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly upstreamDuration = new Histogram({
+    name: 'trustgate_upstream_duration_seconds',
+    help: 'Buffered registry requests (manifests, signatures, catalog) until the full body',
+    labelNames: ['kind'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+    registers: [this.registry],
+  });
+  readonly cacheRequests = new Counter({
+    name: 'trustgate_cache_requests_total',
+    help: 'Verdict cache lookups by tier and result',
+    labelNames: ['tier', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly redisUp = new Gauge({
+    name: 'trustgate_redis_up',
+    help: '1 when the Redis tier answers, 0 when degraded, absent without Redis',
+    registers: [this.registry],
+  });
+  readonly upstreamUp = new Gauge({
+    name: 'trustgate_upstream_up',
+    help: '1 when the last readiness probe of the registry succeeded',
+    registers: [this.registry],
+  });
+  readonly bytes = new Counter({
+    name: 'trustgate_bytes_streamed_total',
+    help: 'Body bytes streamed through the proxy',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
+
+  /** A plain-HTTP listener for /metrics (bind it to a private address). */
+  async listen(host: string, port: number): Promise<{ port: number; close(): Promise<void> }> {
+    const server = http.createServer((req, res) => {
+      if (req.method !== 'GET' || req.url !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': this.registry.contentType });
+          res.end(text);
+        },
+        () => res.writeHead(500).end(),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    return {
+      port: (server.address() as AddressInfo).port,
+      close: () => new Promise<void>((r) => server.close(() => r())),
+    };
+  }
+}
