@@ -10,7 +10,7 @@ import type { Config } from '../config/schema.js';
 import { GateError } from '../core/errors.js';
 import { compilePolicy, type Policy } from '../core/policy.js';
 import { compileTrustRules, type EffectiveTrustRule } from '../core/trust-policy.js';
-import { MemoryVerdictCache, type VerdictCache } from '../cache/verdict-cache.js';
+import { createVerdictCache, TieredVerdictCache, type VerdictCache } from '../cache/index.js';
 import { Keyring } from '../keys/keyring.js';
 import { Upstream } from '../registry/upstream.js';
 import { TrustService } from '../trust/service.js';
@@ -47,6 +47,8 @@ export interface StartOptions {
   configPath?: string;
   now?: () => Date;
 }
+
+const KEYS_CHANNEL = 'tg:keys';
 
 /** Policy: TLS 1.2 minimum with ECDHE and AEAD suites only (TLS 1.3 suites are all AEAD). */
 const TLS_CIPHERS = [
@@ -112,7 +114,14 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   const forwarder = new StreamForwarder(upstream, log, metrics);
   const keyring = new Keyring(config.trust.keysDir, log.child({ component: 'keyring' }));
   keyring.start();
-  const cache: VerdictCache = new MemoryVerdictCache(config.cache.localEntries);
+  const cache: VerdictCache = createVerdictCache(config.cache, log.child({ component: 'cache' }));
+  metrics.watchCache(cache);
+  if (cache instanceof TieredVerdictCache) {
+    // Replicas share keys/ (a volume); the nudge makes a change seen at once, not at the next poll.
+    // Policy: the message is only a hint to re-read the directory; it carries nothing trusted.
+    void cache.subscribe(KEYS_CHANNEL, () => keyring.reload());
+    keyring.onChange(() => void cache.publish(KEYS_CHANNEL, String(Date.now())));
+  }
   const trust = new TrustService({
     upstream,
     keyring,

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { VerdictCache } from '../cache/verdict-cache.js';
 
 /** Prometheus metrics, on a registry of their own (never the process-global one). */
 export class Metrics {
@@ -59,6 +60,41 @@ export class Metrics {
     labelNames: ['direction'] as const,
     registers: [this.registry],
   });
+
+  /** Exports the cache's own counters (per tier when it has tiers) at scrape time. */
+  watchCache(cache: VerdictCache): void {
+    const seen = new Map<string, number>();
+    const redisUp = this.redisUp;
+    const bump = (tier: string, result: string, total: number): void => {
+      const key = `${tier}:${result}`;
+      const delta = total - (seen.get(key) ?? 0);
+      if (delta > 0) this.cacheRequests.inc({ tier, result }, delta);
+      seen.set(key, total);
+    };
+    new Gauge({
+      name: 'trustgate_cache_entries',
+      help: 'Entries in the in-process cache tier',
+      registers: [this.registry],
+      collect() {
+        const s = cache.stats() as ReturnType<VerdictCache['stats']> & {
+          local?: { hits: number; misses: number; size: number };
+          redis?: { hits: number; misses: number; degraded: boolean };
+        };
+        if (s.local && s.redis) {
+          bump('local', 'hit', s.local.hits);
+          bump('local', 'miss', s.local.misses);
+          bump('redis', 'hit', s.redis.hits);
+          bump('redis', 'miss', s.redis.misses);
+          redisUp.set(s.redis.degraded ? 0 : 1);
+          this.set(s.local.size);
+        } else {
+          bump('local', 'hit', s.hits);
+          bump('local', 'miss', s.misses);
+          this.set(s.size);
+        }
+      },
+    });
+  }
 
   /** A plain-HTTP listener for /metrics (bind it to a private address). */
   async listen(host: string, port: number): Promise<{ port: number; close(): Promise<void> }> {

@@ -19,6 +19,10 @@ export interface TestGateOptions {
   /** Request client certificates signed by the test CA. */
   mtls?: boolean;
   redisUrl?: string;
+  /** Share a trusted-keys directory between gates (replicas); default: a fresh one. */
+  keysDir?: string;
+  /** Share the token signing keys between gates (replicas); default: a fresh one. */
+  tokenKeyDir?: string;
   extra?: Record<string, unknown>;
 }
 
@@ -59,7 +63,7 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
       .map(([u, p]) => `${u}:${bcrypt.hashSync(p, 4).replace(/^\$2b\$/, '$2y$')}\n`)
       .join(''),
   );
-  const keysDir = path.join(dir, 'keys', 'trusted');
+  const keysDir = o.keysDir ?? path.join(dir, 'keys', 'trusted');
   mkdirSync(keysDir, { recursive: true });
   for (const [name, pem] of Object.entries(o.trustedKeys ?? {}))
     writeFileSync(path.join(keysDir, `${name}.pub`), pem);
@@ -67,7 +71,7 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
     listen: { host: '127.0.0.1', port: 0 },
     tls: { cert: certs.serverCert, key: certs.serverKey, ...(o.mtls ? { clientCa: certs.caCert } : {}) },
     upstream: { url: o.registryUrl, timeoutMs: 10_000 },
-    auth: { htpasswd, tokenKeyDir: path.join(dir, 'keys', 'token') },
+    auth: { htpasswd, tokenKeyDir: o.tokenKeyDir ?? path.join(dir, 'keys', 'token') },
     policy: { admins: [], groups: {}, access: [], ...o.policy },
     trust: { keysDir, rules: o.trustRules ?? [] },
     cache: {
