@@ -1,135 +1,278 @@
-import express, { type Request, type Response, type Router } from 'express';
+/**
+ * The Docker token endpoint: distribution's token spec (`GET /token` with Basic credentials) and
+ * its OAuth2 form (`POST /token`, grant_type=password|refresh_token). The grant is always the
+ * intersection of the requested scopes and what the current policy allows.
+ */
+import type { TLSSocket } from 'node:tls';
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { GateError, toGateError } from '../core/errors.js';
 import type { Policy } from '../core/policy.js';
-import { grantScopes, parseScopes } from '../core/scope.js';
+import { formatScope, grantScopes, parseScopes, type AccessClaim } from '../core/scope.js';
 import type { Identity } from '../core/types.js';
+import { basicCredentialsOf } from './basic.js';
 import type { CredentialStore } from './credentials.js';
-import { parseBasicAuth } from './basic.js';
-import type { TokenService } from './tokens.js';
+import { identityFromPeerCertificate } from './mtls.js';
+import type { IssuedToken, TokenService } from './tokens.js';
 
 export interface TokenRouterDeps {
   tokens: TokenService;
   credentials: CredentialStore;
+  /** The current policy (re-read on every request, so a reload applies at once). */
   policy: () => Policy;
   service: string;
   now?: () => Date;
   logger: { info(o: object, m: string): void; warn(o: object, m: string): void };
-  /** Writes an OCI error response (the server's one error writer). */
-  sendError: (res: Response, err: unknown) => void;
+  /** Writes an OCI error response; defaults to GateError's own body. */
+  sendError?: (res: Response, err: unknown) => void;
+  /** When set, a GET without Basic credentials over a verified client certificate gets that identity. */
+  mtlsIdentity?: 'CN' | 'subject';
 }
 
-const ANONYMOUS: Identity = { subject: 'anonymous', kind: 'anonymous', groups: [] };
+const ANONYMOUS: Identity = Object.freeze({ subject: 'anonymous', kind: 'anonymous', groups: [] });
+const MAX_PARAM = 4096;
 
-function single(v: unknown): string | undefined {
+const badParam = (msg: string): GateError => new GateError('UNSUPPORTED', msg, { status: 400 });
+
+/** A parameter that may appear at most once. Policy: a repeated one is refused, not picked from. */
+function single(v: unknown, name: string): string | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'string')
-    throw new GateError('UNSUPPORTED', 'a token parameter was given more than once', { status: 400 });
+  if (typeof v !== 'string') throw badParam(`parameter ${name} must be given at most once`);
+  if (v.length > MAX_PARAM) throw badParam(`parameter ${name} is too long`);
   return v;
 }
 
 function list(v: unknown): string[] {
   if (v === undefined) return [];
-  if (typeof v === 'string') return [v];
-  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
-  throw new GateError('UNSUPPORTED', 'malformed scope parameter', { status: 400 });
+  const all = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(all) || !all.every((x) => typeof x === 'string' && x.length <= MAX_PARAM)) {
+    throw badParam('malformed scope parameter');
+  }
+  return all as string[];
 }
 
-/**
- * The Docker token endpoint (distribution's token spec and its OAuth2 form). The grant is the
- * intersection of the requested scopes and what policy allows now.
- */
+function defaultSendError(res: Response, err: unknown): void {
+  const e = toGateError(err);
+  res.status(e.status).set(e.headers).json(e.toBody());
+}
+
+/** OAuth2 error response (RFC 6749 section 5.2). */
+class OAuthError extends Error {
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    description: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(description);
+  }
+}
+
 export function createTokenRouter(d: TokenRouterDeps): Router {
   const router = express.Router();
   const now = d.now ?? (() => new Date());
-  // Policy: the client address for login throttling is the socket's, never X-Forwarded-For.
-  const client = (req: Request): string | undefined => req.socket.remoteAddress;
+  const sendError = d.sendError ?? defaultSendError;
+  // Policy: the client address for login throttling is the socket's, never X-Forwarded-For or
+  // any other header (and express's `trust proxy` stays off, so req.ip would agree).
+  const clientOf = (req: Request): string | undefined => req.socket.remoteAddress;
 
   const checkService = (service: string | undefined): void => {
-    if (service !== undefined && service !== d.service) {
-      throw new GateError('UNSUPPORTED', `this token service is ${JSON.stringify(d.service)}`, {
-        status: 400,
-      });
-    }
+    // Policy: a token request names the service it is for, and it must be ours.
+    if (service === undefined)
+      throw badParam(`parameter service is required (this service is ${JSON.stringify(d.service)})`);
+    if (service !== d.service)
+      throw badParam(`unknown service: this token service is ${JSON.stringify(d.service)}`);
   };
 
-  router.get('/token', async (req, res) => {
+  const withGroups = (id: Identity, policy: Policy): Identity =>
+    id.kind === 'anonymous' ? ANONYMOUS : policy.identityFor(id.subject, id.kind);
+
+  const respond = (res: Response, body: IssuedToken & { scope?: string }): void => {
+    res.set({ 'cache-control': 'no-store', pragma: 'no-cache' }).json(body);
+  };
+
+  const logIssued = (identity: Identity, granted: AccessClaim[], how: string): void => {
+    d.logger.info(
+      { subject: identity.subject, kind: identity.kind, granted: granted.map(formatScope), how },
+      'token issued',
+    );
+  };
+
+  router.get('/token', async (req: Request, res: Response) => {
     try {
-      checkService(single(req.query['service']));
-      const creds = parseBasicAuth(req.headers.authorization);
-      const identity = creds
-        ? withGroups(await d.credentials.verify(creds.user, creds.password, client(req)), d.policy())
-        : ANONYMOUS;
-      const account = single(req.query['account']);
-      if (account !== undefined && creds && account !== creds.user) {
-        throw new GateError('UNAUTHORIZED', 'account does not match the credentials');
+      const q = req.query as Record<string, unknown>;
+      checkService(single(q['service'], 'service'));
+      const requested = parseScopes(list(q['scope']));
+      const account = single(q['account'], 'account');
+      const offline = single(q['offline_token'], 'offline_token') === 'true';
+      single(q['client_id'], 'client_id');
+      const creds = basicCredentialsOf(req);
+      const policy = d.policy();
+      let identity: Identity = ANONYMOUS;
+      if (creds) {
+        // Policy: `account`, when given, must name the user the credentials are for.
+        if (account !== undefined && account !== creds.user) {
+          throw new GateError('UNAUTHORIZED', 'the account parameter does not match the credentials');
+        }
+        identity = withGroups(await d.credentials.verify(creds.user, creds.password, clientOf(req)), policy);
+      } else if (d.mtlsIdentity) {
+        const socket = req.socket as TLSSocket;
+        const fromCert =
+          typeof socket.getPeerCertificate === 'function'
+            ? identityFromPeerCertificate(
+                socket.getPeerCertificate(),
+                socket.authorized === true,
+                d.mtlsIdentity,
+              )
+            : null;
+        if (fromCert) identity = withGroups(fromCert, policy);
       }
-      const granted = grantScopes(parseScopes(list(req.query['scope'])), identity, d.policy());
-      const offline = single(req.query['offline_token']) === 'true';
-      const issued = await d.tokens.issue(identity, granted, now(), offline && creds !== undefined);
-      d.logger.info({ subject: identity.subject, granted }, 'token issued');
-      res.set('cache-control', 'no-store').json(issued);
+      // No credentials: the anonymous identity, granted only what anonymous callers may pull.
+      const granted = grantScopes(requested, identity, policy);
+      const refresh = offline && creds !== undefined;
+      const issued = await d.tokens.issue(identity, granted, now(), {
+        refresh,
+        accountVersion: refresh ? d.credentials.accountVersion(identity.subject, identity.kind) : undefined,
+      });
+      logIssued(identity, granted, 'get');
+      respond(res, issued);
     } catch (err) {
       const e = toGateError(err);
-      if (e.status === 401 && !e.headers['WWW-Authenticate'])
-        e.headers['WWW-Authenticate'] = `Basic realm="${d.service}"`;
-      d.sendError(res, e);
+      d.logger.warn({ code: e.code, detail: e.logDetail }, 'token request refused');
+      if (e.status === 401 && !e.headers['WWW-Authenticate']) {
+        e.headers['WWW-Authenticate'] = `Basic realm=${JSON.stringify(d.service)}, charset="UTF-8"`;
+      }
+      sendError(res, e);
     }
   });
 
-  router.post(
-    '/token',
-    express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 32 }),
-    async (req, res) => {
-      const body = (req.body ?? {}) as Record<string, unknown>;
-      try {
-        checkService(single(body['service']));
-        const grantType = single(body['grant_type']);
-        let identity: Identity;
-        let refresh = single(body['access_type']) === 'offline';
-        if (grantType === 'password') {
-          const user = single(body['username']) ?? '';
-          const password = single(body['password']) ?? '';
-          identity = withGroups(await d.credentials.verify(user, password, client(req)), d.policy());
-        } else if (grantType === 'refresh_token') {
-          const rt = await d.tokens.verifyRefreshToken(single(body['refresh_token']) ?? '', now());
-          // Policy: a refresh token is worth only as much as the account behind it today.
-          if (!d.credentials.exists(rt.subject, rt.kind))
-            throw new GateError('UNAUTHORIZED', 'account no longer exists');
-          identity = d.policy().identityFor(rt.subject, rt.kind);
-          refresh = false;
-        } else {
-          res.status(400).json({ error: 'unsupported_grant_type' });
-          return;
-        }
-        const granted = grantScopes(
-          parseScopes((single(body['scope']) ?? '').split(' ')),
-          identity,
-          d.policy(),
-        );
-        const issued = await d.tokens.issue(identity, granted, now(), refresh);
-        res.set('cache-control', 'no-store').json({
-          ...issued,
-          scope: granted.map((g) => `${g.type}:${g.name}:${g.actions.join(',')}`).join(' '),
-        });
-      } catch (err) {
-        const e = toGateError(err);
-        if (e.status === 429) {
-          d.sendError(res, e);
-          return;
-        }
-        d.logger.warn({ code: e.code, detail: e.logDetail }, 'token request refused');
-        const status = e.status >= 500 ? e.status : e.status === 400 ? 400 : 401;
-        res.status(status).json({
-          error: status === 400 ? 'invalid_request' : 'invalid_grant',
-          error_description: e.message,
-        });
+  const form = express.urlencoded({
+    extended: false,
+    limit: '16kb',
+    parameterLimit: 32,
+    type: 'application/x-www-form-urlencoded',
+  });
+
+  router.post('/token', form, async (req: Request, res: Response) => {
+    try {
+      if (!req.is('application/x-www-form-urlencoded') || typeof req.body !== 'object' || req.body === null) {
+        throw new OAuthError(400, 'invalid_request', 'expected an application/x-www-form-urlencoded body');
       }
-    },
-  );
+      const body = req.body as Record<string, unknown>;
+      const param = (name: string): string | undefined => {
+        try {
+          return single(body[name], name);
+        } catch (e) {
+          throw new OAuthError(400, 'invalid_request', (e as Error).message);
+        }
+      };
+      try {
+        checkService(param('service'));
+      } catch (e) {
+        if (e instanceof OAuthError) throw e;
+        throw new OAuthError(400, 'invalid_request', (e as Error).message);
+      }
+      // Policy: client_id is REQUIRED by distribution's oauth.md; RFC 6749 A.1 syntax (VSCHAR).
+      const clientId = param('client_id');
+      if (!clientId || !/^[\x20-\x7e]{1,256}$/.test(clientId)) {
+        throw new OAuthError(
+          400,
+          'invalid_request',
+          'parameter client_id is required (printable ASCII, at most 256)',
+        );
+      }
+      let requested: AccessClaim[];
+      try {
+        requested = parseScopes([param('scope') ?? '']);
+      } catch (e) {
+        if (e instanceof OAuthError) throw e;
+        throw new OAuthError(400, 'invalid_scope', (e as Error).message);
+      }
+      const grantType = param('grant_type');
+      const offline = param('access_type') === 'offline';
+      const policy = d.policy();
+      let identity: Identity;
+      let issued: IssuedToken;
+      if (grantType === 'password') {
+        const user = param('username');
+        const password = param('password');
+        if (user === undefined || password === undefined) {
+          throw new OAuthError(400, 'invalid_request', 'the password grant needs username and password');
+        }
+        identity = withGroups(await d.credentials.verify(user, password, clientOf(req)), policy);
+        const granted = grantScopes(requested, identity, policy);
+        issued = await d.tokens.issue(identity, granted, now(), {
+          refresh: offline,
+          accountVersion: offline ? d.credentials.accountVersion(identity.subject, identity.kind) : undefined,
+        });
+        logIssued(identity, granted, 'password');
+        respond(res, { ...issued, scope: granted.map(formatScope).join(' ') });
+      } else if (grantType === 'refresh_token') {
+        const presented = param('refresh_token');
+        if (!presented)
+          throw new OAuthError(400, 'invalid_request', 'the refresh_token grant needs refresh_token');
+        const rt = await d.tokens.verifyRefreshToken(presented, now());
+        // Policy: a refresh token is worth only as much as the account behind it today: the
+        // account must still exist with the same credential, and the grant uses today's policy.
+        const version = d.credentials.accountVersion(rt.subject, rt.kind);
+        if (version === undefined || version !== rt.accountVersion) {
+          throw new GateError('UNAUTHORIZED', 'refresh token revoked: log in again', {
+            logDetail: { subject: rt.subject, gone: version === undefined },
+          });
+        }
+        identity = policy.identityFor(rt.subject, rt.kind);
+        const granted = grantScopes(requested, identity, policy);
+        issued = await d.tokens.issue(identity, granted, now());
+        // oauth.md: with access_type=offline the refresh grant returns the same refresh token.
+        if (offline) issued.refresh_token = presented;
+        logIssued(identity, granted, 'refresh_token');
+        respond(res, { ...issued, scope: granted.map(formatScope).join(' ') });
+      } else {
+        throw new OAuthError(
+          400,
+          grantType === undefined ? 'invalid_request' : 'unsupported_grant_type',
+          'grant_type must be password or refresh_token',
+        );
+      }
+    } catch (err) {
+      sendOAuthError(res, err);
+    }
+  });
+
+  const sendOAuthError = (res: Response, err: unknown): void => {
+    let o: OAuthError;
+    if (err instanceof OAuthError) o = err;
+    else {
+      const e = toGateError(err);
+      d.logger.warn({ code: e.code, detail: e.logDetail }, 'token request refused');
+      if (e.status === 429) o = new OAuthError(429, 'invalid_grant', e.message, e.headers);
+      // Policy: bad credentials or tokens answer 401 invalid_grant (like the GET path's 401;
+      // docker and containerd treat 400 and 401 alike here), internal errors say nothing more.
+      else if (e.status === 401) o = new OAuthError(401, 'invalid_grant', e.message);
+      else if (e.status < 500) o = new OAuthError(400, 'invalid_request', e.message);
+      else o = new OAuthError(500, 'server_error', 'internal error');
+    }
+    res
+      .status(o.status)
+      .set({ ...o.headers, 'cache-control': 'no-store' })
+      .json({ error: o.error, error_description: o.message });
+  };
+
+  // Body parser failures (too large, bad charset, too many parameters) answer in the OAuth2 form.
+  router.use('/token', (err: unknown, req: Request, res: Response, next: NextFunction) => {
+    if (req.method !== 'POST') {
+      next(err);
+      return;
+    }
+    const status = (err as { status?: number }).status;
+    sendOAuthError(
+      res,
+      new OAuthError(
+        status === 413 ? 413 : 400,
+        'invalid_request',
+        status === 413 ? 'request body too large' : 'malformed form body',
+      ),
+    );
+  });
 
   return router;
-}
-
-function withGroups(id: Identity, policy: Policy): Identity {
-  return policy.identityFor(id.subject, id.kind);
 }
