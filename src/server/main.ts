@@ -18,6 +18,7 @@ import { CredentialStore } from '../auth/credentials.js';
 import { TokenService } from '../auth/tokens.js';
 import { loadOrCreateTokenKeys } from '../auth/token-keys.js';
 import { createTokenRouter } from '../auth/token-endpoint.js';
+import { createAdminRouter } from './admin.js';
 import { Audit } from './audit.js';
 import { Authenticator } from './authenticate.js';
 import { StreamForwarder } from './forward.js';
@@ -190,6 +191,30 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       now,
       logger: log.child({ component: 'token' }),
       sendError: (res, err) => sendError(res, err, log),
+    }),
+  );
+  app.use(
+    '/admin/v1',
+    createAdminRouter({
+      auth,
+      policy: () => live.policy,
+      config: () => live.config,
+      trust,
+      keyring,
+      cache,
+      upstream,
+      audit,
+      log: log.child({ component: 'admin' }),
+      service: config.auth.service,
+      realm: config.publicUrl ? new URL('/token', config.publicUrl).toString() : undefined,
+      // After the admin API changed a credential file: re-read it (the token router reads live).
+      reloadCredentials: () => {
+        live = {
+          ...live,
+          credentials: CredentialStore.load(live.config.auth, log.child({ component: 'credentials' })),
+        };
+      },
+      now,
     }),
   );
   app.use((req, res) => {

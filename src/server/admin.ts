@@ -1,0 +1,445 @@
+/**
+ * The admin API, `/admin/v1/...` on the TLS listener: trusted keys, effective policy, decision
+ * explanations, cache and health figures, users and robots. JSON in, JSON out; errors through the
+ * one error writer (OCI error JSON). Described by docs/admin-api.openapi.yaml (served as JSON at
+ * `GET /admin/v1/openapi.json`).
+ *
+ * A request flows: authenticate (bearer token from /token, or a verified client certificate)
+ * → admin role (policy.admins) → parse and validate the body → change → audit event → answer.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import type http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import type { VerdictCache } from '../cache/verdict-cache.js';
+import type { Config } from '../config/schema.js';
+import { GateError, toGateError } from '../core/errors.js';
+import { MEDIA_TYPES, parseManifest } from '../core/manifest.js';
+import type { Policy } from '../core/policy.js';
+import { isValidRepoName, parseDockerReference } from '../core/reference.js';
+import { KeyStore, keyInfo, type KeyInfo } from '../keys/store.js';
+import type { Keyring } from '../keys/keyring.js';
+import type { Upstream } from '../registry/upstream.js';
+import { upstreamFailure } from '../registry/upstream.js';
+import type { TrustService } from '../trust/service.js';
+import { headerValue } from '../trust/service.js';
+import { AccountFiles } from './accounts.js';
+import type { Audit } from './audit.js';
+import type { Authenticator, Principal } from './authenticate.js';
+import type { Logger } from './log.js';
+import { sendError, sendJson } from './respond.js';
+
+export interface AdminDeps {
+  auth: Authenticator;
+  /** The current access policy (re-read per request, so a reload applies at once). */
+  policy: () => Policy;
+  /** The current config (policy, trust rules and credential file paths are read from it). */
+  config: () => Config;
+  trust: TrustService;
+  keyring: Keyring;
+  cache: VerdictCache;
+  upstream: Upstream;
+  audit: Audit;
+  log: Logger;
+  service: string;
+  /** Token endpoint URL for the challenge; derived from the Host header when not configured. */
+  realm?: string | undefined;
+  /** Re-reads the credential files after a change (swaps the server's CredentialStore). */
+  reloadCredentials: () => void;
+  now?: () => Date;
+  /** bcrypt cost for new users and robots (default 12; tests lower it). */
+  bcryptCost?: number;
+}
+
+/** Request bodies are small JSON documents; anything larger is refused before it is parsed. */
+export const MAX_ADMIN_BODY = '64kb';
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** As /v2 does: every modern type, so the registry neither converts nor collapses (I1). */
+const UPSTREAM_MANIFEST_ACCEPT = [
+  MEDIA_TYPES.ociManifest,
+  MEDIA_TYPES.ociIndex,
+  MEDIA_TYPES.dockerManifest,
+  MEDIA_TYPES.dockerManifestList,
+].join(', ');
+
+const glob = z.string().min(1).max(255);
+const dateTime = z.string().min(1).max(64);
+const pem = z
+  .string()
+  .min(1)
+  .max(16 * 1024);
+
+const addKeyBody = z.strictObject({
+  name: z.string().min(1).max(128),
+  pem,
+  repos: z.array(glob).max(256).optional(),
+  notBefore: dateTime.optional(),
+  notAfter: dateTime.optional(),
+  comment: z.string().max(1024).optional(),
+});
+const revokeBody = z.strictObject({ reason: z.string().max(1024).optional() });
+const rotateBody = z.strictObject({
+  pem,
+  newName: z.string().min(1).max(128).optional(),
+  graceSeconds: z.number().int().min(0).optional(),
+  notAfter: dateTime.optional(),
+});
+const addUserBody = z.strictObject({ name: z.string().min(1).max(128), password: z.string().max(1024) });
+const addRobotBody = z.strictObject({ name: z.string().min(1).max(128) });
+
+function parseBody<T>(schema: z.ZodType<T>, body: unknown, allowEmpty = false): T {
+  const value = body === undefined && allowEmpty ? {} : body;
+  const r = schema.safeParse(value);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+    throw new GateError(
+      'UNSUPPORTED',
+      value === undefined
+        ? 'a JSON body (Content-Type: application/json) is required'
+        : `invalid request body: ${where}${issue?.message ?? 'invalid'}`,
+      { status: 400 },
+    );
+  }
+  return r.data;
+}
+
+let openApiCache: unknown;
+/** The OpenAPI document, read once from docs/ next to the package. */
+function openApiDocument(): unknown {
+  if (openApiCache !== undefined) return openApiCache;
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const p = path.join(dir, 'docs', 'admin-api.openapi.yaml');
+    if (existsSync(p)) return (openApiCache = parseYaml(readFileSync(p, 'utf8')) as unknown);
+    dir = path.dirname(dir);
+  }
+  throw new GateError('UNKNOWN', 'the OpenAPI document is missing from this installation', {
+    logDetail: 'docs/admin-api.openapi.yaml not found',
+  });
+}
+
+interface AdminLocals {
+  principal: Principal;
+  requestId: string;
+}
+
+function locals(res: Response): AdminLocals {
+  return res.locals as AdminLocals;
+}
+
+export function createAdminRouter(d: AdminDeps): Router {
+  const router = express.Router();
+  const now = d.now ?? (() => new Date());
+  const keys = new KeyStore(d.keyring, now);
+  const accounts = new AccountFiles({
+    htpasswd: () => d.config().auth.htpasswd,
+    robotsFile: () => d.config().auth.robotsFile,
+    ...(d.bcryptCost !== undefined ? { cost: d.bcryptCost } : {}),
+  });
+
+  const challenge = (req: http.IncomingMessage): string => {
+    const host = headerValue(req.headers.host) ?? 'localhost';
+    return `Bearer realm="${d.realm ?? `https://${host}/token`}",service="${d.service}"`;
+  };
+
+  const audit = (res: Response, change: string, target: string, detail?: unknown): void => {
+    const { principal, requestId } = locals(res);
+    d.audit.adminChange({
+      requestId,
+      identity: principal.identity.subject,
+      change,
+      target,
+      ...(detail !== undefined ? { detail } : {}),
+    });
+  };
+
+  // Authenticate and authorise before anything else, the body included: an unauthenticated caller
+  // never gets a JSON parser run on its bytes.
+  router.use(async (req: Request, res: Response, next: NextFunction) => {
+    res.setHeader('cache-control', 'no-store');
+    const requestId = randomUUID();
+    res.setHeader('x-request-id', requestId);
+    const principal = await d.auth.authenticate(req);
+    if (!principal.credentialed) {
+      throw new GateError(
+        'UNAUTHORIZED',
+        'authentication required: a bearer token from the token endpoint (admin credentials) or an admin client certificate',
+      );
+    }
+    // Policy: the admin role comes from policy.admins only; no token scope grants it, and it is
+    // re-read per request, so removing an admin takes effect at once, even for live tokens.
+    if (!d.policy().isAdmin(principal.identity)) {
+      throw new GateError('DENIED', `${principal.identity.subject} is not an admin (policy.admins)`);
+    }
+    res.locals = { ...res.locals, principal, requestId };
+    next();
+  });
+  router.use(express.json({ limit: MAX_ADMIN_BODY, strict: true, type: 'application/json' }));
+
+  router.get('/openapi.json', (_req, res) => {
+    sendJson(res, 200, openApiDocument());
+  });
+
+  // ------------------------------------------------------------------------------------------
+  // Keys
+  // ------------------------------------------------------------------------------------------
+  const keyOut = (k: KeyInfo): Omit<KeyInfo, 'meta'> & { meta: KeyInfo['meta'] } => k;
+
+  router.get('/keys', (_req, res) => {
+    const { keys: list, errors } = keys.list();
+    sendJson(res, 200, { keys: list.map(keyOut), errors });
+  });
+
+  router.get('/keys/:name', (req, res) => {
+    sendJson(res, 200, keyOut(keys.get(String(req.params['name']))));
+  });
+
+  router.post('/keys', async (req, res) => {
+    const body = parseBody(addKeyBody, req.body);
+    const actor = locals(res).principal.identity.subject;
+    const k = await keys.add(body, actor);
+    audit(res, 'key.add', k.name, {
+      fingerprint: k.fingerprint,
+      alg: k.alg,
+      repos: k.repos,
+      notBefore: k.notBefore,
+      notAfter: k.notAfter,
+    });
+    sendJson(res, 201, keyOut(k));
+  });
+
+  router.post('/keys/:name/revoke', async (req, res) => {
+    const body = parseBody(revokeBody, req.body, true);
+    const name = String(req.params['name']);
+    const r = await keys.revoke(name, locals(res).principal.identity.subject, body.reason);
+    if (r.changed) audit(res, 'key.revoke', name, { fingerprint: r.key.fingerprint, reason: body.reason });
+    sendJson(res, 200, { key: keyOut(r.key), changed: r.changed });
+  });
+
+  router.post('/keys/:name/rotate', async (req, res) => {
+    const body = parseBody(rotateBody, req.body);
+    const name = String(req.params['name']);
+    const r = await keys.rotate(name, body, locals(res).principal.identity.subject);
+    audit(res, 'key.rotate', name, {
+      newKey: r.new.name,
+      newFingerprint: r.new.fingerprint,
+      oldNotAfter: r.old.notAfter,
+    });
+    sendJson(res, 200, { old: keyOut(r.old), new: keyOut(r.new) });
+  });
+
+  // ------------------------------------------------------------------------------------------
+  // Policy and decisions
+  // ------------------------------------------------------------------------------------------
+  router.get('/policy', (req, res) => {
+    const c = d.config();
+    const repo = single(req.query['repo'], 'repo');
+    const t = now();
+    const loaded = [...d.keyring.snapshot.keys.values()].map((k) => keyInfo(k, t));
+    const out: Record<string, unknown> = {
+      admins: c.policy.admins,
+      groups: c.policy.groups,
+      access: c.policy.access,
+      trust: {
+        keysDir: d.keyring.dir,
+        defaultRule: 'a repository no rule matches trusts no key (enforce, threshold 1)',
+        rules: c.trust.rules.map((r) => ({
+          ...r,
+          // Keys that apply through this rule: named, or sharing a named key's entries by rotation.
+          effectiveKeys: loaded
+            .filter((k) => r.keys.includes(k.name) || k.trustedAs.some((n) => r.keys.includes(n)))
+            .map((k) => ({ name: k.name, status: k.status })),
+          missingKeys: r.keys.filter((n) => !loaded.some((k) => k.name === n)),
+        })),
+      },
+      keys: loaded.map((k) => ({ name: k.name, status: k.status, repos: k.repos, trustedAs: k.trustedAs })),
+      epoch: d.trust.epoch(),
+    };
+    if (repo !== undefined) {
+      if (!isValidRepoName(repo))
+        throw new GateError('NAME_INVALID', 'invalid repository name', { status: 400 });
+      const rule = d.trust.ruleFor(repo);
+      out['repo'] = {
+        name: repo,
+        rule: rule.pattern,
+        mode: rule.mode,
+        threshold: rule.threshold,
+        tagBinding: rule.tagBinding,
+        signedPush: rule.signedPush,
+        trustedKeys: d.trust
+          .trustedKeys(rule, repo)
+          .map((k) => ({ name: k.name, status: loaded.find((l) => l.name === k.name)?.status })),
+      };
+    }
+    sendJson(res, 200, out);
+  });
+
+  router.get('/explain', async (req, res) => {
+    const refText = single(req.query['ref'], 'ref');
+    if (refText === undefined) throw badRequest('ref is required: ?ref=REPO:TAG or ?ref=REPO@DIGEST');
+    let ref;
+    try {
+      ref = parseDockerReference(refText);
+    } catch (err) {
+      throw badRequest(`invalid reference: ${toGateError(err).message}`);
+    }
+    const { repo } = ref;
+    if (ref.tag !== undefined && ref.digest !== undefined)
+      throw badRequest('give a tag or a digest, not both');
+    const reference = ref.digest ?? ref.tag;
+    if (reference === undefined) throw badRequest('the reference needs :TAG or @DIGEST');
+    // One fetch, verified from the bytes it returned, as a pull-only client's GET would be. Nothing
+    // is admitted (no blob becomes pullable because an admin asked).
+    const up = await d.upstream.request({
+      method: 'GET',
+      path: `/v2/${repo}/manifests/${reference}`,
+      headers: { accept: UPSTREAM_MANIFEST_ACCEPT },
+      maxBytes: MAX_MANIFEST_BYTES,
+    });
+    if (up.status === 404) {
+      throw new GateError('MANIFEST_UNKNOWN', `${repo}:${reference} is not in the registry`, { status: 404 });
+    }
+    if (up.status !== 200) throw upstreamFailure(new Error(`manifest GET answered ${up.status}`));
+    const algo = ref.digest?.startsWith('sha512:') ? 'sha512' : 'sha256';
+    const digest = `${algo}:${createHash(algo).update(up.body).digest('hex')}`;
+    if (ref.digest !== undefined && digest !== ref.digest) {
+      throw new GateError('MANIFEST_INVALID', `the registry returned bytes that do not match ${ref.digest}`, {
+        status: 502,
+      });
+    }
+    const manifest = parseManifest(up.body, headerValue(up.headers['content-type']));
+    const v = await d.trust.verify(repo, digest, manifest, ref.tag);
+    sendJson(res, 200, {
+      ref: refText,
+      repo,
+      ...(ref.tag !== undefined ? { tag: ref.tag } : {}),
+      digest,
+      mediaType: manifest.mediaType,
+      kind: manifest.kind,
+      decision: v.allow ? (v.ok ? 'allow' : 'audit-allow') : 'deny',
+      allow: v.allow,
+      ok: v.ok,
+      mode: v.mode,
+      reason: v.reason,
+      message: v.message,
+      signers: v.signers,
+      rule: v.rule,
+      trustedKeys: d.trust.trustedKeyNames(repo),
+      cached: v.cached,
+      note: 'what a pull-only client gets; identities with push rights on the repository read unsigned manifests',
+    });
+  });
+
+  // ------------------------------------------------------------------------------------------
+  // Figures
+  // ------------------------------------------------------------------------------------------
+  router.get('/cache', (_req, res) => {
+    sendJson(res, 200, {
+      stats: d.cache.stats(),
+      epoch: d.trust.epoch(),
+      signatureFetches: d.trust.signatureFetches,
+    });
+  });
+
+  router.get('/health', async (_req, res) => {
+    let upstream = 'ok';
+    try {
+      const r = await d.upstream.request({ method: 'GET', path: '/v2/', maxBytes: 4096 });
+      if (r.status !== 200 && r.status !== 401) upstream = `status ${r.status}`;
+    } catch (err) {
+      upstream = `unreachable: ${(err as Error).message}`;
+    }
+    const snap = d.keyring.snapshot;
+    const stats = d.cache.stats();
+    sendJson(res, 200, {
+      status: upstream === 'ok' && snap.errors.length === 0 && stats.degraded !== true ? 'ok' : 'degraded',
+      upstream,
+      keys: { loaded: snap.keys.size, errors: snap.errors, dir: d.keyring.dir },
+      cache: stats,
+      time: now().toISOString(),
+    });
+  });
+
+  // ------------------------------------------------------------------------------------------
+  // Users and robots
+  // ------------------------------------------------------------------------------------------
+  router.get('/users', (_req, res) => {
+    sendJson(res, 200, accounts.list());
+  });
+
+  router.post('/users', async (req, res) => {
+    const body = parseBody(addUserBody, req.body);
+    await accounts.addUser(body.name, body.password);
+    d.reloadCredentials();
+    audit(res, 'user.add', body.name);
+    sendJson(res, 201, { name: body.name });
+  });
+
+  router.delete('/users/:name', async (req, res) => {
+    const name = String(req.params['name']);
+    await accounts.remove('user', name);
+    d.reloadCredentials();
+    audit(res, 'user.remove', name);
+    sendJson(res, 200, { name, removed: true });
+  });
+
+  router.post('/robots', async (req, res) => {
+    const body = parseBody(addRobotBody, req.body);
+    const r = await accounts.addRobot(body.name);
+    d.reloadCredentials();
+    audit(res, 'robot.add', body.name);
+    // Policy: the secret is in this answer only; it is never logged or stored in clear.
+    sendJson(res, 201, { name: body.name, login: r.login, subject: `robot:${body.name}`, secret: r.secret });
+  });
+
+  router.delete('/robots/:name', async (req, res) => {
+    const name = String(req.params['name']);
+    await accounts.remove('robot', name);
+    d.reloadCredentials();
+    audit(res, 'robot.remove', name);
+    sendJson(res, 200, { name, removed: true });
+  });
+
+  router.use((req: Request) => {
+    throw new GateError('UNSUPPORTED', `no such admin endpoint: ${req.method} ${req.baseUrl}${req.path}`, {
+      status: 404,
+    });
+  });
+
+  // The one error writer; body-parser errors become 400/413 with a plain reason.
+  router.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    let e: GateError;
+    const bp = err as { type?: string; status?: number };
+    if (!(err instanceof GateError) && typeof bp.type === 'string' && typeof bp.status === 'number') {
+      e =
+        bp.type === 'entity.too.large'
+          ? new GateError('SIZE_INVALID', `request body exceeds ${MAX_ADMIN_BODY}`, { status: 413 })
+          : new GateError('UNSUPPORTED', 'request body is not valid JSON', {
+              status: 400,
+              logDetail: bp.type,
+            });
+    } else {
+      e = toGateError(err);
+    }
+    if (e.status === 401 && !e.headers['WWW-Authenticate']) e.headers['WWW-Authenticate'] = challenge(req);
+    sendError(res, e, d.log, { path: req.originalUrl, reqId: res.locals['requestId'] });
+  });
+
+  return router;
+}
+
+function badRequest(msg: string): GateError {
+  return new GateError('UNSUPPORTED', msg, { status: 400 });
+}
+
+/** A query parameter given at most once (Policy: a repeated one is refused, not picked from). */
+function single(v: unknown, name: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v.length > 1024) throw badRequest(`parameter ${name} must be given once`);
+  return v;
+}
