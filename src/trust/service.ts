@@ -12,6 +12,7 @@ import type { Upstream } from '../registry/upstream.js';
 /** Cosign stores the raw signature of a layer in this annotation, as standard padded base64. */
 export const COSIGN_SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
 const MAX_SIGNATURE_LAYERS = 64;
+const SINGLE_FLIGHT_LINGER_MS = 1000;
 const MAX_SIGNATURE_PAYLOAD = 64 * 1024;
 const SIGNATURE_MANIFEST_ACCEPT = [MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest].join(', ');
 
@@ -148,7 +149,7 @@ export class TrustService {
     if (isCachedVerdict(v) && this.stale(v, rule, tag, opts.fresh === true)) v = undefined;
     if (!isCachedVerdict(v)) {
       cached = false;
-      v = await this.singleFlight(key, () => this.compute(repo, digest, rule));
+      v = await this.singleFlight(key, () => this.compute(repo, digest, rule), opts.fresh === true);
     }
     let { ok, reason, message } = v;
     if (ok && rule.tagBinding && tag !== undefined && !v.boundTags.includes(tag)) {
@@ -199,7 +200,9 @@ export class TrustService {
 
   /** Forgets a (negative) verdict, e.g. after a new signature was pushed for it. */
   async invalidate(repo: string, digest: string): Promise<void> {
-    await this.o.cache.delete(`v:${this.epoch()}:${repo}:${digest}`);
+    const key = `v:${this.epoch()}:${repo}:${digest}`;
+    this.inflight.delete(key);
+    await this.o.cache.delete(key);
   }
 
   /**
@@ -268,11 +271,27 @@ export class TrustService {
     return fresh || this.now().getTime() - v.at > this.o.negativeTtlSeconds * 1000;
   }
 
-  private async singleFlight(key: string, fn: () => Promise<CachedVerdict>): Promise<CachedVerdict> {
+  /**
+   * One computation per key at a time; a finished one is reused for a moment, so requests whose
+   * cache lookup missed just before the result was stored do not start another (except `fresh`).
+   */
+  private async singleFlight(
+    key: string,
+    fn: () => Promise<CachedVerdict>,
+    fresh: boolean,
+  ): Promise<CachedVerdict> {
     const running = this.inflight.get(key);
-    if (running) return running;
-    const p = fn().finally(() => this.inflight.delete(key));
+    if (running && !fresh) return running;
+    const p = fn();
     this.inflight.set(key, p);
+    const forget = (): void => {
+      setTimeout(() => {
+        if (this.inflight.get(key) === p) this.inflight.delete(key);
+      }, SINGLE_FLIGHT_LINGER_MS).unref();
+    };
+    p.then(forget, () => {
+      if (this.inflight.get(key) === p) this.inflight.delete(key);
+    });
     return p;
   }
 
