@@ -8,7 +8,7 @@ import { configSchema, type Config } from './schema.js';
  * Environment overrides: secrets and ports can come from the environment so that config files
  * can be committed. Each variable sets one key path.
  */
-const ENV_OVERRIDES: Array<[string, string[], 'string' | 'number']> = [
+export const ENV_OVERRIDES: Array<[string, string[], 'string' | 'number']> = [
   ['TRUSTGATE_LISTEN_HOST', ['listen', 'host'], 'string'],
   ['TRUSTGATE_LISTEN_PORT', ['listen', 'port'], 'number'],
   ['TRUSTGATE_PUBLIC_URL', ['publicUrl'], 'string'],
