@@ -14,9 +14,13 @@ import type { CredentialStore } from './credentials.js';
 import { identityFromPeerCertificate } from './mtls.js';
 import type { IssuedToken, TokenService } from './tokens.js';
 
+/** What the endpoint needs from the credential store (a facade over a reloadable store will do). */
+export type TokenCredentials = Pick<CredentialStore, 'verify' | 'accountVersion'>;
+
 export interface TokenRouterDeps {
   tokens: TokenService;
-  credentials: CredentialStore;
+  /** Password checks and account versions; `accountVersion` undefined means the account is gone. */
+  credentials: TokenCredentials;
   /** The current policy (re-read on every request, so a reload applies at once). */
   policy: () => Policy;
   service: string;

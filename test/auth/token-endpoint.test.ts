@@ -57,11 +57,11 @@ describe('token endpoint', () => {
     app.use(
       createTokenRouter({
         tokens,
+        // a facade, so the test can swap in a reloaded store
         credentials: {
-          verify: (...a: Parameters<CredentialStore['verify']>) => credentials.verify(...a),
-          exists: (s: string, k: 'user') => credentials.exists(s, k),
-          accountVersion: (s: string, k: 'user') => credentials.accountVersion(s, k),
-        } as unknown as CredentialStore,
+          verify: (...a) => credentials.verify(...a),
+          accountVersion: (...a) => credentials.accountVersion(...a),
+        },
         policy: () => policy,
         service: 'svc',
         now: () => clock,
