@@ -15,6 +15,9 @@ commands:
   verify --offline --manifest FILE --signature FILE --key FILE.pub --repo REPO
                                the same for containers/image "dir" signature files
   copy SRC DST                 copy an image or index between repositories of one registry
+  keys list|add|revoke|rotate  manage trusted keys through the admin API (--server HOST:PORT)
+  users list|add|remove        manage users through the admin API
+  robots add|remove            manage robot accounts through the admin API
   help                         this text
 Run \`trustgate <command> --help\` for the options of sign, verify and copy.
 `;
@@ -45,6 +48,18 @@ const commands: Record<string, Command> = {
   copy: async (argv) => {
     const { copyCommand } = await import('./copy.js');
     return copyCommand(argv);
+  },
+  keys: async (argv) => {
+    const { keysCommand } = await import('./admin.js');
+    return keysCommand(argv);
+  },
+  users: async (argv) => {
+    const { usersCommand } = await import('./admin.js');
+    return usersCommand(argv);
+  },
+  robots: async (argv) => {
+    const { robotsCommand } = await import('./admin.js');
+    return robotsCommand(argv);
   },
   help: async () => {
     process.stdout.write(USAGE);

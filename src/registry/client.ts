@@ -16,6 +16,7 @@ import { MEDIA_TYPES, isValidDigest } from '../core/manifest.js';
 
 /** Policy: manifests larger than registry:2's own limit (4 MiB) are refused, not buffered. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const MAX_ADMIN_BODY_BYTES = 16 * 1024 * 1024;
 /** Default cap for getBlob: it is for small blobs (signature payloads, configs). */
 export const DEFAULT_MAX_BLOB_BYTES = 4 * 1024 * 1024;
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
@@ -511,6 +512,36 @@ export class RegistryClient {
     // Appended by hand: re-serialising the registry's opaque _state parameter is avoided.
     out.search = `${out.search === '' ? '?' : `${out.search}&`}digest=${encodeURIComponent(digest)}`;
     return out;
+  }
+
+  /**
+   * A JSON request to trustgate's admin API (`/admin/v1/...`) over the same TLS, mTLS and token
+   * flow as the registry calls (the token is asked for without scopes: the admin role comes from
+   * policy, not from the token). Non-2xx answers throw RegistryError with trustgate's message.
+   */
+  async adminRequest(method: string, pathname: string, body?: unknown): Promise<unknown> {
+    if (!pathname.startsWith('/admin/v1/')) throw new TypeError('admin paths start with /admin/v1/');
+    const operation = `${method} ${pathname.split('?')[0]}`;
+    const bytes = body === undefined ? undefined : new TextEncoder().encode(JSON.stringify(body));
+    const r = await this.request({
+      method,
+      url: pathname,
+      headers: {
+        accept: 'application/json',
+        ...(bytes !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      body: bytes,
+      scopes: [],
+      operation,
+    });
+    const answer = await readAll(r.res, MAX_ADMIN_BODY_BYTES, 'admin API answer');
+    if (r.status < 200 || r.status >= 300)
+      throw new RegistryError(operation, r.status, parseErrorBody(answer));
+    try {
+      return JSON.parse(answer.toString('utf8')) as unknown;
+    } catch {
+      throw new RegistryError(operation, r.status, [], 'answer is not JSON');
+    }
   }
 
   /** Ping `/v2/` (and authenticate when asked). True when the registry answers 200. */
