@@ -5,7 +5,7 @@ import bcrypt from 'bcryptjs';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config, TrustRule } from '../../src/config/schema.js';
 import { startTrustgate, type Trustgate } from '../../src/server/main.js';
-import { createLogger } from '../../src/server/log.js';
+import { createLogger, type Logger } from '../../src/server/log.js';
 import { generateDevCertificates } from '../../src/cli/certs.js';
 
 export interface TestGateOptions {
@@ -24,6 +24,10 @@ export interface TestGateOptions {
   /** Share the token signing keys between gates (replicas); default: a fresh one. */
   tokenKeyDir?: string;
   extra?: Record<string, unknown>;
+  /** Use this logger (e.g. to capture audit events); default: silent unless TRUSTGATE_TEST_LOG. */
+  logger?: Logger;
+  /** Configure an (empty) robots file, so robots can be added through the admin API. */
+  robots?: boolean;
 }
 
 export interface TestGate {
@@ -71,7 +75,11 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
     listen: { host: '127.0.0.1', port: 0 },
     tls: { cert: certs.serverCert, key: certs.serverKey, ...(o.mtls ? { clientCa: certs.caCert } : {}) },
     upstream: { url: o.registryUrl, timeoutMs: 10_000 },
-    auth: { htpasswd, tokenKeyDir: o.tokenKeyDir ?? path.join(dir, 'keys', 'token') },
+    auth: {
+      htpasswd,
+      tokenKeyDir: o.tokenKeyDir ?? path.join(dir, 'keys', 'token'),
+      ...(o.robots ? { robotsFile: robotsFileFor(dir) } : {}),
+    },
     policy: { admins: [], groups: {}, access: [], ...o.policy },
     trust: { keysDir, rules: o.trustRules ?? [] },
     cache: {
@@ -82,7 +90,7 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
     ...o.extra,
   };
   const config = parseConfig(raw, {}, dir);
-  const tg = await startTrustgate(config, { logger: createLogger(testLogLevel) });
+  const tg = await startTrustgate(config, { logger: o.logger ?? createLogger(testLogLevel) });
   return {
     tg,
     url: tg.url,
@@ -97,4 +105,10 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+function robotsFileFor(dir: string): string {
+  const f = path.join(dir, 'robots');
+  writeFileSync(f, '');
+  return f;
 }
