@@ -4,7 +4,8 @@ import { GateError } from '../core/errors.js';
 import type { Policy } from '../core/policy.js';
 import type { Identity } from '../core/types.js';
 import { identityFromPeerCertificate } from '../auth/mtls.js';
-import { tokenAllows, type TokenService } from '../auth/tokens.js';
+import { tokenAllows, type TokenClaims, type TokenService } from '../auth/tokens.js';
+import { LRUCache } from 'lru-cache';
 
 export type RepoAction = 'pull' | 'push' | 'delete';
 
@@ -36,9 +37,25 @@ const ANONYMOUS: Identity = Object.freeze({ subject: 'anonymous', kind: 'anonymo
  */
 export class Authenticator {
   private readonly now: () => Date;
+  private readonly verified = new LRUCache<string, TokenClaims>({ max: 10_000 });
 
   constructor(private readonly o: AuthenticatorOptions) {
     this.now = o.now ?? (() => new Date());
+  }
+
+  /**
+   * A verified token is remembered until it expires (at most a minute), so a warm pull does not
+   * pay an ECDSA verification per request. Policy: keyed by the whole token string; only tokens
+   * that verified are kept, and expiry is still enforced.
+   */
+  private async verifyCached(token: string): Promise<TokenClaims> {
+    const now = this.now();
+    const hit = this.verified.get(token);
+    if (hit && hit.expiresAt.getTime() > now.getTime()) return hit;
+    const claims = await this.o.tokens.verifyAccessToken(token, now);
+    const ttl = Math.min(claims.expiresAt.getTime() - now.getTime(), 60_000);
+    if (ttl > 0) this.verified.set(token, claims, { ttl });
+    return claims;
   }
 
   async authenticate(req: http.IncomingMessage): Promise<Principal> {
@@ -54,7 +71,7 @@ export class Authenticator {
           },
         );
       }
-      const claims = await this.o.tokens.verifyAccessToken(m[1]!, this.now());
+      const claims = await this.verifyCached(m[1]!);
       const policy = this.o.policy();
       const identity = policy.identityFor(claims.subject, claims.kind);
       return {

@@ -11,6 +11,7 @@ import { GateError } from '../core/errors.js';
 import { compilePolicy, type Policy } from '../core/policy.js';
 import { compileTrustRules, type EffectiveTrustRule } from '../core/trust-policy.js';
 import { createVerdictCache, TieredVerdictCache, type VerdictCache } from '../cache/index.js';
+import { ManifestCache } from '../cache/manifest-cache.js';
 import { Keyring } from '../keys/keyring.js';
 import { Upstream } from '../registry/upstream.js';
 import { TrustService } from '../trust/service.js';
@@ -100,12 +101,14 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   const audit = new Audit(auditLog, metrics);
   const now = opts.now ?? (() => new Date());
 
-  const derive = (c: Config): Live => ({
+  const credLog = log.child({ component: 'credentials' });
+  const derive = (c: Config, previous?: CredentialStore): Live => ({
     config: c,
     policy: compilePolicy(c.policy),
     ruleFor: compileTrustRules(c.trust.rules),
     policyHash: createHash('sha256').update(JSON.stringify(c.trust.rules)).digest('hex'),
-    credentials: CredentialStore.load(c.auth, log.child({ component: 'credentials' })),
+    // A reload keeps the failure counters: a lockout survives SIGHUP.
+    credentials: previous ? previous.reload(c.auth, credLog) : CredentialStore.load(c.auth, credLog),
   });
   let live = derive(config);
 
@@ -161,6 +164,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     audit,
     log,
     metrics,
+    manifests: new ManifestCache(64 * 1024 * 1024, Math.min(config.cache.positiveTtlSeconds, 300)),
     service: config.auth.service,
     realm: config.publicUrl ? new URL('/token', config.publicUrl).toString() : undefined,
     isAdmin: (p) => live.policy.isAdmin(p.identity),
@@ -184,8 +188,10 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       tokens,
       credentials: {
         verify: (...a: Parameters<CredentialStore['verify']>) => live.credentials.verify(...a),
-        exists: (...a: Parameters<CredentialStore['exists']>) => live.credentials.exists(...a),
-      } as CredentialStore,
+        accountVersion: (...a: Parameters<CredentialStore['accountVersion']>) =>
+          live.credentials.accountVersion(...a),
+      },
+      mtlsIdentity: config.tls.clientCa ? config.auth.mtlsIdentity : undefined,
       policy: () => live.policy,
       service: config.auth.service,
       now,
@@ -281,7 +287,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       let tls: https.ServerOptions;
       try {
         const c = loadConfigFile(opts.configPath);
-        next = derive(c);
+        next = derive(c, live.credentials);
         tls = tlsOptions(c);
         for (const key of ['listen', 'upstream', 'cache'] as const) {
           if (JSON.stringify(c[key]) !== JSON.stringify(live.config[key])) {

@@ -13,6 +13,7 @@ import type { Authenticator, Principal, RepoAction } from './authenticate.js';
 import type { StreamForwarder } from './forward.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import type { CachedManifest, ManifestCache } from '../cache/manifest-cache.js';
 import { sendError } from './respond.js';
 
 /** registry:2 refuses manifests over 4 MiB; so do we, before reading more. */
@@ -39,6 +40,8 @@ export interface PipelineDeps {
   audit: Audit;
   log: Logger;
   metrics?: Metrics;
+  /** Manifest bytes by digest (warm pulls by digest skip the registry). */
+  manifests?: ManifestCache;
   service: string;
   /** Token endpoint URL for the challenge; derived from the Host header when not configured. */
   realm?: string;
@@ -258,37 +261,23 @@ async function serveManifest(
 ): Promise<void> {
   const { req, res, principal, event } = ctx;
   const reference = ref.digest ?? ref.tag ?? '';
-  const up = await d.upstream.request({
-    method: 'GET',
-    path: `/v2/${repo}/manifests/${reference}`,
-    headers: { accept: UPSTREAM_MANIFEST_ACCEPT, host: headerValue(req.headers.host) ?? 'localhost' },
-    maxBytes: MAX_MANIFEST_BYTES,
-    kind: 'manifest',
-  });
-  if (up.status === 404 || up.status === 400) {
-    // The registry's own OCI error (MANIFEST_UNKNOWN, NAME_UNKNOWN, …) passes through.
-    res.writeHead(up.status, {
-      'content-type': 'application/json',
-      'content-length': String(up.body.length),
-    });
-    res.end(req.method === 'HEAD' ? undefined : up.body);
-    event.reason = 'upstream-' + up.status;
-    return;
-  }
-  if (up.status !== 200) throw upstreamFailure(new Error(`manifest GET answered ${up.status}`));
-  const bytes = up.body;
+  const fetched = await fetchManifest(d, ctx, repo, ref, reference);
+  if (!fetched) return;
+  const { bytes, contentType } = fetched;
   // Policy: the digest is computed from the bytes we hold, never taken from Docker-Content-Digest.
   const digest = ref.digest?.startsWith('sha512:')
     ? `sha512:${createHash('sha512').update(bytes).digest('hex')}`
     : sha256(bytes);
   event.digest = digest;
   if (ref.digest && digest !== ref.digest) {
+    d.manifests?.delete(repo, ref.digest);
     throw new GateError('MANIFEST_INVALID', `the registry returned bytes that do not match ${ref.digest}`, {
       status: 502,
       logDetail: { got: digest },
     });
   }
-  const manifest = parseManifest(bytes, headerValue(up.headers['content-type']));
+  if (ref.digest) d.manifests?.set(repo, digest, fetched);
+  const manifest = parseManifest(bytes, contentType);
   if (!principal.can('push', repo)) {
     // Policy: identities with push rights on a repository may read its unsigned manifests, so a
     // publisher can resolve and sign what it pushed. Everyone else gets verified bytes only.
@@ -314,6 +303,44 @@ async function serveManifest(
     etag: `"${digest}"`,
   });
   res.end(req.method === 'HEAD' ? undefined : bytes);
+}
+
+/**
+ * The manifest bytes for a pull: by digest from the in-process cache when present (bytes under a
+ * digest never change), otherwise ONE registry fetch. Returns undefined when the registry's own
+ * 4xx answer was relayed. A tag is always resolved upstream: tags move.
+ */
+async function fetchManifest(
+  d: PipelineDeps,
+  ctx: Ctx,
+  repo: string,
+  ref: { tag?: string; digest?: string },
+  reference: string,
+): Promise<CachedManifest | undefined> {
+  const { req, res, event } = ctx;
+  if (ref.digest) {
+    const hit = d.manifests?.get(repo, ref.digest);
+    if (hit) return hit;
+  }
+  const up = await d.upstream.request({
+    method: 'GET',
+    path: `/v2/${repo}/manifests/${reference}`,
+    headers: { accept: UPSTREAM_MANIFEST_ACCEPT, host: headerValue(req.headers.host) ?? 'localhost' },
+    maxBytes: MAX_MANIFEST_BYTES,
+    kind: 'manifest',
+  });
+  if (up.status === 404 || up.status === 400) {
+    // The registry's own OCI error (MANIFEST_UNKNOWN, NAME_UNKNOWN, …) passes through.
+    res.writeHead(up.status, {
+      'content-type': 'application/json',
+      'content-length': String(up.body.length),
+    });
+    res.end(req.method === 'HEAD' ? undefined : up.body);
+    event.reason = 'upstream-' + up.status;
+    return undefined;
+  }
+  if (up.status !== 200) throw upstreamFailure(new Error(`manifest GET answered ${up.status}`));
+  return { bytes: up.body, contentType: headerValue(up.headers['content-type']) };
 }
 
 function recordVerdict(event: AuditEvent, v: Verdict): void {
