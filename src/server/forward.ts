@@ -6,6 +6,7 @@ import {
   upstreamRequestHeaders,
   type Upstream,
 } from '../registry/upstream.js';
+import { GateError } from '../core/errors.js';
 import { sendError } from './respond.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -13,6 +14,14 @@ import type { Metrics } from './metrics.js';
 const onResponseHook = Symbol('trustgate.onResponse');
 type ResponseHook = (status: number, headers: http.IncomingHttpHeaders) => void;
 type WithHook = http.IncomingMessage & { [onResponseHook]?: ResponseHook };
+
+/** Methods whose body registry:2 reads; every other forwarded method must come without one. */
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+
+function carriesBody(h: http.IncomingHttpHeaders): boolean {
+  const cl = h['content-length'];
+  return h['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
+}
 
 /**
  * Streams a request to registry:2 and its answer back, with backpressure both ways and nothing
@@ -54,6 +63,18 @@ export class StreamForwarder {
     path: string,
     onResponse?: ResponseHook,
   ): Promise<void> {
+    if (!BODY_METHODS.has(req.method ?? '') && carriesBody(req.headers)) {
+      // Policy: no body where registry:2 reads none. Node's client sends a GET/HEAD/DELETE body
+      // without framing (and http-proxy sets Content-Length: 0 on DELETE), so Go would read the
+      // body as a second, unauthorised request on the pooled connection (request smuggling).
+      res.setHeader('connection', 'close');
+      sendError(
+        res,
+        new GateError('UNSUPPORTED', `a ${req.method ?? ''} request must not carry a body`, { status: 400 }),
+        this.log,
+      );
+      return Promise.resolve();
+    }
     req.url = path;
     const up = this.metrics?.bytes.labels({ direction: 'up' });
     if (up && req.method !== 'GET' && req.method !== 'HEAD') req.on('data', (c: Buffer) => up.inc(c.length));
