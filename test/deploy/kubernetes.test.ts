@@ -754,6 +754,14 @@ describe('docker-compose.yml', () => {
     assert.ok(networksOf('trustgate').some((n) => networksOf('registry').includes(n)));
   });
 
+  it('trustgate gets time to drain on stop (stop_grace_period > the 30 s default drain)', () => {
+    const g = String(
+      (compose.services['trustgate'] as { stop_grace_period?: string }).stop_grace_period ?? '10s',
+    );
+    const m = /^(\d+)s$/.exec(g);
+    assert.ok(m && Number(m[1]) > 30, `stop_grace_period ${g}`);
+  });
+
   it("trustgate's environment names are ones src/config/load.ts reads", () => {
     const env = compose.services['trustgate']!.environment ?? {};
     const names = Array.isArray(env) ? env.map((e) => e.split('=')[0]!) : Object.keys(env);

@@ -272,6 +272,7 @@ describe(
         for (let i = 0; i < 900 && opsDone < totalOps / 3; i++) await new Promise((r) => setTimeout(r, 100));
         const a = replicas[0]!;
         a.requestsBefore += await scrapeRequests(a.metricsPort);
+        const atOp = opsDone;
         const t0 = Date.now();
         process.kill(a.proc!.pid, 'SIGTERM');
         const exited = await Promise.race([
@@ -285,7 +286,7 @@ describe(
           await a.proc!.stop('SIGKILL');
         }
         await launch(a);
-        restartInfo = `replica a: SIGTERM at op ${opsDone}/${totalOps}, exited in ${drainMs} ms (code ${code}), back after ${Date.now() - t0} ms`;
+        restartInfo = `replica a: SIGTERM at op ${atOp}/${totalOps}, exited in ${drainMs} ms (code ${code}), back after ${Date.now() - t0} ms`;
       })();
 
       const runClient = async (c: number): Promise<void> => {
