@@ -27,7 +27,14 @@ export interface GateFiles {
 /** Writes a trustgate config (JSON, which YAML loaders read) and its htpasswd under `dir`. */
 export async function writeTrustgateConfig(
   dir: string,
-  o: { registryUrl: string; cert: string; key: string; logLevel?: string },
+  o: {
+    registryUrl: string;
+    cert: string;
+    key: string;
+    logLevel?: string;
+    /** Trust rules for bench/** (default: mode off, only the proxy path is measured) and keys. */
+    trust?: { rules: unknown[]; keys: Record<string, string> };
+  },
 ): Promise<GateFiles> {
   mkdirSync(path.join(dir, 'keys', 'trusted'), { recursive: true });
   const password = randomBytes(12).toString('hex');
@@ -42,9 +49,15 @@ export async function writeTrustgateConfig(
     upstream: { url: o.registryUrl, timeoutMs: 30_000 },
     auth: { htpasswd, tokenKeyDir: path.join(dir, 'keys', 'token') },
     policy: { access: [{ repos: ['bench/**'], pull: [BENCH_USER], push: [BENCH_USER] }] },
-    trust: { keysDir: path.join(dir, 'keys', 'trusted'), rules: [{ repos: ['bench/**'], mode: 'off' }] },
+    trust: {
+      keysDir: path.join(dir, 'keys', 'trusted'),
+      rules: o.trust?.rules ?? [{ repos: ['bench/**'], mode: 'off' }],
+    },
     log: { level: o.logLevel ?? 'warn' },
   };
+  for (const [name, pem] of Object.entries(o.trust?.keys ?? {})) {
+    writeFileSync(path.join(dir, 'keys', 'trusted', `${name}.pub`), pem);
+  }
   const configPath = path.join(dir, 'trustgate.yaml');
   writeFileSync(configPath, JSON.stringify(raw, null, 2));
   return { configPath, raw, port, url, creds: { username: BENCH_USER, password } };

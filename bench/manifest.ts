@@ -1,0 +1,216 @@
+/**
+ * Manifest GETs with a warm cache, and cold versus warm verification.
+ *
+ * 1. Throughput: `wrk` (2 threads, 32 connections, WRK_SECONDS each) GETs one signed image's
+ *    manifest by tag and by digest through trustgate (enforce mode, Ed25519 key, token auth),
+ *    through nginx (tuned variant, TLS) and from registry:2 directly (plain http); RUNS
+ *    alternating rounds; medians of requests/s, p50 and p99.
+ * 2. Verification latency: VERIFY_IMAGES freshly signed images; the first GET of each (cold:
+ *    signature fetch plus verify) and the second (warm: cached verdict), sequential, keep-alive;
+ *    medians.
+ *
+ *   npx tsc -p tsconfig.json && node dist/bench/manifest.js
+ */
+import { spawnSync } from 'node:child_process';
+import https from 'node:https';
+import path from 'node:path';
+import { generateKeyPair } from '../src/core/signature/sign.js';
+import { startRegistry } from '../test/helpers/stack.js';
+import { pushRandomImage } from '../test/helpers/registry-direct.js';
+import { signDirect } from '../test/helpers/sign.js';
+import { startNginx } from './lib/nginx.js';
+import { benchEnv, withCleanup } from './lib/setup.js';
+import { envInt, fmt, median, ratio, table } from './lib/stats.js';
+import { startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
+
+const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
+
+interface WrkResult {
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  errors: number;
+}
+
+function toMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
+}
+
+function wrk(url: string, headers: Record<string, string>, seconds: number): WrkResult {
+  const args = ['-t2', '-c32', `-d${seconds}s`, '--latency', '--timeout', '5s'];
+  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
+  const r = spawnSync('wrk', [...args, url], { encoding: 'utf8', timeout: (seconds + 30) * 1000 });
+  if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr || r.error}`);
+  const out = r.stdout;
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const p50 = /\s50%\s+(\S+)/.exec(out)?.[1] ?? '';
+  const p99 = /\s99%\s+(\S+)/.exec(out)?.[1] ?? '';
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = non2xx + (sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors };
+}
+
+function get(url: string, ca: string, headers: Record<string, string>, agent: https.Agent): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const req = https.get(url, { ca, headers, agent }, (res) => {
+      res.resume();
+      res.on('end', () => {
+        if (res.statusCode !== 200) reject(new Error(`${url}: ${res.statusCode}`));
+        else resolve(performance.now() - started);
+      });
+    });
+    req.on('error', reject);
+  });
+}
+
+async function main(): Promise<void> {
+  const runs = envInt('RUNS', 3, 1, 20);
+  const seconds = envInt('WRK_SECONDS', 5, 1, 60);
+  const verifyImages = envInt('VERIFY_IMAGES', 30, 1, 500);
+  await withCleanup(async (defer) => {
+    const env = await benchEnv('manifest');
+    defer(env.cleanup);
+    const registry = await startRegistry();
+    defer(() => registry.stop());
+    const key = generateKeyPair('ed25519');
+    const img = await pushRandomImage(registry.url, 'bench/app', 'v1', 2, 4096);
+    await signDirect(registry.url, 'bench/app', img.digest, key.pkcs8Der, {
+      dockerReference: 'localhost/bench/app',
+    });
+
+    const { serverCert: cert, serverKey: certKey } = env.certs;
+    const nginx = await startNginx({ upstream: registry.url, cert, key: certKey, variant: 'tuned' });
+    defer(() => nginx.stop());
+    const files = await writeTrustgateConfig(path.join(env.dir, 'trustgate'), {
+      registryUrl: registry.url,
+      cert,
+      key: certKey,
+      trust: { rules: [{ repos: ['bench/**'], keys: ['release'] }], keys: { release: key.publicKeyPem } },
+    });
+    const tg = await startTrustgateChild(files);
+    defer(() => tg.close());
+    const tokenRes = await fetchToken(tg.url, env.ca, files.creds, 'bench/app');
+
+    const targets: Array<{ name: string; base: string; headers: Record<string, string> }> = [
+      { name: 'registry', base: registry.url, headers: { accept: ACCEPT } },
+      { name: 'nginx-tuned', base: nginx.url, headers: { accept: ACCEPT } },
+      { name: 'trustgate', base: tg.url, headers: { accept: ACCEPT, authorization: `Bearer ${tokenRes}` } },
+    ];
+    const refs = { tag: 'v1', digest: img.digest };
+    const results = new Map<string, WrkResult[]>();
+    for (let round = 0; round < runs; round++) {
+      for (const [refName, ref] of Object.entries(refs)) {
+        for (const t of targets) {
+          const r = wrk(`${t.base}/v2/bench/app/manifests/${ref}`, t.headers, seconds);
+          const k = `${t.name} by ${refName}`;
+          results.set(k, [...(results.get(k) ?? []), r]);
+          console.log(
+            `  round ${round + 1} ${k.padEnd(24)} ${fmt(r.rps, 0)} req/s  p50 ${fmt(r.p50ms, 2)} ms  p99 ${fmt(r.p99ms, 2)} ms  errors ${r.errors}`,
+          );
+        }
+      }
+    }
+    const med = (k: string, f: (r: WrkResult) => number): number => median((results.get(k) ?? []).map(f));
+    console.log(`\nmanifest GET, wrk -t2 -c32 -d${seconds}s, medians of ${runs} rounds`);
+    console.log(
+      table([
+        ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors'],
+        ...[...results.keys()].map((k) => [
+          k,
+          fmt(
+            med(k, (r) => r.rps),
+            0,
+          ),
+          fmt(
+            med(k, (r) => r.p50ms),
+            2,
+          ),
+          fmt(
+            med(k, (r) => r.p99ms),
+            2,
+          ),
+          String((results.get(k) ?? []).reduce((a, r) => a + r.errors, 0)),
+        ]),
+      ]),
+    );
+    const rps = (k: string): number => med(k, (r) => r.rps);
+    console.log('\nratios of medians (req/s)');
+    console.log(
+      table([
+        ['trustgate/registry by digest', ratio(rps('trustgate by digest'), rps('registry by digest'))],
+        ['trustgate/nginx-tuned by tag', ratio(rps('trustgate by tag'), rps('nginx-tuned by tag'))],
+        ['trustgate/nginx-tuned by digest', ratio(rps('trustgate by digest'), rps('nginx-tuned by digest'))],
+      ]),
+    );
+
+    // Cold versus warm verification: fresh signed images, first and second GET of each.
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    defer(() => agent.destroy());
+    const cold: number[] = [];
+    const warm: number[] = [];
+    for (let i = 0; i < verifyImages; i++) {
+      const repo = `bench/v${i}`;
+      const im = await pushRandomImage(registry.url, repo, 'v1', 1, 1024);
+      await signDirect(registry.url, repo, im.digest, key.pkcs8Der, { dockerReference: `localhost/${repo}` });
+      const t = await fetchToken(tg.url, env.ca, files.creds, repo);
+      const h = { accept: ACCEPT, authorization: `Bearer ${t}` };
+      const url = `${tg.url}/v2/${repo}/manifests/${im.digest}`;
+      await get(
+        `${tg.url}/v2/bench/app/manifests/v1`,
+        env.ca,
+        { ...h, authorization: `Bearer ${tokenRes}` },
+        agent,
+      );
+      cold.push(await get(url, env.ca, h, agent));
+      warm.push(await get(url, env.ca, h, agent));
+    }
+    console.log(
+      `\nverification latency through trustgate, ${verifyImages} fresh signed images (Ed25519), ms`,
+    );
+    console.log(
+      table([
+        ['', 'median', 'min', 'max'],
+        [
+          'cold (fetch .sig + payload, verify)',
+          fmt(median(cold), 2),
+          fmt(Math.min(...cold), 2),
+          fmt(Math.max(...cold), 2),
+        ],
+        ['warm (cached verdict)', fmt(median(warm), 2), fmt(Math.min(...warm), 2), fmt(Math.max(...warm), 2)],
+      ]),
+    );
+  });
+}
+
+async function fetchToken(
+  base: string,
+  ca: string,
+  creds: { username: string; password: string },
+  repo: string,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
+    const req = https.get(
+      `${base}/token?service=trustgate&scope=repository:${repo}:pull`,
+      { ca, headers: { authorization: `Basic ${auth}` }, agent: false },
+      (res) => {
+        let b = '';
+        res.on('data', (c: Buffer) => (b += c.toString()));
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve((JSON.parse(b) as { token: string }).token) : reject(new Error(b)),
+        );
+      },
+    );
+    req.on('error', reject);
+  });
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
