@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 QS=${QS_DIR:-.tmp/quickstart}
 PORT=${TRUSTGATE_PORT:-5443}
-REG_PORT=${REGISTRY_PORT:-5000}
+REG_PORT=${QS_REGISTRY_PORT:-5000}
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 need=()
@@ -25,6 +25,13 @@ node dist/src/cli/main.js certs --dir "$QS/certs" --host localhost --host 127.0.
 PASSWORD_FILE="$QS/admin.password"
 [ -f "$PASSWORD_FILE" ] || node -e "process.stdout.write(require('node:crypto').randomBytes(18).toString('base64url'))" >"$PASSWORD_FILE"
 htpasswd -bBc "$QS/htpasswd" admin "$(cat "$PASSWORD_FILE")" 2>/dev/null
+# A publisher key, trusted for every repository of the quickstart ("release").
+PASSPHRASE_FILE="$QS/release.passphrase"
+if [ ! -f "$QS/release.key" ]; then
+  node -e "process.stdout.write(require('node:crypto').randomBytes(18).toString('base64url'))" >"$PASSPHRASE_FILE"
+  TRUSTGATE_KEY_PASSPHRASE="$(cat "$PASSPHRASE_FILE")" node dist/src/cli/main.js keygen --out "$QS/release"
+fi
+cp "$QS/release.pub" "$QS/keys/trusted/release.pub"
 
 cat >"$QS/registry.yml" <<YML
 version: 0.1
@@ -64,6 +71,10 @@ trustgate: https://localhost:$PORT  (registry:2 behind it on 127.0.0.1:$REG_PORT
   podman: sudo mkdir -p /etc/containers/certs.d/localhost:$PORT && sudo cp $QS/certs/ca.crt /etc/containers/certs.d/localhost:$PORT/
   docker: sudo mkdir -p /etc/docker/certs.d/localhost:$PORT && sudo cp $QS/certs/ca.crt /etc/docker/certs.d/localhost:$PORT/
 
-Images pull only when signed by a key in $QS/keys/trusted/release.pub.
+Images pull only when signed by the release key ($QS/release.key, public half in keys/trusted/):
+  export TRUSTGATE_USERNAME=admin TRUSTGATE_PASSWORD=\$(cat $QS/admin.password)
+  TRUSTGATE_KEY_PASSPHRASE=\$(cat $QS/release.passphrase) \\
+    node dist/src/cli/main.js sign localhost:$PORT/demo/app:1 --key $QS/release.key --ca-file $QS/certs/ca.crt
+  node dist/src/cli/main.js verify localhost:$PORT/demo/app:1 --key $QS/release.pub --ca-file $QS/certs/ca.crt
 MSG
 node dist/src/cli/main.js serve --config "$QS/trustgate.yaml"
