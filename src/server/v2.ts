@@ -19,6 +19,7 @@ import { sendError } from './respond.js';
 /** registry:2 refuses manifests over 4 MiB; so do we, before reading more. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_CATALOG_BYTES = 16 * 1024 * 1024;
+const MAX_CATALOG_PAGES = 100;
 
 /**
  * Policy: trustgate always asks the registry for the manifest exactly as stored. With every modern
@@ -146,7 +147,7 @@ async function handle(
       }
       return d.forwarder.forward(req, res, req.url ?? '');
     case 'upload-start':
-      return d.forwarder.forward(req, res, uploadStartPath(ctx, route));
+      return d.forwarder.forward(req, res, await uploadStartPath(d, ctx, route));
     case 'upload':
       return d.forwarder.forward(req, res, req.url ?? '');
   }
@@ -203,12 +204,23 @@ function challenge(d: PipelineDeps, req: http.IncomingMessage, event: AuditEvent
 }
 
 /**
- * A blob mount needs pull on `from` (I4). Policy: when the caller may not read `from`, the mount
- * is dropped and a plain upload starts, which the spec allows and which leaks nothing.
+ * A blob mount needs pull on `from` (I4), and the blob must be one the caller could GET from
+ * `from`: a pull-only caller only gets blobs of verified manifests there (I1), and a mount into
+ * its own repository must not be a way round that. Policy: otherwise the mount is dropped and a
+ * plain upload starts, which the spec allows and which leaks nothing.
  */
-function uploadStartPath(ctx: Ctx, route: Extract<Route, { kind: 'upload-start' }>): string {
+async function uploadStartPath(
+  d: PipelineDeps,
+  ctx: Ctx,
+  route: Extract<Route, { kind: 'upload-start' }>,
+): Promise<string> {
   const url = ctx.req.url ?? '';
-  if (!route.mount || ctx.principal.can('pull', route.mount.from)) return url;
+  if (!route.mount) return url;
+  const { from, digest } = route.mount;
+  const readable =
+    ctx.principal.can('pull', from) &&
+    (ctx.principal.can('push', from) || (await d.trust.isBlobAdmitted(from, digest)));
+  if (readable) return url;
   ctx.event.reason = 'mount-dropped';
   const u = new URL(url, 'http://x');
   u.searchParams.delete('mount');
@@ -217,32 +229,51 @@ function uploadStartPath(ctx: Ctx, route: Extract<Route, { kind: 'upload-start' 
 }
 
 async function serveCatalog(d: PipelineDeps, ctx: Ctx): Promise<void> {
-  const up = await d.upstream.request({
-    method: 'GET',
-    path: ctx.req.url ?? '/v2/_catalog',
-    headers: { accept: 'application/json' },
-    maxBytes: MAX_CATALOG_BYTES,
-    kind: 'catalog',
-  });
-  if (up.status !== 200) throw upstreamFailure(new Error(`catalog answered ${up.status}`));
-  let repos: unknown;
-  try {
-    repos = (JSON.parse(up.body.toString('utf8')) as { repositories?: unknown }).repositories;
-  } catch (err) {
-    throw upstreamFailure(err);
-  }
-  if (!Array.isArray(repos)) throw upstreamFailure(new Error('catalog without repositories'));
   const admin = d.isAdmin(ctx.principal);
-  // Policy: the catalog lists only the repositories the caller may pull (I4).
-  const visible = repos.filter(
-    (r): r is string => typeof r === 'string' && (admin || ctx.principal.policyAllows('pull', r)),
-  );
+  const n = Number(new URL(ctx.req.url ?? '', 'http://x').searchParams.get('n') ?? '') || undefined;
+  const visible: string[] = [];
+  let path = ctx.req.url ?? '/v2/_catalog';
+  let link: string | undefined;
+  // Policy: the catalog lists only the repositories the caller may pull (I4), and the Link cursor
+  // names only a listed one: registry:2's cursor is the last name of its page, which may be hidden.
+  // For a non-admin, upstream pages are read until `n` visible names (bounded); a listing with no
+  // visible name in MAX_CATALOG_PAGES pages ends there.
+  for (let page = 0; page < MAX_CATALOG_PAGES; page++) {
+    const up = await d.upstream.request({
+      method: 'GET',
+      path,
+      headers: { accept: 'application/json' },
+      maxBytes: MAX_CATALOG_BYTES,
+      kind: 'catalog',
+    });
+    if (up.status !== 200) throw upstreamFailure(new Error(`catalog answered ${up.status}`));
+    let repos: unknown;
+    try {
+      repos = (JSON.parse(up.body.toString('utf8')) as { repositories?: unknown }).repositories;
+    } catch (err) {
+      throw upstreamFailure(err);
+    }
+    if (!Array.isArray(repos)) throw upstreamFailure(new Error('catalog without repositories'));
+    link = headerValue(up.headers.link);
+    for (const r of repos) {
+      if (n !== undefined && visible.length >= n) break;
+      if (typeof r === 'string' && (admin || ctx.principal.policyAllows('pull', r))) visible.push(r);
+    }
+    const next = /^<(\/v2\/_catalog\?[^>]*)>/.exec(link ?? '')?.[1];
+    if (admin || !next || (n !== undefined && visible.length >= n)) break;
+    path = next;
+  }
+  if (!admin && link) {
+    const last = visible.at(-1);
+    link = last
+      ? `</v2/_catalog?last=${encodeURIComponent(last)}${n ? `&n=${n}` : ''}>; rel="next"`
+      : undefined;
+  }
   const body = JSON.stringify({ repositories: visible });
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     'content-length': String(Buffer.byteLength(body)),
   };
-  const link = headerValue(up.headers.link);
   if (link) headers['link'] = link;
   ctx.res.writeHead(200, headers);
   ctx.res.end(body);
