@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load.js';
+
+const minimal = {
+  tls: { cert: 'c.pem', key: 'k.pem' },
+  upstream: { url: 'http://127.0.0.1:5000' },
+};
+
+describe('config loading', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tg-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const write = (name: string, text: string): string => {
+    const f = path.join(dir, name);
+    writeFileSync(f, text);
+    return f;
+  };
+
+  it('a minimal config gets the documented defaults and paths relative to the file', () => {
+    const c = loadConfigFile(
+      write('min.yaml', 'tls: {cert: c.pem, key: k.pem}\nupstream: {url: "http://127.0.0.1:5000"}\n'),
+      {},
+    );
+    assert.equal(c.listen.port, 5443);
+    assert.equal(c.listen.host, '127.0.0.1');
+    assert.equal(c.tls.minVersion, 'TLSv1.2');
+    assert.equal(c.tls.cert, path.join(dir, 'c.pem'));
+    assert.equal(c.trust.keysDir, path.join(dir, 'keys/trusted'));
+    assert.equal(c.auth.tokenTtlSeconds, 300);
+    assert.equal(c.cache.negativeTtlSeconds, 5);
+    assert.equal(c.shutdownGraceSeconds, 30);
+  });
+
+  it('errors name the key path and the problem, all at once', () => {
+    try {
+      parseConfig({ ...minimal, listen: { port: 'x' }, upstream: { url: 'not a url' }, bogus: 1 });
+      assert.fail('accepted');
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /listen\.port/);
+      assert.match(err.message, /upstream\.url/);
+      assert.match(err.message, /bogus/);
+    }
+  });
+
+  it('a missing required key is named', () => {
+    assert.throws(() => parseConfig({ upstream: minimal.upstream }), /tls/);
+  });
+
+  it('redisUrl without an HMAC secret is refused', () => {
+    assert.throws(
+      () => parseConfig({ ...minimal, cache: { redisUrl: 'redis://127.0.0.1:6379' } }),
+      /cache\.hmacSecret/,
+    );
+    assert.throws(
+      () => parseConfig({ ...minimal, cache: { redisUrl: 'redis://127.0.0.1:6379', hmacSecret: 'short' } }),
+      /hmacSecret/,
+    );
+  });
+
+  it('a trust rule with an unknown mode or a threshold of 0 is refused', () => {
+    assert.throws(
+      () => parseConfig({ ...minimal, trust: { rules: [{ repos: ['a/**'], mode: 'warn' }] } }),
+      /trust\.rules\.0\.mode/,
+    );
+    assert.throws(
+      () => parseConfig({ ...minimal, trust: { rules: [{ repos: ['a/**'], threshold: 0 }] } }),
+      /threshold/,
+    );
+  });
+
+  it('environment overrides set ports and secrets, and reject a non-numeric port', () => {
+    const c = parseConfig(minimal, {
+      TRUSTGATE_LISTEN_PORT: '6000',
+      TRUSTGATE_UPSTREAM_URL: 'http://registry:5000',
+      TRUSTGATE_REDIS_URL: 'redis://redis:6379',
+      TRUSTGATE_CACHE_HMAC_SECRET: 's'.repeat(40),
+    });
+    assert.equal(c.listen.port, 6000);
+    assert.equal(c.upstream.url, 'http://registry:5000');
+    assert.equal(c.cache.redisUrl, 'redis://redis:6379');
+    assert.throws(() => parseConfig(minimal, { TRUSTGATE_LISTEN_PORT: '60x' }), /TRUSTGATE_LISTEN_PORT/);
+  });
+
+  it('duplicate YAML keys are refused (which one would win is not a guess we make)', () => {
+    const f = write(
+      'dup.yaml',
+      'tls: {cert: c.pem, key: k.pem}\nupstream: {url: "http://a:5000"}\nupstream: {url: "http://b:5000"}\n',
+    );
+    assert.throws(() => loadConfigFile(f, {}), /upstream|duplicate|unique/i);
+  });
+
+  it('an unreadable file is a clear error', () => {
+    assert.throws(() => loadConfigFile(path.join(dir, 'nope.yaml'), {}), /cannot read config file/);
+  });
+
+  it('the shipped example config is valid', () => {
+    const c = loadConfigFile(path.resolve('config/trustgate.yaml'), {});
+    assert.ok(c.trust.rules.length > 0);
+  });
+});
