@@ -237,8 +237,12 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
     const log = progress(io);
     const client = await clientFromArgs(ref.host, values, io);
     try {
-      // I1: one GET; the digest is computed from exactly these bytes.
-      const m = await client.getManifest(ref.repo, ref.digest ?? (ref.tag as string));
+      // I1: one GET; the digest is computed from exactly these bytes. Resolved with a pull,push
+      // token: signing needs push anyway, and trustgate shows an unsigned manifest only to a token
+      // that grants push on the repository.
+      const m = await client.getManifest(ref.repo, ref.digest ?? (ref.tag as string), undefined, {
+        forPush: true,
+      });
       log(`resolved ${formatRef(ref)} to ${m.digest}`);
       const tag = newTag ?? ref.tag;
       const dockerReference = `${ref.host}/${ref.repo}${tag !== undefined ? `:${tag}` : ''}`;
@@ -248,7 +252,7 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
         if (parsed.kind !== 'index') throw new UsageError('--recursive needs an index (manifest list)');
         for (const child of parsed.manifests) {
           // Fetched by digest: the client checks the bytes hash to the digest the index lists.
-          await client.getManifest(ref.repo, child.digest);
+          await client.getManifest(ref.repo, child.digest, undefined, { forPush: true });
           targets.push(child.digest);
         }
       } else if (parsed.kind === 'index') {

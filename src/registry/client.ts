@@ -559,24 +559,29 @@ export class RegistryClient {
     repo: string,
     ref: string,
     accept: readonly string[] = MANIFEST_ACCEPT,
+    opts: { forPush?: boolean } = {},
   ): Promise<Manifest> {
-    const m = await this.getManifestIfExists(repo, ref, accept);
+    const m = await this.getManifestIfExists(repo, ref, accept, opts);
     if (m === null) throw new RegistryError(`GET manifest ${repo}:${ref}`, 404, [], 'manifest unknown');
     return m;
   }
 
-  /** As getManifest, but null when the registry answers 404. */
+  /**
+   * As getManifest, but null when the registry answers 404. `forPush` asks for a pull,push token:
+   * trustgate serves unsigned manifests only to identities whose token grants push (publishers).
+   */
   async getManifestIfExists(
     repo: string,
     ref: string,
     accept: readonly string[] = MANIFEST_ACCEPT,
+    opts: { forPush?: boolean } = {},
   ): Promise<Manifest | null> {
     const operation = `GET manifest ${repo}${isValidDigest(ref) ? '@' : ':'}${ref}`;
     const r = await this.requestFollow({
       method: 'GET',
       url: `/v2/${encodeRepo(repo)}/manifests/${checkRef(ref)}`,
       headers: { accept: accept.join(', ') },
-      scopes: [pullScope(repo)],
+      scopes: [opts.forPush === true ? pushScope(repo) : pullScope(repo)],
       operation,
     });
     if (r.status === 404) {
