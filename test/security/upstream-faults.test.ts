@@ -1,0 +1,208 @@
+/**
+ * Upstream faults a real registry:2 cannot be made to produce: invalid header bytes, a reset in
+ * the middle of a body, a body that never comes, a lying Docker-Content-Digest. FAKE UPSTREAM: this
+ * file alone uses a tiny raw `net` server in place of registry:2, only to inject these faults
+ * (DESIGN.md: "a fake upstream is used only to inject faults that a real registry cannot produce").
+ * Invariants: I3 (fail closed: 502/503, never an unverified byte, never a crash) and a bounded
+ * answer time (fastify-reply-from's advisories: a proxy that hangs on a broken upstream).
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { startTestGate, type TestGate } from '../helpers/trustgate.js';
+import { bearer, getToken, request, type Reply } from '../helpers/http.js';
+
+const OCI = 'application/vnd.oci.image.manifest.v1+json';
+const manifest = Buffer.from(
+  JSON.stringify({
+    schemaVersion: 2,
+    mediaType: OCI,
+    config: {
+      mediaType: 'application/vnd.oci.image.config.v1+json',
+      digest: `sha256:${'1'.repeat(64)}`,
+      size: 2,
+    },
+    layers: [],
+  }),
+);
+const digest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
+
+type Behaviour = (s: net.Socket) => void;
+
+function head(status: string, headers: Record<string, string | number>): string {
+  return (
+    `HTTP/1.1 ${status}\r\n` +
+    Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('') +
+    '\r\n'
+  );
+}
+
+const behaviours: Record<string, Behaviour> = {
+  // Header value with a raw NUL / bare CR: Node's parser must refuse it.
+  'invalid-header': (s) =>
+    s.end('HTTP/1.1 200 OK\r\nContent-Type: appli\x00cation/json\r\nContent-Length: 2\r\n\r\n{}'),
+  'invalid-status': (s) => s.end('HTTP/1.1 2000 Whatever\r\n\r\n'),
+  'reset-mid-body': (s) => {
+    s.write(head('200 OK', { 'content-type': OCI, 'content-length': manifest.length }));
+    s.write(manifest.subarray(0, 20));
+    setTimeout(() => s.resetAndDestroy(), 50);
+  },
+  'close-mid-body': (s) => {
+    s.write(head('200 OK', { 'content-type': OCI, 'content-length': manifest.length }));
+    s.end(manifest.subarray(0, 20));
+  },
+  'stall-body': (s) => {
+    s.write(head('200 OK', { 'content-type': OCI, 'content-length': manifest.length }));
+  },
+  'lying-digest': (s) =>
+    s.end(
+      Buffer.concat([
+        Buffer.from(
+          head('200 OK', {
+            'content-type': OCI,
+            'content-length': manifest.length,
+            'docker-content-digest': `sha256:${'f'.repeat(64)}`,
+          }),
+        ),
+        manifest,
+      ]),
+    ),
+  'huge-manifest': (s) => {
+    s.write(head('200 OK', { 'content-type': OCI, 'content-length': 6 * 1024 * 1024 }));
+    s.end(Buffer.alloc(6 * 1024 * 1024, 0x20));
+  },
+  'blob-reset': (s) => {
+    s.write(head('200 OK', { 'content-type': 'application/octet-stream', 'content-length': 1_000_000 }));
+    s.write(Buffer.alloc(64 * 1024, 1));
+    setTimeout(() => s.resetAndDestroy(), 100);
+  },
+};
+
+describe('security: upstream faults (fake upstream)', { timeout: 120_000 }, () => {
+  let fake: net.Server;
+  let gate: TestGate;
+  let token: string;
+  const seen: string[] = [];
+
+  before(async () => {
+    fake = net.createServer((s) => {
+      s.on('error', () => undefined);
+      let buf = '';
+      s.on('data', (b: Buffer) => {
+        buf += b.toString('latin1');
+        if (!buf.includes('\r\n\r\n')) return;
+        const path = buf.split(' ')[1] ?? '';
+        seen.push(path);
+        buf = '';
+        const repoKind = /^\/v2\/f\/([a-z-]+)\//.exec(path)?.[1] ?? '';
+        // Signature lookups of the enforce-mode repository: reset (I3: must fail closed).
+        if (path.includes('.sig')) return behaviours['reset-mid-body']!(s);
+        const b2 = behaviours[repoKind];
+        if (b2) return b2(s);
+        s.end(head('404 Not Found', { 'content-type': 'application/json', 'content-length': 2 }) + '{}');
+      });
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', () => r()));
+    const port = (fake.address() as net.AddressInfo).port;
+    gate = await startTestGate({
+      registryUrl: `http://127.0.0.1:${port}`,
+      users: { consumer: 'consumer-password' },
+      policy: { access: [{ repos: ['**'], pull: ['consumer'], push: [], delete: [] }] },
+      trustRules: [
+        { repos: ['f/lying-digest'], keys: [], mode: 'off' },
+        { repos: ['f/enforced'] },
+        { repos: ['**'], mode: 'off' },
+      ],
+      extra: { upstream: { url: `http://127.0.0.1:${port}`, timeoutMs: 2000 } },
+    });
+    token = await getToken(gate.url, gate.ca, 'consumer', 'consumer-password', [
+      ...Object.keys(behaviours).map((k) => `repository:f/${k}:pull`),
+      'repository:f/enforced:pull',
+    ]);
+  });
+
+  after(async () => {
+    await gate?.close();
+    await new Promise((r) => fake?.close(r));
+  });
+
+  async function pull(kind: string, ref = 'v1'): Promise<{ r: Reply | Error; ms: number }> {
+    const t0 = Date.now();
+    const r = await request(gate.url, gate.ca, {
+      path: `/v2/f/${kind}/manifests/${ref}`,
+      headers: { ...bearer(token), accept: OCI },
+    }).catch((e: unknown) => e as Error);
+    return { r, ms: Date.now() - t0 };
+  }
+  async function alive(): Promise<void> {
+    assert.equal((await request(gate.url, gate.ca, { path: '/healthz' })).status, 200);
+  }
+
+  for (const kind of [
+    'invalid-header',
+    'invalid-status',
+    'reset-mid-body',
+    'close-mid-body',
+    'stall-body',
+    'huge-manifest',
+  ]) {
+    it(`manifest pull, upstream ${kind}: a 5xx OCI error within the timeout, no manifest byte`, async () => {
+      const { r, ms } = await pull(kind);
+      assert.ok(!(r instanceof Error), `no answer: ${String(r)}`);
+      assert.ok(
+        r.status === 502 || r.status === 503,
+        `${kind}: ${r.status} ${r.body.toString().slice(0, 200)}`,
+      );
+      assert.doesNotMatch(r.body.toString(), /schemaVersion/);
+      assert.ok(ms < 5000, `answered after ${ms} ms`);
+      await alive();
+    });
+  }
+
+  it('a lying Docker-Content-Digest is ignored: the digest is computed from the bytes', async () => {
+    const { r } = await pull('lying-digest');
+    assert.ok(!(r instanceof Error));
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['docker-content-digest'], digest);
+    const { r: r2 } = await pull('lying-digest', `sha256:${'f'.repeat(64)}`);
+    assert.ok(!(r2 instanceof Error));
+    assert.equal(r2.status, 502, 'bytes that do not hash to the requested digest are refused');
+  });
+
+  it('enforce mode: a signature lookup that breaks fails closed (I3), never serves', async () => {
+    behaviours['enforced'] = (s) =>
+      s.end(
+        Buffer.concat([
+          Buffer.from(head('200 OK', { 'content-type': OCI, 'content-length': manifest.length })),
+          manifest,
+        ]),
+      );
+    const { r } = await pull('enforced');
+    assert.ok(!(r instanceof Error));
+    assert.ok(r.status >= 500, `served with a broken signature lookup: ${r.status}`);
+    assert.ok(
+      seen.some((p) => p.includes('.sig')),
+      'the signature lookup was attempted',
+    );
+    await alive();
+  });
+
+  it('a blob stream reset mid-body reaches the client as a truncated transfer, not a complete one', async () => {
+    const t0 = Date.now();
+    const r = await request(gate.url, gate.ca, {
+      path: `/v2/f/blob-reset/blobs/sha256:${'2'.repeat(64)}`,
+      headers: bearer(token),
+    }).catch((e: unknown) => e as Error);
+    if (!(r instanceof Error)) {
+      assert.ok(
+        r.status >= 500 || r.body.length < 1_000_000,
+        `complete-looking body: ${r.status} ${r.body.length}`,
+      );
+    }
+    assert.ok(Date.now() - t0 < 5000);
+    await alive();
+  });
+});
