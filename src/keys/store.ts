@@ -11,7 +11,7 @@ import path from 'node:path';
 import { GateError } from '../core/errors.js';
 import { compileGlob, PolicyError } from '../core/policy.js';
 import { parsePublicKeyPem, publicKeyFingerprint, publicKeyToPem, type PublicKey } from '../core/signature/keys.js';
-import { writeFileAtomic } from './atomic.js';
+import { removeStaleTemps, writeFileAtomic } from './atomic.js';
 import { KEY_NAME, loadKeyDir, type KeyEntry, type KeyMeta, type Keyring } from './keyring.js';
 
 /** Bookkeeping fields the admin API adds to a key's meta file. */
@@ -155,7 +155,10 @@ export class KeyStore {
   constructor(
     private readonly keyring: Keyring,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    // Temp files of a write that crashed (they were never visible as keys) are swept at start.
+    void removeStaleTemps(keyring.dir).catch(() => undefined);
+  }
 
   get dir(): string {
     return this.keyring.dir;

@@ -21,7 +21,7 @@ import { GateError, toGateError } from '../core/errors.js';
 import { MEDIA_TYPES, parseManifest } from '../core/manifest.js';
 import type { Policy } from '../core/policy.js';
 import { isValidRepoName, parseDockerReference } from '../core/reference.js';
-import { KeyStore, keyInfo, type KeyInfo } from '../keys/store.js';
+import { KeyStore, keyInfo } from '../keys/store.js';
 import type { Keyring } from '../keys/keyring.js';
 import type { Upstream } from '../registry/upstream.js';
 import { upstreamFailure } from '../registry/upstream.js';
@@ -188,15 +188,13 @@ export function createAdminRouter(d: AdminDeps): Router {
   // ------------------------------------------------------------------------------------------
   // Keys
   // ------------------------------------------------------------------------------------------
-  const keyOut = (k: KeyInfo): Omit<KeyInfo, 'meta'> & { meta: KeyInfo['meta'] } => k;
-
   router.get('/keys', (_req, res) => {
     const { keys: list, errors } = keys.list();
-    sendJson(res, 200, { keys: list.map(keyOut), errors });
+    sendJson(res, 200, { keys: list, errors });
   });
 
   router.get('/keys/:name', (req, res) => {
-    sendJson(res, 200, keyOut(keys.get(String(req.params['name']))));
+    sendJson(res, 200, keys.get(String(req.params['name'])));
   });
 
   router.post('/keys', async (req, res) => {
@@ -210,7 +208,7 @@ export function createAdminRouter(d: AdminDeps): Router {
       notBefore: k.notBefore,
       notAfter: k.notAfter,
     });
-    sendJson(res, 201, keyOut(k));
+    sendJson(res, 201, k);
   });
 
   router.post('/keys/:name/revoke', async (req, res) => {
@@ -218,7 +216,7 @@ export function createAdminRouter(d: AdminDeps): Router {
     const name = String(req.params['name']);
     const r = await keys.revoke(name, locals(res).principal.identity.subject, body.reason);
     if (r.changed) audit(res, 'key.revoke', name, { fingerprint: r.key.fingerprint, reason: body.reason });
-    sendJson(res, 200, { key: keyOut(r.key), changed: r.changed });
+    sendJson(res, 200, { key: r.key, changed: r.changed });
   });
 
   router.post('/keys/:name/rotate', async (req, res) => {
@@ -230,7 +228,7 @@ export function createAdminRouter(d: AdminDeps): Router {
       newFingerprint: r.new.fingerprint,
       oldNotAfter: r.old.notAfter,
     });
-    sendJson(res, 200, { old: keyOut(r.old), new: keyOut(r.new) });
+    sendJson(res, 200, { old: r.old, new: r.new });
   });
 
   // ------------------------------------------------------------------------------------------

@@ -480,6 +480,39 @@ describe('admin API', { timeout: 180_000 }, () => {
     assert.ok(!readdirSync(gate.dir).some((f) => f.endsWith('.tmp')));
   });
 
+  it('an admin client certificate works without a token; a non-admin certificate is refused', async () => {
+    const m = await startTestGate({
+      registryUrl: registry.url,
+      mtls: true,
+      policy: { admins: ['mtls:CN=build-01'] },
+    });
+    try {
+      const cert = m.clientCert!;
+      const ok = await request(m.url, m.ca, { path: '/admin/v1/keys', cert: cert.cert, key: cert.key });
+      assert.equal(ok.status, 200, ok.body.toString());
+      const none = await request(m.url, m.ca, { path: '/admin/v1/keys' });
+      assert.equal(none.status, 401);
+      const other = await startTestGate({
+        registryUrl: registry.url,
+        mtls: true,
+        policy: { admins: ['admin'] },
+      });
+      try {
+        const c2 = other.clientCert!;
+        const denied = await request(other.url, other.ca, {
+          path: '/admin/v1/keys',
+          cert: c2.cert,
+          key: c2.key,
+        });
+        assert.equal(denied.status, 403);
+      } finally {
+        await other.close();
+      }
+    } finally {
+      await m.close();
+    }
+  });
+
   it('reports cache and health figures', async () => {
     const c = await api('GET', '/cache');
     assert.equal(c.status, 200);
