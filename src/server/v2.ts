@@ -1,7 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import { GateError, toGateError } from '../core/errors.js';
-import { MEDIA_TYPES, parseManifest, referencedBlobs, type ParsedManifest } from '../core/manifest.js';
+import {
+  MEDIA_TYPES,
+  parseManifest,
+  referencedBlobs,
+  type ParsedManifest,
+  isSignatureArtifact,
+} from '../core/manifest.js';
 import { parseRoute } from '../core/route.js';
 import type { Route } from '../core/types.js';
 import type { TrustService, Verdict } from '../trust/service.js';
@@ -460,6 +466,14 @@ async function putManifest(
       event.keys = signers;
       event.reason = 'signature-push';
     }
+  } else if (ref.tag && rule.mode !== 'off' && isSignatureArtifact(manifest)) {
+    // Policy (I1): signature artifacts are served unverified, so one under an ordinary tag would
+    // be an unsigned image in disguise (moby's pull does not check layer media types).
+    event.reason = 'signature-artifact-misplaced';
+    throw new GateError(
+      'DENIED',
+      `${repo}:${ref.tag}: a cosign signature artifact may only be pushed under a sha256-<hex>.sig tag`,
+    );
   } else if (ref.tag && rule.signedPush && rule.mode !== 'off') {
     const verdict = await d.trust.verify(repo, digest, manifest, ref.tag, { fresh: true });
     if (!verdict.ok) {
