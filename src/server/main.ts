@@ -213,12 +213,10 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       log: log.child({ component: 'admin' }),
       service: config.auth.service,
       realm: config.publicUrl ? new URL('/token', config.publicUrl).toString() : undefined,
-      // After the admin API changed a credential file: re-read it (the token router reads live).
+      // After the admin API changed a credential file: re-read it (the token router reads live),
+      // keeping the failure counters, so adding a user never lifts a lockout.
       reloadCredentials: () => {
-        live = {
-          ...live,
-          credentials: CredentialStore.load(live.config.auth, log.child({ component: 'credentials' })),
-        };
+        live = { ...live, credentials: live.credentials.reload(live.config.auth, credLog) };
       },
       now,
     }),
