@@ -2,6 +2,7 @@
  * Image manifest and index parsing, strict enough that trustgate and registry:2 read the same
  * document (I2). Pure: bytes in, a parsed view or a GateError('MANIFEST_INVALID') out.
  */
+import { isValidDigest as isDigest } from './reference.js';
 import { GateError } from './errors.js';
 import { isJsonObject, parseStrictJson } from './json-strict.js';
 
@@ -67,14 +68,12 @@ export interface ParsedManifest {
   annotations?: Record<string, string>;
 }
 
-const DIGEST_RE = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
-
 /**
  * True for `sha256:` + 64 lowercase hex or `sha512:` + 128 lowercase hex.
  * Policy: only these two algorithms and only lowercase hex, so one digest has one spelling.
  */
 export function isValidDigest(d: unknown): d is string {
-  return typeof d === 'string' && DIGEST_RE.test(d);
+  return typeof d === 'string' && isDigest(d);
 }
 
 function invalid(msg: string): never {

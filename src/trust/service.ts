@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import { GateError } from '../core/errors.js';
-import { isSignatureArtifact, parseManifest, MEDIA_TYPES, type ParsedManifest } from '../core/manifest.js';
+import {
+  COSIGN_SIGNATURE_ANNOTATION,
+  isSignatureArtifact,
+  parseManifest,
+  MEDIA_TYPES,
+  type ParsedManifest,
+} from '../core/manifest.js';
 import { parseDockerReference, signatureTagFor } from '../core/reference.js';
 import { parseSimpleSigningPayload } from '../core/signature/payload.js';
 import { evaluateTrust, type SignatureCandidate, type TrustedKey, type TrustReason } from '../core/trust.js';
@@ -9,8 +15,6 @@ import type { VerdictCache } from '../cache/verdict-cache.js';
 import type { Keyring } from '../keys/keyring.js';
 import type { Upstream } from '../registry/upstream.js';
 
-/** Cosign stores the raw signature of a layer in this annotation, as standard padded base64. */
-export const COSIGN_SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
 const MAX_SIGNATURE_LAYERS = 64;
 const SINGLE_FLIGHT_LINGER_MS = 1000;
 const MAX_SIGNATURE_PAYLOAD = 64 * 1024;

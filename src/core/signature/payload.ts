@@ -6,6 +6,7 @@
  * writes), exactly `type`, `image`, `identity` inside `critical`, exactly one field in `image` and in
  * `identity`, no duplicate keys. Callers must verify the signature over the raw bytes BEFORE parsing.
  */
+import { parseDockerReference as parseReference } from '../reference.js';
 import { GateError } from '../errors.js';
 import { isJsonObject, parseStrictJson } from '../json-strict.js';
 import { isValidDigest } from '../manifest.js';
@@ -120,50 +121,22 @@ export interface DockerReferenceParts {
 }
 
 // distribution/reference grammar (reference.go).
-const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const TAG = /^[\w][\w.-]{0,127}$/;
-const HOST =
-  /^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$/;
-const NAME_TOTAL_MAX = 255;
-
 /**
- * Splits a docker reference `[HOST/]PATH[:TAG][@DIGEST]` with the distribution grammar; null if it
- * does not parse. The first component is a host when it has a `.` or `:` or is `localhost` (as in
- * distribution). Policy: no Docker Hub normalisation (`app` is not turned into `library/app`):
- * trustgate fronts one registry whose repository names are used as they are.
+ * Splits a docker reference `[HOST/]PATH[:TAG][@DIGEST]` with the distribution grammar (the one
+ * parser in core/reference.ts); null if it does not parse. Policy: no Docker Hub normalisation
+ * (`app` is not turned into `library/app`): trustgate fronts one registry whose repository names
+ * are used as they are.
  */
 export function parseDockerReference(ref: string): DockerReferenceParts | null {
-  let rest = ref;
-  let digest: string | undefined;
-  const at = rest.indexOf('@');
-  if (at !== -1) {
-    digest = rest.slice(at + 1);
-    rest = rest.slice(0, at);
-    if (!isValidDigest(digest)) return null;
+  let r: ReturnType<typeof parseReference>;
+  try {
+    r = parseReference(ref);
+  } catch {
+    return null;
   }
-  let tag: string | undefined;
-  const lastSlash = rest.lastIndexOf('/');
-  const colon = rest.indexOf(':', lastSlash + 1);
-  if (colon !== -1) {
-    tag = rest.slice(colon + 1);
-    rest = rest.slice(0, colon);
-    if (!TAG.test(tag)) return null;
-  }
-  let host: string | undefined;
-  const firstSlash = rest.indexOf('/');
-  if (firstSlash !== -1) {
-    const first = rest.slice(0, firstSlash);
-    if (first.includes('.') || first.includes(':') || first === 'localhost') {
-      if (!HOST.test(first)) return null;
-      host = first;
-      rest = rest.slice(firstSlash + 1);
-    }
-  }
-  if (rest === '' || rest.length + (host ? host.length + 1 : 0) > NAME_TOTAL_MAX) return null;
-  if (!rest.split('/').every((c) => PATH_COMPONENT.test(c))) return null;
-  const out: DockerReferenceParts = { repository: rest };
-  if (host !== undefined) out.host = host;
-  if (tag !== undefined) out.tag = tag;
-  if (digest !== undefined) out.digest = digest;
+  const out: DockerReferenceParts = { repository: r.repo };
+  if (r.host !== undefined) out.host = r.host;
+  if (r.tag !== undefined) out.tag = r.tag;
+  if (r.digest !== undefined) out.digest = r.digest;
   return out;
 }
