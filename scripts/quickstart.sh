@@ -4,7 +4,7 @@
 # loopback, and prints how to point skopeo, podman or docker at it. Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-QS=${QS_DIR:-.tmp/quickstart}
+QS=$(realpath -m "${QS_DIR:-.tmp/quickstart}")
 PORT=${TRUSTGATE_PORT:-5443}
 REG_PORT=${QS_REGISTRY_PORT:-5000}
 
@@ -37,7 +37,7 @@ cat >"$QS/registry.yml" <<YML
 version: 0.1
 log: { level: warn }
 storage:
-  filesystem: { rootdirectory: $PWD/$QS/registry-data }
+  filesystem: { rootdirectory: $QS/registry-data }
   delete: { enabled: true }
 http: { addr: 127.0.0.1:$REG_PORT, secret: $(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n') }
 YML
