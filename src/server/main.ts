@@ -233,7 +233,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     {
       ...tlsOptions(config),
       // Larger socket buffers than the 16 KiB default: fewer pause/resume turns per blob.
-      highWaterMark: 64 * 1024,
+      highWaterMark: 256 * 1024,
     },
     (req: http.IncomingMessage, res: http.ServerResponse) => {
       if (draining) res.setHeader('connection', 'close');
