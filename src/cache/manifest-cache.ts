@@ -1,8 +1,11 @@
 import { LRUCache } from 'lru-cache';
+import type { ParsedManifest } from '../core/manifest.js';
 
 export interface CachedManifest {
   bytes: Buffer;
   contentType: string | undefined;
+  /** The strict parse of these bytes under this content type, once done. */
+  parsed?: ParsedManifest;
 }
 
 /**

@@ -313,8 +313,11 @@ async function serveManifest(
       logDetail: { got: digest },
     });
   }
-  if (ref.digest) d.manifests?.set(repo, digest, fetched);
-  const manifest = parseManifest(bytes, contentType);
+  // Bytes under a digest never change: the strict parse is done once per (digest, content type).
+  const known = fetched.parsed ? fetched : d.manifests?.get(repo, digest);
+  const manifest =
+    known?.parsed && known.contentType === contentType ? known.parsed : parseManifest(bytes, contentType);
+  if (!fetched.parsed) d.manifests?.set(repo, digest, { bytes, contentType, parsed: manifest });
   if (!principal.can('push', repo)) {
     // Policy: identities with push rights on a repository may read its unsigned manifests, so a
     // publisher can resolve and sign what it pushed. Everyone else gets verified bytes only.
@@ -466,13 +469,15 @@ async function putManifest(
       event.keys = signers;
       event.reason = 'signature-push';
     }
-  } else if (ref.tag && rule.mode !== 'off' && isSignatureArtifact(manifest)) {
-    // Policy (I1): signature artifacts are served unverified, so one under an ordinary tag would
-    // be an unsigned image in disguise (moby's pull does not check layer media types).
+  } else if (rule.mode !== 'off' && isSignatureArtifact(manifest)) {
+    // Policy (I1): signature artifacts are served unverified, so one under an ordinary tag, or
+    // pushed by digest (then pulled by that digest), would be an unsigned image in disguise
+    // (moby's pull does not check layer media types). They enter only through their
+    // sha256-<hex>.sig tag, where every added signature is verified.
     event.reason = 'signature-artifact-misplaced';
     throw new GateError(
       'DENIED',
-      `${repo}:${ref.tag}: a cosign signature artifact may only be pushed under a sha256-<hex>.sig tag`,
+      `${repo}${ref.tag ? `:${ref.tag}` : `@${digest}`}: a cosign signature artifact may only be pushed under its sha256-<hex>.sig tag`,
     );
   } else if (ref.tag && rule.signedPush && rule.mode !== 'off') {
     const verdict = await d.trust.verify(repo, digest, manifest, ref.tag, { fresh: true });

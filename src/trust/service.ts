@@ -65,6 +65,7 @@ export interface TrustServiceOptions {
 export class TrustService {
   private readonly inflight = new Map<string, Promise<CachedVerdict>>();
   private readonly now: () => Date;
+  private epochOf = { keys: '', policy: '', value: '' };
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
   signatureFetches = 0;
 
@@ -74,12 +75,14 @@ export class TrustService {
 
   /** Hash of the trusted keys and the trust policy: every cache key carries it. */
   epoch(): string {
-    return createHash('sha256')
-      .update(this.o.keyring.snapshot.contentHash)
-      .update('\0')
-      .update(this.o.policyHash())
-      .digest('hex')
-      .slice(0, 32);
+    const keys = this.o.keyring.snapshot.contentHash;
+    const policy = this.o.policyHash();
+    // Recomputed only when the keys or the policy changed: this runs several times per pull.
+    if (this.epochOf.keys !== keys || this.epochOf.policy !== policy) {
+      const value = createHash('sha256').update(keys).update('\0').update(policy).digest('hex').slice(0, 32);
+      this.epochOf = { keys, policy, value };
+    }
+    return this.epochOf.value;
   }
 
   ruleFor(repo: string): EffectiveTrustRule {
