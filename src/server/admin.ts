@@ -7,6 +7,7 @@
  * A request flows: authenticate (bearer token from /token, or a verified client certificate)
  * → admin role (policy.admins) → parse and validate the body → change → audit event → answer.
  */
+import { MAX_MANIFEST_BYTES, UPSTREAM_MANIFEST_ACCEPT } from './v2.js';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type http from 'node:http';
@@ -18,7 +19,7 @@ import { z } from 'zod';
 import type { VerdictCache } from '../cache/verdict-cache.js';
 import type { Config } from '../config/schema.js';
 import { GateError, toGateError } from '../core/errors.js';
-import { MEDIA_TYPES, parseManifest } from '../core/manifest.js';
+import { parseManifest } from '../core/manifest.js';
 import type { Policy } from '../core/policy.js';
 import { isValidRepoName, parseDockerReference } from '../core/reference.js';
 import { KeyStore, keyInfo } from '../keys/store.js';
@@ -57,14 +58,6 @@ export interface AdminDeps {
 
 /** Request bodies are small JSON documents; anything larger is refused before it is parsed. */
 export const MAX_ADMIN_BODY = '64kb';
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-/** As /v2 does: every modern type, so the registry neither converts nor collapses (I1). */
-const UPSTREAM_MANIFEST_ACCEPT = [
-  MEDIA_TYPES.ociManifest,
-  MEDIA_TYPES.ociIndex,
-  MEDIA_TYPES.dockerManifest,
-  MEDIA_TYPES.dockerManifestList,
-].join(', ');
 
 const glob = z.string().min(1).max(255);
 const dateTime = z.string().min(1).max(64);

@@ -32,7 +32,7 @@ const MAX_CATALOG_PAGES = 100;
  * type in Accept, registry:2 neither converts to schema1 (new bytes, new digest) nor collapses a
  * list to its linux/amd64 child, so the bytes we verify are the bytes the client gets.
  */
-const UPSTREAM_MANIFEST_ACCEPT = [
+export const UPSTREAM_MANIFEST_ACCEPT = [
   MEDIA_TYPES.ociManifest,
   MEDIA_TYPES.ociIndex,
   MEDIA_TYPES.dockerManifest,
