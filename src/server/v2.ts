@@ -390,12 +390,13 @@ function recordVerdict(event: AuditEvent, v: Verdict): void {
   else if (!v.ok) event.verdict = 'audit-allow';
 }
 
+/** The client's denial line: names the image, what was missing, and the keys that would do. */
 function denial(repo: string, digest: string, v: Verdict, d: PipelineDeps): string {
-  const trusted = d.trust.trustedKeyNames(repo);
-  const suffix = v.message.includes('trusted:')
+  const subject = v.message.startsWith(repo) ? '' : `${repo}@${digest}: `;
+  const trusted = v.message.includes('trusted:')
     ? ''
-    : ` (trusted for ${v.rule}: ${trusted.join(', ') || 'none'})`;
-  return `${v.message}${suffix}`.replace(/^/, v.message.startsWith(repo) ? '' : `${repo}@${digest}: `);
+    : ` (trusted for ${v.rule}: ${d.trust.trustedKeyNames(repo).join(', ') || 'none'})`;
+  return `${subject}${v.message}${trusted}`;
 }
 
 async function admit(
