@@ -3,7 +3,7 @@
  * an admin trusts for it? Pure: signatures, keys and the clock come in; a verdict goes out.
  */
 import { isValidDigest } from './manifest.js';
-import { decodeStrictBase64, type PublicKey } from './signature/keys.js';
+import { decodeStrictBase64, publicKeyFingerprint, type PublicKey } from './signature/keys.js';
 import { parseDockerReference, parseSimpleSigningPayload } from './signature/payload.js';
 import { verifySignature } from './signature/verify.js';
 
@@ -101,6 +101,10 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
   const trustedList = `trusted: ${trusted.length > 0 ? trusted.join(', ') : 'none'}`;
 
   const signers = new Set<string>();
+  // Policy: the threshold counts distinct key material, not names: two names for the same key
+  // bytes (two .pub files, or one file copied under a second name) are one signer.
+  const fingerprintOf = new Map(keys.map((k) => [k, publicKeyFingerprint(k.key)]));
+  const signedKeys = new Set<string>();
   let best: Failure | undefined;
   const fail = (f: Failure): void => {
     if (best === undefined || (FAILURE_RANK[f.reason] ?? 0) > (FAILURE_RANK[best.reason] ?? 0)) best = f;
@@ -119,6 +123,7 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
       // once a trusted key vouches for its bytes.
       if (!verifySignature(k.key, cand.payload, sig)) continue;
       verifiedAny = true;
+      const fingerprint = fingerprintOf.get(k)!;
       const usable = keyUsability(k, now);
       if (usable !== 'usable') {
         fail({
@@ -130,7 +135,7 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
         });
         continue;
       }
-      if (signers.has(k.name)) continue;
+      if (signers.has(k.name) || signedKeys.has(fingerprint)) continue;
       let payload;
       try {
         payload = parseSimpleSigningPayload(cand.payload);
@@ -184,6 +189,7 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
         continue;
       }
       signers.add(k.name);
+      signedKeys.add(fingerprint);
     }
     if (!verifiedAny) {
       fail({ reason: 'untrusted-key', detail: 'no key trusted for this repository made its signatures' });

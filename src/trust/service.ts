@@ -368,12 +368,21 @@ export class TrustService {
     for (const layer of layers) {
       const signature = layer.annotations?.[COSIGN_SIGNATURE_ANNOTATION];
       if (typeof signature !== 'string' || layer.size > MAX_SIGNATURE_PAYLOAD) continue;
-      const res = await this.o.upstream.request({
-        method: 'GET',
-        path: `/v2/${repo}/blobs/${layer.digest}`,
-        maxBytes: MAX_SIGNATURE_PAYLOAD,
-        kind: 'signature-payload',
-      });
+      let res;
+      try {
+        res = await this.o.upstream.request({
+          method: 'GET',
+          path: `/v2/${repo}/blobs/${layer.digest}`,
+          maxBytes: MAX_SIGNATURE_PAYLOAD,
+          kind: 'signature-payload',
+        });
+      } catch (err) {
+        // Policy: a payload over the bound (whatever size its layer declares) is no signature and
+        // is skipped, like one whose digest does not match; it must not hide the other layers'
+        // signatures. An unreachable or failing registry still fails the verification (I3).
+        if (err instanceof GateError && err.code === 'MANIFEST_INVALID') continue;
+        throw err;
+      }
       if (res.status === 404) continue;
       if (res.status !== 200) {
         throw new GateError('UNAVAILABLE', 'could not read a signature payload from the registry', {
