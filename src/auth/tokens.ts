@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT, jwtVerify, errors as joseErrors, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { GateError } from '../core/errors.js';
+import { parseStrictJson } from '../core/json-strict.js';
 import { REPO_ACTIONS } from '../core/policy.js';
 import { isValidRepoName } from '../core/reference.js';
 import { accessAllows, type AccessClaim } from '../core/scope.js';
@@ -201,6 +202,14 @@ export class TokenService {
         });
       }
       throw invalid((err as Error).message, err);
+    }
+    // Policy: header and claims must be strict JSON. jose reads them with JSON.parse, which keeps
+    // the last of two `access` members (Go's encoding/json would also match `Access`); a token
+    // whose grant depends on the reader is refused, never read one way.
+    try {
+      for (const part of token.split('.', 2)) parseStrictJson(Buffer.from(part, 'base64url'), 'token');
+    } catch (err) {
+      throw invalid('token JSON has duplicate or case-variant keys', err);
     }
     if (typeof payload.sub !== 'string' || payload.sub.length === 0 || payload.sub.length > 1024) {
       throw invalid('sub claim malformed');

@@ -60,6 +60,13 @@ export class Authenticator {
 
   async authenticate(req: http.IncomingMessage): Promise<Principal> {
     const auth = req.headers.authorization;
+    // Policy: Node keeps only the first of repeated Authorization headers; two are refused (as at
+    // /token) rather than one of them silently chosen, so no hop in front reads another credential.
+    if (auth !== undefined && countHeader(req.rawHeaders, 'authorization') > 1) {
+      throw new GateError('UNAUTHORIZED', 'authentication required: send one Authorization header', {
+        logDetail: 'more than one Authorization header on /v2',
+      });
+    }
     if (auth !== undefined) {
       const m = /^Bearer ([A-Za-z0-9_.-]{1,8192})$/.exec(auth);
       if (!m) {
@@ -103,4 +110,10 @@ export class Authenticator {
       canCatalog: () => false,
     };
   }
+}
+
+function countHeader(raw: readonly string[], name: string): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) n++;
+  return n;
 }
