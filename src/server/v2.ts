@@ -140,6 +140,16 @@ async function handle(
     case 'manifest':
       if (route.action === 'pull') return serveManifest(d, ctx, route.repo, route.ref);
       if (route.action === 'push') return putManifest(d, ctx, route.repo, route.ref);
+      if (route.ref.digest) {
+        // A manifest deleted through this replica is not served from its manifest cache again
+        // (dropped before, and again after, in case a pull re-cached it meanwhile). Other
+        // replicas keep their copy at most the cache's TTL (cache/manifest-cache.ts).
+        const { repo, ref } = route;
+        d.manifests?.delete(repo, ref.digest!);
+        await d.forwarder.forward(req, res, req.url ?? '');
+        d.manifests?.delete(repo, ref.digest!);
+        return;
+      }
       return d.forwarder.forward(req, res, req.url ?? '');
     case 'blob':
       if (route.action === 'pull' && !principal.can('push', route.repo)) {
