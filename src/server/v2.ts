@@ -421,7 +421,7 @@ async function admit(
     if (v.ok) await d.trust.admitChildren(repo, digest, m);
     return;
   }
-  await d.trust.admitBlobs(repo, referencedBlobs(m));
+  await d.trust.admitBlobs(repo, digest, referencedBlobs(m));
 }
 
 /** Accept check after verification: an absent header or a wildcard accepts anything. */

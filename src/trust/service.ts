@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { createHash } from 'node:crypto';
 import { GateError } from '../core/errors.js';
 import {
@@ -66,11 +67,13 @@ export class TrustService {
   private readonly inflight = new Map<string, Promise<CachedVerdict>>();
   private readonly now: () => Date;
   private epochOf = { keys: '', policy: '', value: '' };
+  private readonly admitted: LRUCache<string, true>;
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
   signatureFetches = 0;
 
   constructor(private readonly o: TrustServiceOptions) {
     this.now = o.now ?? (() => new Date());
+    this.admitted = new LRUCache({ max: 10_000, ttl: Math.min(60, o.positiveTtlSeconds / 2) * 1000 });
   }
 
   /** Hash of the trusted keys and the trust policy: every cache key carries it. */
@@ -183,21 +186,34 @@ export class TrustService {
   }
 
   /** Records that the children of a verified index may be served by digest in this repository. */
+  /** Records that the children of a verified index may be served by digest in this repository. */
   async admitChildren(repo: string, indexDigest: string, manifest: ParsedManifest): Promise<void> {
-    const epoch = this.epoch();
-    await Promise.all(
-      manifest.manifests.map((d) =>
-        this.o.cache.set(`c:${epoch}:${repo}:${d.digest}`, indexDigest, this.o.positiveTtlSeconds),
-      ),
+    await this.admitOnce(`c:${repo}:${indexDigest}`, (epoch) =>
+      manifest.manifests.map((d) => [`c:${epoch}:${repo}:${d.digest}`, indexDigest]),
     );
   }
 
   /** Records the blobs of a manifest that was served to a pull-only client. */
-  async admitBlobs(repo: string, digests: readonly string[]): Promise<void> {
-    const epoch = this.epoch();
-    await Promise.all(
-      digests.map((d) => this.o.cache.set(`b:${epoch}:${repo}:${d}`, 1, this.o.positiveTtlSeconds)),
+  async admitBlobs(repo: string, manifestDigest: string, digests: readonly string[]): Promise<void> {
+    await this.admitOnce(`b:${repo}:${manifestDigest}`, (epoch) =>
+      digests.map((d) => [`b:${epoch}:${repo}:${d}`, 1]),
     );
+  }
+
+  /**
+   * Writes admission entries at most once a minute per manifest and replica, so a warm pull costs
+   * one verdict lookup rather than a cache write per blob. The entries themselves live for the
+   * positive TTL, so they are refreshed well before they expire.
+   */
+  private async admitOnce(
+    memoKey: string,
+    entries: (epoch: string) => Array<[string, unknown]>,
+  ): Promise<void> {
+    const epoch = this.epoch();
+    const key = `${epoch}:${memoKey}`;
+    if (this.admitted.has(key)) return;
+    await Promise.all(entries(epoch).map(([k, v]) => this.o.cache.set(k, v, this.o.positiveTtlSeconds)));
+    this.admitted.set(key, true);
   }
 
   async isBlobAdmitted(repo: string, digest: string): Promise<boolean> {
