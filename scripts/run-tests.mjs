@@ -22,7 +22,20 @@ if (files.length === 0) {
   console.error('no test files found under dist/test');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-reporter=spec', ...files], {
-  stdio: 'inherit',
-});
+// Safety nets so a stuck test can never hold CI: each test has at most 10 minutes, a test file's
+// process is ended once its tests are done (even with a handle left open), and the whole run is
+// killed after 30 minutes (a normal run takes about 2).
+const r = spawnSync(
+  process.execPath,
+  [
+    '--test',
+    '--test-concurrency=2',
+    '--test-reporter=spec',
+    '--test-force-exit',
+    '--test-timeout=600000',
+    ...files,
+  ],
+  { stdio: 'inherit', timeout: 30 * 60 * 1000, killSignal: 'SIGKILL' },
+);
+if (r.error) console.error(`test run stopped: ${r.error.message}`);
 process.exit(r.status ?? 1);
