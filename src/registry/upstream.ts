@@ -179,3 +179,8 @@ export function upstreamFailure(err: unknown): GateError {
     { status: unreachable ? 503 : 502, logDetail: `${code ?? ''} ${String(err)}`, cause: err },
   );
 }
+
+/** The first value of a header that may arrive as a list. */
+export function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}

@@ -11,10 +11,6 @@ import { sendError } from './respond.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
-const onResponseHook = Symbol('trustgate.onResponse');
-type ResponseHook = (status: number, headers: http.IncomingHttpHeaders) => void;
-type WithHook = http.IncomingMessage & { [onResponseHook]?: ResponseHook };
-
 /** Methods whose body registry:2 reads; every other forwarded method must come without one. */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
@@ -45,9 +41,8 @@ export class StreamForwarder {
     });
     // Policy: every proxy error has a handler; http-proxy without one throws and kills the process.
     this.proxy.on('error', (err, _req, res) => this.fail(err, res as http.ServerResponse | undefined));
-    this.proxy.on('proxyRes', (proxyRes, req) => {
+    this.proxy.on('proxyRes', (proxyRes) => {
       stripHopByHop(proxyRes.headers);
-      (req as WithHook)[onResponseHook]?.(proxyRes.statusCode ?? 0, proxyRes.headers);
     });
   }
 
@@ -55,12 +50,7 @@ export class StreamForwarder {
    * Forwards `req` as it is (method, body stream) to `path` upstream. Resolves when the response
    * has been fully sent or the exchange was torn down.
    */
-  forward(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    path: string,
-    onResponse?: ResponseHook,
-  ): Promise<void> {
+  forward(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
     if (!BODY_METHODS.has(req.method ?? '') && carriesBody(req.headers)) {
       // Policy: no body where registry:2 reads none. Node's client sends a GET/HEAD/DELETE body
       // without framing (and http-proxy sets Content-Length: 0 on DELETE), so Go would read the
@@ -78,7 +68,6 @@ export class StreamForwarder {
     req.headers = upstreamRequestHeaders(req.headers) as http.IncomingHttpHeaders;
     return new Promise((resolve) => {
       res.once('close', () => resolve());
-      if (onResponse) (req as WithHook)[onResponseHook] = onResponse;
       this.proxy.web(req, res, {}, (err) => this.fail(err, res));
     });
   }

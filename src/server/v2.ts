@@ -11,9 +11,8 @@ import {
 import { parseRoute } from '../core/route.js';
 import type { Route } from '../core/types.js';
 import type { TrustService, Verdict } from '../trust/service.js';
-import { headerValue } from '../trust/service.js';
 import type { Upstream } from '../registry/upstream.js';
-import { upstreamFailure, upstreamRequestHeaders } from '../registry/upstream.js';
+import { headerValue, upstreamFailure, upstreamRequestHeaders } from '../registry/upstream.js';
 import type { Audit, AuditEvent } from './audit.js';
 import type { Authenticator, Principal, RepoAction } from './authenticate.js';
 import type { StreamForwarder } from './forward.js';

@@ -14,7 +14,7 @@ import { evaluateTrust, type SignatureCandidate, type TrustedKey, type TrustReas
 import type { EffectiveTrustRule } from '../core/trust-policy.js';
 import type { VerdictCache } from '../cache/verdict-cache.js';
 import type { Keyring } from '../keys/keyring.js';
-import type { Upstream } from '../registry/upstream.js';
+import { headerValue, type Upstream } from '../registry/upstream.js';
 
 const MAX_SIGNATURE_LAYERS = 64;
 const SINGLE_FLIGHT_LINGER_MS = 1000;
@@ -185,7 +185,6 @@ export class TrustService {
     return { ...base, allow: ok || rule.mode === 'audit', ok, reason, message, signers: v.signers, cached };
   }
 
-  /** Records that the children of a verified index may be served by digest in this repository. */
   /** Records that the children of a verified index may be served by digest in this repository. */
   async admitChildren(repo: string, indexDigest: string, manifest: ParsedManifest): Promise<void> {
     await this.admitOnce(`c:${repo}:${indexDigest}`, (epoch) =>
@@ -438,8 +437,4 @@ function isCachedVerdict(v: unknown): v is CachedVerdict {
     Array.isArray(c['boundTags']) &&
     typeof c['at'] === 'number'
   );
-}
-
-export function headerValue(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
 }
