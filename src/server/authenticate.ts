@@ -81,11 +81,15 @@ export class Authenticator {
       const claims = await this.verifyCached(m[1]!);
       const policy = this.o.policy();
       const identity = policy.identityFor(claims.subject, claims.kind);
+      const policyAllows = (action: RepoAction, repo: string): boolean =>
+        this.o.policy().allowedActions(identity, repo).has(action);
       return {
         identity,
         credentialed: true,
-        can: (action, repo) => tokenAllows(claims, repo, action),
-        policyAllows: (action, repo) => this.o.policy().allowedActions(identity, repo).has(action),
+        // Policy: a grant counts only while the current policy still allows it, so removing
+        // someone's access (SIGHUP) takes effect at once, not when their tokens expire.
+        can: (action, repo) => tokenAllows(claims, repo, action) && policyAllows(action, repo),
+        policyAllows,
         canCatalog: () => tokenAllows(claims, 'catalog', '*', 'registry'),
       };
     }

@@ -182,6 +182,11 @@ function authorise(ctx: Ctx): void {
       event.reason = 'no-credentials';
       throw new GateError('UNAUTHORIZED', 'authentication required to list repositories');
     }
+    if (!principal.canCatalog()) {
+      // Any signed-in caller may have it (the listing is filtered); the token just did not ask.
+      event.reason = 'insufficient-scope';
+      throw new GateError('UNAUTHORIZED', 'the token does not grant registry:catalog:*');
+    }
     return;
   }
   const needed: RepoAction[] =

@@ -177,6 +177,12 @@ describe('access control through trustgate', { timeout: 120_000 }, () => {
     const admin = await get('/v2/_catalog', await tok('root', ['registry:catalog:*']));
     assert.ok((admin.json() as { repositories: string[] }).repositories.includes('team-b/secret'));
     assert.equal((await get('/v2/_catalog')).status, 401);
+    const noGrant = await get('/v2/_catalog', await tok('carol', ['repository:team-a/app:pull']));
+    assert.equal(noGrant.status, 401, 'a token without the catalog grant is told to ask for it');
+    assert.match(
+      String(noGrant.headers['www-authenticate']),
+      /scope="registry:catalog:\*",error="insufficient_scope"/,
+    );
   });
 
   it('anonymous pull where a rule allows it, and only there', async () => {
