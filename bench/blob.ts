@@ -17,6 +17,7 @@ import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { startRegistry } from '../test/helpers/stack.js';
 import { readCeiling, startCeilingServer } from './lib/ceiling.js';
+import { withCpu } from './lib/cpu.js';
 import { startNginx } from './lib/nginx.js';
 import { RegistryClient, type Transfer } from './lib/registry-client.js';
 import { benchEnv, withCleanup } from './lib/setup.js';
@@ -68,10 +69,25 @@ async function main(): Promise<void> {
     const ceiling = await startCeilingServer(cert, key);
     defer(() => ceiling.stop());
 
-    const targets: Target<Transfer>[] = [
-      { name: 'direct', run: () => direct.getBlob(repo, digest) },
-      { name: 'nginx', run: () => new RegistryClient(nginx.url, { ca: env.ca }).getBlob(repo, digest) },
-      { name: 'nginx-tuned', run: () => new RegistryClient(tuned.url, { ca: env.ca }).getBlob(repo, digest) },
+    // CPU seconds per run of the client (this process), the proxy and the registry.
+    type Measured = Transfer & { cpu: Record<string, number> };
+    const measured =
+      (proxyPid: number | undefined, fn: () => Promise<Transfer>) => async (): Promise<Measured> => {
+        const pids: Record<string, number> = { client: process.pid, registry: registry.pid };
+        if (proxyPid !== undefined) pids['proxy'] = proxyPid;
+        const { result, cpu } = await withCpu(pids, fn);
+        return { ...result, cpu };
+      };
+    const targets: Target<Measured>[] = [
+      { name: 'direct', run: measured(undefined, () => direct.getBlob(repo, digest)) },
+      {
+        name: 'nginx',
+        run: measured(nginx.pid, () => new RegistryClient(nginx.url, { ca: env.ca }).getBlob(repo, digest)),
+      },
+      {
+        name: 'nginx-tuned',
+        run: measured(tuned.pid, () => new RegistryClient(tuned.url, { ca: env.ca }).getBlob(repo, digest)),
+      },
     ];
 
     const lib = await loadTrustgate();
@@ -89,14 +105,17 @@ async function main(): Promise<void> {
         name: 'trustgate',
         run: async () => {
           await client.login([`repository:${repo}:pull`]); // untimed: a fresh token per run
-          return client.getBlob(repo, digest);
+          return measured(tg.pid, () => client.getBlob(repo, digest))();
         },
       });
       console.log(`trustgate ${tg.url} (pid ${tg.pid})`);
     } else {
       console.log(`SKIP trustgate: ${lib.reason}`);
     }
-    targets.push({ name: 'ceiling', run: () => readCeiling(ceiling.port, env.ca, size) });
+    targets.push({
+      name: 'ceiling',
+      run: measured(ceiling.pid, () => readCeiling(ceiling.port, env.ca, size)),
+    });
 
     // BENCH_TARGETS=trustgate,ceiling narrows a run while iterating on one target.
     const only = process.env['BENCH_TARGETS']?.split(',');
@@ -128,6 +147,22 @@ async function main(): Promise<void> {
       table([
         ['target', 'median', 'min', 'max'],
         ...[...mibps].map(([n, xs]) => [n, fmt(median(xs)), fmt(Math.min(...xs)), fmt(Math.max(...xs))]),
+      ]),
+    );
+    console.log(`\nCPU milliseconds per MiB (medians): where the 2 cores went`);
+    const cpuPerMiB = (n: string, who: string): string => {
+      const xs = (results.get(n) ?? []).map((r) => r.cpu[who]);
+      return xs.every((x) => x !== undefined) ? fmt((median(xs as number[]) * 1000) / sizeMiB, 2) : '-';
+    };
+    console.log(
+      table([
+        ['target', 'client', 'proxy', 'registry'],
+        ...[...results.keys()].map((n) => [
+          n,
+          cpuPerMiB(n, 'client'),
+          cpuPerMiB(n, 'proxy'),
+          cpuPerMiB(n, 'registry'),
+        ]),
       ]),
     );
     console.log('\nratios of medians');

@@ -16,20 +16,28 @@ import https from 'node:https';
 import path from 'node:path';
 import { generateKeyPair } from '../src/core/signature/sign.js';
 import { startRegistry } from '../test/helpers/stack.js';
-import { pushRandomImage } from '../test/helpers/registry-direct.js';
+import { pushManifest, pushRandomImage } from '../test/helpers/registry-direct.js';
+import { writeFileSync } from 'node:fs';
 import { signDirect } from '../test/helpers/sign.js';
 import { startNginx } from './lib/nginx.js';
 import { benchEnv, withCleanup } from './lib/setup.js';
 import { envInt, fmt, median, ratio, table } from './lib/stats.js';
 import { startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
+import { cpuSeconds } from './lib/cpu.js';
 
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
+/** wrk connections (the issue's figure is at 32). */
+const CONNECTIONS = envInt('WRK_CONNECTIONS', 32, 2, 1000);
+/** Distinct tags in the `by tags` runs. */
+const TAGS = envInt('TAGS', 64, 2, 10_000);
 
 interface WrkResult {
   rps: number;
   p50ms: number;
   p99ms: number;
   errors: number;
+  /** CPU microseconds per request, by process (from /proc). */
+  cpuUs: Record<string, number>;
 }
 
 function toMs(v: string): number {
@@ -39,9 +47,17 @@ function toMs(v: string): number {
   return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
 }
 
-function wrk(url: string, headers: Record<string, string>, seconds: number): WrkResult {
-  const args = ['-t2', '-c32', `-d${seconds}s`, '--latency', '--timeout', '5s'];
+function wrk(
+  url: string,
+  headers: Record<string, string>,
+  seconds: number,
+  pids: Record<string, number>,
+  script?: string,
+): WrkResult {
+  const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuSeconds(p)]));
+  const args = ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '--timeout', '5s'];
   for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
+  if (script) args.push('-s', script);
   const r = spawnSync('wrk', [...args, url], { encoding: 'utf8', timeout: (seconds + 30) * 1000 });
   if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr || r.error}`);
   const out = r.stdout;
@@ -51,7 +67,11 @@ function wrk(url: string, headers: Record<string, string>, seconds: number): Wrk
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
   const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const errors = non2xx + (sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors };
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+  const cpuUs = Object.fromEntries(
+    Object.entries(pids).map(([k, p]) => [k, ((cpuSeconds(p) - (cpu0[k] ?? 0)) * 1e6) / requests]),
+  );
+  return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors, cpuUs };
 }
 
 function get(url: string, ca: string, headers: Record<string, string>, agent: https.Agent): Promise<number> {
@@ -96,30 +116,52 @@ async function main(): Promise<void> {
     defer(() => tg.close());
     const tokenRes = await fetchToken(tg.url, env.ca, files.creds, 'bench/app');
 
-    const targets: Array<{ name: string; base: string; headers: Record<string, string> }> = [
+    const targets: Array<{ name: string; base: string; headers: Record<string, string>; pid?: number }> = [
       { name: 'registry', base: registry.url, headers: { accept: ACCEPT } },
-      { name: 'nginx-tuned', base: nginx.url, headers: { accept: ACCEPT } },
-      { name: 'trustgate', base: tg.url, headers: { accept: ACCEPT, authorization: `Bearer ${tokenRes}` } },
+      { name: 'nginx-tuned', base: nginx.url, headers: { accept: ACCEPT }, pid: nginx.pid },
+      {
+        name: 'trustgate',
+        base: tg.url,
+        headers: { accept: ACCEPT, authorization: `Bearer ${tokenRes}` },
+        pid: tg.pid,
+      },
     ];
-    const refs = { tag: 'v1', digest: img.digest };
+    // `tags`: each request names one of TAGS tags (all on the same signed image), so concurrent
+    // pulls rarely share a tag: the figure without trustgate's sharing of tag answers.
+    const tags = Array.from({ length: TAGS }, (_, i) => `t${i}`);
+    for (const t of tags) await pushManifest(registry.url, 'bench/app', t, img.bytes, ACCEPT);
+    const rotate = path.join(env.dir, 'rotate-tags.lua');
+    writeFileSync(
+      rotate,
+      `local i = math.random(${TAGS})\nrequest = function()\n  i = i % ${TAGS} + 1\n  return wrk.format(nil, "/v2/bench/app/manifests/t" .. (i - 1))\nend\n`,
+    );
+    const refs = { tag: 'v1', tags: 't0', digest: img.digest };
     const results = new Map<string, WrkResult[]>();
     for (let round = 0; round < runs; round++) {
       for (const [refName, ref] of Object.entries(refs)) {
         for (const t of targets) {
-          const r = wrk(`${t.base}/v2/bench/app/manifests/${ref}`, t.headers, seconds);
+          const pids: Record<string, number> = { registry: registry.pid };
+          if (t.pid !== undefined) pids['proxy'] = t.pid;
+          const r = wrk(
+            `${t.base}/v2/bench/app/manifests/${ref}`,
+            t.headers,
+            seconds,
+            pids,
+            refName === 'tags' ? rotate : undefined,
+          );
           const k = `${t.name} by ${refName}`;
           results.set(k, [...(results.get(k) ?? []), r]);
           console.log(
-            `  round ${round + 1} ${k.padEnd(24)} ${fmt(r.rps, 0)} req/s  p50 ${fmt(r.p50ms, 2)} ms  p99 ${fmt(r.p99ms, 2)} ms  errors ${r.errors}`,
+            `  round ${round + 1} ${k.padEnd(24)} ${fmt(r.rps, 0)} req/s  p50 ${fmt(r.p50ms, 2)} ms  p99 ${fmt(r.p99ms, 2)} ms  errors ${r.errors}  CPU µs/req proxy ${fmt(r.cpuUs['proxy'] ?? NaN, 0)} registry ${fmt(r.cpuUs['registry'] ?? NaN, 0)}`,
           );
         }
       }
     }
     const med = (k: string, f: (r: WrkResult) => number): number => median((results.get(k) ?? []).map(f));
-    console.log(`\nmanifest GET, wrk -t2 -c32 -d${seconds}s, medians of ${runs} rounds`);
+    console.log(`\nmanifest GET, wrk -t2 -c${CONNECTIONS} -d${seconds}s, medians of ${runs} rounds`);
     console.log(
       table([
-        ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors'],
+        ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'proxy CPU µs/req', 'registry CPU µs/req'],
         ...[...results.keys()].map((k) => [
           k,
           fmt(
@@ -135,6 +177,14 @@ async function main(): Promise<void> {
             2,
           ),
           String((results.get(k) ?? []).reduce((a, r) => a + r.errors, 0)),
+          fmt(
+            med(k, (r) => r.cpuUs['proxy'] ?? NaN),
+            0,
+          ),
+          fmt(
+            med(k, (r) => r.cpuUs['registry'] ?? NaN),
+            0,
+          ),
         ]),
       ]),
     );
@@ -144,6 +194,10 @@ async function main(): Promise<void> {
       table([
         ['trustgate/registry by digest', ratio(rps('trustgate by digest'), rps('registry by digest'))],
         ['trustgate/nginx-tuned by tag', ratio(rps('trustgate by tag'), rps('nginx-tuned by tag'))],
+        [
+          `trustgate/nginx-tuned by ${TAGS} tags`,
+          ratio(rps('trustgate by tags'), rps('nginx-tuned by tags')),
+        ],
         ['trustgate/nginx-tuned by digest', ratio(rps('trustgate by digest'), rps('nginx-tuned by digest'))],
       ]),
     );

@@ -118,7 +118,9 @@ export async function startTrustgateInProcess(
 /** trustgate in a child Node process (bench/lib/trustgate-child.ts), ready when it prints its port. */
 export async function startTrustgateChild(files: GateFiles): Promise<RunningGate & { proc: Managed }> {
   const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'trustgate-child.js');
-  const proc = spawnManaged(process.execPath, [child, files.configPath]);
+  // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the gate alone.
+  const nodeArgs = process.env['BENCH_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
+  const proc = spawnManaged(process.execPath, [...nodeArgs, child, files.configPath]);
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`trustgate child did not start:\n${proc.output()}`)),

@@ -16,13 +16,31 @@ export interface CachedManifest {
  */
 export class ManifestCache {
   private readonly lru: LRUCache<string, CachedManifest>;
+  /** The digest each (repository, tag) last resolved to: only a hint for a conditional request. */
+  private readonly tags: LRUCache<string, string>;
 
-  constructor(maxBytes = 64 * 1024 * 1024, ttlSeconds = 300) {
+  constructor(maxBytes = 64 * 1024 * 1024, ttlSeconds = 300, maxTags = 10_000) {
     this.lru = new LRUCache({
       maxSize: maxBytes,
       sizeCalculation: (m) => m.bytes.length + 128,
       ttl: ttlSeconds * 1000,
     });
+    this.tags = new LRUCache({ max: maxTags, ttl: ttlSeconds * 1000 });
+  }
+
+  /** Remembers that `tag` resolved to `digest` in the registry just now. */
+  rememberTag(repo: string, tag: string, digest: string): void {
+    this.tags.set(`${repo}:${tag}`, digest);
+  }
+
+  /**
+   * The digest `tag` last resolved to, with that manifest's bytes, when both are still held: the
+   * registry can then answer "unchanged" (304) instead of sending the bytes again.
+   */
+  lastResolved(repo: string, tag: string): { digest: string; manifest: CachedManifest } | undefined {
+    const digest = this.tags.get(`${repo}:${tag}`);
+    const manifest = digest === undefined ? undefined : this.get(repo, digest);
+    return digest !== undefined && manifest ? { digest, manifest } : undefined;
   }
 
   get(repo: string, digest: string): CachedManifest | undefined {
@@ -35,5 +53,9 @@ export class ManifestCache {
 
   delete(repo: string, digest: string): void {
     this.lru.delete(`${repo}@${digest}`);
+    // A hint naming a deleted manifest would be useless anyway; this one goes too.
+    for (const [key, d] of this.tags.entries()) {
+      if (d === digest && key.startsWith(`${repo}:`)) this.tags.delete(key);
+    }
   }
 }

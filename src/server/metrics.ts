@@ -38,6 +38,17 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
     registers: [this.registry],
   });
+  readonly tagRevalidations = new Counter({
+    name: 'trustgate_tag_revalidations_total',
+    help: 'Conditional tag resolutions: unchanged (registry answered 304) or moved (new bytes)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly tagAnswersShared = new Counter({
+    name: 'trustgate_tag_answers_shared_total',
+    help: 'Pulls by tag answered by a registry answer shared with concurrent pulls of the tag (each asked for after the pull arrived)',
+    registers: [this.registry],
+  });
   readonly cacheRequests = new Counter({
     name: 'trustgate_cache_requests_total',
     help: 'Verdict cache lookups by tier and result',

@@ -11,7 +11,8 @@ import {
 import { parseRoute } from '../core/route.js';
 import type { Route } from '../core/types.js';
 import type { TrustService, Verdict } from '../trust/service.js';
-import type { Upstream } from '../registry/upstream.js';
+import type { Upstream, UpstreamResponse } from '../registry/upstream.js';
+import { FreshCoalescer } from '../registry/fresh-coalescer.js';
 import { headerValue, upstreamFailure, upstreamRequestHeaders } from '../registry/upstream.js';
 import type { Audit, AuditEvent } from './audit.js';
 import type { Authenticator, Principal, RepoAction } from './authenticate.js';
@@ -48,6 +49,8 @@ export interface PipelineDeps {
   metrics?: Metrics;
   /** Manifest bytes by digest (warm pulls by digest skip the registry). */
   manifests?: ManifestCache;
+  /** Registry answers for tags, shared by concurrent pulls (made by createV2Handler if absent). */
+  tagAnswers?: FreshCoalescer<{ up: UpstreamResponse } | { held: CachedManifest }>;
   service: string;
   /** Token endpoint URL for the challenge; derived from the Host header when not configured. */
   realm?: string;
@@ -67,8 +70,13 @@ interface Ctx {
  * parse → authenticate → authorise → (trust check) → forward or serve verified bytes → audit.
  */
 export function createV2Handler(
-  d: PipelineDeps,
+  deps: PipelineDeps,
 ): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  const d: PipelineDeps = {
+    ...deps,
+    tagAnswers:
+      deps.tagAnswers ?? new FreshCoalescer((callers) => deps.metrics?.tagAnswersShared.inc(callers)),
+  };
   return (req, res) => {
     const started = performance.now();
     const event: AuditEvent = {
@@ -332,6 +340,7 @@ async function serveManifest(
   const manifest =
     known?.parsed && known.contentType === contentType ? known.parsed : parseManifest(bytes, contentType);
   if (!fetched.parsed) d.manifests?.set(repo, digest, { bytes, contentType, parsed: manifest });
+  if (ref.tag) d.manifests?.rememberTag(repo, ref.tag, digest);
   if (!principal.can('push', repo)) {
     // Policy: identities with push rights on a repository may read its unsigned manifests, so a
     // publisher can resolve and sign what it pushed. Everyone else gets verified bytes only.
@@ -376,13 +385,13 @@ async function fetchManifest(
     const hit = d.manifests?.get(repo, ref.digest);
     if (hit) return hit;
   }
-  const up = await d.upstream.request({
-    method: 'GET',
-    path: `/v2/${repo}/manifests/${reference}`,
-    headers: { accept: UPSTREAM_MANIFEST_ACCEPT, host: headerValue(req.headers.host) ?? 'localhost' },
-    maxBytes: MAX_MANIFEST_BYTES,
-    kind: 'manifest',
-  });
+  const { tag } = ref;
+  const answer =
+    tag && d.tagAnswers
+      ? await d.tagAnswers.run(`${repo}:${tag}`, () => askRegistry(d, repo, reference, tag))
+      : await askRegistry(d, repo, reference, tag);
+  if ('held' in answer) return answer.held;
+  const { up } = answer;
   if (up.status === 404 || up.status === 400) {
     // The registry's own OCI error (MANIFEST_UNKNOWN, NAME_UNKNOWN, …) passes through.
     res.writeHead(up.status, {
@@ -395,6 +404,40 @@ async function fetchManifest(
   }
   if (up.status !== 200) throw upstreamFailure(new Error(`manifest GET answered ${up.status}`));
   return { bytes: up.body, contentType: headerValue(up.headers['content-type']) };
+}
+
+/**
+ * One registry answer for a manifest reference. Policy: a tag is resolved by the registry on
+ * every pull, but conditionally when this replica holds the bytes it last resolved to: registry:2
+ * compares the tag's current digest with If-None-Match before reading the manifest and answers
+ * 304 when it has not moved. The held bytes are then served, re-hashed in serveManifest and
+ * verified like any others (I1: one registry answer still decides the digest; a moved tag gets a
+ * 200 with the new bytes). Nothing here depends on the client, so concurrent pulls of one tag can
+ * share the answer (FreshCoalescer: only an answer asked for after the pull arrived).
+ */
+async function askRegistry(
+  d: PipelineDeps,
+  repo: string,
+  reference: string,
+  tag?: string,
+): Promise<{ up: UpstreamResponse } | { held: CachedManifest }> {
+  const previous = tag ? d.manifests?.lastResolved(repo, tag) : undefined;
+  const headers: Record<string, string> = { accept: UPSTREAM_MANIFEST_ACCEPT };
+  if (previous) headers['if-none-match'] = `"${previous.digest}"`;
+  const up = await d.upstream.request({
+    method: 'GET',
+    path: `/v2/${repo}/manifests/${reference}`,
+    headers,
+    maxBytes: MAX_MANIFEST_BYTES,
+    kind: 'manifest',
+  });
+  if (up.status === 304) {
+    if (!previous) throw upstreamFailure(new Error('manifest GET answered 304 to an unconditional request'));
+    d.metrics?.tagRevalidations.inc({ result: 'unchanged' });
+    return { held: previous.manifest };
+  }
+  if (previous) d.metrics?.tagRevalidations.inc({ result: 'moved' });
+  return { up };
 }
 
 function recordVerdict(event: AuditEvent, v: Verdict): void {

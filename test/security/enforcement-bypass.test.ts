@@ -92,6 +92,108 @@ describe('security: enforcement bypass', { timeout: 240_000 }, () => {
     assert.ok(counts.ok > 0 && counts.denied > 0, `both states seen: ${JSON.stringify(counts)}`);
   });
 
+  it('a tag asked again is resolved conditionally: 304 from registry:2 serves the held, verified bytes; a moved tag is verified anew', async () => {
+    const revalidations = async (result: string): Promise<number> =>
+      (await gate.tg.metrics.tagRevalidations.get()).values.find((v) => v.labels.result === result)?.value ??
+      0;
+    const a = await pushRandomImage(registry.url, 'reval/app', 'v1');
+    await sign('reval/app', a.digest);
+    const first = await get('reval/app', 'v1', OCI);
+    assert.equal(first.status, 200);
+    const unchanged0 = await revalidations('unchanged');
+    const again = await get('reval/app', 'v1', OCI);
+    assert.equal(again.status, 200);
+    assert.deepEqual(again.body, a.bytes);
+    assert.equal(again.headers['docker-content-digest'], a.digest);
+    assert.equal(await revalidations('unchanged'), unchanged0 + 1, 'registry:2 answered 304');
+    const head = await get('reval/app', 'v1', OCI, 'HEAD');
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], String(a.bytes.length));
+    assert.equal(await revalidations('unchanged'), unchanged0 + 2);
+
+    // The tag moves to an unsigned image: the registry sends the new bytes, which are refused.
+    const moved0 = await revalidations('moved');
+    const b = await pushRandomImage(registry.url, 'reval/app', 'v1');
+    const refused = await get('reval/app', 'v1', OCI);
+    assert.equal(refused.status, 403);
+    assert.doesNotMatch(refused.body.toString(), /schemaVersion/);
+    assert.match(refused.body.toString(), new RegExp(b.digest.slice(7, 19)));
+    assert.equal(await revalidations('moved'), moved0 + 1);
+    // And back: the signed bytes are served again, never the unsigned ones held meanwhile.
+    await pushManifest(registry.url, 'reval/app', 'v1', a.bytes, OCI);
+    const back = await get('reval/app', 'v1', OCI);
+    assert.equal(back.status, 200);
+    assert.deepEqual(back.body, a.bytes);
+  });
+
+  it('concurrent pulls of one tag share registry answers, yet a pull that starts after a tag move never gets the old digest', async () => {
+    const manifestFetches = async (): Promise<number> =>
+      (await gate.tg.metrics.upstreamDuration.get()).values.find(
+        (v) => v.metricName === 'trustgate_upstream_duration_seconds_count' && v.labels.kind === 'manifest',
+      )?.value ?? 0;
+    const shared = async (): Promise<number> =>
+      (await gate.tg.metrics.tagAnswersShared.get()).values[0]?.value ?? 0;
+    const a = await pushRandomImage(registry.url, 'burst/app', 'v1');
+    await sign('burst/app', a.digest);
+    const b = await pushRandomImage(registry.url, 'burst/app', 'other');
+    await sign('burst/app', b.digest);
+    await pushManifest(registry.url, 'burst/app', 'v1', a.bytes, OCI);
+    const t = await tok('burst/app');
+    const pull = () =>
+      request(gate.url, gate.ca, {
+        path: '/v2/burst/app/manifests/v1',
+        headers: { ...bearer(t), accept: OCI },
+      });
+    assert.equal((await pull()).status, 200); // warm: verdicts and bytes held
+
+    const fetches0 = await manifestFetches();
+    const shared0 = await shared();
+    const burst = await Promise.all(Array.from({ length: 64 }, pull));
+    for (const r of burst) {
+      assert.equal(r.status, 200);
+      assert.deepEqual(r.body, a.bytes);
+    }
+    const fetched = (await manifestFetches()) - fetches0;
+    assert.ok(fetched < 64, `64 pulls made ${fetched} registry requests`);
+    assert.ok((await shared()) > shared0, 'answers were shared');
+
+    // Freshness: move the tag A -> B -> A … while pulls run; a pull begun after a move completed
+    // must see that move (it may see a later one, never an earlier one).
+    const stamps: Array<{ started: number; digest: string }> = [];
+    const moves: Array<{ done: number; digest: string }> = [];
+    let running = true;
+    const pullers = Array.from({ length: 16 }, async () => {
+      while (running) {
+        const started = performance.now();
+        const r = await pull();
+        assert.equal(r.status, 200);
+        stamps.push({ started, digest: String(r.headers['docker-content-digest']) });
+      }
+    });
+    for (let i = 0; i < 20; i++) {
+      const to = i % 2 ? a : b;
+      await pushManifest(registry.url, 'burst/app', 'v1', to.bytes, OCI);
+      moves.push({ done: performance.now(), digest: to.digest });
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    running = false;
+    await Promise.all(pullers);
+    let checked = 0;
+    for (const s of stamps) {
+      // The last move that completed before this pull started, and any later move.
+      const before = moves.filter((m) => m.done < s.started);
+      const last = before.at(-1);
+      if (!last) continue;
+      const later = moves.slice(before.length).map((m) => m.digest);
+      assert.ok(
+        s.digest === last.digest || later.includes(s.digest),
+        `a pull started after the move to ${last.digest} got ${s.digest}`,
+      );
+      checked++;
+    }
+    assert.ok(checked > 50, `only ${checked} pulls overlapped the moves`);
+  });
+
   describe('Accept-header conversions (registry:2: schema1 down-conversion, list collapse)', () => {
     let docker: { digest: string; bytes: Buffer };
     before(async () => {

@@ -70,6 +70,8 @@ const behaviours: Record<string, Behaviour> = {
         manifest,
       ]),
     ),
+  // 304 to a request that named no digest: there are no bytes to serve, so nothing is served.
+  'unasked-not-modified': (s) => s.end(head('304 Not Modified', {})),
   'huge-manifest': (s) => {
     s.write(head('200 OK', { 'content-type': OCI, 'content-length': 6 * 1024 * 1024 }));
     s.end(Buffer.alloc(6 * 1024 * 1024, 0x20));
@@ -148,6 +150,7 @@ describe('security: upstream faults (fake upstream)', { timeout: 120_000 }, () =
     'close-mid-body',
     'stall-body',
     'huge-manifest',
+    'unasked-not-modified',
   ]) {
     it(`manifest pull, upstream ${kind}: a 5xx OCI error within the timeout, no manifest byte`, async () => {
       const { r, ms } = await pull(kind);
