@@ -7,6 +7,7 @@ import {
   type Upstream,
 } from '../registry/upstream.js';
 import { GateError } from '../core/errors.js';
+import { BlobReader } from '../registry/blob-reader.js';
 import { sendError } from './respond.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -26,12 +27,23 @@ function carriesBody(h: http.IncomingHttpHeaders): boolean {
  */
 export class StreamForwarder {
   private readonly proxy: ProxyServer;
+  private readonly blobs?: BlobReader;
 
   constructor(
     private readonly upstream: Upstream,
     private readonly log: Logger,
     private readonly metrics?: Metrics,
+    opts: { blobReads?: 'direct' | 'node'; timeoutMs?: number } = {},
   ) {
+    const target = upstream.target;
+    if (opts.blobReads === 'direct' && target.protocol === 'http:') {
+      this.blobs = new BlobReader({
+        host: target.hostname.replace(/^\[|\]$/g, ''),
+        port: Number(target.port || 80),
+        timeoutMs: opts.timeoutMs ?? 30_000,
+      });
+      this.blobs.onFallback = (why) => log.debug({ why }, 'blob read handed to the general forwarder');
+    }
     this.proxy = createProxyServer({
       target: upstream.target.origin,
       agent: upstream.agent,
@@ -41,8 +53,14 @@ export class StreamForwarder {
     });
     // Policy: every proxy error has a handler; http-proxy without one throws and kills the process.
     this.proxy.on('error', (err, _req, res) => this.fail(err, res as http.ServerResponse | undefined));
-    this.proxy.on('proxyRes', (proxyRes) => {
+    this.proxy.on('proxyRes', (proxyRes, _req, res) => {
       stripHopByHop(proxyRes.headers);
+      // Policy: an upstream body that ends before its declared length (a FIN mid-body, or
+      // registry:2's mis-framed 416) ends the client's response early too: a truncated transfer
+      // the client notices, never one left hanging or looking complete.
+      proxyRes.once('close', () => {
+        if (!proxyRes.complete && !res.writableEnded) res.destroy();
+      });
     });
   }
 
@@ -63,8 +81,31 @@ export class StreamForwarder {
       );
       return Promise.resolve();
     }
-    req.url = path;
     this.countBytes(req, res);
+    return this.proxyWeb(req, res, path);
+  }
+
+  /**
+   * A blob GET/HEAD: through the BlobReader when configured, which hands anything it does not
+   * relay itself back to the general path before a byte reaches the client.
+   */
+  async forwardBlobRead(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
+    const method = req.method;
+    if (!this.blobs || (method !== 'GET' && method !== 'HEAD') || carriesBody(req.headers)) {
+      return this.forward(req, res, path);
+    }
+    this.countBytes(req, res);
+    try {
+      const outcome = await this.blobs.read(method, path, upstreamRequestHeaders(req.headers), res);
+      if (outcome === 'done') return;
+    } catch (err) {
+      return this.fail(err, res);
+    }
+    return this.proxyWeb(req, res, path);
+  }
+
+  private proxyWeb(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
+    req.url = path;
     req.headers = upstreamRequestHeaders(req.headers) as http.IncomingHttpHeaders;
     return new Promise((resolve) => {
       res.once('close', () => resolve());
@@ -95,5 +136,6 @@ export class StreamForwarder {
 
   close(): void {
     this.proxy.close();
+    this.blobs?.close();
   }
 }

@@ -29,6 +29,7 @@ const manifest = Buffer.from(
 const digest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
 
 type Behaviour = (s: net.Socket) => void;
+let staleCloses = 0;
 
 function head(status: string, headers: Record<string, string | number>): string {
   return (
@@ -72,6 +73,37 @@ const behaviours: Record<string, Behaviour> = {
     ),
   // 304 to a request that named no digest: there are no bytes to serve, so nothing is served.
   'unasked-not-modified': (s) => s.end(head('304 Not Modified', {})),
+  // Blob reads (the direct reader, upstream.blobReads: direct):
+  'blob-chunked': (s) =>
+    s.write(
+      head('200 OK', { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' }) +
+        '5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n',
+    ),
+  'blob-smuggle': (s) =>
+    s.write(
+      head('200 OK', { 'content-type': 'application/octet-stream', 'content-length': 5 }) +
+        'hello' +
+        head('200 OK', { 'content-type': 'application/octet-stream', 'content-length': 4 }) +
+        'EVIL',
+    ),
+  'blob-ok': (s) =>
+    s.write(head('200 OK', { 'content-type': 'application/octet-stream', 'content-length': 4 }) + 'fine'),
+  'blob-fin-mid-body': (s) => {
+    s.write(head('200 OK', { 'content-type': 'application/octet-stream', 'content-length': 1_000_000 }));
+    s.end(Buffer.alloc(64 * 1024, 1));
+  },
+  'blob-stale': (s) => {
+    // The second request on a connection finds it closed (the registry's idle close racing the
+    // request); a fresh connection answers.
+    const n = ((s as net.Socket & { served?: number }).served ?? 0) + 1;
+    (s as net.Socket & { served?: number }).served = n;
+    if (n > 1) {
+      staleCloses++;
+      return void s.destroy();
+    }
+    s.write(head('200 OK', { 'content-type': 'application/octet-stream', 'content-length': 2 }) + 'ok');
+  },
+  'blob-no-head': () => undefined,
   'huge-manifest': (s) => {
     s.write(head('200 OK', { 'content-type': OCI, 'content-length': 6 * 1024 * 1024 }));
     s.end(Buffer.alloc(6 * 1024 * 1024, 0x20));
@@ -190,6 +222,59 @@ describe('security: upstream faults (fake upstream)', { timeout: 120_000 }, () =
       seen.some((p) => p.includes('.sig')),
       'the signature lookup was attempted',
     );
+    await alive();
+  });
+
+  const blobGet = (kind: string): Promise<Reply | Error> =>
+    request(gate.url, gate.ca, {
+      path: `/v2/f/${kind}/blobs/sha256:${'3'.repeat(64)}`,
+      headers: bearer(token),
+    }).catch((e: unknown) => e as Error);
+
+  it('blob read, chunked answer: handed to the general forwarder before any byte, relayed whole', async () => {
+    const r = await blobGet('blob-chunked');
+    assert.ok(!(r instanceof Error), String(r));
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'helloworld');
+  });
+
+  it('blob read, bytes past Content-Length: not relayed, and the connection is never reused', async () => {
+    const r = await blobGet('blob-smuggle');
+    assert.ok(!(r instanceof Error), String(r));
+    assert.equal(r.body.toString(), 'hello');
+    for (let i = 0; i < 3; i++) {
+      const next = await blobGet('blob-ok');
+      assert.ok(!(next instanceof Error), String(next));
+      assert.equal(next.body.toString(), 'fine', 'the smuggled second response was never read as an answer');
+    }
+  });
+
+  it('blob read, FIN mid-body: a truncated transfer within the timeout, never a complete one', async () => {
+    const t0 = Date.now();
+    const r = await blobGet('blob-fin-mid-body');
+    if (!(r instanceof Error))
+      assert.ok(r.body.length < 1_000_000, `complete-looking body: ${r.body.length}`);
+    assert.ok(Date.now() - t0 < 5000);
+    await alive();
+  });
+
+  it('blob read, a pooled connection closed by the registry: sent once more on a new one', async () => {
+    const first = await blobGet('blob-stale');
+    assert.ok(!(first instanceof Error), String(first));
+    assert.equal(first.body.toString(), 'ok');
+    const second = await blobGet('blob-stale');
+    assert.ok(!(second instanceof Error), String(second));
+    assert.equal(second.status, 200);
+    assert.equal(second.body.toString(), 'ok');
+    assert.equal(staleCloses, 1, 'the second request went out on the pooled connection first');
+  });
+
+  it('blob read, no response head: 5xx after the upstream timeout, and trustgate stays up', async () => {
+    const t0 = Date.now();
+    const r = await blobGet('blob-no-head');
+    assert.ok(!(r instanceof Error), String(r));
+    assert.ok(r.status === 502 || r.status === 503, String(r.status));
+    assert.ok(Date.now() - t0 < 5000);
     await alive();
   });
 

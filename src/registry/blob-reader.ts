@@ -1,0 +1,342 @@
+import net from 'node:net';
+import type http from 'node:http';
+import { stripHopByHop } from './upstream.js';
+
+/**
+ * Blob reads (GET/HEAD) from a plain-http registry:2 over pooled keep-alive TCP connections, with
+ * 1 MiB read buffers handed to the client's TLS socket without a copy.
+ *
+ * Why not Node's http client: it reads 64 KiB at a time and copies every body chunk out of its
+ * parser, which made trustgate spend about twice nginx's CPU per MiB of blob
+ * (bench/blob.ts, "CPU milliseconds per MiB"). Here a read fills a large buffer from a small pool,
+ * the buffer goes to `res.write` as it is, and it is reused only when that write has reached the
+ * kernel. Only the response head is parsed, strictly; every response this reader does not fully
+ * understand (no Content-Length, Transfer-Encoding, 1xx, an oversized head) is handed back
+ * untouched to the general forwarder before a byte reaches the client ('fallback').
+ */
+
+const HEAD_LIMIT = 64 * 1024;
+/** Read buffers per transfer that may be on their way to the client at once. */
+const IN_FLIGHT = 2;
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+export type BlobReadResult = 'done' | 'fallback';
+
+export interface BlobReaderOptions {
+  host: string;
+  port: number;
+  /** Time allowed from sending the request to a complete response head. */
+  timeoutMs: number;
+  bufferBytes?: number;
+  /** Idle keep-alive connections kept (and buffers retained) at most. */
+  maxIdle?: number;
+}
+
+interface Head {
+  status: number;
+  headers: http.OutgoingHttpHeaders;
+  /** Body bytes to relay; 0 for HEAD, 204, 304. */
+  length: number;
+  keepAlive: boolean;
+}
+
+/** Thrown for an upstream response outside what this reader relays itself. */
+class Unsupported extends Error {}
+
+/** Parses a response head (status line and fields, without the final CRLF CRLF). */
+export function parseResponseHead(text: string, method: string): Head {
+  const lines = text.split('\r\n');
+  const status = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: [^\r\n]*)?$/.exec(lines[0] ?? '');
+  if (!status) throw new Unsupported(`bad status line ${JSON.stringify((lines[0] ?? '').slice(0, 80))}`);
+  const code = Number(status[2]);
+  if (code < 200) throw new Unsupported(`interim response ${code}`);
+  const headers: Record<string, string | string[]> = {};
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    const name = line.slice(0, colon).toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    // Policy: no obs-fold, no whitespace before the colon, no control bytes: a head another
+    // parser could read differently is not relayed by this one.
+    if (colon <= 0 || !TOKEN.test(name) || !FIELD_VALUE.test(value)) {
+      throw new Unsupported(`bad header line ${JSON.stringify(line.slice(0, 80))}`);
+    }
+    const prev = headers[name];
+    headers[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+  }
+  if (headers['transfer-encoding'] !== undefined) throw new Unsupported('transfer-encoding');
+  const cl = headers['content-length'];
+  const noBody = method === 'HEAD' || code === 204 || code === 304;
+  if (typeof cl !== 'string' || !/^\d{1,15}$/.test(cl)) {
+    if (!noBody || cl !== undefined) throw new Unsupported('no single valid content-length');
+  }
+  const connection = String(headers['connection'] ?? '').toLowerCase();
+  const keepAlive = status[1] === '1' && !/\bclose\b/.test(connection);
+  stripHopByHop(headers);
+  return { status: code, headers, length: noBody ? 0 : Number(cl), keepAlive };
+}
+
+/** Serialises a GET/HEAD request; refuses header bytes that could split it. */
+function requestHead(method: string, path: string, headers: http.OutgoingHttpHeaders): string {
+  let out = `${method} ${path} HTTP/1.1\r\n`;
+  for (const [name, raw] of Object.entries(headers)) {
+    if (raw === undefined) continue;
+    for (const v of Array.isArray(raw) ? raw : [raw]) {
+      const value = String(v);
+      if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) throw new Unsupported(`header ${name}`);
+      out += `${name}: ${value}\r\n`;
+    }
+  }
+  return `${out}\r\n`;
+}
+
+/** Large read buffers, kept for reuse up to a bound. */
+class BufferPool {
+  private readonly free: Buffer[] = [];
+  constructor(
+    readonly size: number,
+    private readonly keep: number,
+  ) {}
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+  }
+  give(b: Buffer): void {
+    if (this.free.length < this.keep) this.free.push(b);
+  }
+}
+
+/** What a connection's reads are delivered to while a transfer owns it. */
+interface Sink {
+  data(buf: Buffer, n: number): void;
+  end(err?: Error): void;
+}
+
+/** One TCP connection whose reads land in pooled buffers. */
+class Connection {
+  readonly socket: net.Socket;
+  sink?: Sink;
+  /** Requests sent on this connection, so a stale keep-alive connection can be retried once. */
+  uses = 0;
+
+  constructor(opts: BlobReaderOptions, pool: BufferPool) {
+    this.socket = net.connect({
+      host: opts.host,
+      port: opts.port,
+      onread: {
+        buffer: () => pool.take(),
+        callback: (n, buf) => {
+          if (this.sink) this.sink.data(buf as Buffer, n);
+          else {
+            // Bytes on an idle connection: a protocol error; the connection is dropped.
+            pool.give(buf as Buffer);
+            this.socket.destroy();
+          }
+          return true;
+        },
+      },
+    });
+    this.socket.setNoDelay(true);
+    this.socket.on('error', (err) => this.sink?.end(err));
+    this.socket.on('end', () => this.sink?.end());
+    this.socket.on('close', () => this.sink?.end(new Error('upstream connection closed')));
+  }
+}
+
+export class BlobReader {
+  private readonly idle: Connection[] = [];
+  private readonly pool: BufferPool;
+  private readonly maxIdle: number;
+
+  /** Told why a response went to the general forwarder (for the log). */
+  onFallback?: (why: string) => void;
+
+  constructor(private readonly opts: BlobReaderOptions) {
+    this.maxIdle = opts.maxIdle ?? 16;
+    this.pool = new BufferPool(opts.bufferBytes ?? 1024 * 1024, 2 * IN_FLIGHT + 2);
+  }
+
+  /**
+   * Relays one GET/HEAD from registry:2 to `res`. Resolves 'fallback' when nothing was sent and the
+   * general forwarder should take the request (the upstream answer was not one this reader
+   * relays, or the request has header bytes it will not serialise). Rejects, with nothing sent,
+   * when the registry could not be reached or gave no head in time. Once the head is relayed,
+   * failures end the client's response early (a truncated transfer, never a complete-looking one).
+   */
+  async read(
+    method: 'GET' | 'HEAD',
+    path: string,
+    headers: http.OutgoingHttpHeaders,
+    res: http.ServerResponse,
+  ): Promise<BlobReadResult> {
+    let head: string;
+    try {
+      head = requestHead(method, path, headers);
+    } catch {
+      return 'fallback';
+    }
+    let reused = this.idle.pop();
+    while (reused && (reused.socket.destroyed || reused.socket.readyState !== 'open'))
+      reused = this.idle.pop();
+    try {
+      return await this.exchange(reused ?? new Connection(this.opts, this.pool), method, head, res);
+    } catch (err) {
+      // A keep-alive connection the registry closed meanwhile fails before any answer: GET and
+      // HEAD are safe to send once more, on a new connection.
+      if (reused && err instanceof StaleConnection) {
+        return this.exchange(new Connection(this.opts, this.pool), method, head, res);
+      }
+      throw err instanceof StaleConnection ? err.cause : err;
+    }
+  }
+
+  private exchange(
+    conn: Connection,
+    method: string,
+    requestText: string,
+    res: http.ServerResponse,
+  ): Promise<BlobReadResult> {
+    const { socket } = conn;
+    const pool = this.pool;
+    conn.uses++;
+    return new Promise<BlobReadResult>((resolve, reject) => {
+      let headText = '';
+      let parsed: Head | undefined;
+      let left = 0;
+      let inFlight = 0;
+      let finished = false;
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        fail(new Error(`upstream gave no response head in ${this.opts.timeoutMs} ms`));
+      }, this.opts.timeoutMs);
+
+      const finish = (outcome: BlobReadResult, reusable: boolean): void => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        conn.sink = undefined;
+        res.off('close', onClientClose);
+        if (reusable && this.idle.length < this.maxIdle) this.idle.push(conn);
+        else socket.destroy();
+        resolve(outcome);
+      };
+      const fail = (err: Error): void => {
+        if (finished) return;
+        if (!parsed) {
+          finished = true;
+          clearTimeout(timer);
+          conn.sink = undefined;
+          res.off('close', onClientClose);
+          socket.destroy();
+          reject(headText === '' && conn.uses > 1 && !timedOut ? new StaleConnection(err) : err);
+          return;
+        }
+        // Policy: after the head went out, a broken upstream ends the client's response early, so
+        // the client sees a short body (and its digest check fails), never a complete one.
+        res.destroy(err);
+        finish('done', false);
+      };
+      const onClientClose = (): void => {
+        // The client went away: the upstream transfer stops with it.
+        if (!finished) finish('done', false);
+      };
+      res.once('close', onClientClose);
+
+      const release = (buf: Buffer) => (): void => {
+        inFlight--;
+        pool.give(buf);
+        if (!finished && inFlight < IN_FLIGHT && socket.isPaused()) socket.resume();
+      };
+      const relay = (buf: Buffer, from: number, to: number): void => {
+        if (from === to) {
+          pool.give(buf);
+          return;
+        }
+        inFlight++;
+        res.write(buf.subarray(from, to), release(buf));
+        if (inFlight >= IN_FLIGHT) socket.pause();
+      };
+      const bodyDone = (): void => {
+        res.end();
+        finish('done', parsed?.keepAlive === true);
+      };
+
+      conn.sink = {
+        data: (buf, n) => {
+          if (finished) return pool.give(buf);
+          let start = 0;
+          if (!parsed) {
+            const before = headText.length;
+            headText += buf.toString('latin1', 0, n);
+            const endOfHead = headText.indexOf('\r\n\r\n');
+            if (endOfHead < 0) {
+              pool.give(buf);
+              if (headText.length > HEAD_LIMIT) fallbackNow('response head over 64 KiB');
+              return;
+            }
+            try {
+              parsed = parseResponseHead(headText.slice(0, endOfHead), method);
+            } catch (err) {
+              pool.give(buf);
+              return fallbackNow(err instanceof Error ? err.message : String(err));
+            }
+            clearTimeout(timer);
+            if (parsed.status === 416) {
+              // registry:2 (2.8) declares the whole blob's length on a 416 and sends a few bytes
+              // of text: relayed as it is, the client would wait for bytes that never come.
+              // Policy: the status and Content-Range go out with an empty body; the connection
+              // is not reused.
+              delete parsed.headers['content-length'];
+              parsed.headers['content-length'] = '0';
+              parsed.length = 0;
+              parsed.keepAlive = false;
+              start = n;
+            }
+            try {
+              res.writeHead(parsed.status, parsed.headers);
+            } catch (err) {
+              // Node refused a header the registry sent: nothing went out yet.
+              parsed = undefined;
+              pool.give(buf);
+              return fallbackNow(String(err));
+            }
+            left = parsed.length;
+            if (parsed.status !== 416) start = endOfHead + 4 - before;
+          }
+          const take = Math.min(left, n - start);
+          if (n - start > take) {
+            // Policy: bytes past the declared length are not relayed, and the connection that
+            // carried them is never reused (they could be read as a second response).
+            parsed.keepAlive = false;
+          }
+          left -= take;
+          relay(buf, start, start + take);
+          if (left === 0) bodyDone();
+        },
+        end: (err) => {
+          if (finished) return;
+          if (parsed && left === 0) return bodyDone();
+          fail(err ?? new Error('upstream closed before the response ended'));
+        },
+      };
+      const fallbackNow = (why: string): void => {
+        this.onFallback?.(why);
+        finish('fallback', false);
+      };
+
+      socket.write(requestText);
+      if (socket.isPaused()) socket.resume();
+    });
+  }
+
+  close(): void {
+    for (const c of this.idle.splice(0)) c.socket.destroy();
+  }
+}
+
+/** A reused connection failed before any answer (the registry had closed it). */
+class StaleConnection extends Error {
+  constructor(override readonly cause: Error) {
+    super(cause.message);
+  }
+}
