@@ -175,8 +175,10 @@ export class BlobReader {
       return 'fallback';
     }
     let reused = this.idle.pop();
-    while (reused && (reused.socket.destroyed || reused.socket.readyState !== 'open'))
+    while (reused && (reused.socket.destroyed || reused.socket.readyState !== 'open')) {
+      reused.socket.destroy();
       reused = this.idle.pop();
+    }
     try {
       return await this.exchange(reused ?? new Connection(this.opts, this.pool), method, head, res);
     } catch (err) {
@@ -216,8 +218,11 @@ export class BlobReader {
         clearTimeout(timer);
         conn.sink = undefined;
         res.off('close', onClientClose);
-        if (reusable && this.idle.length < this.maxIdle) this.idle.push(conn);
-        else socket.destroy();
+        if (reusable && this.idle.length < this.maxIdle) {
+          // Reading while idle, so a close by the registry is noticed before the next use.
+          socket.resume();
+          this.idle.push(conn);
+        } else socket.destroy();
         resolve(outcome);
       };
       const fail = (err: Error): void => {
