@@ -29,8 +29,13 @@ export interface BlobReaderOptions {
   /** Time allowed from sending the request to a complete response head. */
   timeoutMs: number;
   bufferBytes?: number;
-  /** Idle keep-alive connections kept (and buffers retained) at most. */
+  /** Idle keep-alive connections kept at most. */
   maxIdle?: number;
+  /**
+   * Direct reads at once; beyond this, blob reads take the general forwarder. Each holds up to
+   * three read buffers while its client is slow, so this bounds the reader's memory.
+   */
+  maxActive?: number;
 }
 
 interface Head {
@@ -101,15 +106,20 @@ class BufferPool {
     return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
   }
   give(b: Buffer): void {
-    if (this.free.length < this.keep) this.free.push(b);
+    if (b.length === this.size && this.free.length < this.keep) this.free.push(b);
   }
 }
 
 /** What a connection's reads are delivered to while a transfer owns it. */
 interface Sink {
+  /** True once the head is relayed: reads then go into large pooled buffers. */
+  relaying: boolean;
   data(buf: Buffer, n: number): void;
   end(err?: Error): void;
 }
+
+/** Reads before a body is being relayed (a response head, an idle connection) are small. */
+const SMALL_READ = 16 * 1024;
 
 /** One TCP connection whose reads land in pooled buffers. */
 class Connection {
@@ -123,7 +133,7 @@ class Connection {
       host: opts.host,
       port: opts.port,
       onread: {
-        buffer: () => pool.take(),
+        buffer: () => (this.sink?.relaying ? pool.take() : Buffer.allocUnsafeSlow(SMALL_READ)),
         callback: (n, buf) => {
           if (this.sink) this.sink.data(buf as Buffer, n);
           else {
@@ -146,12 +156,15 @@ export class BlobReader {
   private readonly idle: Connection[] = [];
   private readonly pool: BufferPool;
   private readonly maxIdle: number;
+  private readonly maxActive: number;
+  private active = 0;
 
   /** Told why a response went to the general forwarder (for the log). */
   onFallback?: (why: string) => void;
 
   constructor(private readonly opts: BlobReaderOptions) {
-    this.maxIdle = opts.maxIdle ?? 16;
+    this.maxIdle = opts.maxIdle ?? 8;
+    this.maxActive = opts.maxActive ?? 16;
     this.pool = new BufferPool(opts.bufferBytes ?? 1024 * 1024, 2 * IN_FLIGHT + 2);
   }
 
@@ -167,7 +180,12 @@ export class BlobReader {
     path: string,
     headers: http.OutgoingHttpHeaders,
     res: http.ServerResponse,
+    client: net.Socket,
   ): Promise<BlobReadResult> {
+    // The client left while the request was authorised: nothing to read for it.
+    if (client.destroyed || res.destroyed) return 'done';
+    // Policy: the reader's memory is bounded; past `maxActive` reads, blobs take the general path.
+    if (this.active >= this.maxActive) return 'fallback';
     let head: string;
     try {
       head = requestHead(method, path, headers);
@@ -179,15 +197,18 @@ export class BlobReader {
       reused.socket.destroy();
       reused = this.idle.pop();
     }
+    this.active++;
     try {
-      return await this.exchange(reused ?? new Connection(this.opts, this.pool), method, head, res);
+      return await this.exchange(reused ?? new Connection(this.opts, this.pool), method, head, res, client);
     } catch (err) {
       // A keep-alive connection the registry closed meanwhile fails before any answer: GET and
       // HEAD are safe to send once more, on a new connection.
       if (reused && err instanceof StaleConnection) {
-        return this.exchange(new Connection(this.opts, this.pool), method, head, res);
+        return await this.exchange(new Connection(this.opts, this.pool), method, head, res, client);
       }
       throw err instanceof StaleConnection ? err.cause : err;
+    } finally {
+      this.active--;
     }
   }
 
@@ -196,6 +217,7 @@ export class BlobReader {
     method: string,
     requestText: string,
     res: http.ServerResponse,
+    client: net.Socket,
   ): Promise<BlobReadResult> {
     const { socket } = conn;
     const pool = this.pool;
@@ -218,6 +240,7 @@ export class BlobReader {
         clearTimeout(timer);
         conn.sink = undefined;
         res.off('close', onClientClose);
+        client.off('close', onClientClose);
         if (reusable && this.idle.length < this.maxIdle) {
           // Reading while idle, so a close by the registry is noticed before the next use.
           socket.resume();
@@ -232,6 +255,7 @@ export class BlobReader {
           clearTimeout(timer);
           conn.sink = undefined;
           res.off('close', onClientClose);
+          client.off('close', onClientClose);
           socket.destroy();
           reject(headText === '' && conn.uses > 1 && !timedOut ? new StaleConnection(err) : err);
           return;
@@ -245,7 +269,10 @@ export class BlobReader {
         // The client went away: the upstream transfer stops with it.
         if (!finished) finish('done', false);
       };
+      // The response's own 'close' does not come for a pipelined request whose turn never came;
+      // the connection's does.
       res.once('close', onClientClose);
+      client.once('close', onClientClose);
 
       const release = (buf: Buffer) => (): void => {
         inFlight--;
@@ -253,6 +280,11 @@ export class BlobReader {
         if (!finished && inFlight < IN_FLIGHT && socket.isPaused()) socket.resume();
       };
       const relay = (buf: Buffer, from: number, to: number): void => {
+        if (res.destroyed) {
+          pool.give(buf);
+          finish('done', false);
+          return;
+        }
         if (from === to) {
           pool.give(buf);
           return;
@@ -266,7 +298,8 @@ export class BlobReader {
         finish('done', parsed?.keepAlive === true);
       };
 
-      conn.sink = {
+      const sink: Sink = {
+        relaying: false,
         data: (buf, n) => {
           if (finished) return pool.give(buf);
           let start = 0;
@@ -306,6 +339,7 @@ export class BlobReader {
               return fallbackNow(String(err));
             }
             left = parsed.length;
+            sink.relaying = left > 0;
             if (parsed.status !== 416) start = endOfHead + 4 - before;
           }
           const take = Math.min(left, n - start);
@@ -324,14 +358,21 @@ export class BlobReader {
           fail(err ?? new Error('upstream closed before the response ended'));
         },
       };
+      conn.sink = sink;
       const fallbackNow = (why: string): void => {
         this.onFallback?.(why);
         finish('fallback', false);
       };
 
-      socket.write(requestText);
+      // latin1: header bytes 0x80-0xff go out as the client sent them (Node reads them as latin1).
+      socket.write(requestText, 'latin1');
       if (socket.isPaused()) socket.resume();
     });
+  }
+
+  /** Direct reads in progress. */
+  get activeReads(): number {
+    return this.active;
   }
 
   close(): void {

@@ -36,8 +36,8 @@ export class FreshCoalescer<T> {
 
   private start(key: string, entry: Entry<T>, fetch: () => Promise<T>, callers: number): Promise<T> {
     const p = Promise.resolve().then(fetch);
-    const settle = (): void => {
-      if (callers > 1) this.onShared?.(callers);
+    const settle = (ok: boolean): void => {
+      if (ok && callers > 1) this.onShared?.(callers);
       const next = entry.next;
       if (!next) {
         this.inflight.delete(key);
@@ -49,7 +49,10 @@ export class FreshCoalescer<T> {
       entry.waiting = 0;
       this.start(key, entry, next.fetch, waiting).then(next.resolve, next.reject);
     };
-    p.then(settle, settle);
+    p.then(
+      () => settle(true),
+      () => settle(false),
+    );
     return p;
   }
 

@@ -96,7 +96,13 @@ export class StreamForwarder {
     }
     this.countBytes(req, res);
     try {
-      const outcome = await this.blobs.read(method, path, upstreamRequestHeaders(req.headers), res);
+      const outcome = await this.blobs.read(
+        method,
+        path,
+        upstreamRequestHeaders(req.headers),
+        res,
+        req.socket,
+      );
       if (outcome === 'done') return;
     } catch (err) {
       return this.fail(err, res);

@@ -436,7 +436,7 @@ async function askRegistry(
     d.metrics?.tagRevalidations.inc({ result: 'unchanged' });
     return { held: previous.manifest };
   }
-  if (previous) d.metrics?.tagRevalidations.inc({ result: 'moved' });
+  if (previous && up.status === 200) d.metrics?.tagRevalidations.inc({ result: 'moved' });
   return { up };
 }
 

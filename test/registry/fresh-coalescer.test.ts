@@ -34,7 +34,8 @@ const flush = () => new Promise<void>((r) => setImmediate(r));
 describe('FreshCoalescer', () => {
   it('a caller arriving while a fetch is in flight waits for the next fetch, never the current one', async () => {
     const up = upstream();
-    const c = new FreshCoalescer<number>();
+    const shared: number[] = [];
+    const c = new FreshCoalescer<number>((n) => shared.push(n));
     const first = c.run('k', up.fetch);
     await flush();
     assert.equal(up.fetches.length, 1);
@@ -51,6 +52,7 @@ describe('FreshCoalescer', () => {
     up.fetches[1]!.settle(true);
     assert.equal(await second, 1, 'the answer started after the caller arrived');
     assert.equal(await third, 1, 'and is shared');
+    assert.deepEqual(shared, [2]);
     assert.equal(c.size, 0);
   });
 
@@ -66,7 +68,14 @@ describe('FreshCoalescer', () => {
     await flush();
     up.fetches[1]!.settle(false);
     for (const w of waiters) await assert.rejects(w, /f0/);
-    assert.deepEqual(shared, [3]);
+    assert.deepEqual(shared, [], 'a failed fetch answered nobody');
+    const ok = [c.run('k', up.fetch), c.run('k', up.fetch)];
+    await flush();
+    up.fetches[2]!.settle(true);
+    await flush();
+    up.fetches[3]!.settle(true);
+    await Promise.all(ok);
+    assert.deepEqual(shared, [], 'one caller per fetch: nothing shared');
     assert.equal(c.size, 0);
   });
 
