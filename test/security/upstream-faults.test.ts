@@ -128,12 +128,25 @@ describe('security: upstream faults (fake upstream)', { timeout: 120_000 }, () =
       s.on('data', (b: Buffer) => {
         buf += b.toString('latin1');
         if (!buf.includes('\r\n\r\n')) return;
+        const request = buf;
         const path = buf.split(' ')[1] ?? '';
         seen.push(path);
         buf = '';
         const repoKind = /^\/v2\/f\/([a-z-]+)\//.exec(path)?.[1] ?? '';
         // Signature lookups of the enforce-mode repository: reset (I3: must fail closed).
         if (path.includes('.sig')) return behaviours['reset-mid-body']!(s);
+        if (repoKind === 'blob-echo') {
+          // Echoes the x-note request header's bytes as the body.
+          const note = Buffer.from(/\r\nx-note: ([^\r]*)\r\n/i.exec(request)?.[1] ?? '', 'latin1');
+          return void s.write(
+            Buffer.concat([
+              Buffer.from(
+                head('200 OK', { 'content-type': 'application/octet-stream', 'content-length': note.length }),
+              ),
+              note,
+            ]),
+          );
+        }
         const b2 = behaviours[repoKind];
         if (b2) return b2(s);
         s.end(head('404 Not Found', { 'content-type': 'application/json', 'content-length': 2 }) + '{}');
@@ -153,7 +166,7 @@ describe('security: upstream faults (fake upstream)', { timeout: 120_000 }, () =
       extra: { upstream: { url: `http://127.0.0.1:${port}`, timeoutMs: 2000 } },
     });
     token = await getToken(gate.url, gate.ca, 'consumer', 'consumer-password', [
-      ...Object.keys(behaviours).map((k) => `repository:f/${k}:pull`),
+      ...[...Object.keys(behaviours), 'blob-echo'].map((k) => `repository:f/${k}:pull`),
       'repository:f/enforced:pull',
     ]);
   });
@@ -267,6 +280,15 @@ describe('security: upstream faults (fake upstream)', { timeout: 120_000 }, () =
     assert.equal(second.status, 200);
     assert.equal(second.body.toString(), 'ok');
     assert.equal(staleCloses, 1, 'the second request went out on the pooled connection first');
+  });
+
+  it('blob read: header bytes 0x80-0xff reach the registry as sent (latin1), not re-encoded', async () => {
+    const r = await request(gate.url, gate.ca, {
+      path: `/v2/f/blob-echo/blobs/sha256:${'3'.repeat(64)}`,
+      headers: { ...bearer(token), 'x-note': 'caf\u00e9' },
+    });
+    assert.equal(r.status, 200);
+    assert.deepEqual([...r.body], [0x63, 0x61, 0x66, 0xe9]);
   });
 
   it('blob read, no response head: 5xx after the upstream timeout, and trustgate stays up', async () => {
