@@ -234,13 +234,16 @@ export class BlobReader {
         fail(new Error(`upstream gave no response head in ${this.opts.timeoutMs} ms`));
       }, this.opts.timeoutMs);
 
-      const finish = (outcome: BlobReadResult, reusable: boolean): void => {
-        if (finished) return;
+      const detach = (): void => {
         finished = true;
         clearTimeout(timer);
         conn.sink = undefined;
         res.off('close', onClientClose);
         client.off('close', onClientClose);
+      };
+      const finish = (outcome: BlobReadResult, reusable: boolean): void => {
+        if (finished) return;
+        detach();
         if (reusable && this.idle.length < this.maxIdle) {
           // Reading while idle, so a close by the registry is noticed before the next use.
           socket.resume();
@@ -251,11 +254,7 @@ export class BlobReader {
       const fail = (err: Error): void => {
         if (finished) return;
         if (!parsed) {
-          finished = true;
-          clearTimeout(timer);
-          conn.sink = undefined;
-          res.off('close', onClientClose);
-          client.off('close', onClientClose);
+          detach();
           socket.destroy();
           reject(headText === '' && conn.uses > 1 && !timedOut ? new StaleConnection(err) : err);
           return;
