@@ -66,20 +66,32 @@ async function main(): Promise<void> {
     defer(() => nginx.stop());
     const tuned = await startNginx({ upstream: registry.url, cert, key, variant: 'tuned' });
     defer(() => tuned.stop());
+    // The same storage served by a second registry:2 with TLS: how clients read without a proxy.
+    const registryTls = await startRegistry({ dataDir: registry.dataDir, tls: { cert, key } });
+    defer(() => registryTls.stop());
     const ceiling = await startCeilingServer(cert, key);
     defer(() => ceiling.stop());
 
     // CPU seconds per run of the client (this process), the proxy and the registry.
     type Measured = Transfer & { cpu: Record<string, number> };
     const measured =
-      (proxyPid: number | undefined, fn: () => Promise<Transfer>) => async (): Promise<Measured> => {
-        const pids: Record<string, number> = { client: process.pid, registry: registry.pid };
+      (proxyPid: number | undefined, fn: () => Promise<Transfer>, registryPid = registry.pid) =>
+      async (): Promise<Measured> => {
+        const pids: Record<string, number> = { client: process.pid, registry: registryPid };
         if (proxyPid !== undefined) pids['proxy'] = proxyPid;
         const { result, cpu } = await withCpu(pids, fn);
         return { ...result, cpu };
       };
     const targets: Target<Measured>[] = [
       { name: 'direct', run: measured(undefined, () => direct.getBlob(repo, digest)) },
+      {
+        name: 'direct-tls',
+        run: measured(
+          undefined,
+          () => new RegistryClient(registryTls.url, { ca: env.ca }).getBlob(repo, digest),
+          registryTls.pid,
+        ),
+      },
       {
         name: 'nginx',
         run: measured(nginx.pid, () => new RegistryClient(nginx.url, { ca: env.ca }).getBlob(repo, digest)),
@@ -125,7 +137,13 @@ async function main(): Promise<void> {
       if (t.name === 'ceiling') await t.run();
       else if (t.name === 'trustgate') await t.run();
       else {
-        const base = t.name === 'direct' ? registry.url : t.name === 'nginx' ? nginx.url : tuned.url;
+        const base =
+          {
+            direct: registry.url,
+            'direct-tls': registryTls.url,
+            nginx: nginx.url,
+            'nginx-tuned': tuned.url,
+          }[t.name] ?? registry.url;
         await new RegistryClient(base, { ca: env.ca }).getBlob(repo, digest, true);
       }
     }
@@ -172,6 +190,7 @@ async function main(): Promise<void> {
         ['nginx-tuned/ceiling', ratio(med('nginx-tuned'), med('ceiling'))],
         ['trustgate/nginx-tuned', ratio(med('trustgate'), med('nginx-tuned'))],
         ['trustgate/ceiling', ratio(med('trustgate'), med('ceiling'))],
+        ['trustgate/direct-tls', ratio(med('trustgate'), med('direct-tls'))],
       ]),
     );
   });

@@ -50,8 +50,12 @@ async function main(): Promise<void> {
     const tuned = await startNginx({ upstream: registry.url, cert, key, variant: 'tuned' });
     defer(() => tuned.stop());
 
+    // The same storage served by a second registry:2 with TLS: how clients pull without a proxy.
+    const registryTls = await startRegistry({ dataDir: registry.dataDir, tls: { cert, key } });
+    defer(() => registryTls.stop());
     const endpoints: Array<{ name: string; host: string; src: Endpoint }> = [
       { name: 'direct', host: regHost, src: { tlsVerify: false } },
+      { name: 'direct-tls', host: `127.0.0.1:${registryTls.port}`, src: { certDir } },
       { name: 'nginx', host: `127.0.0.1:${nginx.port}`, src: { certDir } },
       { name: 'nginx-tuned', host: `127.0.0.1:${tuned.port}`, src: { certDir } },
     ];
@@ -112,6 +116,8 @@ async function main(): Promise<void> {
         ['nginx-tuned/direct', ratio(med('nginx-tuned'), med('direct'))],
         ['trustgate/nginx-tuned', ratio(med('trustgate'), med('nginx-tuned'))],
         ['trustgate/direct', ratio(med('trustgate'), med('direct'))],
+        ['direct-tls/direct', ratio(med('direct-tls'), med('direct'))],
+        ['trustgate/direct-tls', ratio(med('trustgate'), med('direct-tls'))],
       ]),
     );
   });

@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -153,7 +154,12 @@ async function waitReady(
 
 function httpStatus(url: string): Promise<number> {
   return new Promise((resolve) => {
-    const req = http.get(url, { agent: false, timeout: 2000 }, (res) => {
+    // Readiness only: a TLS registry's certificate is checked by the clients under test.
+    const get = url.startsWith('https:')
+      ? (u: string, o: https.RequestOptions, cb: (res: http.IncomingMessage) => void) =>
+          https.get(u, { ...o, rejectUnauthorized: false }, cb)
+      : http.get;
+    const req = get(url, { agent: false, timeout: 2000 }, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
     });
@@ -195,9 +201,19 @@ export interface RegistryOptions {
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   /** Milliseconds to wait for GET /v2/ to answer 200. */
   readyTimeoutMs?: number;
+  /** Serve this storage directory (e.g. another registry's `dataDir`, for a second endpoint). */
+  dataDir?: string;
+  /** Serve HTTPS with this certificate and key (PEM files); `url` is then https://. */
+  tls?: { cert: string; key: string };
 }
 
-function registryConfig(o: { dataDir: string; port: number; secret: string; logLevel: string }): string {
+function registryConfig(o: {
+  dataDir: string;
+  port: number;
+  secret: string;
+  logLevel: string;
+  tls?: { cert: string; key: string };
+}): string {
   // JSON strings are valid YAML scalars; this avoids quoting surprises in paths.
   const q = (s: string): string => JSON.stringify(s);
   return [
@@ -217,6 +233,7 @@ function registryConfig(o: { dataDir: string; port: number; secret: string; logL
     'http:',
     `  addr: ${q(`127.0.0.1:${o.port}`)}`,
     `  secret: ${q(o.secret)}`,
+    ...(o.tls ? ['  tls:', `    certificate: ${q(o.tls.cert)}`, `    key: ${q(o.tls.key)}`] : []),
     '  headers:',
     '    X-Content-Type-Options: [nosniff]',
     'health:',
@@ -229,7 +246,8 @@ function registryConfig(o: { dataDir: string; port: number; secret: string; logL
 export async function startRegistry(opts: RegistryOptions = {}): Promise<RegistryHandle> {
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? makeTempDir('registry');
-  const dataDir = path.join(dir, 'data');
+  const dataDir = opts.dataDir ?? path.join(dir, 'data');
+  const scheme = opts.tls ? 'https' : 'http';
   const configPath = path.join(dir, 'config.yml');
   const secret = randomBytes(24).toString('hex');
   const logLevel = process.env['TRUSTGATE_TEST_REGISTRY_LOG'] ?? opts.logLevel ?? 'warn';
@@ -239,13 +257,13 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
   let proc: Managed | undefined;
 
   const launch = async (): Promise<void> => {
-    writeFileSync(configPath, registryConfig({ dataDir, port, secret, logLevel }));
+    writeFileSync(configPath, registryConfig({ dataDir, port, secret, logLevel, tls: opts.tls }));
     const p = spawnManaged('docker-registry', ['serve', configPath], { cwd: dir });
     proc = p;
     await waitReady(
       `docker-registry on 127.0.0.1:${port}`,
       p,
-      async () => (await httpStatus(`http://127.0.0.1:${port}/v2/`)) === 200,
+      async () => (await httpStatus(`${scheme}://127.0.0.1:${port}/v2/`)) === 200,
       readyTimeoutMs,
     );
   };
@@ -263,7 +281,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     }
   }
 
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${scheme}://127.0.0.1:${port}`;
   return {
     url,
     port,
