@@ -55,11 +55,11 @@ export const configSchema = z.strictObject({
     maxSockets: z.number().int().min(1).default(256),
     /**
      * How blob GET/HEAD bodies are read from a plain-http registry: `direct` (pooled TCP
-     * connections, 1 MiB reads handed on without a copy; src/registry/blob-reader.ts) or `node`
+     * connections, 1 MiB reads handed on without a copy; src/registry/direct-reader.ts) or `node`
      * (Node's http client through http-proxy-3, like every other forwarded request). An https
      * upstream always uses `node`.
      */
-    blobReads: z.enum(['direct', 'node']).default('direct'),
+    reads: z.enum(['direct', 'node']).default('direct'),
   }),
   auth: z
     .strictObject({

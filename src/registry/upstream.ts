@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { GateError } from '../core/errors.js';
+import { DirectReader } from './direct-reader.js';
 
 /**
  * The upstream registry client: one pooled keep-alive agent shared by the streaming proxy and by
@@ -73,11 +74,15 @@ export interface UpstreamOptions {
   url: string;
   timeoutMs: number;
   maxSockets: number;
+  /** `direct`: GET/HEAD answers from a plain-http registry are read by DirectReader. */
+  reads?: 'direct' | 'node';
 }
 
 export class Upstream {
   readonly target: URL;
   readonly agent: http.Agent;
+  /** trustgate's own reader for GET/HEAD answers of a plain-http registry, when configured. */
+  readonly direct?: DirectReader;
   private readonly timeoutMs: number;
 
   constructor(
@@ -97,13 +102,20 @@ export class Upstream {
       scheduling: 'lifo',
     });
     this.timeoutMs = opts.timeoutMs;
+    if (opts.reads !== 'node' && this.target.protocol === 'http:') {
+      this.direct = new DirectReader({
+        host: this.target.hostname.replace(/^\[|\]$/g, ''),
+        port: Number(this.target.port || 80),
+        timeoutMs: opts.timeoutMs,
+      });
+    }
   }
 
   /**
    * One buffered request to the registry. The body is read up to `maxBytes`; a larger body is
    * refused (never truncated). Network errors and timeouts become 502/503 GateErrors.
    */
-  request(opts: {
+  async request(opts: {
     method: string;
     path: string;
     headers?: http.OutgoingHttpHeaders;
@@ -111,6 +123,34 @@ export class Upstream {
     maxBytes: number;
     signal?: AbortSignal;
     /** Label for metrics: manifest, signature, catalog, probe… */
+    kind?: string;
+  }): Promise<UpstreamResponse> {
+    const { method } = opts;
+    if (this.direct && (method === 'GET' || method === 'HEAD') && !opts.body && !opts.signal) {
+      const started = performance.now();
+      const host = this.target.host;
+      let answer: UpstreamResponse | 'fallback';
+      try {
+        answer = await this.direct.fetch(method, opts.path, { host, ...opts.headers }, opts.maxBytes);
+      } catch (err) {
+        throw upstreamFailure(err);
+      }
+      if (answer !== 'fallback') {
+        this.observe?.(opts.kind ?? 'other', (performance.now() - started) / 1000);
+        return answer;
+      }
+    }
+    return this.requestViaNode(opts);
+  }
+
+  /** The same through Node's http client (https upstreams, bodies, and what DirectReader hands back). */
+  private requestViaNode(opts: {
+    method: string;
+    path: string;
+    headers?: http.OutgoingHttpHeaders;
+    body?: Buffer;
+    maxBytes: number;
+    signal?: AbortSignal;
     kind?: string;
   }): Promise<UpstreamResponse> {
     const mod = this.target.protocol === 'https:' ? https : http;
@@ -165,6 +205,7 @@ export class Upstream {
 
   close(): void {
     this.agent.destroy();
+    this.direct?.close();
   }
 }
 

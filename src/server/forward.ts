@@ -7,7 +7,7 @@ import {
   type Upstream,
 } from '../registry/upstream.js';
 import { GateError } from '../core/errors.js';
-import { BlobReader } from '../registry/blob-reader.js';
+import type { DirectReader } from '../registry/direct-reader.js';
 import { sendError } from './respond.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -27,22 +27,16 @@ function carriesBody(h: http.IncomingHttpHeaders): boolean {
  */
 export class StreamForwarder {
   private readonly proxy: ProxyServer;
-  private readonly blobs?: BlobReader;
+  private readonly blobs?: DirectReader;
 
   constructor(
     private readonly upstream: Upstream,
     private readonly log: Logger,
     private readonly metrics?: Metrics,
-    opts: { blobReads?: 'direct' | 'node'; timeoutMs?: number } = {},
   ) {
-    const target = upstream.target;
-    if (opts.blobReads === 'direct' && target.protocol === 'http:') {
-      this.blobs = new BlobReader({
-        host: target.hostname.replace(/^\[|\]$/g, ''),
-        port: Number(target.port || 80),
-        timeoutMs: opts.timeoutMs ?? 30_000,
-      });
-      this.blobs.onFallback = (why) => log.debug({ why }, 'blob read handed to the general forwarder');
+    this.blobs = upstream.direct;
+    if (this.blobs) {
+      this.blobs.onFallback = (why) => log.debug({ why }, 'registry answer handed to the general path');
     }
     this.proxy = createProxyServer({
       target: upstream.target.origin,
@@ -86,7 +80,7 @@ export class StreamForwarder {
   }
 
   /**
-   * A blob GET/HEAD: through the BlobReader when configured, which hands anything it does not
+   * A blob GET/HEAD: through the DirectReader when configured, which hands anything it does not
    * relay itself back to the general path before a byte reaches the client.
    */
   async forwardBlobRead(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
@@ -96,7 +90,7 @@ export class StreamForwarder {
     }
     this.countBytes(req, res);
     try {
-      const outcome = await this.blobs.read(
+      const outcome = await this.blobs.relay(
         method,
         path,
         upstreamRequestHeaders(req.headers),
@@ -142,6 +136,5 @@ export class StreamForwarder {
 
   close(): void {
     this.proxy.close();
-    this.blobs?.close();
   }
 }

@@ -115,10 +115,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   const upstream = new Upstream(config.upstream, (kind, seconds) =>
     metrics.upstreamDuration.observe({ kind }, seconds),
   );
-  const forwarder = new StreamForwarder(upstream, log, metrics, {
-    blobReads: config.upstream.blobReads,
-    timeoutMs: config.upstream.timeoutMs,
-  });
+  const forwarder = new StreamForwarder(upstream, log, metrics);
   const keyring = new Keyring(config.trust.keysDir, log.child({ component: 'keyring' }));
   keyring.start();
   const cache: VerdictCache = createVerdictCache(config.cache, log.child({ component: 'cache' }));

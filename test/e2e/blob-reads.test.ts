@@ -1,6 +1,6 @@
 /**
  * Blob GET/HEAD through trustgate against a real registry:2, with both blob read engines
- * (`upstream.blobReads`: `direct`, the pooled zero-copy reader, and `node`, http-proxy-3): full
+ * (`upstream.reads`: `direct`, the pooled zero-copy reader, and `node`, http-proxy-3): full
  * bodies, HEAD, Range and unsatisfiable Range, unknown blobs, and a client that aborts mid-body
  * followed by more reads on the same pooled connections (nothing left over may leak into them).
  */
@@ -14,7 +14,7 @@ import { bearer, getToken, request } from '../helpers/http.js';
 import { pushBlob, sha256 } from '../helpers/registry-direct.js';
 
 for (const engine of ['direct', 'node'] as const) {
-  describe(`e2e: blob reads through trustgate (blobReads: ${engine})`, { timeout: 120_000 }, () => {
+  describe(`e2e: blob reads through trustgate (reads: ${engine})`, { timeout: 120_000 }, () => {
     let registry: RegistryHandle;
     let gate: TestGate;
     let token: string;
@@ -28,7 +28,7 @@ for (const engine of ['direct', 'node'] as const) {
         users: { pub: 'publisher-password' },
         policy: { access: [{ repos: ['blobs/**'], pull: ['pub'], push: ['pub'], delete: [] }] },
         trustRules: [{ repos: ['blobs/**'], mode: 'off' }],
-        extra: { upstream: { url: registry.url, timeoutMs: 5000, blobReads: engine } },
+        extra: { upstream: { url: registry.url, timeoutMs: 5000, reads: engine } },
       });
       digest = await pushBlob(registry.url, 'blobs/app', blob);
       token = await getToken(gate.url, gate.ca, 'pub', 'publisher-password', [

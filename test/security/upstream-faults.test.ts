@@ -73,7 +73,24 @@ const behaviours: Record<string, Behaviour> = {
     ),
   // 304 to a request that named no digest: there are no bytes to serve, so nothing is served.
   'unasked-not-modified': (s) => s.end(head('304 Not Modified', {})),
-  // Blob reads (the direct reader, upstream.blobReads: direct):
+  // A manifest sent chunked: the direct reader hands it to Node's http client, which reads it.
+  'manifest-chunked': (s) =>
+    s.write(
+      head('200 OK', { 'content-type': OCI, 'transfer-encoding': 'chunked' }) +
+        `${manifest.length.toString(16)}\r\n${manifest.toString('latin1')}\r\n0\r\n\r\n`,
+    ),
+  // A manifest followed by a smuggled second answer on the same connection.
+  'manifest-smuggle': (s) =>
+    s.write(
+      Buffer.concat([
+        Buffer.from(head('200 OK', { 'content-type': OCI, 'content-length': manifest.length })),
+        manifest,
+        Buffer.from(
+          head('404 Not Found', { 'content-type': 'application/json', 'content-length': 2 }) + '{}',
+        ),
+      ]),
+    ),
+  // Blob reads (the direct reader, upstream.reads: direct):
   'blob-chunked': (s) =>
     s.write(
       head('200 OK', { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' }) +
@@ -243,6 +260,23 @@ describe('security: upstream faults (fake upstream)', { timeout: 120_000 }, () =
       path: `/v2/f/${kind}/blobs/sha256:${'3'.repeat(64)}`,
       headers: bearer(token),
     }).catch((e: unknown) => e as Error);
+
+  it('manifest answer sent chunked: read through the general client, served and hashed as usual', async () => {
+    const { r } = await pull('manifest-chunked');
+    assert.ok(!(r instanceof Error), String(r));
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['docker-content-digest'], digest);
+    assert.deepEqual(r.body, manifest);
+  });
+
+  it('manifest answer followed by a smuggled one: the extra bytes are never read as the next answer', async () => {
+    for (let i = 0; i < 3; i++) {
+      const { r } = await pull('manifest-smuggle', `v${i}`);
+      assert.ok(!(r instanceof Error), String(r));
+      assert.equal(r.status, 200, `pull ${i}: ${r.status}`);
+      assert.deepEqual(r.body, manifest);
+    }
+  });
 
   it('blob read, chunked answer: handed to the general forwarder before any byte, relayed whole', async () => {
     const r = await blobGet('blob-chunked');

@@ -9,33 +9,33 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { BlobReader, type BlobReadResult } from '../../src/registry/blob-reader.js';
+import { DirectReader, type RelayResult } from '../../src/registry/direct-reader.js';
 import { startRegistry, type RegistryHandle } from '../helpers/stack.js';
 import { pushBlob } from '../helpers/registry-direct.js';
 
 describe('blob reader against registry:2', { timeout: 60_000 }, () => {
   let registry: RegistryHandle;
-  let reader: BlobReader;
+  let reader: DirectReader;
   let server: http.Server;
   let port: number;
   let big: string;
   let small: string;
-  const outcomes: BlobReadResult[] = [];
-  const lateReads: Array<{ outcome: BlobReadResult; headersSent: boolean }> = [];
+  const outcomes: RelayResult[] = [];
+  const lateReads: Array<{ outcome: RelayResult; headersSent: boolean }> = [];
 
   before(async () => {
     registry = await startRegistry();
     big = await pushBlob(registry.url, 'live/app', randomBytes(8 * 1024 * 1024));
     small = await pushBlob(registry.url, 'live/app', randomBytes(1000));
     const u = new URL(registry.url);
-    reader = new BlobReader({ host: u.hostname, port: Number(u.port), timeoutMs: 5000, maxActive: 2 });
+    reader = new DirectReader({ host: u.hostname, port: Number(u.port), timeoutMs: 5000, maxActive: 2 });
     server = http.createServer((req, res) => {
       // /slow/…: the read starts 200 ms late, as after a slow authentication.
       const slow = req.url?.startsWith('/slow/') === true;
       const path = slow ? (req.url ?? '').slice(5) : (req.url ?? '');
       const delay = slow ? new Promise((r) => setTimeout(r, 200)) : Promise.resolve();
       void delay
-        .then(() => reader.read('GET', path, { host: u.host }, res, req.socket))
+        .then(() => reader.relay('GET', path, { host: u.host }, res, req.socket))
         .then(
           (o) => {
             outcomes.push(o);

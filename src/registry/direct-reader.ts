@@ -1,18 +1,20 @@
 import net from 'node:net';
 import type http from 'node:http';
-import { stripHopByHop } from './upstream.js';
+import { GateError } from '../core/errors.js';
+import { stripHopByHop, type UpstreamResponse } from './upstream.js';
 
 /**
- * Blob reads (GET/HEAD) from a plain-http registry:2 over pooled keep-alive TCP connections, with
- * 1 MiB read buffers handed to the client's TLS socket without a copy.
+ * GET/HEAD answers from a plain-http registry:2, read over pooled keep-alive TCP connections:
+ * blob bodies relayed to the client (`relay`) with 1 MiB read buffers handed to its TLS socket
+ * without a copy, and small answers read whole (`fetch`: manifests, signatures, catalog pages).
  *
  * Why not Node's http client: it reads 64 KiB at a time and copies every body chunk out of its
- * parser, which made trustgate spend about twice nginx's CPU per MiB of blob
- * (bench/blob.ts, "CPU milliseconds per MiB"). Here a read fills a large buffer from a small pool,
- * the buffer goes to `res.write` as it is, and it is reused only when that write has reached the
- * kernel. Only the response head is parsed, strictly; every response this reader does not fully
- * understand (no Content-Length, Transfer-Encoding, 1xx, an oversized head) is handed back
- * untouched to the general forwarder before a byte reaches the client ('fallback').
+ * parser, which made trustgate spend about twice nginx's CPU per MiB of blob, and it costs about
+ * 100 µs more CPU per small request than this reader (bench/blob.ts, bench/manifest.ts). Here a
+ * read fills a buffer, and a relayed buffer is reused only when its write has reached the kernel.
+ * Only the response head is parsed, strictly; every answer this reader does not fully understand
+ * (no Content-Length, Transfer-Encoding, 1xx, an oversized head) is handed back ('fallback')
+ * before a byte reaches the client, and Node's http client asks again.
  */
 
 const HEAD_LIMIT = 64 * 1024;
@@ -21,9 +23,9 @@ const IN_FLIGHT = 2;
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
-export type BlobReadResult = 'done' | 'fallback';
+export type RelayResult = 'done' | 'fallback';
 
-export interface BlobReaderOptions {
+export interface DirectReaderOptions {
   host: string;
   port: number;
   /** Time allowed from sending the request to a complete response head. */
@@ -81,6 +83,32 @@ export function parseResponseHead(text: string, method: string): Head {
   return { status: code, headers, length: noBody ? 0 : Number(cl), keepAlive };
 }
 
+/** Collects a response head across reads. */
+class HeadReader {
+  private text = '';
+  constructor(private readonly method: string) {}
+
+  /** No byte of the answer has arrived yet. */
+  get empty(): boolean {
+    return this.text === '';
+  }
+
+  /**
+   * Adds one read; returns the parsed head and where the body starts in this read once the head
+   * is complete. Throws (Unsupported) for a head this reader does not relay or over 64 KiB.
+   */
+  push(buf: Buffer, n: number): { head: Head; bodyStart: number } | undefined {
+    const before = this.text.length;
+    this.text += buf.toString('latin1', 0, n);
+    const end = this.text.indexOf('\r\n\r\n');
+    if (end < 0) {
+      if (this.text.length > HEAD_LIMIT) throw new Unsupported('response head over 64 KiB');
+      return undefined;
+    }
+    return { head: parseResponseHead(this.text.slice(0, end), this.method), bodyStart: end + 4 - before };
+  }
+}
+
 /** Serialises a GET/HEAD request; refuses header bytes that could split it. */
 function requestHead(method: string, path: string, headers: http.OutgoingHttpHeaders): string {
   let out = `${method} ${path} HTTP/1.1\r\n`;
@@ -128,7 +156,7 @@ class Connection {
   /** Requests sent on this connection, so a stale keep-alive connection can be retried once. */
   uses = 0;
 
-  constructor(opts: BlobReaderOptions, pool: BufferPool) {
+  constructor(opts: DirectReaderOptions, pool: BufferPool) {
     this.socket = net.connect({
       host: opts.host,
       port: opts.port,
@@ -152,7 +180,7 @@ class Connection {
   }
 }
 
-export class BlobReader {
+export class DirectReader {
   private readonly idle: Connection[] = [];
   private readonly pool: BufferPool;
   private readonly maxIdle: number;
@@ -162,7 +190,7 @@ export class BlobReader {
   /** Told why a response went to the general forwarder (for the log). */
   onFallback?: (why: string) => void;
 
-  constructor(private readonly opts: BlobReaderOptions) {
+  constructor(private readonly opts: DirectReaderOptions) {
     this.maxIdle = opts.maxIdle ?? 8;
     this.maxActive = opts.maxActive ?? 16;
     this.pool = new BufferPool(opts.bufferBytes ?? 1024 * 1024, 2 * IN_FLIGHT + 2);
@@ -175,13 +203,13 @@ export class BlobReader {
    * when the registry could not be reached or gave no head in time. Once the head is relayed,
    * failures end the client's response early (a truncated transfer, never a complete-looking one).
    */
-  async read(
+  async relay(
     method: 'GET' | 'HEAD',
     path: string,
     headers: http.OutgoingHttpHeaders,
     res: http.ServerResponse,
     client: net.Socket,
-  ): Promise<BlobReadResult> {
+  ): Promise<RelayResult> {
     // The client left while the request was authorised: nothing to read for it.
     if (client.destroyed || res.destroyed) return 'done';
     // Policy: the reader's memory is bounded; past `maxActive` reads, blobs take the general path.
@@ -192,24 +220,144 @@ export class BlobReader {
     } catch {
       return 'fallback';
     }
+    this.active++;
+    try {
+      return await this.withConnection((conn) => this.exchange(conn, method, head, res, client));
+    } finally {
+      this.active--;
+    }
+  }
+
+  /**
+   * One GET/HEAD answer read whole (manifests, signatures, catalog pages): at most `maxBytes` of
+   * body (more is a 502, never truncated), the whole answer within the upstream timeout.
+   * Resolves 'fallback' when the answer is not one this reader parses (nothing is kept of it).
+   */
+  async fetch(
+    method: 'GET' | 'HEAD',
+    path: string,
+    headers: http.OutgoingHttpHeaders,
+    maxBytes: number,
+  ): Promise<UpstreamResponse | 'fallback'> {
+    let head: string;
+    try {
+      head = requestHead(method, path, headers);
+    } catch {
+      return 'fallback';
+    }
+    return this.withConnection((conn) => this.exchangeWhole(conn, method, head, maxBytes));
+  }
+
+  /**
+   * Runs one exchange on an idle pooled connection or a new one. A keep-alive connection the
+   * registry closed meanwhile fails before any answer: GET and HEAD are safe to send once more,
+   * on a new connection.
+   */
+  private async withConnection<T>(run: (conn: Connection) => Promise<T>): Promise<T> {
     let reused = this.idle.pop();
     while (reused && (reused.socket.destroyed || reused.socket.readyState !== 'open')) {
       reused.socket.destroy();
       reused = this.idle.pop();
     }
-    this.active++;
     try {
-      return await this.exchange(reused ?? new Connection(this.opts, this.pool), method, head, res, client);
+      return await run(reused ?? new Connection(this.opts, this.pool));
     } catch (err) {
-      // A keep-alive connection the registry closed meanwhile fails before any answer: GET and
-      // HEAD are safe to send once more, on a new connection.
-      if (reused && err instanceof StaleConnection) {
-        return await this.exchange(new Connection(this.opts, this.pool), method, head, res, client);
-      }
+      if (reused && err instanceof StaleConnection) return await run(new Connection(this.opts, this.pool));
       throw err instanceof StaleConnection ? err.cause : err;
-    } finally {
-      this.active--;
     }
+  }
+
+  /** An exchange is over: the connection goes back to the pool or is closed. */
+  private release(conn: Connection, reusable: boolean): void {
+    conn.sink = undefined;
+    if (reusable && this.idle.length < this.maxIdle) {
+      // Reading while idle, so a close by the registry is noticed before the next use.
+      conn.socket.resume();
+      this.idle.push(conn);
+    } else conn.socket.destroy();
+  }
+
+  private exchangeWhole(
+    conn: Connection,
+    method: string,
+    requestText: string,
+    maxBytes: number,
+  ): Promise<UpstreamResponse | 'fallback'> {
+    conn.uses++;
+    return new Promise((resolve, reject) => {
+      const head = new HeadReader(method);
+      let parsed: Head | undefined;
+      let left = 0;
+      const chunks: Buffer[] = [];
+      let finished = false;
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        fail(new Error(`upstream gave no complete answer in ${this.opts.timeoutMs} ms`));
+      }, this.opts.timeoutMs);
+      const end = (reusable: boolean): void => {
+        finished = true;
+        clearTimeout(timer);
+        this.release(conn, reusable);
+      };
+      const fail = (err: Error): void => {
+        if (finished) return;
+        end(false);
+        reject(!parsed && head.empty && conn.uses > 1 && !timedOut ? new StaleConnection(err) : err);
+      };
+      const complete = (): void => {
+        if (finished || !parsed) return;
+        end(parsed.keepAlive);
+        const size = chunks.reduce((n, c) => n + c.length, 0);
+        resolve({
+          status: parsed.status,
+          headers: parsed.headers as http.IncomingHttpHeaders,
+          body: Buffer.concat(chunks, size),
+        });
+      };
+      conn.sink = {
+        relaying: false,
+        data: (buf, n) => {
+          if (finished) return;
+          let start = 0;
+          if (!parsed) {
+            let got: ReturnType<HeadReader['push']>;
+            try {
+              got = head.push(buf, n);
+            } catch (err) {
+              this.onFallback?.(err instanceof Error ? err.message : String(err));
+              end(false);
+              return resolve('fallback');
+            }
+            if (!got) return;
+            parsed = got.head;
+            start = got.bodyStart;
+            left = parsed.length;
+            if (left > maxBytes) {
+              end(false);
+              return reject(
+                new GateError('MANIFEST_INVALID', `upstream response exceeds ${maxBytes} bytes`, {
+                  status: 502,
+                }),
+              );
+            }
+          }
+          const take = Math.min(left, n - start);
+          // Policy: bytes past the declared length are dropped with the connection.
+          if (n - start > take) parsed.keepAlive = false;
+          if (take > 0) chunks.push(buf.subarray(start, start + take));
+          left -= take;
+          if (left === 0) complete();
+        },
+        end: (err) => {
+          if (finished) return;
+          if (parsed && left === 0) return complete();
+          fail(err ?? new Error('upstream closed before the answer ended'));
+        },
+      };
+      conn.socket.write(requestText, 'latin1');
+      if (conn.socket.isPaused()) conn.socket.resume();
+    });
   }
 
   private exchange(
@@ -218,12 +366,12 @@ export class BlobReader {
     requestText: string,
     res: http.ServerResponse,
     client: net.Socket,
-  ): Promise<BlobReadResult> {
+  ): Promise<RelayResult> {
     const { socket } = conn;
     const pool = this.pool;
     conn.uses++;
-    return new Promise<BlobReadResult>((resolve, reject) => {
-      let headText = '';
+    return new Promise<RelayResult>((resolve, reject) => {
+      const headReader = new HeadReader(method);
       let parsed: Head | undefined;
       let left = 0;
       let inFlight = 0;
@@ -234,29 +382,23 @@ export class BlobReader {
         fail(new Error(`upstream gave no response head in ${this.opts.timeoutMs} ms`));
       }, this.opts.timeoutMs);
 
-      const detach = (): void => {
+      const detach = (reusable: boolean): void => {
         finished = true;
         clearTimeout(timer);
-        conn.sink = undefined;
         res.off('close', onClientClose);
         client.off('close', onClientClose);
+        this.release(conn, reusable);
       };
-      const finish = (outcome: BlobReadResult, reusable: boolean): void => {
+      const finish = (outcome: RelayResult, reusable: boolean): void => {
         if (finished) return;
-        detach();
-        if (reusable && this.idle.length < this.maxIdle) {
-          // Reading while idle, so a close by the registry is noticed before the next use.
-          socket.resume();
-          this.idle.push(conn);
-        } else socket.destroy();
+        detach(reusable);
         resolve(outcome);
       };
       const fail = (err: Error): void => {
         if (finished) return;
         if (!parsed) {
-          detach();
-          socket.destroy();
-          reject(headText === '' && conn.uses > 1 && !timedOut ? new StaleConnection(err) : err);
+          detach(false);
+          reject(headReader.empty && conn.uses > 1 && !timedOut ? new StaleConnection(err) : err);
           return;
         }
         // Policy: after the head went out, a broken upstream ends the client's response early, so
@@ -303,20 +445,15 @@ export class BlobReader {
           if (finished) return pool.give(buf);
           let start = 0;
           if (!parsed) {
-            const before = headText.length;
-            headText += buf.toString('latin1', 0, n);
-            const endOfHead = headText.indexOf('\r\n\r\n');
-            if (endOfHead < 0) {
-              pool.give(buf);
-              if (headText.length > HEAD_LIMIT) fallbackNow('response head over 64 KiB');
-              return;
-            }
+            let got: ReturnType<HeadReader['push']>;
             try {
-              parsed = parseResponseHead(headText.slice(0, endOfHead), method);
+              got = headReader.push(buf, n);
             } catch (err) {
               pool.give(buf);
               return fallbackNow(err instanceof Error ? err.message : String(err));
             }
+            if (!got) return pool.give(buf);
+            parsed = got.head;
             clearTimeout(timer);
             if (parsed.status === 416) {
               // registry:2 (2.8) declares the whole blob's length on a 416 and sends a few bytes
@@ -339,7 +476,7 @@ export class BlobReader {
             }
             left = parsed.length;
             sink.relaying = left > 0;
-            if (parsed.status !== 416) start = endOfHead + 4 - before;
+            if (parsed.status !== 416) start = got.bodyStart;
           }
           const take = Math.min(left, n - start);
           if (n - start > take) {
