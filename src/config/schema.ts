@@ -54,10 +54,10 @@ export const configSchema = z.strictObject({
     timeoutMs: z.number().int().min(100).default(30_000),
     maxSockets: z.number().int().min(1).default(256),
     /**
-     * How blob GET/HEAD bodies are read from a plain-http registry: `direct` (pooled TCP
-     * connections, 1 MiB reads handed on without a copy; src/registry/direct-reader.ts) or `node`
-     * (Node's http client through http-proxy-3, like every other forwarded request). An https
-     * upstream always uses `node`.
+     * How GET/HEAD answers are read from a plain-http registry: `direct` (trustgate's pooled
+     * reader, src/registry/direct-reader.ts: blob bodies relayed with 1 MiB reads and no copy,
+     * manifests and signatures read whole) or `node` (Node's http client; http-proxy-3 for
+     * blobs). An https upstream always uses `node`.
      */
     reads: z.enum(['direct', 'node']).default('direct'),
   }),
