@@ -70,6 +70,17 @@ export interface UpstreamResponse {
   body: Buffer;
 }
 
+export interface UpstreamRequest {
+  method: string;
+  path: string;
+  headers?: http.OutgoingHttpHeaders;
+  body?: Buffer;
+  maxBytes: number;
+  signal?: AbortSignal;
+  /** Label for metrics: manifest, signature, catalog, probe… */
+  kind?: string;
+}
+
 export interface UpstreamOptions {
   url: string;
   timeoutMs: number;
@@ -115,16 +126,7 @@ export class Upstream {
    * One buffered request to the registry. The body is read up to `maxBytes`; a larger body is
    * refused (never truncated). Network errors and timeouts become 502/503 GateErrors.
    */
-  async request(opts: {
-    method: string;
-    path: string;
-    headers?: http.OutgoingHttpHeaders;
-    body?: Buffer;
-    maxBytes: number;
-    signal?: AbortSignal;
-    /** Label for metrics: manifest, signature, catalog, probe… */
-    kind?: string;
-  }): Promise<UpstreamResponse> {
+  async request(opts: UpstreamRequest): Promise<UpstreamResponse> {
     const { method } = opts;
     if (this.direct && (method === 'GET' || method === 'HEAD') && !opts.body && !opts.signal) {
       const started = performance.now();
@@ -144,15 +146,7 @@ export class Upstream {
   }
 
   /** The same through Node's http client (https upstreams, bodies, and what DirectReader hands back). */
-  private requestViaNode(opts: {
-    method: string;
-    path: string;
-    headers?: http.OutgoingHttpHeaders;
-    body?: Buffer;
-    maxBytes: number;
-    signal?: AbortSignal;
-    kind?: string;
-  }): Promise<UpstreamResponse> {
+  private requestViaNode(opts: UpstreamRequest): Promise<UpstreamResponse> {
     const mod = this.target.protocol === 'https:' ? https : http;
     const started = performance.now();
     const done = (): void => this.observe?.(opts.kind ?? 'other', (performance.now() - started) / 1000);
