@@ -160,13 +160,21 @@ describe('security: enforcement bypass', { timeout: 240_000 }, () => {
     // Freshness: move the tag A -> B -> A … while pulls run; a pull begun after a move completed
     // must see that move (it may see a later one, never an earlier one).
     const stamps: Array<{ started: number; digest: string }> = [];
+    // registry:2 now and then answers 500 to a tag read while it rewrites that tag's link file;
+    // trustgate passes that on as a 502 (fail closed), which is counted, not served.
+    let registryErrors = 0;
     const moves: Array<{ done: number; digest: string }> = [];
     let running = true;
     const pullers = Array.from({ length: 16 }, async () => {
       while (running) {
         const started = performance.now();
         const r = await pull();
-        assert.equal(r.status, 200);
+        if (r.status === 502) {
+          registryErrors++;
+          assert.doesNotMatch(r.body.toString(), /schemaVersion/);
+          continue;
+        }
+        assert.equal(r.status, 200, r.body.toString().slice(0, 300));
         stamps.push({ started, digest: String(r.headers['docker-content-digest']) });
       }
     });
@@ -192,6 +200,10 @@ describe('security: enforcement bypass', { timeout: 240_000 }, () => {
       checked++;
     }
     assert.ok(checked > 50, `only ${checked} pulls overlapped the moves`);
+    assert.ok(
+      registryErrors < stamps.length / 4,
+      `${registryErrors} registry errors, ${stamps.length} pulls`,
+    );
   });
 
   describe('Accept-header conversions (registry:2: schema1 down-conversion, list collapse)', () => {
