@@ -54,9 +54,15 @@ export interface KeyringLogger {
   error(obj: object, msg: string): void;
 }
 
-export function loadKeyDir(dir: string): KeyringSnapshot {
-  const keys = new Map<string, KeyEntry>();
-  const errors: Array<{ file: string; error: string }> = [];
+/** The key directory's files as text, and a hash of them: cheap to take every second. */
+export interface KeyDirContent {
+  files: Array<{ file: string; name: string; pem: string; metaText: string }>;
+  errors: Array<{ file: string; error: string }>;
+  contentHash: string;
+}
+
+export function readKeyDir(dir: string): KeyDirContent {
+  const out: KeyDirContent = { files: [], errors: [], contentHash: '' };
   const h = createHash('sha256');
   const files = existsSync(dir) ? readdirSync(dir).sort() : [];
   for (const file of files) {
@@ -68,6 +74,21 @@ export function loadKeyDir(dir: string): KeyringSnapshot {
       const metaFile = path.join(dir, `${name}.meta.json`);
       const metaText = existsSync(metaFile) ? readFileSync(metaFile, 'utf8') : '';
       h.update(`${file}\0${pem}\0${metaText}\0`);
+      out.files.push({ file, name, pem, metaText });
+    } catch (err) {
+      out.errors.push({ file, error: (err as Error).message });
+    }
+  }
+  out.contentHash = h.digest('hex');
+  return out;
+}
+
+/** Parses what readKeyDir read (an Ed25519 key costs about a millisecond: done on change only). */
+export function parseKeyDir(content: KeyDirContent): KeyringSnapshot {
+  const keys = new Map<string, KeyEntry>();
+  const errors = [...content.errors];
+  for (const { file, name, pem, metaText } of content.files) {
+    try {
       const meta = parseMeta(metaText);
       const key = parsePublicKeyPem(pem);
       const matchers = (meta.repos ?? []).map((g) => compileGlob(g));
@@ -86,7 +107,11 @@ export function loadKeyDir(dir: string): KeyringSnapshot {
       errors.push({ file, error: (err as Error).message });
     }
   }
-  return { keys, contentHash: h.digest('hex'), errors };
+  return { keys, contentHash: content.contentHash, errors };
+}
+
+export function loadKeyDir(dir: string): KeyringSnapshot {
+  return parseKeyDir(readKeyDir(dir));
 }
 
 function spkiOf(pem: string): Buffer {
@@ -130,9 +155,10 @@ export class Keyring {
     readonly dir: string,
     private readonly log: KeyringLogger,
     private readonly checkIntervalMs = 1000,
+    private readonly parse: (c: KeyDirContent) => KeyringSnapshot = parseKeyDir,
   ) {
     mkdirSync(dir, { recursive: true });
-    this.snap = loadKeyDir(dir);
+    this.snap = this.parse(readKeyDir(dir));
     this.report();
   }
 
@@ -144,7 +170,10 @@ export class Keyring {
   reload(): boolean {
     let next: KeyringSnapshot;
     try {
-      next = loadKeyDir(this.dir);
+      const content = readKeyDir(this.dir);
+      // The periodic check reads and hashes; keys are parsed again only when something changed.
+      if (content.contentHash === this.snap.contentHash) return false;
+      next = this.parse(content);
     } catch (err) {
       // Policy: an unreadable key directory keeps the last good view only if nothing was
       // loaded before; otherwise it trusts nothing, so a broken keys/ never widens trust.
