@@ -13,6 +13,40 @@ export interface TrustedKey {
   notBefore?: Date;
   notAfter?: Date;
   revoked?: boolean;
+  /**
+   * The signer this key belongs to, for the threshold (default: its name). A rotated key and the
+   * key it replaces share one: see signerIdentities.
+   */
+  identity?: string;
+}
+
+/**
+ * Signer identities of keys linked by rotation: `links` maps a key name to the names it stands
+ * in for (a key's meta `trustedAs`). Linked names, transitively, get one identity (the smallest
+ * name of the group), so a publisher signing with both its old and its new key during a
+ * rotation's grace period is one signer, not two.
+ */
+export function signerIdentities(links: ReadonlyMap<string, readonly string[]>): Map<string, string> {
+  const parent = new Map<string, string>();
+  const find = (n: string): string => {
+    let root = n;
+    while (parent.has(root) && parent.get(root) !== root) root = parent.get(root)!;
+    return root;
+  };
+  const union = (a: string, b: string): void => {
+    const [ra, rb] = [find(a), find(b)];
+    if (ra === rb) return;
+    if (ra < rb) parent.set(rb, ra);
+    else parent.set(ra, rb);
+  };
+  for (const [name, others] of links) {
+    if (!parent.has(name)) parent.set(name, name);
+    for (const o of others) {
+      if (!parent.has(o)) parent.set(o, o);
+      union(name, o);
+    }
+  }
+  return new Map([...parent.keys()].map((n) => [n, find(n)]));
 }
 
 export interface SignatureCandidate {
@@ -105,6 +139,8 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
   // bytes (two .pub files, or one file copied under a second name) are one signer.
   const fingerprintOf = new Map(keys.map((k) => [k, publicKeyFingerprint(k.key)]));
   const signedKeys = new Set<string>();
+  // Policy: …and a rotated key and the key it replaces are one signer (TrustedKey.identity).
+  const signedIdentities = new Set<string>();
   let best: Failure | undefined;
   const fail = (f: Failure): void => {
     if (best === undefined || (FAILURE_RANK[f.reason] ?? 0) > (FAILURE_RANK[best.reason] ?? 0)) best = f;
@@ -135,7 +171,8 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
         });
         continue;
       }
-      if (signers.has(k.name) || signedKeys.has(fingerprint)) continue;
+      const identity = k.identity ?? k.name;
+      if (signers.has(k.name) || signedKeys.has(fingerprint) || signedIdentities.has(identity)) continue;
       let payload;
       try {
         payload = parseSimpleSigningPayload(cand.payload);
@@ -190,6 +227,7 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
       }
       signers.add(k.name);
       signedKeys.add(fingerprint);
+      signedIdentities.add(identity);
     }
     if (!verifiedAny) {
       fail({ reason: 'untrusted-key', detail: 'no key trusted for this repository made its signatures' });

@@ -10,10 +10,16 @@ import {
 } from '../core/manifest.js';
 import { parseDockerReference, signatureTagFor } from '../core/reference.js';
 import { parseSimpleSigningPayload } from '../core/signature/payload.js';
-import { evaluateTrust, type SignatureCandidate, type TrustedKey, type TrustReason } from '../core/trust.js';
+import {
+  evaluateTrust,
+  signerIdentities,
+  type SignatureCandidate,
+  type TrustedKey,
+  type TrustReason,
+} from '../core/trust.js';
 import type { EffectiveTrustRule } from '../core/trust-policy.js';
 import type { VerdictCache } from '../cache/verdict-cache.js';
-import type { Keyring } from '../keys/keyring.js';
+import type { KeyEntry, Keyring } from '../keys/keyring.js';
 import { headerValue, type Upstream } from '../registry/upstream.js';
 
 const MAX_SIGNATURE_LAYERS = 64;
@@ -67,6 +73,7 @@ export class TrustService {
   private readonly inflight = new Map<string, Promise<CachedVerdict>>();
   private readonly now: () => Date;
   private epochOf = { keys: '', policy: '', value: '' };
+  private identityCache?: { keys: ReadonlyMap<string, KeyEntry>; value: Map<string, string> };
   private readonly admitted: LRUCache<string, true>;
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
   signatureFetches = 0;
@@ -100,13 +107,24 @@ export class TrustService {
    */
   trustedKeys(rule: EffectiveTrustRule, repo: string): TrustedKey[] {
     const named = new Set(rule.keys);
+    const snapshot = this.o.keyring.snapshot;
+    const identities = this.identitiesOf(snapshot.keys);
     const out: TrustedKey[] = [];
-    for (const k of this.o.keyring.snapshot.keys.values()) {
+    for (const k of snapshot.keys.values()) {
       if (named.has(k.name) || (k.meta.trustedAs ?? []).some((n) => named.has(n)) || k.appliesTo(repo)) {
-        out.push(k);
+        out.push({ ...k, identity: identities.get(k.name) ?? k.name });
       }
     }
     return out;
+  }
+
+  /** Signer identities of the loaded keys (rotation links), computed once per key set. */
+  private identitiesOf(keys: ReadonlyMap<string, KeyEntry>): Map<string, string> {
+    if (this.identityCache?.keys !== keys) {
+      const links = new Map([...keys.values()].map((k) => [k.name, k.meta.trustedAs ?? []]));
+      this.identityCache = { keys, value: signerIdentities(links) };
+    }
+    return this.identityCache.value;
   }
 
   /** Names of the keys trusted for `repo` (configured ones included even when not loaded). */

@@ -5,7 +5,12 @@ import fc from 'fast-check';
 import { parsePublicKeyPem } from '../../src/core/signature/keys.js';
 import { buildSimpleSigningPayload } from '../../src/core/signature/payload.js';
 import { generateKeyPair, signPayload } from '../../src/core/signature/sign.js';
-import { evaluateTrust, type SignatureCandidate, type TrustedKey } from '../../src/core/trust.js';
+import {
+  evaluateTrust,
+  signerIdentities,
+  type SignatureCandidate,
+  type TrustedKey,
+} from '../../src/core/trust.js';
 import {
   cosignPublicKeyPem,
   loadCosignFixture,
@@ -223,6 +228,56 @@ test('threshold counts distinct key names, and reports threshold-not-met', () =>
     'wrong-repository',
   );
   assert.throws(() => evaluateTrust({ ...input, threshold: 0, signatures: [] }), TypeError);
+});
+
+test('a rotated key and the key it replaces are one signer for the threshold', () => {
+  const digest = `sha256:${'4'.repeat(64)}`;
+  const old = generateKeyPair('ed25519');
+  const next = generateKeyPair('ecdsa-p256');
+  const other = generateKeyPair('ed25519');
+  // release-2026 replaced release (meta trustedAs: ["release"]); security is another signer.
+  const ids = signerIdentities(
+    new Map([
+      ['release', []],
+      ['release-2026', ['release']],
+      ['security', []],
+    ]),
+  );
+  assert.equal(ids.get('release-2026'), ids.get('release'));
+  assert.notEqual(ids.get('security'), ids.get('release'));
+  const keys: TrustedKey[] = [
+    { name: 'release', key: parsePublicKeyPem(old.publicKeyPem), identity: ids.get('release') },
+    { name: 'release-2026', key: parsePublicKeyPem(next.publicKeyPem), identity: ids.get('release-2026') },
+    { name: 'security', key: parsePublicKeyPem(other.publicKeyPem), identity: ids.get('security') },
+  ];
+  const input = { ...base, repo: 'prod/app', digest, keys, threshold: 2 };
+  const byOld = signFor(old.pkcs8Der, 'prod/app', digest);
+  const byNext = signFor(next.pkcs8Der, 'prod/app', digest);
+  const bySecurity = signFor(other.pkcs8Der, 'prod/app', digest);
+  // One publisher signing with its old and its new key during the grace period: one signer.
+  const same = evaluateTrust({ ...input, signatures: [byOld, byNext] });
+  assert.equal(same.reason, 'threshold-not-met');
+  assert.equal(same.signers.length, 1);
+  const two = evaluateTrust({ ...input, signatures: [byNext, bySecurity] });
+  assert.deepEqual([two.ok, two.signers], [true, ['release-2026', 'security']]);
+  // Without identities (names only), the same two signatures would have counted twice.
+  const unlinked = keys.map(({ identity: _unused, ...k }) => k);
+  assert.equal(evaluateTrust({ ...input, keys: unlinked, signatures: [byOld, byNext] }).ok, true);
+});
+
+test('signerIdentities: links are transitive and symmetric, whatever their order', () => {
+  const ids = signerIdentities(
+    new Map([
+      ['c', ['b']],
+      ['b', ['a']],
+      ['x', []],
+      ['y', ['z']],
+    ]),
+  );
+  assert.deepEqual(
+    ['a', 'b', 'c', 'x', 'y', 'z'].map((n) => ids.get(n)),
+    ['a', 'a', 'a', 'x', 'y', 'y'],
+  );
 });
 
 test('the signature is verified before the payload is parsed; malformed inputs are classified', () => {

@@ -348,6 +348,28 @@ describe('e2e: content trust through trustgate', { timeout: 300_000 }, () => {
     assert.equal((await pull('two/app:v1')).code, 0);
   });
 
+  it('threshold 2: a rotated key and the key it replaces are one signer, not two', async () => {
+    // release-next replaces release (the admin API's rotate writes the same meta).
+    const next = generateKeyPair('ed25519');
+    writeFileSync(
+      path.join(gate.keysDir, 'release-next.meta.json'),
+      JSON.stringify({ trustedAs: ['release'] }),
+    );
+    writeFileSync(path.join(gate.keysDir, 'release-next.pub'), next.publicKeyPem);
+    const img = await pushImage('two/rotated:v1');
+    await sign('two/rotated', img.manifestDigest, release);
+    await sign('two/rotated', img.manifestDigest, next);
+    // Give the keyring its 1 s check, then a refusal must name the threshold.
+    await new Promise((r) => setTimeout(r, 1500));
+    const refused = await pull('two/rotated:v1');
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /needs 2/);
+    await sign('two/rotated', img.manifestDigest, releaseEd);
+    await pastNegativeTtl();
+    const r = await pull('two/rotated:v1');
+    assert.equal(r.code, 0, r.stderr);
+  });
+
   it('audit mode serves an unsigned image', async () => {
     await pushImage('audit/app:v1');
     const r = await pull('audit/app:v1');
