@@ -51,6 +51,7 @@ export interface StartOptions {
 }
 
 const KEYS_CHANNEL = 'tg:keys';
+const MANIFEST_DELETED_CHANNEL = 'tg:manifest-deleted';
 
 /** Policy: TLS 1.2 minimum with ECDHE and AEAD suites only (TLS 1.3 suites are all AEAD). */
 const TLS_CIPHERS = [
@@ -120,11 +121,20 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   keyring.start();
   const cache: VerdictCache = createVerdictCache(config.cache, log.child({ component: 'cache' }));
   metrics.watchCache(cache);
+  const manifests = new ManifestCache(64 * 1024 * 1024, Math.min(config.cache.positiveTtlSeconds, 300));
+  let onManifestDeleted: ((repo: string, digest: string) => void) | undefined;
   if (cache instanceof TieredVerdictCache) {
     // Replicas share keys/ (a volume); the nudge makes a change seen at once, not at the next poll.
     // Policy: the message is only a hint to re-read the directory; it carries nothing trusted.
     void cache.subscribe(KEYS_CHANNEL, () => keyring.reload());
     keyring.onChange(() => void cache.publish(KEYS_CHANNEL, String(Date.now())));
+    // A manifest deleted through one replica leaves the others' manifest caches at once.
+    // Policy: a hint can only drop a cached copy (the next pull asks the registry), never add one.
+    void cache.subscribe(MANIFEST_DELETED_CHANNEL, (message) => {
+      const at = message.lastIndexOf('@');
+      if (at > 0 && message.length < 1024) manifests.delete(message.slice(0, at), message.slice(at + 1));
+    });
+    onManifestDeleted = (repo, digest) => void cache.publish(MANIFEST_DELETED_CHANNEL, `${repo}@${digest}`);
   }
   const trust = new TrustService({
     upstream,
@@ -164,7 +174,8 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     audit,
     log,
     metrics,
-    manifests: new ManifestCache(64 * 1024 * 1024, Math.min(config.cache.positiveTtlSeconds, 300)),
+    manifests,
+    onManifestDeleted,
     service: config.auth.service,
     realm: config.publicUrl ? new URL('/token', config.publicUrl).toString() : undefined,
     isAdmin: (p) => live.policy.isAdmin(p.identity),

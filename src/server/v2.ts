@@ -49,6 +49,8 @@ export interface PipelineDeps {
   metrics?: Metrics;
   /** Manifest bytes by digest (warm pulls by digest skip the registry). */
   manifests?: ManifestCache;
+  /** Told after a manifest DELETE by digest went upstream (to tell the other replicas). */
+  onManifestDeleted?: (repo: string, digest: string) => void;
   /** Registry answers for tags, shared by concurrent pulls (made by createV2Handler if absent). */
   tagAnswers?: FreshCoalescer<{ up: UpstreamResponse } | { held: CachedManifest }>;
   service: string;
@@ -150,11 +152,13 @@ async function handle(
       if (route.ref.digest) {
         // A manifest deleted through this replica is not served from its manifest cache again
         // (dropped before, and again after, in case a pull re-cached it meanwhile). Other
-        // replicas keep their copy at most the cache's TTL (cache/manifest-cache.ts).
+        // replicas are told through Redis when there is one; without it they keep their copy at
+        // most the cache's TTL (cache/manifest-cache.ts).
         const { repo, ref } = route;
         d.manifests?.delete(repo, ref.digest!);
         await d.forwarder.forward(req, res, req.url ?? '');
         d.manifests?.delete(repo, ref.digest!);
+        d.onManifestDeleted?.(repo, ref.digest!);
         return;
       }
       return d.forwarder.forward(req, res, req.url ?? '');

@@ -42,8 +42,10 @@ describe('replicas sharing Redis', { timeout: 120_000 }, () => {
     writeFileSync(path.join(keysDir, 'release.pub'), release.publicKeyPem);
     const common = {
       registryUrl: registry.url,
-      users: { reader: password },
-      policy: { access: [{ repos: ['prod/**'], pull: ['reader'], push: [], delete: [] }] },
+      users: { reader: password, janitor: password },
+      policy: {
+        access: [{ repos: ['prod/**'], pull: ['reader', 'janitor'], push: [], delete: ['janitor'] }],
+      },
       trustRules: [{ repos: ['prod/**'], keys: ['release'] }],
       redisUrl: redis.url,
       keysDir,
@@ -136,6 +138,25 @@ describe('replicas sharing Redis', { timeout: 120_000 }, () => {
     assert.equal(status, 403, 'refused on B within 2 s');
     writeFileSync(path.join(a.keysDir, 'release.meta.json'), JSON.stringify({ revoked: false }));
     await new Promise((r) => setTimeout(r, 1500));
+  });
+
+  it('a manifest deleted through replica A stops being served by digest from replica B at once', async () => {
+    const digest = await signed('prod/gone');
+    assert.equal((await pull(b, 'prod/gone', digest)).status, 200); // B now holds the bytes
+    const t = await getToken(a.url, a.ca, 'janitor', password, ['repository:prod/gone:delete']);
+    const del = await request(a.url, a.ca, {
+      method: 'DELETE',
+      path: `/v2/prod/gone/manifests/${digest}`,
+      headers: bearer(t),
+    });
+    assert.equal(del.status, 202, del.body.toString());
+    const deadline = Date.now() + 2000;
+    let status = 200;
+    while (Date.now() < deadline && status === 200) {
+      status = (await pull(b, 'prod/gone', digest)).status;
+      if (status === 200) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(status, 404, 'B still served the deleted manifest from its cache');
   });
 
   it('Redis stopped: signed images still pull (inline verification), unsigned stay refused, readiness shows degraded; then it recovers', async () => {
