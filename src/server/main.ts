@@ -210,6 +210,19 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       sendError: (res, err) => sendError(res, err, log),
     }),
   );
+  // Credential files shared by replicas (a volume): a change made through another replica's admin
+  // API, or by hand, is picked up within a second, like the key directory.
+  const reloadCredentials = (): void => {
+    live = { ...live, credentials: live.credentials.reload(live.config.auth, credLog) };
+  };
+  let credentialsHash = credentialFilesHash(live.config.auth);
+  const credentialsTimer = setInterval(() => {
+    const h = credentialFilesHash(live.config.auth);
+    if (h === credentialsHash) return;
+    credentialsHash = h;
+    reloadCredentials();
+  }, 1000);
+  credentialsTimer.unref();
   app.use(
     '/admin/v1',
     createAdminRouter({
@@ -226,9 +239,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       realm: config.publicUrl ? new URL('/token', config.publicUrl).toString() : undefined,
       // After the admin API changed a credential file: re-read it (the token router reads live),
       // keeping the failure counters, so adding a user never lifts a lockout.
-      reloadCredentials: () => {
-        live = { ...live, credentials: live.credentials.reload(live.config.auth, credLog) };
-      },
+      reloadCredentials,
       now,
     }),
   );
@@ -331,6 +342,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
         await closed;
       }
       keyring.stop();
+      clearInterval(credentialsTimer);
       forwarder.close();
       upstream.close();
       await metricsServer?.close();
@@ -368,4 +380,19 @@ async function readiness(
     keyErrors: snap.errors.length,
     cache: cache.stats(),
   };
+}
+
+/** A hash of the credential files' contents (missing files hash as empty). */
+function credentialFilesHash(auth: Config['auth']): string {
+  const h = createHash('sha256');
+  for (const file of [auth.htpasswd, auth.robotsFile]) {
+    let text = '';
+    try {
+      if (file) text = readFileSync(file, 'utf8');
+    } catch {
+      text = '\0unreadable';
+    }
+    h.update(`${file ?? ''}\0${text}\0`);
+  }
+  return h.digest('hex');
 }

@@ -480,6 +480,31 @@ describe('admin API', { timeout: 180_000 }, () => {
     assert.ok(!readdirSync(gate.dir).some((f) => f.endsWith('.tmp')));
   });
 
+  it('a user added or removed through one replica is seen by another sharing the files within 2 s', async () => {
+    const other = await startTestGate({
+      ...gateOpts(registry.url),
+      extra: {
+        auth: {
+          htpasswd: path.join(gate.dir, 'htpasswd'),
+          robotsFile: path.join(gate.dir, 'robots'),
+          tokenKeyDir: path.join(gate.dir, 'keys', 'token'),
+        },
+      },
+    });
+    try {
+      const add = await api('POST', '/users', { name: 'erin', password: 'erin-password-1' });
+      assert.equal(add.status, 201, add.body.toString());
+      // One attempt after the 1 s check (repeated failures would trip the login limiter).
+      await new Promise((r) => setTimeout(r, 1500));
+      await getToken(other.url, other.ca, 'erin', 'erin-password-1', []);
+      assert.equal((await api('DELETE', '/users/erin')).status, 200);
+      await new Promise((r) => setTimeout(r, 1500));
+      await assert.rejects(getToken(other.url, other.ca, 'erin', 'erin-password-1', []), /401/);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('an admin client certificate works without a token; a non-admin certificate is refused', async () => {
     const m = await startTestGate({
       registryUrl: registry.url,
