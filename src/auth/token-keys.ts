@@ -2,8 +2,9 @@
  * Token signing keys: ES256 key pairs in one directory, `<kid>.key` (PKCS#8 PEM, mode 0600),
  * kid = RFC 7638 JWK thumbprint (SHA-256) of the public key.
  *
- * Rotation: `rotateTokenKey(dir)` adds a key and marks it newest; the newest key signs, every key
- * present verifies, so tokens still in flight stay valid. Remove an old key only after the longest
+ * Rotation: `rotateTokenKey(dir)` adds a key and marks it newest; the newest key signs (or the
+ * one `auth.signingKid` names: file times say nothing in a Kubernetes Secret volume, where every
+ * file has the same mtime), every key present verifies, so tokens still in flight stay valid. Remove an old key only after the longest
  * token lifetime has passed: that is `auth.refreshTtlSeconds` when refresh tokens are issued,
  * `auth.tokenTtlSeconds` otherwise.
  */
@@ -63,8 +64,15 @@ export async function rotateTokenKey(dir: string): Promise<string> {
   return kid;
 }
 
-/** Loads every key in `dir`; the most recently written one signs. Throws if there is none. */
-export async function loadTokenKeys(dir: string, log: TokenKeyLogger): Promise<TokenKeySet> {
+/**
+ * Loads every key in `dir`; `signingKid` signs when given (it must be there), otherwise the most
+ * recently written one. Throws if there is none.
+ */
+export async function loadTokenKeys(
+  dir: string,
+  log: TokenKeyLogger,
+  signingKid?: string,
+): Promise<TokenKeySet> {
   const entries = keyFiles(dir)
     .map((f) => ({ f, mtime: statSync(path.join(dir, f)).mtimeMs }))
     .sort((a, b) => b.mtime - a.mtime || a.f.localeCompare(b.f));
@@ -101,7 +109,12 @@ export async function loadTokenKeys(dir: string, log: TokenKeyLogger): Promise<T
       );
     }
     verifying.set(kid, publicKey);
-    signing ??= { kid, privateKey };
+    if (signingKid === undefined || kid === signingKid) signing ??= { kid, privateKey };
+  }
+  // Policy: a configured signing kid that is not on disk stops the start; signing with another key
+  // would look right until that key is removed.
+  if (signingKid !== undefined && !signing) {
+    throw new Error(`auth.signingKid ${signingKid} is not among the token keys in ${dir}`);
   }
   if (!signing) throw new Error(`no token signing key in ${dir}`);
   log.info({ dir, signingKid: signing.kid, keys: verifying.size }, 'token signing keys loaded');
@@ -109,10 +122,14 @@ export async function loadTokenKeys(dir: string, log: TokenKeyLogger): Promise<T
 }
 
 /** Loads the keys in `dir`, generating a first one (with a log line saying so) when there is none. */
-export async function loadOrCreateTokenKeys(dir: string, log: TokenKeyLogger): Promise<TokenKeySet> {
-  if (keyFiles(dir).length === 0) {
+export async function loadOrCreateTokenKeys(
+  dir: string,
+  log: TokenKeyLogger,
+  signingKid?: string,
+): Promise<TokenKeySet> {
+  if (keyFiles(dir).length === 0 && signingKid === undefined) {
     const kid = await rotateTokenKey(dir);
     log.info({ dir, kid }, `no token signing key in ${dir}: generated a new ES256 key (kid ${kid})`);
   }
-  return loadTokenKeys(dir, log);
+  return loadTokenKeys(dir, log, signingKid);
 }

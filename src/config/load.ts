@@ -18,6 +18,7 @@ export const ENV_OVERRIDES: Array<[string, string[], 'string' | 'number']> = [
   ['TRUSTGATE_REDIS_URL', ['cache', 'redisUrl'], 'string'],
   ['TRUSTGATE_CACHE_HMAC_SECRET', ['cache', 'hmacSecret'], 'string'],
   ['TRUSTGATE_LOG_LEVEL', ['log', 'level'], 'string'],
+  ['TRUSTGATE_AUTH_SIGNING_KID', ['auth', 'signingKid'], 'string'],
 ];
 
 export class ConfigError extends Error {

@@ -73,6 +73,11 @@ export const configSchema = z.strictObject({
         .default(7 * 86_400),
       /** Directory holding the token signing keys (created on first start). */
       tokenKeyDir: z.string().default('keys/token'),
+      /** The kid (RFC 7638 thumbprint) of the token key that signs; default: the newest file. */
+      signingKid: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{43}$/, 'a kid is the 43-character base64url RFC 7638 thumbprint')
+        .optional(),
       htpasswd: z.string().optional(),
       /** Robot accounts: name -> bcrypt hash of the secret. */
       robotsFile: z.string().optional(),

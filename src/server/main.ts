@@ -151,6 +151,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   const tokenKeys = await loadOrCreateTokenKeys(
     config.auth.tokenKeyDir,
     log.child({ component: 'token-keys' }),
+    config.auth.signingKid,
   );
   const tokens = new TokenService({
     keys: tokenKeys,

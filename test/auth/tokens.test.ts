@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -61,6 +61,22 @@ describe('token keys', () => {
     const again = await loadOrCreateTokenKeys(keyDir, log);
     assert.equal(again.signing.kid, set.signing.kid);
     assert.equal(readdirSync(keyDir).length, 1);
+  });
+
+  it('auth.signingKid picks the signing key whatever the file times; an absent kid stops the start', async () => {
+    const keyDir = path.join(dir, 'kid');
+    const first = await rotateTokenKey(keyDir);
+    const second = await rotateTokenKey(keyDir);
+    // As in a Kubernetes Secret volume: every file has the same mtime.
+    for (const f of readdirSync(keyDir)) utimesSync(path.join(keyDir, f), 1_700_000_000, 1_700_000_000);
+    for (const kid of [first, second]) {
+      const set = await loadTokenKeys(keyDir, log, kid);
+      assert.equal(set.signing.kid, kid);
+      assert.equal(set.verifying.size, 2);
+    }
+    await assert.rejects(loadTokenKeys(keyDir, log, 'A'.repeat(43)), /auth.signingKid .* is not among/);
+    // No key generated in an empty directory when a kid is configured: that key could not be it.
+    await assert.rejects(loadOrCreateTokenKeys(path.join(dir, 'kid-empty'), log, first), /is not among/);
   });
 
   it('refuses a key whose file name is not its thumbprint, and non-P-256 keys', async () => {
