@@ -20,7 +20,7 @@ import { readCeiling, startCeilingServer } from './lib/ceiling.js';
 import { withCpu } from './lib/cpu.js';
 import { startNginx } from './lib/nginx.js';
 import { RegistryClient, type Transfer } from './lib/registry-client.js';
-import { benchEnv, withCleanup } from './lib/setup.js';
+import { benchEnv, runMain, withCleanup } from './lib/setup.js';
 import { alternate, envInt, fmt, median, MiB, ratio, table, type Target } from './lib/stats.js';
 import { loadTrustgate, startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
 
@@ -196,10 +196,4 @@ async function main(): Promise<void> {
   });
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error((err as Error)?.stack ?? String(err));
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -6,6 +6,7 @@
  * records p50/p99; the figures printed are the median over RUNS runs. Every run is bounded by
  * RUN_BUDGET_MS: a case that exceeds it stops early and says so.
  */
+import { runMain } from './lib/setup.js';
 import { RedisVerdictCache } from '../src/cache/redis-cache.js';
 import { TieredVerdictCache } from '../src/cache/tiered-cache.js';
 import { startRedis } from '../test/helpers/stack.js';
@@ -90,7 +91,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+runMain(main);

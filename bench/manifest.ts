@@ -20,7 +20,7 @@ import { pushManifest, pushRandomImage } from '../test/helpers/registry-direct.j
 import { writeFileSync } from 'node:fs';
 import { signDirect } from '../test/helpers/sign.js';
 import { startNginx } from './lib/nginx.js';
-import { benchEnv, withCleanup } from './lib/setup.js';
+import { benchEnv, runMain, withCleanup } from './lib/setup.js';
 import { envInt, fmt, median, ratio, table } from './lib/stats.js';
 import { startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
 import { cpuSeconds } from './lib/cpu.js';
@@ -264,7 +264,4 @@ async function fetchToken(
   });
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+runMain(main);

@@ -17,7 +17,7 @@ import { assertSameImage, imageBytes, makeOciImage, readDiskImage } from '../tes
 import { createSkopeoContext, makeCertDir, type Endpoint } from '../test/helpers/skopeo.js';
 import { startRegistry } from '../test/helpers/stack.js';
 import { startNginx } from './lib/nginx.js';
-import { benchEnv, withCleanup } from './lib/setup.js';
+import { benchEnv, runMain, withCleanup } from './lib/setup.js';
 import { alternate, envInt, fmt, median, MiB, ratio, table, type Target } from './lib/stats.js';
 import { loadTrustgate, startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
 
@@ -123,10 +123,4 @@ async function main(): Promise<void> {
   });
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error((err as Error)?.stack ?? String(err));
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startRegistry } from '../test/helpers/stack.js';
 import { RegistryClient } from './lib/registry-client.js';
-import { benchEnv, withCleanup } from './lib/setup.js';
+import { benchEnv, runMain, withCleanup } from './lib/setup.js';
 import { envInt, fmt, MiB, table } from './lib/stats.js';
 import { loadTrustgate, startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
 
@@ -110,10 +110,4 @@ async function main(): Promise<void> {
   });
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error((err as Error)?.stack ?? String(err));
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -37,3 +37,14 @@ export async function withCleanup(
     }
   }
 }
+
+/** Runs a benchmark's main and exits: 0 when it finished, 1 with the stack when it threw. */
+export function runMain(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error((err as Error)?.stack ?? String(err));
+      process.exit(1);
+    },
+  );
+}
