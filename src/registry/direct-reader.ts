@@ -382,9 +382,25 @@ export class DirectReader {
         fail(new Error(`upstream gave no response head in ${this.opts.timeoutMs} ms`));
       }, this.opts.timeoutMs);
 
+      // Once the body flows, a registry that sends nothing for the upstream timeout while this
+      // reader is not holding it back (paused for a slow client) ends the transfer early.
+      let stall: NodeJS.Timeout | undefined;
+      const watchStall = (on: boolean): void => {
+        if (!on || finished) {
+          clearTimeout(stall);
+          stall = undefined;
+        } else if (stall) stall.refresh();
+        else {
+          stall = setTimeout(
+            () => fail(new Error(`upstream sent no body bytes for ${this.opts.timeoutMs} ms`)),
+            this.opts.timeoutMs,
+          );
+        }
+      };
       const detach = (reusable: boolean): void => {
         finished = true;
         clearTimeout(timer);
+        watchStall(false);
         res.off('close', onClientClose);
         client.off('close', onClientClose);
         this.release(conn, reusable);
@@ -418,7 +434,10 @@ export class DirectReader {
       const release = (buf: Buffer) => (): void => {
         inFlight--;
         pool.give(buf);
-        if (!finished && inFlight < IN_FLIGHT && socket.isPaused()) socket.resume();
+        if (!finished && inFlight < IN_FLIGHT && socket.isPaused()) {
+          socket.resume();
+          watchStall(true);
+        }
       };
       const relay = (buf: Buffer, from: number, to: number): void => {
         if (res.destroyed) {
@@ -432,7 +451,10 @@ export class DirectReader {
         }
         inFlight++;
         res.write(buf.subarray(from, to), release(buf));
-        if (inFlight >= IN_FLIGHT) socket.pause();
+        if (inFlight >= IN_FLIGHT) {
+          socket.pause();
+          watchStall(false);
+        }
       };
       const bodyDone = (): void => {
         res.end();
@@ -479,6 +501,7 @@ export class DirectReader {
             if (parsed.status !== 416) start = got.bodyStart;
           }
           const take = Math.min(left, n - start);
+          watchStall(left - take > 0);
           if (n - start > take) {
             // Policy: bytes past the declared length are not relayed, and the connection that
             // carried them is never reused (they could be read as a second response).

@@ -121,6 +121,10 @@ const behaviours: Record<string, Behaviour> = {
     s.write(head('200 OK', { 'content-type': 'application/octet-stream', 'content-length': 2 }) + 'ok');
   },
   'blob-no-head': () => undefined,
+  'blob-stall-mid-body': (s) => {
+    s.write(head('200 OK', { 'content-type': 'application/octet-stream', 'content-length': 1_000_000 }));
+    s.write(Buffer.alloc(64 * 1024, 1)); // then nothing, connection open
+  },
   'huge-manifest': (s) => {
     s.write(head('200 OK', { 'content-type': OCI, 'content-length': 6 * 1024 * 1024 }));
     s.end(Buffer.alloc(6 * 1024 * 1024, 0x20));
@@ -323,6 +327,18 @@ describe('security: upstream faults (fake upstream)', { timeout: 120_000 }, () =
     });
     assert.equal(r.status, 200);
     assert.deepEqual([...r.body], [0x63, 0x61, 0x66, 0xe9]);
+  });
+
+  it('blob read, the registry stalls mid-body: the client gets a truncated transfer after the upstream timeout', async () => {
+    const t0 = Date.now();
+    const r = await Promise.race([
+      blobGet('blob-stall-mid-body'),
+      new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 8000).unref()),
+    ]);
+    assert.notEqual(r, 'hung', 'the transfer never ended');
+    if (!(r instanceof Error) && r !== 'hung') assert.ok(r.body.length < 1_000_000);
+    assert.ok(Date.now() - t0 < 6000, `ended after ${Date.now() - t0} ms`);
+    await alive();
   });
 
   it('blob read, no response head: 5xx after the upstream timeout, and trustgate stays up', async () => {
