@@ -52,10 +52,7 @@ export class ManifestCache {
   }
 
   delete(repo: string, digest: string): void {
+    // Tag hints naming it go unused from now on: lastResolved needs the bytes too.
     this.lru.delete(`${repo}@${digest}`);
-    // A hint naming a deleted manifest would be useless anyway; this one goes too.
-    for (const [key, d] of this.tags.entries()) {
-      if (d === digest && key.startsWith(`${repo}:`)) this.tags.delete(key);
-    }
   }
 }

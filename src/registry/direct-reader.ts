@@ -482,11 +482,9 @@ export class DirectReader {
               // of text: relayed as it is, the client would wait for bytes that never come.
               // Policy: the status and Content-Range go out with an empty body; the connection
               // is not reused.
-              delete parsed.headers['content-length'];
               parsed.headers['content-length'] = '0';
               parsed.length = 0;
               parsed.keepAlive = false;
-              start = n;
             }
             try {
               res.writeHead(parsed.status, parsed.headers);
@@ -498,7 +496,7 @@ export class DirectReader {
             }
             left = parsed.length;
             sink.relaying = left > 0;
-            if (parsed.status !== 416) start = got.bodyStart;
+            start = got.bodyStart;
           }
           const take = Math.min(left, n - start);
           watchStall(left - take > 0);
