@@ -38,6 +38,8 @@ export interface DirectReaderOptions {
    * three read buffers while its client is slow, so this bounds the reader's memory.
    */
   maxActive?: number;
+  /** Told why an answer was handed back to the general path (for the log). */
+  onFallback?: (why: string) => void;
 }
 
 interface Head {
@@ -187,9 +189,6 @@ export class DirectReader {
   private readonly maxActive: number;
   private active = 0;
 
-  /** Told why a response went to the general forwarder (for the log). */
-  onFallback?: (why: string) => void;
-
   constructor(private readonly opts: DirectReaderOptions) {
     this.maxIdle = opts.maxIdle ?? 8;
     this.maxActive = opts.maxActive ?? 16;
@@ -325,7 +324,7 @@ export class DirectReader {
             try {
               got = head.push(buf, n);
             } catch (err) {
-              this.onFallback?.(err instanceof Error ? err.message : String(err));
+              this.opts.onFallback?.(err instanceof Error ? err.message : String(err));
               end(false);
               return resolve('fallback');
             }
@@ -517,7 +516,7 @@ export class DirectReader {
       };
       conn.sink = sink;
       const fallbackNow = (why: string): void => {
-        this.onFallback?.(why);
+        this.opts.onFallback?.(why);
         finish('fallback', false);
       };
 

@@ -96,11 +96,18 @@ export class Upstream {
   readonly direct?: DirectReader;
   private readonly timeoutMs: number;
 
+  private readonly observe?: (kind: string, seconds: number) => void;
+
   constructor(
     opts: UpstreamOptions,
-    /** Told how long each buffered request took, by kind (for metrics). */
-    private readonly observe?: (kind: string, seconds: number) => void,
+    hooks: {
+      /** Told how long each buffered request took, by kind (for metrics). */
+      observe?: (kind: string, seconds: number) => void;
+      /** Told why DirectReader handed an answer back to Node's http client (for the log). */
+      onFallback?: (why: string) => void;
+    } = {},
   ) {
+    this.observe = hooks.observe;
     this.target = new URL(opts.url);
     if (this.target.pathname !== '/' || this.target.search) {
       throw new Error(`upstream.url must be a bare origin (got ${opts.url})`);
@@ -118,6 +125,7 @@ export class Upstream {
         host: this.target.hostname.replace(/^\[|\]$/g, ''),
         port: Number(this.target.port || 80),
         timeoutMs: opts.timeoutMs,
+        onFallback: hooks.onFallback,
       });
     }
   }

@@ -7,7 +7,6 @@ import {
   type Upstream,
 } from '../registry/upstream.js';
 import { GateError } from '../core/errors.js';
-import type { DirectReader } from '../registry/direct-reader.js';
 import { sendError } from './respond.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -27,17 +26,12 @@ function carriesBody(h: http.IncomingHttpHeaders): boolean {
  */
 export class StreamForwarder {
   private readonly proxy: ProxyServer;
-  private readonly blobs?: DirectReader;
 
   constructor(
     private readonly upstream: Upstream,
     private readonly log: Logger,
     private readonly metrics?: Metrics,
   ) {
-    this.blobs = upstream.direct;
-    if (this.blobs) {
-      this.blobs.onFallback = (why) => log.debug({ why }, 'registry answer handed to the general path');
-    }
     this.proxy = createProxyServer({
       target: upstream.target.origin,
       agent: upstream.agent,
@@ -85,18 +79,13 @@ export class StreamForwarder {
    */
   async forwardBlobRead(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
     const method = req.method;
-    if (!this.blobs || (method !== 'GET' && method !== 'HEAD') || carriesBody(req.headers)) {
+    const direct = this.upstream.direct;
+    if (!direct || (method !== 'GET' && method !== 'HEAD') || carriesBody(req.headers)) {
       return this.forward(req, res, path);
     }
     this.countBytes(req, res);
     try {
-      const outcome = await this.blobs.relay(
-        method,
-        path,
-        upstreamRequestHeaders(req.headers),
-        res,
-        req.socket,
-      );
+      const outcome = await direct.relay(method, path, upstreamRequestHeaders(req.headers), res, req.socket);
       if (outcome === 'done') return;
     } catch (err) {
       return this.fail(err, res);

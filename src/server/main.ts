@@ -113,9 +113,11 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   });
   let live = derive(config);
 
-  const upstream = new Upstream(config.upstream, (kind, seconds) =>
-    metrics.upstreamDuration.observe({ kind }, seconds),
-  );
+  const upstreamLog = log.child({ component: 'upstream' });
+  const upstream = new Upstream(config.upstream, {
+    observe: (kind, seconds) => metrics.upstreamDuration.observe({ kind }, seconds),
+    onFallback: (why) => upstreamLog.debug({ why }, 'registry answer handed to the general path'),
+  });
   const forwarder = new StreamForwarder(upstream, log, metrics);
   const keyring = new Keyring(config.trust.keysDir, log.child({ component: 'keyring' }));
   keyring.start();

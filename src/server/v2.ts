@@ -51,12 +51,19 @@ export interface PipelineDeps {
   manifests?: ManifestCache;
   /** Told after a manifest DELETE by digest went upstream (to tell the other replicas). */
   onManifestDeleted?: (repo: string, digest: string) => void;
-  /** Registry answers for tags, shared by concurrent pulls (made by createV2Handler if absent). */
-  tagAnswers?: FreshCoalescer<{ up: UpstreamResponse } | { held: CachedManifest }>;
   service: string;
   /** Token endpoint URL for the challenge; derived from the Host header when not configured. */
   realm?: string;
   isAdmin: (p: Principal) => boolean;
+}
+
+/** One registry answer for a manifest reference: the response, or held bytes it confirmed (304). */
+type RegistryAnswer = { up: UpstreamResponse } | { held: CachedManifest };
+
+/** The dependencies plus what the pipeline keeps for itself. */
+interface Pipeline extends PipelineDeps {
+  /** Registry answers for tags, shared by concurrent pulls of one tag. */
+  tagAnswers: FreshCoalescer<RegistryAnswer>;
 }
 
 interface Ctx {
@@ -74,10 +81,9 @@ interface Ctx {
 export function createV2Handler(
   deps: PipelineDeps,
 ): (req: http.IncomingMessage, res: http.ServerResponse) => void {
-  const d: PipelineDeps = {
+  const d: Pipeline = {
     ...deps,
-    tagAnswers:
-      deps.tagAnswers ?? new FreshCoalescer((callers) => deps.metrics?.tagAnswersShared.inc(callers)),
+    tagAnswers: new FreshCoalescer((callers) => deps.metrics?.tagAnswersShared.inc(callers)),
   };
   return (req, res) => {
     const started = performance.now();
@@ -114,7 +120,7 @@ export function createV2Handler(
 }
 
 async function handle(
-  d: PipelineDeps,
+  d: Pipeline,
   req: http.IncomingMessage,
   res: http.ServerResponse,
   event: AuditEvent,
@@ -222,7 +228,7 @@ function authorise(ctx: Ctx): void {
   );
 }
 
-function challenge(d: PipelineDeps, req: http.IncomingMessage, event: AuditEvent): string {
+function challenge(d: Pipeline, req: http.IncomingMessage, event: AuditEvent): string {
   const host = headerValue(req.headers.host) ?? 'localhost';
   const realm = d.realm ?? `https://${host}/token`;
   let value = `Bearer realm="${realm}",service="${d.service}"`;
@@ -242,7 +248,7 @@ function challenge(d: PipelineDeps, req: http.IncomingMessage, event: AuditEvent
  * plain upload starts, which the spec allows and which leaks nothing.
  */
 async function uploadStartPath(
-  d: PipelineDeps,
+  d: Pipeline,
   ctx: Ctx,
   route: Extract<Route, { kind: 'upload-start' }>,
 ): Promise<string> {
@@ -260,7 +266,7 @@ async function uploadStartPath(
   return u.pathname + u.search;
 }
 
-async function serveCatalog(d: PipelineDeps, ctx: Ctx): Promise<void> {
+async function serveCatalog(d: Pipeline, ctx: Ctx): Promise<void> {
   const admin = d.isAdmin(ctx.principal);
   const n = Number(new URL(ctx.req.url ?? '', 'http://x').searchParams.get('n') ?? '') || undefined;
   const visible: string[] = [];
@@ -317,7 +323,7 @@ function sha256(bytes: Buffer): string {
 
 /** I1: one upstream fetch, verified, and exactly those bytes served. */
 async function serveManifest(
-  d: PipelineDeps,
+  d: Pipeline,
   ctx: Ctx,
   repo: string,
   ref: { tag?: string; digest?: string },
@@ -378,7 +384,7 @@ async function serveManifest(
  * 4xx answer was relayed. A tag is always resolved upstream: tags move.
  */
 async function fetchManifest(
-  d: PipelineDeps,
+  d: Pipeline,
   ctx: Ctx,
   repo: string,
   ref: { tag?: string; digest?: string },
@@ -390,10 +396,9 @@ async function fetchManifest(
     if (hit) return hit;
   }
   const { tag } = ref;
-  const answer =
-    tag && d.tagAnswers
-      ? await d.tagAnswers.run(`${repo}:${tag}`, () => askRegistry(d, repo, reference, tag))
-      : await askRegistry(d, repo, reference, tag);
+  const answer = tag
+    ? await d.tagAnswers.run(`${repo}:${tag}`, () => askRegistry(d, repo, reference, tag))
+    : await askRegistry(d, repo, reference);
   if ('held' in answer) return answer.held;
   const { up } = answer;
   if (up.status === 404 || up.status === 400) {
@@ -420,11 +425,11 @@ async function fetchManifest(
  * share the answer (FreshCoalescer: only an answer asked for after the pull arrived).
  */
 async function askRegistry(
-  d: PipelineDeps,
+  d: Pipeline,
   repo: string,
   reference: string,
   tag?: string,
-): Promise<{ up: UpstreamResponse } | { held: CachedManifest }> {
+): Promise<RegistryAnswer> {
   const previous = tag ? d.manifests?.lastResolved(repo, tag) : undefined;
   const headers: Record<string, string> = { accept: UPSTREAM_MANIFEST_ACCEPT };
   if (previous) headers['if-none-match'] = `"${previous.digest}"`;
@@ -452,7 +457,7 @@ function recordVerdict(event: AuditEvent, v: Verdict): void {
 }
 
 /** The client's denial line: names the image, what was missing, and the keys that would do. */
-function denial(repo: string, digest: string, v: Verdict, d: PipelineDeps): string {
+function denial(repo: string, digest: string, v: Verdict, d: Pipeline): string {
   const subject = v.message.startsWith(repo) ? '' : `${repo}@${digest}: `;
   const trusted = v.message.includes('trusted:')
     ? ''
@@ -461,7 +466,7 @@ function denial(repo: string, digest: string, v: Verdict, d: PipelineDeps): stri
 }
 
 async function admit(
-  d: PipelineDeps,
+  d: Pipeline,
   repo: string,
   digest: string,
   m: ParsedManifest,
@@ -508,7 +513,7 @@ function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
 }
 
 async function putManifest(
-  d: PipelineDeps,
+  d: Pipeline,
   ctx: Ctx,
   repo: string,
   ref: { tag?: string; digest?: string },
