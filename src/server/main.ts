@@ -216,7 +216,19 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   // Credential files shared by replicas (a volume): a change made through another replica's admin
   // API, or by hand, is picked up within a second, like the key directory.
   const reloadCredentials = (): void => {
-    live = { ...live, credentials: live.credentials.reload(live.config.auth, credLog) };
+    try {
+      live = { ...live, credentials: live.credentials.reload(live.config.auth, credLog) };
+    } catch (err) {
+      // Policy: credential files that cannot be read accept nobody until they can again (logins
+      // get 401; tokens already issued live to their expiry), never the accounts last seen, and
+      // the process keeps running.
+      credLog.error(
+        { err: String(err) },
+        'credential files unreadable: no password or robot login is accepted until they are back',
+      );
+      const none = { ...live.config.auth, htpasswd: undefined, robotsFile: undefined };
+      live = { ...live, credentials: live.credentials.reload(none, credLog) };
+    }
   };
   let credentialsHash = credentialFilesHash(live.config.auth);
   const credentialsTimer = setInterval(() => {
