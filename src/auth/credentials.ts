@@ -237,6 +237,20 @@ export interface Accounts {
   robots: ReadonlyMap<string, string>;
 }
 
+/**
+ * One dummy bcrypt hash per cost for the process: a store is rebuilt on every credential file
+ * change, and a cost-12 hash takes about 0.4 s of blocked event loop to make.
+ */
+const dummyHashes = new Map<number, string>();
+function dummyHashFor(cost: number): string {
+  let h = dummyHashes.get(cost);
+  if (h === undefined) {
+    h = bcrypt.hashSync(randomBytes(18).toString('base64'), cost);
+    dummyHashes.set(cost, h);
+  }
+  return h;
+}
+
 export class CredentialStore {
   private limiter: FailureLimiter;
   private readonly dummyHash: string;
@@ -262,7 +276,7 @@ export class CredentialStore {
       costs.set(c, (costs.get(c) ?? 0) + 1);
     }
     const cost = [...costs.entries()].sort((a, b) => b[1] - a[1] || b[0] - a[0])[0]?.[0] ?? 10;
-    this.dummyHash = bcrypt.hashSync(randomBytes(18).toString('base64'), cost);
+    this.dummyHash = dummyHashFor(cost);
   }
 
   static load(

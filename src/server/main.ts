@@ -215,7 +215,10 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   );
   // Credential files shared by replicas (a volume): a change made through another replica's admin
   // API, or by hand, is picked up within a second, like the key directory.
+  let credentialsHash = credentialFilesHash(live.config.auth);
   const reloadCredentials = (): void => {
+    // Read once per change: the admin API calls this after its own writes, the timer after others'.
+    credentialsHash = credentialFilesHash(live.config.auth);
     try {
       live = { ...live, credentials: live.credentials.reload(live.config.auth, credLog) };
     } catch (err) {
@@ -230,12 +233,8 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       live = { ...live, credentials: live.credentials.reload(none, credLog) };
     }
   };
-  let credentialsHash = credentialFilesHash(live.config.auth);
   const credentialsTimer = setInterval(() => {
-    const h = credentialFilesHash(live.config.auth);
-    if (h === credentialsHash) return;
-    credentialsHash = h;
-    reloadCredentials();
+    if (credentialFilesHash(live.config.auth) !== credentialsHash) reloadCredentials();
   }, 1000);
   credentialsTimer.unref();
   app.use(

@@ -492,11 +492,18 @@ describe('admin API', { timeout: 180_000 }, () => {
       },
     });
     try {
+      const loads = (): number => sink.lines.filter((l) => l['msg'] === 'credentials loaded').length;
+      const loads0 = loads();
       const add = await api('POST', '/users', { name: 'erin', password: 'erin-password-1' });
       assert.equal(add.status, 201, add.body.toString());
       // One attempt after the 1 s check (repeated failures would trip the login limiter).
       await new Promise((r) => setTimeout(r, 1500));
       await getToken(other.url, other.ca, 'erin', 'erin-password-1', []);
+      assert.equal(
+        loads() - loads0,
+        1,
+        'the writing replica re-read its files once, not again on its own check',
+      );
       assert.equal((await api('DELETE', '/users/erin')).status, 200);
       await new Promise((r) => setTimeout(r, 1500));
       await assert.rejects(getToken(other.url, other.ca, 'erin', 'erin-password-1', []), /401/);
