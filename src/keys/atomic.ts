@@ -7,8 +7,17 @@
  * final name, and the directory is fsynced so the new name survives a power cut.
  */
 import { randomBytes } from 'node:crypto';
-import { constants, promises as fs } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  openSync,
+  promises as fs,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
+import { GateError } from '../core/errors.js';
 
 /** Temp files are dot-files ending in `.tmp`: the keyring only reads `*.pub` / `*.meta.json`. */
 export const TEMP_PREFIX = '.tg-';
@@ -90,4 +99,52 @@ export async function removeStaleTemps(dir: string, olderThanMs = 60_000): Promi
     }
   }
   return removed;
+}
+
+const LOCK_STALE_MS = 30_000;
+const LOCK_WAIT_MS = 10_000;
+
+/**
+ * Runs `fn` holding `lockFile` (created with O_EXCL, removed after), so a read-modify-write of a
+ * file shared by replicas (a volume) cannot lose another replica's change: a revocation undone by
+ * a concurrent rotate, a removed user written back by a concurrent add. Works between processes
+ * and within one. A lock older than 30 s is taken as left by a writer that died and is broken;
+ * one not freed within 10 s is a 503 (nothing was changed).
+ */
+export async function withFileLock<T>(lockFile: string, fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      const fd = openSync(lockFile, 'wx', 0o600);
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    try {
+      if (Date.now() - statSync(lockFile).mtimeMs > LOCK_STALE_MS) {
+        unlinkSync(lockFile);
+        continue;
+      }
+    } catch {
+      continue; // freed meanwhile
+    }
+    if (Date.now() > deadline) {
+      throw new GateError('UNAVAILABLE', 'another replica is changing the same files: try again', {
+        status: 503,
+        logDetail: { lockFile },
+      });
+    }
+    await new Promise((r) => setTimeout(r, 20 + Math.random() * 30));
+  }
+  try {
+    return await fn();
+  } finally {
+    try {
+      unlinkSync(lockFile);
+    } catch {
+      // already broken as stale by another writer; nothing to free
+    }
+  }
 }

@@ -11,7 +11,10 @@ import path from 'node:path';
 import { GateError } from '../core/errors.js';
 import { compileGlob, PolicyError } from '../core/policy.js';
 import { parsePublicKeyPem, publicKeyFingerprint, publicKeyToPem, type PublicKey } from '../core/signature/keys.js';
-import { removeStaleTemps, writeFileAtomic } from './atomic.js';
+import { removeStaleTemps, withFileLock, writeFileAtomic } from './atomic.js';
+
+/** The lock of the key directory's writers (a dot-file: the keyring reads only `*.pub`, `*.meta.json`). */
+const KEYS_LOCK = '.trustgate.lock';
 import { KEY_NAME, loadKeyDir, type KeyEntry, type KeyMeta, type Keyring } from './keyring.js';
 
 /** Bookkeeping fields the admin API adds to a key's meta file. */
@@ -150,7 +153,6 @@ function parseKey(pem: string): { key: PublicKey; fingerprint: string; pem: stri
 }
 
 export class KeyStore {
-  private chain: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly keyring: Keyring,
@@ -180,11 +182,9 @@ export class KeyStore {
     return keyInfo(k, this.now());
   }
 
-  /** Changes on this replica run one at a time. */
+  /** Changes run one at a time, across the replicas sharing the key directory too. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const p = this.chain.then(fn, fn);
-    this.chain = p.catch(() => undefined);
-    return p;
+    return withFileLock(path.join(this.dir, KEYS_LOCK), fn);
   }
 
   add(input: AddKeyInput, actor: string): Promise<KeyInfo> {

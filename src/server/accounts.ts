@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import bcrypt from 'bcryptjs';
 import { GateError } from '../core/errors.js';
-import { writeFileAtomic } from '../keys/atomic.js';
+import { withFileLock, writeFileAtomic } from '../keys/atomic.js';
 
 /**
  * Policy: account names are a conservative subset of what the credential parser accepts, so that
@@ -47,17 +47,16 @@ function nameOf(line: string): string | undefined {
 }
 
 export class AccountFiles {
-  private chain: Promise<unknown> = Promise.resolve();
   private readonly cost: number;
 
   constructor(private readonly o: AccountFilesOptions) {
     this.cost = o.cost ?? 12;
   }
 
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const p = this.chain.then(fn, fn);
-    this.chain = p.catch(() => undefined);
-    return p;
+  /** Changes to one file run one at a time, across the replicas sharing it too. */
+  private serial<T>(kind: 'user' | 'robot', fn: (file: string) => Promise<T>): Promise<T> {
+    const file = this.fileOf(kind);
+    return withFileLock(`${file}.lock`, () => fn(file));
   }
 
   private fileOf(kind: 'user' | 'robot'): string {
@@ -100,8 +99,7 @@ export class AccountFiles {
       throw badRequest(`passwords are at most ${MAX_PASSWORD_BYTES} bytes (bcrypt ignores the rest)`);
     }
     if (CONTROL.test(password)) throw badRequest('passwords may not contain control characters');
-    return this.serial(async () => {
-      const file = this.fileOf('user');
+    return this.serial('user', async (file) => {
       if (linesOf(file).some((l) => nameOf(l) === name)) throw badRequest(`user ${name} already exists`);
       const line = `${name}:${await this.hash(password)}`;
       await this.rewrite(file, (lines) => {
@@ -113,8 +111,7 @@ export class AccountFiles {
   }
 
   remove(kind: 'user' | 'robot', name: string): Promise<void> {
-    return this.serial(async () => {
-      const file = this.fileOf(kind);
+    return this.serial(kind, async (file) => {
       if (!linesOf(file).some((l) => nameOf(l) === name)) {
         throw new GateError('NAME_UNKNOWN', `no ${kind} named ${JSON.stringify(name.slice(0, 80))}`, {
           status: 404,
@@ -129,8 +126,7 @@ export class AccountFiles {
     if (!ROBOT_NAME.test(name)) {
       throw new GateError('NAME_INVALID', `robot names must match ${ROBOT_NAME.source}`, { status: 400 });
     }
-    return this.serial(async () => {
-      const file = this.fileOf('robot');
+    return this.serial('robot', async (file) => {
       if (linesOf(file).some((l) => nameOf(l) === name)) throw badRequest(`robot ${name} already exists`);
       // Policy: 256 bits from the CSPRNG; never logged, never stored in clear.
       const secret = randomBytes(32).toString('base64url');
