@@ -191,10 +191,9 @@ export function compilePolicy(p: Config['policy']): Policy {
   }
   const admins = compilePrincipals(p.admins, 'policy.admins', false);
 
-  const groupsFor = (id: Identity): readonly string[] => {
-    const fromPolicy = groupsOf.get(id.subject) ?? [];
-    return id.groups.length === 0 ? fromPolicy : [...id.groups, ...fromPolicy];
-  };
+  // Policy: group membership is always the current policy's (identities carry no groups of their
+  // own: identityFor copies these), so a token minted before a group change gets the new groups.
+  const groupsFor = (id: Identity): readonly string[] => groupsOf.get(id.subject) ?? [];
   const matches = (set: PrincipalSet, id: Identity, groups: readonly string[]): boolean => {
     // Policy: `anonymous` names only the anonymous identity; `*` names any authenticated caller
     // and never the anonymous one; subjects and groups never match an anonymous caller.
