@@ -15,7 +15,7 @@ import { checkCredentialShape, MAX_USER_LENGTH } from './basic.js';
  * cannot contain `:`, so the login needs its own separator; `$` is Harbor's convention.)
  */
 export const ROBOT_LOGIN_PREFIX = 'robot$';
-const ROBOT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+export const ROBOT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const BCRYPT = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;

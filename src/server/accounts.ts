@@ -3,10 +3,11 @@
  * the format CredentialStore reads (`name:bcrypt`, `$2y$` like `htpasswd -B`); lines this module
  * does not touch (comments, other accounts) are kept as they are.
  */
-import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import bcrypt from 'bcryptjs';
 import { GateError } from '../core/errors.js';
+import { MAX_PASSWORD_BYTES } from '../auth/basic.js';
+import { generateRobotSecret, ROBOT_NAME } from '../auth/credentials.js';
 import { withFileLock, writeFileAtomic } from '../keys/atomic.js';
 
 /**
@@ -15,11 +16,8 @@ import { withFileLock, writeFileAtomic } from '../keys/atomic.js';
  * is reserved (`anonymous`, `*`) or looks like a robot login (`robot$…`).
  */
 export const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
-export const ROBOT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const RESERVED = new Set(['anonymous']);
-/** bcrypt reads at most 72 bytes; a longer password would be silently cut, so it is refused. */
 export const MIN_PASSWORD = 12;
-export const MAX_PASSWORD_BYTES = 72;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
@@ -95,6 +93,7 @@ export class AccountFiles {
       );
     }
     if (password.length < MIN_PASSWORD) throw badRequest(`passwords are at least ${MIN_PASSWORD} characters`);
+    // bcrypt reads at most 72 bytes; a longer password would be silently cut, so it is refused.
     if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) {
       throw badRequest(`passwords are at most ${MAX_PASSWORD_BYTES} bytes (bcrypt ignores the rest)`);
     }
@@ -129,7 +128,7 @@ export class AccountFiles {
     return this.serial('robot', async (file) => {
       if (linesOf(file).some((l) => nameOf(l) === name)) throw badRequest(`robot ${name} already exists`);
       // Policy: 256 bits from the CSPRNG; never logged, never stored in clear.
-      const secret = randomBytes(32).toString('base64url');
+      const secret = generateRobotSecret();
       const line = `${name}:${await this.hash(secret)}`;
       await this.rewrite(file, (lines) => {
         if (lines.some((l) => nameOf(l) === name)) throw badRequest(`robot ${name} already exists`);
