@@ -205,6 +205,16 @@ export class Upstream {
     });
   }
 
+  /** 'ok' when the registry answers GET /v2/ (200 or 401), otherwise what went wrong. */
+  async probe(): Promise<string> {
+    try {
+      const r = await this.request({ method: 'GET', path: '/v2/', maxBytes: 4096, kind: 'probe' });
+      return r.status === 200 || r.status === 401 ? 'ok' : `status ${r.status}`;
+    } catch (err) {
+      return `unreachable: ${(err as Error).message}`;
+    }
+  }
+
   close(): void {
     this.agent.destroy();
     this.direct?.close();

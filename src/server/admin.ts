@@ -337,13 +337,7 @@ export function createAdminRouter(d: AdminDeps): Router {
   });
 
   router.get('/health', async (_req, res) => {
-    let upstream = 'ok';
-    try {
-      const r = await d.upstream.request({ method: 'GET', path: '/v2/', maxBytes: 4096 });
-      if (r.status !== 200 && r.status !== 401) upstream = `status ${r.status}`;
-    } catch (err) {
-      upstream = `unreachable: ${(err as Error).message}`;
-    }
+    const upstream = await d.upstream.probe();
     const snap = d.keyring.snapshot;
     const stats = d.cache.stats();
     sendJson(res, 200, {

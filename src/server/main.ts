@@ -378,13 +378,7 @@ async function readiness(
   keyErrors: number;
   cache: unknown;
 }> {
-  let upstreamState = 'ok';
-  try {
-    const r = await upstream.request({ method: 'GET', path: '/v2/', maxBytes: 4096, kind: 'probe' });
-    if (r.status !== 200 && r.status !== 401) upstreamState = `status ${r.status}`;
-  } catch (err) {
-    upstreamState = `unreachable: ${(err as Error).message}`;
-  }
+  const upstreamState = await upstream.probe();
   const snap = keyring.snapshot;
   return {
     ready: upstreamState === 'ok' && !draining,
