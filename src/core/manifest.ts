@@ -2,6 +2,7 @@
  * Image manifest and index parsing, strict enough that trustgate and registry:2 read the same
  * document (I2). Pure: bytes in, a parsed view or a GateError('MANIFEST_INVALID') out.
  */
+import { createHash } from 'node:crypto';
 import { isValidDigest as isDigest } from './reference.js';
 import { GateError } from './errors.js';
 import { isJsonObject, parseStrictJson } from './json-strict.js';
@@ -255,4 +256,14 @@ export function referencedBlobs(m: ParsedManifest): string[] {
   if (m.config) out.push(m.config.digest);
   for (const l of m.layers) out.push(l.digest);
   return out;
+}
+
+/**
+ * `sha256:<hex>` (or sha512) of the exact bytes, with the algorithm of `like` (a digest being
+ * checked against; default sha256). Policy: a manifest's digest is always computed from the bytes
+ * held, never taken from a header.
+ */
+export function digestOf(bytes: Uint8Array, like = 'sha256:'): string {
+  const alg = like.startsWith('sha512:') ? 'sha512' : 'sha256';
+  return `${alg}:${createHash(alg).update(bytes).digest('hex')}`;
 }

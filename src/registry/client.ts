@@ -10,9 +10,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { MEDIA_TYPES, isValidDigest } from '../core/manifest.js';
+import { MEDIA_TYPES, digestOf, isValidDigest } from '../core/manifest.js';
 
 /** Policy: manifests larger than registry:2's own limit (4 MiB) are refused, not buffered. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -92,12 +91,6 @@ export class RegistryError extends Error {
 export function isLoopbackHost(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
   return h === 'localhost' || h === '::1' || /^127(?:\.\d{1,3}){3}$/.test(h);
-}
-
-/** `sha256:<hex>` (or sha512) of bytes, using the algorithm named by `like` (default sha256). */
-export function digestOf(bytes: Uint8Array, like = 'sha256:'): string {
-  const alg = like.startsWith('sha512:') ? 'sha512' : 'sha256';
-  return `${alg}:${createHash(alg).update(bytes).digest('hex')}`;
 }
 
 interface Challenge {

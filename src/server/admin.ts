@@ -8,7 +8,7 @@
  * → admin role (policy.admins) → parse and validate the body → change → audit event → answer.
  */
 import { MAX_MANIFEST_BYTES, UPSTREAM_MANIFEST_ACCEPT } from './v2.js';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
@@ -19,7 +19,7 @@ import { z } from 'zod';
 import type { VerdictCache } from '../cache/verdict-cache.js';
 import type { Config } from '../config/schema.js';
 import { GateError, toGateError } from '../core/errors.js';
-import { parseManifest } from '../core/manifest.js';
+import { digestOf, parseManifest } from '../core/manifest.js';
 import type { Policy } from '../core/policy.js';
 import { isValidRepoName, parseDockerReference } from '../core/reference.js';
 import { KeyStore, keyInfo } from '../keys/store.js';
@@ -295,8 +295,7 @@ export function createAdminRouter(d: AdminDeps): Router {
       throw new GateError('MANIFEST_UNKNOWN', `${repo}:${reference} is not in the registry`, { status: 404 });
     }
     if (up.status !== 200) throw upstreamFailure(new Error(`manifest GET answered ${up.status}`));
-    const algo = ref.digest?.startsWith('sha512:') ? 'sha512' : 'sha256';
-    const digest = `${algo}:${createHash(algo).update(up.body).digest('hex')}`;
+    const digest = digestOf(up.body, ref.digest);
     if (ref.digest !== undefined && digest !== ref.digest) {
       throw new GateError('MANIFEST_INVALID', `the registry returned bytes that do not match ${ref.digest}`, {
         status: 502,

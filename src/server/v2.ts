@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import { GateError, toGateError } from '../core/errors.js';
 import {
@@ -7,6 +7,7 @@ import {
   referencedBlobs,
   type ParsedManifest,
   isSignatureArtifact,
+  digestOf,
 } from '../core/manifest.js';
 import { parseRoute } from '../core/route.js';
 import type { Route } from '../core/types.js';
@@ -317,10 +318,6 @@ async function serveCatalog(d: Pipeline, ctx: Ctx): Promise<void> {
   ctx.res.end(body);
 }
 
-function sha256(bytes: Buffer): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
-
 /** I1: one upstream fetch, verified, and exactly those bytes served. */
 async function serveManifest(
   d: Pipeline,
@@ -334,9 +331,7 @@ async function serveManifest(
   if (!fetched) return;
   const { bytes, contentType } = fetched;
   // Policy: the digest is computed from the bytes we hold, never taken from Docker-Content-Digest.
-  const digest = ref.digest?.startsWith('sha512:')
-    ? `sha512:${createHash('sha512').update(bytes).digest('hex')}`
-    : sha256(bytes);
+  const digest = digestOf(bytes, ref.digest);
   event.digest = digest;
   if (ref.digest && digest !== ref.digest) {
     d.manifests?.delete(repo, ref.digest);
@@ -524,7 +519,7 @@ async function putManifest(
   // Policy: the manifest is parsed the strict way (duplicate or case-variant keys refused) so
   // trustgate and registry:2 can never read two different documents out of the same bytes (I2).
   const manifest = parseManifest(body, contentType);
-  const digest = sha256(body);
+  const digest = digestOf(body);
   event.digest = digest;
   if (ref.digest && ref.digest !== digest) {
     throw new GateError('DIGEST_INVALID', `manifest bytes hash to ${digest}, not ${ref.digest}`);
