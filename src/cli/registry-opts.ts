@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseDockerReference } from '../core/signature/payload.js';
+import { tryParseDockerReference } from '../core/reference.js';
 import { isLoopbackHost, RegistryClient } from '../registry/client.js';
 
 /** A mistake in the command line: exit code 2. */
@@ -127,14 +127,14 @@ export interface ImageRef {
 
 /** Parses `host:port/repo[:tag][@digest]`; the host is required (no Docker Hub defaulting). */
 export function parseImageRef(text: string): ImageRef {
-  const r = parseDockerReference(text);
+  const r = tryParseDockerReference(text);
   if (r === null) throw new UsageError(`invalid image reference ${JSON.stringify(text)}`);
   if (r.host === undefined) {
     throw new UsageError(
-      `image reference ${JSON.stringify(text)} needs a registry host, e.g. registry.example:5000/${r.repository}`,
+      `image reference ${JSON.stringify(text)} needs a registry host, e.g. registry.example:5000/${r.repo}`,
     );
   }
-  const out: ImageRef = { host: r.host, repo: r.repository };
+  const out: ImageRef = { host: r.host, repo: r.repo };
   if (r.tag !== undefined) out.tag = r.tag;
   if (r.digest !== undefined) out.digest = r.digest;
   return out;

@@ -117,3 +117,12 @@ export function parseDockerReference(s: string): DockerReference {
   if (digest !== undefined) out.digest = digest;
   return out;
 }
+
+/** parseDockerReference, or null where it throws (a reference inside signed data, user input). */
+export function tryParseDockerReference(s: string): DockerReference | null {
+  try {
+    return parseDockerReference(s);
+  } catch {
+    return null;
+  }
+}

@@ -4,7 +4,8 @@
  */
 import { isValidDigest } from './manifest.js';
 import { decodeStrictBase64, publicKeyFingerprint, type PublicKey } from './signature/keys.js';
-import { parseDockerReference, parseSimpleSigningPayload } from './signature/payload.js';
+import { tryParseDockerReference } from './reference.js';
+import { parseSimpleSigningPayload } from './signature/payload.js';
 import { verifySignature } from './signature/verify.js';
 
 export interface TrustedKey {
@@ -190,7 +191,7 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
         });
         continue;
       }
-      const ref = parseDockerReference(payload.dockerReference);
+      const ref = tryParseDockerReference(payload.dockerReference);
       if (ref === null) {
         fail({
           reason: 'malformed-signature',
@@ -201,10 +202,10 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
       // Policy: only the repository path is compared; the host is ignored because the same registry
       // is reachable under several names, and the signature lives in this repository and is made by a
       // key trusted for it. The path stops a signature being transplanted from another repository.
-      if (ref.repository !== repo) {
+      if (ref.repo !== repo) {
         fail({
           reason: 'wrong-repository',
-          detail: `key ${k.name} signed it for repository ${ref.repository}, not ${repo}`,
+          detail: `key ${k.name} signed it for repository ${ref.repo}, not ${repo}`,
         });
         continue;
       }

@@ -6,7 +6,7 @@
  * writes), exactly `type`, `image`, `identity` inside `critical`, exactly one field in `image` and in
  * `identity`, no duplicate keys. Callers must verify the signature over the raw bytes BEFORE parsing.
  */
-import { parseDockerReference as parseReference } from '../reference.js';
+import { tryParseDockerReference } from '../reference.js';
 import { GateError } from '../errors.js';
 import { isJsonObject, parseStrictJson } from '../json-strict.js';
 import { isValidDigest } from '../manifest.js';
@@ -85,7 +85,7 @@ export interface BuildPayloadInput {
  * (maps are sorted), so our payloads look like cosign's and skopeo's.
  */
 export function buildSimpleSigningPayload(input: BuildPayloadInput): Uint8Array {
-  if (parseDockerReference(input.dockerReference) === null) {
+  if (tryParseDockerReference(input.dockerReference) === null) {
     throw new TypeError(`invalid docker reference ${JSON.stringify(input.dockerReference)}`);
   }
   if (!isValidDigest(input.manifestDigest)) {
@@ -109,34 +109,4 @@ export function buildSimpleSigningPayload(input: BuildPayloadInput): Uint8Array 
     optional,
   };
   return new TextEncoder().encode(JSON.stringify(doc));
-}
-
-export interface DockerReferenceParts {
-  /** Registry host (with port), if the reference names one. */
-  host?: string;
-  /** The repository path, e.g. `prod/app`. */
-  repository: string;
-  tag?: string;
-  digest?: string;
-}
-
-// distribution/reference grammar (reference.go).
-/**
- * Splits a docker reference `[HOST/]PATH[:TAG][@DIGEST]` with the distribution grammar (the one
- * parser in core/reference.ts); null if it does not parse. Policy: no Docker Hub normalisation
- * (`app` is not turned into `library/app`): trustgate fronts one registry whose repository names
- * are used as they are.
- */
-export function parseDockerReference(ref: string): DockerReferenceParts | null {
-  let r: ReturnType<typeof parseReference>;
-  try {
-    r = parseReference(ref);
-  } catch {
-    return null;
-  }
-  const out: DockerReferenceParts = { repository: r.repo };
-  if (r.host !== undefined) out.host = r.host;
-  if (r.tag !== undefined) out.tag = r.tag;
-  if (r.digest !== undefined) out.digest = r.digest;
-  return out;
 }

@@ -1,11 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GateError } from '../../../src/core/errors.js';
-import {
-  buildSimpleSigningPayload,
-  parseDockerReference,
-  parseSimpleSigningPayload,
-} from '../../../src/core/signature/payload.js';
+import { buildSimpleSigningPayload, parseSimpleSigningPayload } from '../../../src/core/signature/payload.js';
+import { tryParseDockerReference as parseDockerReference } from '../../../src/core/reference.js';
 import { loadCosignFixture } from '../../helpers/fixtures.js';
 
 const DIGEST = 'sha256:634a8f35b5f16dcf4aaa0822adc0b1964bb786fca12f6831de8ddc45e5986a00';
@@ -127,21 +124,21 @@ test('build refuses bad input', () => {
 test('docker reference grammar', () => {
   assert.deepEqual(parseDockerReference('192.168.64.2:5000/cosign-signed-single-sample'), {
     host: '192.168.64.2:5000',
-    repository: 'cosign-signed-single-sample',
+    repo: 'cosign-signed-single-sample',
   });
   assert.deepEqual(parseDockerReference('reg.example/prod/app:v1.0'), {
     host: 'reg.example',
-    repository: 'prod/app',
+    repo: 'prod/app',
     tag: 'v1.0',
   });
-  assert.deepEqual(parseDockerReference('localhost/prod/app'), { host: 'localhost', repository: 'prod/app' });
-  assert.deepEqual(parseDockerReference('localhost:5000/app'), { host: 'localhost:5000', repository: 'app' });
-  assert.deepEqual(parseDockerReference('[::1]:5000/app'), { host: '[::1]:5000', repository: 'app' });
+  assert.deepEqual(parseDockerReference('localhost/prod/app'), { host: 'localhost', repo: 'prod/app' });
+  assert.deepEqual(parseDockerReference('localhost:5000/app'), { host: 'localhost:5000', repo: 'app' });
+  assert.deepEqual(parseDockerReference('[::1]:5000/app'), { host: '[::1]:5000', repo: 'app' });
   // No dot, colon or localhost: the first component is part of the path (no docker.io normalisation).
-  assert.deepEqual(parseDockerReference('prod/app'), { repository: 'prod/app' });
+  assert.deepEqual(parseDockerReference('prod/app'), { repo: 'prod/app' });
   assert.deepEqual(parseDockerReference(`reg.example/a/b:t@${DIGEST}`), {
     host: 'reg.example',
-    repository: 'a/b',
+    repo: 'a/b',
     tag: 't',
     digest: DIGEST,
   });
