@@ -313,7 +313,7 @@ export class KeyStore {
         throw badRequest(`graceSeconds must be an integer from 0 to ${MAX_ROTATION_GRACE_SECONDS}`);
       }
       const newName = input.newName ?? this.nextName(name);
-      const oldMeta = this.readMeta(paths.meta);
+      const oldMeta = old.meta as StoredMeta; // parsed strictly by loadKeyDir just above
       const added = await this.addLocked(
         {
           name: newName,
