@@ -13,6 +13,8 @@ import { basicCredentialsOf } from './basic.js';
 import type { CredentialStore } from './credentials.js';
 import { identityFromPeerCertificate } from './mtls.js';
 import type { IssuedToken, TokenService } from './tokens.js';
+// The one bounded body reader (an HTTP helper with no dependency on the rest of the server).
+import { closeIfBodyUnread, formBody } from '../server/body.js';
 
 /** What the endpoint needs from the credential store (a facade over a reloadable store will do). */
 export type TokenCredentials = Pick<CredentialStore, 'verify' | 'accountVersion'>;
@@ -34,6 +36,9 @@ export interface TokenRouterDeps {
 
 const ANONYMOUS: Identity = Object.freeze({ subject: 'anonymous', kind: 'anonymous', groups: [] });
 const MAX_PARAM = 4096;
+/** The POST form: its limits (bytes, parameters). */
+const MAX_FORM_BYTES = 16 * 1024;
+const MAX_FORM_PARAMS = 32;
 
 const badParam = (msg: string): GateError => new GateError('UNSUPPORTED', msg, { status: 400 });
 
@@ -149,12 +154,12 @@ export function createTokenRouter(d: TokenRouterDeps): Router {
     }
   });
 
-  const form = express.urlencoded({
-    extended: false,
-    limit: '16kb',
-    parameterLimit: 32,
-    type: 'application/x-www-form-urlencoded',
-  });
+  // The OAuth2 form: small (a username, a password or refresh token, a scope), so a tight limit.
+  const form = formBody(
+    MAX_FORM_BYTES,
+    MAX_FORM_PARAMS,
+    () => new GateError('SIZE_INVALID', 'request body too large', { status: 413 }),
+  );
 
   router.post('/token', form, async (req: Request, res: Response) => {
     try {
@@ -255,26 +260,27 @@ export function createTokenRouter(d: TokenRouterDeps): Router {
       else if (e.status < 500) o = new OAuthError(400, 'invalid_request', e.message);
       else o = new OAuthError(500, 'server_error', 'internal error');
     }
+    closeIfBodyUnread(res);
     res
       .status(o.status)
       .set({ ...o.headers, 'cache-control': 'no-store' })
       .json({ error: o.error, error_description: o.message });
   };
 
-  // Body parser failures (too large, bad charset, too many parameters) answer in the OAuth2 form.
+  // Form body failures (too large, encoded, too many parameters) answer in the OAuth2 form.
   router.use('/token', (err: unknown, req: Request, res: Response, next: NextFunction) => {
     if (req.method !== 'POST') {
       next(err);
       return;
     }
-    const status = (err as { status?: number }).status;
+    const e = toGateError(err);
     sendOAuthError(
       res,
-      new OAuthError(
-        status === 413 ? 413 : 400,
-        'invalid_request',
-        status === 413 ? 'request body too large' : 'malformed form body',
-      ),
+      e.status === 413
+        ? new OAuthError(413, 'invalid_request', 'request body too large')
+        : e.status < 500
+          ? new OAuthError(400, 'invalid_request', e.message)
+          : e,
     );
   });
 

@@ -37,6 +37,14 @@ export const configSchema = z.strictObject({
     .strictObject({
       host: z.string().default('127.0.0.1'),
       port: z.number().int().min(0).max(65535).default(5443),
+      /** Request head limits: bytes (request line and header fields) and header lines; more is 431. */
+      maxHeaderBytes: z
+        .number()
+        .int()
+        .min(8 * 1024)
+        .max(1024 * 1024)
+        .default(32 * 1024),
+      maxHeaders: z.number().int().min(32).max(1000).default(100),
     })
     .prefault({}),
   /** The URL clients use to reach trustgate (token realm); defaults to https://host:port. */

@@ -31,6 +31,7 @@ import { AccountFiles } from './accounts.js';
 import type { Audit } from './audit.js';
 import type { Authenticator, Principal } from './authenticate.js';
 import type { Logger } from './log.js';
+import { jsonBody } from './body.js';
 import { sendError, sendJson } from './respond.js';
 
 export interface AdminDeps {
@@ -56,7 +57,7 @@ export interface AdminDeps {
 }
 
 /** Request bodies are small JSON documents; anything larger is refused before it is parsed. */
-export const MAX_ADMIN_BODY = '64kb';
+export const MAX_ADMIN_BODY = 64 * 1024;
 
 const glob = z.string().min(1).max(255);
 const dateTime = z.string().min(1).max(64);
@@ -171,7 +172,12 @@ export function createAdminRouter(d: AdminDeps): Router {
     res.locals = { ...res.locals, principal, requestId };
     next();
   });
-  router.use(express.json({ limit: MAX_ADMIN_BODY, strict: true, type: 'application/json' }));
+  router.use(
+    jsonBody(
+      MAX_ADMIN_BODY,
+      () => new GateError('SIZE_INVALID', `request body exceeds ${MAX_ADMIN_BODY} bytes`, { status: 413 }),
+    ),
+  );
 
   router.get('/openapi.json', (_req, res) => {
     sendJson(res, 200, openApiDocument());
@@ -394,21 +400,9 @@ export function createAdminRouter(d: AdminDeps): Router {
     });
   });
 
-  // The one error writer; body-parser errors become 400/413 with a plain reason.
+  // The one error writer (body errors are GateErrors already: server/body.ts).
   router.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    let e: GateError;
-    const bp = err as { type?: string; status?: number };
-    if (!(err instanceof GateError) && typeof bp.type === 'string' && typeof bp.status === 'number') {
-      e =
-        bp.type === 'entity.too.large'
-          ? new GateError('SIZE_INVALID', `request body exceeds ${MAX_ADMIN_BODY}`, { status: 413 })
-          : new GateError('UNSUPPORTED', 'request body is not valid JSON', {
-              status: 400,
-              logDetail: bp.type,
-            });
-    } else {
-      e = toGateError(err);
-    }
+    const e = toGateError(err);
     if (e.status === 401 && !e.headers['WWW-Authenticate']) e.headers['WWW-Authenticate'] = challenge(req);
     sendError(res, e, d.log, { path: req.originalUrl, reqId: res.locals['requestId'] });
   });

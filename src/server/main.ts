@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import type http from 'node:http';
+import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { pino } from 'pino';
@@ -25,7 +26,8 @@ import { Authenticator } from './authenticate.js';
 import { StreamForwarder } from './forward.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { sendError } from './respond.js';
+import { isClosing, lingeringClose } from './body.js';
+import { sendError, writeRawError } from './respond.js';
 import { createV2Handler } from './v2.js';
 
 export interface Trustgate {
@@ -265,28 +267,61 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     );
   });
 
+  // Request head limits (README: listen.maxHeaderBytes, listen.maxHeaders). Node's parser refuses
+  // a head over maxHeaderSize itself (clientError below); it keeps at most maxHeadersCount header
+  // lines and silently drops the rest, so it keeps one more than the limit and the handler refuses
+  // a request that has it.
+  const { maxHeaderBytes, maxHeaders } = config.listen;
+  const headTooLarge = (what: string): GateError =>
+    new GateError(
+      'UNSUPPORTED',
+      `request header section too large: ${what} (at most ${maxHeaderBytes} bytes and ${maxHeaders} header lines)`,
+      { status: 431, headers: { connection: 'close' } },
+    );
   const server = https.createServer(
     {
       ...tlsOptions(config),
       // Larger socket buffers than the 16 KiB default: fewer pause/resume turns per blob.
       highWaterMark: 256 * 1024,
+      maxHeaderSize: maxHeaderBytes,
     },
     (req: http.IncomingMessage, res: http.ServerResponse) => {
       if (draining) res.setHeader('connection', 'close');
+      if (req.rawHeaders.length / 2 > maxHeaders) {
+        sendError(res, headTooLarge(`more than ${maxHeaders} header lines`), log, { path: req.url });
+        return;
+      }
       const url = req.url ?? '';
       if (url === '/v2' || url.startsWith('/v2/') || url.startsWith('/v2?')) v2(req, res);
       else app(req, res);
     },
   );
+  server.maxHeadersCount = maxHeaders + 1;
   // Long blob transfers must not be cut by Node's default 5-minute request timeout; slow
   // header senders still are.
   server.requestTimeout = 0;
   server.headersTimeout = 30_000;
   server.keepAliveTimeout = 65_000;
-  server.on('clientError', (err, socket) => {
-    log.debug({ err: String(err) }, 'client error');
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
+  // A request Node's parser refused (head too large, malformed, too slow): an OCI error written
+  // raw (there is no response object), then a lingering close, so the client reads the answer
+  // instead of a reset caused by the bytes it was still sending (server/body.ts).
+  server.on('clientError', (err: NodeJS.ErrnoException, duplex) => {
+    const socket = duplex as net.Socket;
+    if (isClosing(socket) || !socket.writable || err.code === 'ECONNRESET' || err.code === 'EPIPE') {
+      log.debug({ err: String(err) }, 'client error');
+      socket.destroy();
+      return;
+    }
+    const e =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? headTooLarge(`more than ${maxHeaderBytes} bytes`)
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new GateError('UNSUPPORTED', 'the request head did not arrive in time', { status: 408 })
+          : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW'
+            ? new GateError('UNSUPPORTED', 'chunk extensions too large', { status: 413 })
+            : new GateError('UNSUPPORTED', 'malformed HTTP request', { status: 400, logDetail: err.code });
+    writeRawError(socket, e, log, { client: socket.remoteAddress });
+    lingeringClose(socket);
   });
   server.on('tlsClientError', (err) => log.debug({ err: String(err) }, 'TLS handshake failed'));
 

@@ -1,5 +1,7 @@
-import type http from 'node:http';
+import http from 'node:http';
+import type net from 'node:net';
 import { GateError, toGateError } from '../core/errors.js';
+import { closeIfBodyUnread } from './body.js';
 import type { Logger } from './log.js';
 
 /**
@@ -21,6 +23,8 @@ export function sendError(
     res.destroy();
     return e;
   }
+  // A refused request whose body is still arriving: this answer ends the connection (lingering).
+  closeIfBodyUnread(res);
   const body = JSON.stringify(e.toBody());
   res.writeHead(e.status, {
     ...e.headers,
@@ -29,6 +33,37 @@ export function sendError(
     'docker-distribution-api-version': 'registry/2.0',
   });
   res.end(body);
+  return e;
+}
+
+/**
+ * The same error for a connection that has no response object: a request head Node refused to
+ * parse (too large, malformed). Written as raw HTTP/1.1 with `Connection: close`; the caller then
+ * closes the connection. Nothing is written when an answer on this connection already started.
+ */
+export function writeRawError(
+  socket: net.Socket,
+  err: unknown,
+  log: Logger,
+  context: Record<string, unknown> = {},
+): GateError {
+  const e = toGateError(err);
+  log.info({ ...context, code: e.code, status: e.status, detail: e.logDetail ?? e.detail }, e.message);
+  // Node's own clientError writer checks the same: an answer in flight must not be corrupted.
+  const inFlight = (socket as net.Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (!socket.writable || inFlight?.headersSent) return e;
+  const body = JSON.stringify(e.toBody());
+  const headers = {
+    ...e.headers,
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': String(Buffer.byteLength(body)),
+    'Docker-Distribution-Api-Version': 'registry/2.0',
+    Connection: 'close',
+  };
+  const head = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
+  socket.write(`HTTP/1.1 ${e.status} ${http.STATUS_CODES[e.status] ?? ''}\r\n${head}\r\n${body}`);
   return e;
 }
 

@@ -22,6 +22,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { CachedManifest, ManifestCache } from '../cache/manifest-cache.js';
 import { sendError } from './respond.js';
+import { readBody as readBoundedBody } from './body.js';
 
 /** registry:2 refuses manifests over 4 MiB; so do we, before reading more. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -482,29 +483,16 @@ function acceptable(accept: string | undefined, mediaType: string): boolean {
   return types.includes(mediaType.toLowerCase()) || types.includes('*/*') || types.includes('application/*');
 }
 
-/** Reads a request body up to `max` bytes; more is refused, never truncated. */
+/**
+ * Reads a request body up to `max` bytes; more is refused, never truncated, and the 413 reaches the
+ * client before the connection closes (server/body.ts).
+ */
 function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? NaN);
-    if (declared > max) {
-      reject(new GateError('MANIFEST_INVALID', `manifest exceeds ${max} bytes`, { status: 413 }));
-      req.resume();
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > max) {
-        reject(new GateError('MANIFEST_INVALID', `manifest exceeds ${max} bytes`, { status: 413 }));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks, size)));
-    req.on('error', reject);
-  });
+  return readBoundedBody(
+    req,
+    max,
+    () => new GateError('MANIFEST_INVALID', `manifest exceeds ${max} bytes`, { status: 413 }),
+  );
 }
 
 async function putManifest(
