@@ -12,6 +12,21 @@ const principal = z
     'an identity subject (alice, robot:ci, mtls:CN=x), `group:NAME`, `anonymous`, or `*` (any authenticated)',
   );
 
+const regexSource = z
+  .string()
+  .min(1)
+  .refine(
+    (s) => {
+      try {
+        new RegExp(s);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { message: 'not a valid regular expression' },
+  );
+
 export const accessRuleSchema = z.strictObject({
   /** Repository globs: `*` matches within one path segment, `**` any number of segments. */
   repos: z.array(z.string().min(1)).min(1),
@@ -126,6 +141,21 @@ export const configSchema = z.strictObject({
       message: 'cache.hmacSecret (at least 32 characters) is required when cache.redisUrl is set',
       path: ['hmacSecret'],
     }),
+  manifests: z
+    .strictObject({
+      /**
+       * Layer URLs (foreign / non-distributable layers) a pushed manifest may carry: regular
+       * expressions matched anywhere in the URL (anchor them), like registry:2's
+       * validation.manifests.urls. Empty `allow` (the default) refuses every URL.
+       */
+      layerUrls: z
+        .strictObject({
+          allow: z.array(regexSource).default([]),
+          deny: z.array(regexSource).default([]),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   /** Prometheus metrics on a plain-HTTP listener of their own; off when unset. */
   metrics: z
     .strictObject({

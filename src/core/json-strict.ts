@@ -224,6 +224,23 @@ export function parseStrictJson(
   return new Parser(text, fail).parseDocument();
 }
 
+/**
+ * A key of `obj` that Go reads into one of the fields `names` but that is spelled otherwise, as
+ * `[key, name]`, or undefined. Go's encoding/json matches keys to struct fields case-insensitively,
+ * so `{"URLs": […]}` fills the field `urls` for registry:2 while a JavaScript reader sees no `urls`.
+ */
+export function caseVariantKey(
+  obj: Record<string, unknown>,
+  names: readonly string[],
+): [string, string] | undefined {
+  for (const key of Object.keys(obj)) {
+    if (names.includes(key)) continue;
+    const name = names.find((n) => foldKey(n) === foldKey(key));
+    if (name !== undefined) return [key, name];
+  }
+  return undefined;
+}
+
 /** True for a plain JSON object (not an array, not null). */
 export function isJsonObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

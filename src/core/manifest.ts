@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { isValidDigest as isDigest } from './reference.js';
 import { GateError } from './errors.js';
-import { isJsonObject, parseStrictJson } from './json-strict.js';
+import { caseVariantKey, isJsonObject, parseStrictJson } from './json-strict.js';
 
 export const MEDIA_TYPE_OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 export const MEDIA_TYPE_OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -81,6 +81,39 @@ function invalid(msg: string): never {
   throw new GateError('MANIFEST_INVALID', `manifest invalid: ${msg}`);
 }
 
+/** The fields Go programs read from a manifest, a descriptor and a platform. */
+const MANIFEST_FIELDS = [
+  'schemaVersion',
+  'mediaType',
+  'config',
+  'layers',
+  'manifests',
+  'subject',
+  'artifactType',
+  'annotations',
+];
+const DESCRIPTOR_FIELDS = [
+  'mediaType',
+  'digest',
+  'size',
+  'urls',
+  'annotations',
+  'platform',
+  'artifactType',
+  'data',
+];
+const PLATFORM_FIELDS = ['architecture', 'os', 'os.version', 'os.features', 'variant', 'features'];
+
+/**
+ * Policy (I2): a key that Go would read into a field but that is spelled otherwise (`URLs`,
+ * `MediaType`) is refused: registry:2 and its clients would see a field trustgate does not.
+ */
+function refuseCaseVariants(v: Record<string, unknown>, fields: readonly string[], where: string): void {
+  const variant = caseVariantKey(v, fields);
+  if (variant)
+    invalid(`${where} key ${JSON.stringify(variant[0])} must be spelled ${JSON.stringify(variant[1])}`);
+}
+
 /** `type/subtype` without parameters, lowercased; '' for absent. */
 function normalizeContentType(ct: string | undefined): string {
   if (ct === undefined) return '';
@@ -105,6 +138,7 @@ function stringArray(v: unknown, where: string): string[] {
 
 function parsePlatform(v: unknown, where: string): Platform {
   if (!isJsonObject(v)) return invalid(`${where} must be an object`);
+  refuseCaseVariants(v, PLATFORM_FIELDS, where);
   if (typeof v.architecture !== 'string' || typeof v.os !== 'string') {
     invalid(`${where} needs string architecture and os`);
   }
@@ -125,6 +159,7 @@ function parsePlatform(v: unknown, where: string): Platform {
 
 function parseDescriptor(v: unknown, where: string): Descriptor {
   if (!isJsonObject(v)) return invalid(`${where} must be an object`);
+  refuseCaseVariants(v, DESCRIPTOR_FIELDS, where);
   const { mediaType, digest, size } = v;
   if (typeof mediaType !== 'string' || mediaType === '')
     invalid(`${where}.mediaType must be a non-empty string`);
@@ -164,6 +199,7 @@ function parseDescriptorList(v: unknown, where: string): Descriptor[] {
 export function parseManifest(bytes: Uint8Array | string, contentType?: string): ParsedManifest {
   const doc = parseStrictJson(bytes, 'manifest', 'MANIFEST_INVALID');
   if (!isJsonObject(doc)) return invalid('the document is not a JSON object');
+  refuseCaseVariants(doc, MANIFEST_FIELDS, 'the document');
 
   if (doc.schemaVersion === 1) {
     // Policy: schema1 is refused outright: its digest is over a re-serialised form and it has no config.

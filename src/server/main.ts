@@ -11,6 +11,7 @@ import type { Config } from '../config/schema.js';
 import { GateError } from '../core/errors.js';
 import { compilePolicy, type Policy } from '../core/policy.js';
 import { compileTrustRules, type EffectiveTrustRule } from '../core/trust-policy.js';
+import { compileLayerUrlPolicy, type LayerUrlPolicy } from '../core/layer-urls.js';
 import { createVerdictCache, TieredVerdictCache, type VerdictCache } from '../cache/index.js';
 import { ManifestCache } from '../cache/manifest-cache.js';
 import { Keyring } from '../keys/keyring.js';
@@ -90,6 +91,7 @@ interface Live {
   ruleFor: (repo: string) => EffectiveTrustRule;
   policyHash: string;
   credentials: CredentialStore;
+  layerUrls: LayerUrlPolicy;
 }
 
 export async function startTrustgate(config: Config, opts: StartOptions = {}): Promise<Trustgate> {
@@ -112,6 +114,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     policyHash: createHash('sha256').update(JSON.stringify(c.trust.rules)).digest('hex'),
     // A reload keeps the failure counters: a lockout survives SIGHUP.
     credentials: previous ? previous.reload(c.auth, credLog) : CredentialStore.load(c.auth, credLog),
+    layerUrls: compileLayerUrlPolicy(c.manifests.layerUrls),
   });
   let live = derive(config);
 
@@ -184,6 +187,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     service: config.auth.service,
     realm: config.publicUrl ? new URL('/token', config.publicUrl).toString() : undefined,
     isAdmin: (p) => live.policy.isAdmin(p.identity),
+    layerUrls: () => live.layerUrls,
   });
 
   let draining = false;

@@ -23,6 +23,7 @@ import type { Metrics } from './metrics.js';
 import type { CachedManifest, ManifestCache } from '../cache/manifest-cache.js';
 import { sendError } from './respond.js';
 import { readBody as readBoundedBody } from './body.js';
+import { checkLayerUrls, NO_LAYER_URLS, type LayerUrlPolicy } from '../core/layer-urls.js';
 
 /** registry:2 refuses manifests over 4 MiB; so do we, before reading more. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -57,6 +58,8 @@ export interface PipelineDeps {
   /** Token endpoint URL for the challenge; derived from the Host header when not configured. */
   realm?: string;
   isAdmin: (p: Principal) => boolean;
+  /** Which layer URLs a pushed manifest may carry (manifests.layerUrls); default: none. */
+  layerUrls?: () => LayerUrlPolicy;
 }
 
 /** One registry answer for a manifest reference: the response, or held bytes it confirmed (304). */
@@ -507,6 +510,8 @@ async function putManifest(
   // Policy: the manifest is parsed the strict way (duplicate or case-variant keys refused) so
   // trustgate and registry:2 can never read two different documents out of the same bytes (I2).
   const manifest = parseManifest(body, contentType);
+  // Policy: foreign layers only from allowlisted URLs (registry:2 would answer 500, or skip them).
+  checkLayerUrls(manifest, d.layerUrls?.() ?? NO_LAYER_URLS);
   const digest = digestOf(body);
   event.digest = digest;
   if (ref.digest && ref.digest !== digest) {
