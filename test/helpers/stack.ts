@@ -205,6 +205,8 @@ export interface RegistryOptions {
   dataDir?: string;
   /** Serve HTTPS with this certificate and key (PEM files); `url` is then https://. */
   tls?: { cert: string; key: string };
+  /** registry:2's own `validation.manifests.urls` (allow/deny regexps for layer URLs); default: none. */
+  manifestUrls?: { allow?: string[]; deny?: string[] };
 }
 
 function registryConfig(o: {
@@ -213,6 +215,7 @@ function registryConfig(o: {
   secret: string;
   logLevel: string;
   tls?: { cert: string; key: string };
+  manifestUrls?: { allow?: string[]; deny?: string[] };
 }): string {
   // JSON strings are valid YAML scalars; this avoids quoting surprises in paths.
   const q = (s: string): string => JSON.stringify(s);
@@ -239,6 +242,16 @@ function registryConfig(o: {
     'health:',
     '  storagedriver:',
     '    enabled: false',
+    ...(o.manifestUrls
+      ? [
+          'validation:',
+          '  manifests:',
+          '    urls:',
+          ...(['allow', 'deny'] as const).flatMap((k) =>
+            o.manifestUrls?.[k] ? [`      ${k}:`, ...o.manifestUrls[k].map((r) => `        - ${q(r)}`)] : [],
+          ),
+        ]
+      : []),
     '',
   ].join('\n');
 }
@@ -257,7 +270,10 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
   let proc: Managed | undefined;
 
   const launch = async (): Promise<void> => {
-    writeFileSync(configPath, registryConfig({ dataDir, port, secret, logLevel, tls: opts.tls }));
+    writeFileSync(
+      configPath,
+      registryConfig({ dataDir, port, secret, logLevel, tls: opts.tls, manifestUrls: opts.manifestUrls }),
+    );
     const p = spawnManaged('docker-registry', ['serve', configPath], { cwd: dir });
     proc = p;
     await waitReady(
