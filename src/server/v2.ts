@@ -7,6 +7,7 @@ import {
   referencedBlobs,
   type ParsedManifest,
   isSignatureArtifact,
+  isSignatureTag,
   digestOf,
 } from '../core/manifest.js';
 import { parseRoute } from '../core/route.js';
@@ -131,6 +132,9 @@ async function handle(
     method: req.method ?? '',
     url: req.url ?? '',
     contentType: req.headers['content-type'],
+    contentLength: req.headers['content-length'],
+    chunked: req.headers['transfer-encoding'] !== undefined,
+    rawHeaders: req.rawHeaders,
   });
   event.route = route.kind;
   if ('repo' in route) event.repo = route.repo;
@@ -181,9 +185,23 @@ async function handle(
       }
       return d.forwarder.forwardBlobRead(req, res, req.url ?? '');
     case 'upload-start':
+      asBlobBody(req);
       return d.forwarder.forward(req, res, await uploadStartPath(d, ctx, route));
     case 'upload':
+      asBlobBody(req);
       return d.forwarder.forward(req, res, req.url ?? '');
+  }
+}
+
+/**
+ * Policy (I2, I4): an upload request reaches registry:2 as `application/octet-stream`, whatever
+ * the client said. registry:2 reads `mount`, `from`, `digest` and `_state` with FormValue, which
+ * also parses a form body; with this type no body can ever be read as a form, so only the query
+ * that the route parser checked decides. (The parser already refuses form types with a body.)
+ */
+function asBlobBody(req: http.IncomingMessage): void {
+  if (req.method === 'POST' || req.method === 'PUT' || req.method === 'PATCH') {
+    req.headers['content-type'] = 'application/octet-stream';
   }
 }
 
@@ -467,12 +485,15 @@ async function admit(
   m: ParsedManifest,
   v: Verdict,
 ): Promise<void> {
+  if (v.reason === 'signature-artifact') {
+    return d.trust.admitSignaturePayloads(repo, digest, m, v.epoch);
+  }
   if (m.kind === 'index') {
     // Policy: only an index that verified on its own admits its children; audit mode does not.
-    if (v.ok) await d.trust.admitChildren(repo, digest, m);
+    if (v.ok) await d.trust.admitChildren(repo, digest, m, v.epoch);
     return;
   }
-  await d.trust.admitBlobs(repo, digest, referencedBlobs(m));
+  await d.trust.admitBlobs(repo, digest, referencedBlobs(m), v.epoch);
 }
 
 /** Accept check after verification: an absent header or a wildcard accepts anything. */
@@ -525,7 +546,7 @@ async function putManifest(
     throw new GateError('DIGEST_INVALID', `manifest bytes hash to ${digest}, not ${ref.digest}`);
   }
   const rule = d.trust.ruleFor(repo);
-  if (ref.tag && /^sha256-[0-9a-f]{64}\.sig$/.test(ref.tag)) {
+  if (isSignatureTag(ref.tag)) {
     if (rule.mode !== 'off') {
       const { signers } = await d.trust.checkSignaturePush(repo, ref.tag, manifest);
       event.keys = signers;
@@ -542,7 +563,7 @@ async function putManifest(
       `${repo}${ref.tag ? `:${ref.tag}` : `@${digest}`}: a cosign signature artifact may only be pushed under its sha256-<hex>.sig tag`,
     );
   } else if (ref.tag && rule.signedPush && rule.mode !== 'off') {
-    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag, { fresh: true });
+    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag, { fresh: true, own: true });
     if (!verdict.ok) {
       event.reason = 'signed-push-required';
       throw new GateError(
@@ -561,7 +582,7 @@ async function putManifest(
     maxBytes: 1024 * 1024,
     kind: 'manifest-put',
   });
-  if (up.status === 201 && ref.tag && /^sha256-[0-9a-f]{64}\.sig$/.test(ref.tag)) {
+  if (up.status === 201 && isSignatureTag(ref.tag)) {
     // A new signature may turn an earlier refusal into a pass at once.
     await d.trust.invalidate(repo, ref.tag.replace(/^sha256-([0-9a-f]{64})\.sig$/, 'sha256:$1'));
   }
