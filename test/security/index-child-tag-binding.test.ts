@@ -12,61 +12,35 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { generateKeyPair } from '../../src/core/signature/sign.js';
 import { MEDIA_TYPES } from '../../src/core/manifest.js';
-import { startRegistry, type RegistryHandle } from '../helpers/stack.js';
-import { startTestGate, type TestGate } from '../helpers/trustgate.js';
-import { bearer, getToken, request, type Reply } from '../helpers/http.js';
+import { startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
+import type { Reply } from '../helpers/http.js';
 import { pushManifest, pushRandomImage } from '../helpers/registry-direct.js';
 import { signDirect } from '../helpers/sign.js';
 
 const OCI = MEDIA_TYPES.ociManifest;
 const OCI_INDEX = MEDIA_TYPES.ociIndex;
-const ALL = [OCI, OCI_INDEX, MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerManifestList].join(', ');
 
 describe(
   'security: index children under bound tags and signed pushes (issue 12, finding 3)',
   { timeout: 180_000 },
   () => {
-    let registry: RegistryHandle;
-    let gate: TestGate;
-    const release = generateKeyPair('ecdsa-p256');
-    const users = { consumer: 'consumer-password', publisher: 'publisher-password' };
-
+    let stack: TrustStack;
     before(async () => {
-      registry = await startRegistry();
-      gate = await startTestGate({
-        registryUrl: registry.url,
-        users,
-        policy: {
-          access: [{ repos: ['**'], pull: ['consumer', 'publisher'], push: ['publisher'], delete: [] }],
-        },
-        trustRules: [
-          { repos: ['bound/**'], keys: ['release'], tagBinding: true },
-          { repos: ['signedpush/**'], keys: ['release'], signedPush: true },
-        ],
-        trustedKeys: { release: release.publicKeyPem },
-      });
+      stack = await startTrustStack([
+        { repos: ['bound/**'], keys: ['release'], tagBinding: true },
+        { repos: ['signedpush/**'], keys: ['release'], signedPush: true },
+      ]);
     });
     after(async () => {
-      await gate?.close();
-      await registry?.stop();
+      await stack?.stop();
     });
-
-    const token = (repo: string, user: keyof typeof users): Promise<string> =>
-      getToken(gate.url, gate.ca, user, users[user], [
-        `repository:${repo}:pull${user === 'publisher' ? ',push' : ''}`,
-      ]);
-    const pull = async (repo: string, ref: string, method = 'GET'): Promise<Reply> =>
-      request(gate.url, gate.ca, {
-        method,
-        path: `/v2/${repo}/manifests/${ref}`,
-        headers: { ...bearer(await token(repo, 'consumer')), accept: ALL },
-      });
+    const registryUrl = (): string => stack.registry.url;
+    const pull = (repo: string, ref: string, method = 'GET'): Promise<Reply> => stack.pull(repo, ref, method);
 
     /** A child image and an index listing it, tagged `v1` and signed as `repo:v1` only. */
     async function signedIndex(repo: string): Promise<{ child: { digest: string; bytes: Buffer } }> {
-      const child = await pushRandomImage(registry.url, repo, 'seed');
+      const child = await pushRandomImage(registryUrl(), repo, 'seed');
       const index = Buffer.from(
         JSON.stringify({
           schemaVersion: 2,
@@ -81,8 +55,8 @@ describe(
           ],
         }),
       );
-      const indexDigest = await pushManifest(registry.url, repo, 'v1', index, OCI_INDEX);
-      await signDirect(registry.url, repo, indexDigest, release.pkcs8Der, {
+      const indexDigest = await pushManifest(registryUrl(), repo, 'v1', index, OCI_INDEX);
+      await signDirect(registryUrl(), repo, indexDigest, stack.release.pkcs8Der, {
         dockerReference: `localhost/${repo}:v1`,
       });
       const v1 = await pull(repo, 'v1');
@@ -95,12 +69,7 @@ describe(
       const { child } = await signedIndex(repo);
       assert.equal((await pull(repo, child.digest)).status, 200, 'the child by digest (no tag to bind)');
       // The publisher, who holds no key, tags the child.
-      const put = await request(gate.url, gate.ca, {
-        method: 'PUT',
-        path: `/v2/${repo}/manifests/prod`,
-        headers: { ...bearer(await token(repo, 'publisher')), 'content-type': OCI },
-        body: child.bytes,
-      });
+      const put = await stack.push(repo, 'prod', child.bytes, OCI);
       assert.equal(put.status, 201, put.body.toString());
       for (const method of ['GET', 'HEAD']) {
         const r = await pull(repo, 'prod', method);
@@ -111,16 +80,16 @@ describe(
         /listed in verified index .* needs its own signature naming the tag prod/,
       );
       // The tag the parent was signed for does not carry over to a child moved under it either.
-      await pushManifest(registry.url, repo, 'v1', child.bytes, OCI);
+      await pushManifest(registryUrl(), repo, 'v1', child.bytes, OCI);
       assert.equal((await pull(repo, 'v1')).status, 403, 'a child moved under the parent tag');
     });
 
     it('tag binding, control: a child with its own signature naming :prod is served by that tag', async () => {
       const repo = 'bound/own';
       const { child } = await signedIndex(repo);
-      await pushManifest(registry.url, repo, 'prod', child.bytes, OCI);
+      await pushManifest(registryUrl(), repo, 'prod', child.bytes, OCI);
       assert.equal((await pull(repo, 'prod')).status, 403);
-      await signDirect(registry.url, repo, child.digest, release.pkcs8Der, {
+      await signDirect(registryUrl(), repo, child.digest, stack.release.pkcs8Der, {
         dockerReference: `localhost/${repo}:prod`,
       });
       // The refusal above is cached for negativeTtlSeconds (1 s in tests); the signature went straight
@@ -134,22 +103,12 @@ describe(
       const repo = 'signedpush/app';
       const { child } = await signedIndex(repo);
       assert.equal((await pull(repo, child.digest)).status, 200, 'admitted by the index');
-      const put = await request(gate.url, gate.ca, {
-        method: 'PUT',
-        path: `/v2/${repo}/manifests/other`,
-        headers: { ...bearer(await token(repo, 'publisher')), 'content-type': OCI },
-        body: child.bytes,
-      });
+      const put = await stack.push(repo, 'other', child.bytes, OCI);
       assert.equal(put.status, 403, put.body.toString());
       assert.match(put.body.toString(), /requires signed pushes/);
       // With its own signature it goes in.
-      await signDirect(registry.url, repo, child.digest, release.pkcs8Der);
-      const signed = await request(gate.url, gate.ca, {
-        method: 'PUT',
-        path: `/v2/${repo}/manifests/other`,
-        headers: { ...bearer(await token(repo, 'publisher')), 'content-type': OCI },
-        body: child.bytes,
-      });
+      await signDirect(registryUrl(), repo, child.digest, stack.release.pkcs8Der);
+      const signed = await stack.push(repo, 'other', child.bytes, OCI);
       assert.equal(signed.status, 201, signed.body.toString());
     });
   },

@@ -14,20 +14,15 @@
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
-import { generateKeyPair } from '../../src/core/signature/sign.js';
 import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES } from '../../src/core/manifest.js';
 import { signatureTagFor } from '../../src/core/reference.js';
-import { startRegistry, type RegistryHandle } from '../helpers/stack.js';
-import { startTestGate, type TestGate } from '../helpers/trustgate.js';
-import { bearer, getToken, request, type Reply } from '../helpers/http.js';
+import type { Reply } from '../helpers/http.js';
+import { ACCEPT_ALL as ALL, startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
 import { direct, pushBlob, pushManifest, pushRandomImage, sha256 } from '../helpers/registry-direct.js';
 import { signDirect } from '../helpers/sign.js';
 import { ustarHeader } from '../helpers/images.js';
 
 const OCI = MEDIA_TYPES.ociManifest;
-const ALL = [OCI, MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerManifestList].join(
-  ', ',
-);
 
 /** A gzip tar holding one executable script: what a runnable image layer looks like. */
 function evilLayer(): Buffer {
@@ -67,47 +62,23 @@ async function disguisedDocument(
 }
 
 describe('security: the signature-artifact exemption (issue 12, finding 1)', { timeout: 180_000 }, () => {
-  let registry: RegistryHandle;
-  let gate: TestGate;
-  const release = generateKeyPair('ecdsa-p256');
-  const users = { consumer: 'consumer-password', publisher: 'publisher-password' };
-
+  let stack: TrustStack;
   before(async () => {
-    registry = await startRegistry();
-    gate = await startTestGate({
-      registryUrl: registry.url,
-      users,
-      policy: {
-        access: [{ repos: ['**'], pull: ['consumer', 'publisher'], push: ['publisher'], delete: [] }],
-      },
-      trustRules: [{ repos: ['**'], keys: ['release'] }],
-      trustedKeys: { release: release.publicKeyPem },
-    });
+    stack = await startTrustStack();
   });
   after(async () => {
-    await gate?.close();
-    await registry?.stop();
+    await stack?.stop();
   });
-
-  const consumer = (repo: string): Promise<string> =>
-    getToken(gate.url, gate.ca, 'consumer', users.consumer, [`repository:${repo}:pull`]);
-  const manifest = async (repo: string, ref: string, method = 'GET'): Promise<Reply> =>
-    request(gate.url, gate.ca, {
-      method,
-      path: `/v2/${repo}/manifests/${ref}`,
-      headers: { ...bearer(await consumer(repo)), accept: ALL },
-    });
-  const blob = async (repo: string, digest: string): Promise<Reply> =>
-    request(gate.url, gate.ca, {
-      path: `/v2/${repo}/blobs/${digest}`,
-      headers: bearer(await consumer(repo)),
-    });
+  const registryUrl = (): string => stack.registry.url;
+  const manifest = (repo: string, ref: string, method = 'GET'): Promise<Reply> =>
+    stack.pull(repo, ref, method);
+  const blob = (repo: string, digest: string): Promise<Reply> => stack.blob(repo, digest);
 
   it('a blob-linked document shaped like a signature artifact is verified by digest like any manifest: refused, and its config and layers stay unreadable', async () => {
     const repo = 'disguise/blob-linked';
-    const d = await disguisedDocument(registry.url, repo);
+    const d = await disguisedDocument(registryUrl(), repo);
     // registry:2 itself serves the blob as a manifest: the premise of the finding.
-    const upstream = await direct(registry.url, 'GET', `/v2/${repo}/manifests/${d.docDigest}`, undefined, {
+    const upstream = await direct(registryUrl(), 'GET', `/v2/${repo}/manifests/${d.docDigest}`, undefined, {
       accept: ALL,
     });
     assert.equal(upstream.status, 200, 'registry:2 no longer serves blobs as manifests: revisit this test');
@@ -122,23 +93,23 @@ describe('security: the signature-artifact exemption (issue 12, finding 1)', { t
 
   it('a blob-linked ordinary image manifest is refused by digest too (no exemption of any kind)', async () => {
     const repo = 'disguise/blob-image';
-    const img = await pushRandomImage(registry.url, 'disguise/source', 'v1');
+    const img = await pushRandomImage(registryUrl(), 'disguise/source', 'v1');
     for (const b of img.blobs) {
       await pushBlob(
-        registry.url,
+        registryUrl(),
         repo,
-        (await direct(registry.url, 'GET', `/v2/disguise/source/blobs/${b}`)).body,
+        (await direct(registryUrl(), 'GET', `/v2/disguise/source/blobs/${b}`)).body,
       );
     }
-    await pushBlob(registry.url, repo, img.bytes);
+    await pushBlob(registryUrl(), repo, img.bytes);
     assert.equal((await manifest(repo, img.digest)).status, 403);
     assert.equal((await blob(repo, img.blobs[0]!)).status, 403);
   });
 
   it('a genuine signature artifact: served through its .sig tag with its payload readable, never its config; by digest it is refused', async () => {
     const repo = 'sig/genuine';
-    const img = await pushRandomImage(registry.url, repo, 'v1');
-    const { sigManifest } = await signDirect(registry.url, repo, img.digest, release.pkcs8Der);
+    const img = await pushRandomImage(registryUrl(), repo, 'v1');
+    const { sigManifest } = await signDirect(registryUrl(), repo, img.digest, stack.release.pkcs8Der);
     const parsed = JSON.parse(sigManifest.toString()) as {
       config: { digest: string };
       layers: Array<{ digest: string }>;
@@ -156,12 +127,12 @@ describe('security: the signature-artifact exemption (issue 12, finding 1)', { t
 
   it('a .sig tag whose "payloads" are gzip tars (written while trust was off) is served, but admits none of its blobs', async () => {
     const repo = 'sig/tars';
-    const img = await pushRandomImage(registry.url, repo, 'v1');
-    const d = await disguisedDocument(registry.url, repo);
+    const img = await pushRandomImage(registryUrl(), repo, 'v1');
+    const d = await disguisedDocument(registryUrl(), repo);
     const doc = JSON.parse(d.doc.toString()) as { layers: Array<Record<string, unknown>> };
     doc.layers[0]!['annotations'] = { [COSIGN_SIGNATURE_ANNOTATION]: Buffer.alloc(64).toString('base64') };
     const bytes = Buffer.from(JSON.stringify(doc));
-    await pushManifest(registry.url, repo, signatureTagFor(img.digest), bytes, OCI);
+    await pushManifest(registryUrl(), repo, signatureTagFor(img.digest), bytes, OCI);
     const r = await manifest(repo, signatureTagFor(img.digest));
     assert.equal(r.status, 200, r.body.toString());
     assert.equal((await blob(repo, d.layer)).status, 403, 'a tar admitted as a signature payload');
