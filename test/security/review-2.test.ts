@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPair } from '../../src/core/signature/sign.js';
-import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES } from '../../src/core/manifest.js';
+import { MEDIA_TYPES } from '../../src/core/manifest.js';
 import { signatureTagFor } from '../../src/core/reference.js';
 import { startRegistry, type RegistryHandle } from '../helpers/stack.js';
 import { startTestGate, type TestGate } from '../helpers/trustgate.js';
@@ -338,6 +338,48 @@ describe('security review 2: the /v2 pipeline after issue 12', { timeout: 300_00
       headers: { ...bearer(t), connection: 'authorization, host' },
     });
     assert.equal(r2.status, 403);
+  });
+
+  it('HELD: `Connection: content-length` on an upload PATCH still stores exactly the bytes sent (I5)', async () => {
+    const t = await token('publisher', ['repository:pub/cl:pull,push']);
+    const start = await request(gate.url, gate.ca, {
+      method: 'POST',
+      path: '/v2/pub/cl/blobs/uploads/',
+      headers: { ...bearer(t), 'content-length': '0' },
+    });
+    assert.equal(start.status, 202);
+    const data = Buffer.from('chunk of a layer ' + Date.now());
+    const loc = new URL(String(start.headers.location), gate.url);
+    const patch = await request(gate.url, gate.ca, {
+      method: 'PATCH',
+      path: loc.pathname + loc.search,
+      headers: { ...bearer(t), 'content-type': 'application/octet-stream', connection: 'content-length' },
+      body: data,
+    });
+    assert.equal(patch.status, 202, patch.body.toString());
+    const next = new URL(String(patch.headers.location), gate.url);
+    next.searchParams.set('digest', sha256(data));
+    const put = await request(gate.url, gate.ca, {
+      method: 'PUT',
+      path: next.pathname + next.search,
+      headers: { ...bearer(t), 'content-length': '0' },
+    });
+    assert.equal(put.status, 201, put.body.toString());
+    assert.deepEqual((await direct(registry.url, 'GET', `/v2/pub/cl/blobs/${sha256(data)}`)).body, data);
+  });
+
+  it('BROKEN (low): `Connection: host` on a manifest PUT: the relayed Location names the internal registry too', async () => {
+    const img = await pushRandomImage(registry.url, 'pub/locm', 'seed');
+    const t = await token('publisher', ['repository:pub/locm:pull,push']);
+    const r = await request(gate.url, gate.ca, {
+      method: 'PUT',
+      path: '/v2/pub/locm/manifests/v2',
+      headers: { ...bearer(t), 'content-type': OCI, connection: 'host' },
+      body: img.bytes,
+    });
+    assert.equal(r.status, 201, r.body.toString());
+    const loc = String(r.headers.location);
+    assert.ok(!loc.includes(new URL(proxy.url).host), `manifest Location names the registry: ${loc}`);
   });
 
   // ------------------------------------------------------------------------------------------
