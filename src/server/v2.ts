@@ -27,7 +27,13 @@ import { sendError } from './respond.js';
 /** registry:2 refuses manifests over 4 MiB; so do we, before reading more. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_CATALOG_BYTES = 16 * 1024 * 1024;
-const MAX_CATALOG_PAGES = 100;
+/**
+ * Policy: a filtered catalog asks registry:2 for pages of its own size, not the client's `n` (each
+ * registry:2 2.8 page walks the repository tree from the start, so `n=1` cost one walk per hidden
+ * repository), and reads at most this many pages per request.
+ */
+const MAX_CATALOG_PAGES = 10;
+const UPSTREAM_CATALOG_PAGE = 1000;
 
 /**
  * Policy: trustgate always asks the registry for the manifest exactly as stored. With every modern
@@ -289,12 +295,16 @@ async function serveCatalog(d: Pipeline, ctx: Ctx): Promise<void> {
   const admin = d.isAdmin(ctx.principal);
   const n = Number(new URL(ctx.req.url ?? '', 'http://x').searchParams.get('n') ?? '') || undefined;
   const visible: string[] = [];
-  let path = ctx.req.url ?? '/v2/_catalog';
+  const asked = new URL(ctx.req.url ?? '/v2/_catalog', 'http://x').searchParams.get('last');
+  let path = admin
+    ? (ctx.req.url ?? '/v2/_catalog')
+    : `/v2/_catalog?n=${UPSTREAM_CATALOG_PAGE}${asked ? `&last=${encodeURIComponent(asked)}` : ''}`;
   let link: string | undefined;
   // Policy: the catalog lists only the repositories the caller may pull (I4), and the Link cursor
   // names only a listed one: registry:2's cursor is the last name of its page, which may be hidden.
   // For a non-admin, upstream pages are read until `n` visible names (bounded); a listing with no
   // visible name in MAX_CATALOG_PAGES pages ends there.
+  let more = false;
   for (let page = 0; page < MAX_CATALOG_PAGES; page++) {
     const up = await d.upstream.request({
       method: 'GET',
@@ -311,20 +321,27 @@ async function serveCatalog(d: Pipeline, ctx: Ctx): Promise<void> {
       throw upstreamFailure(err);
     }
     if (!Array.isArray(repos)) throw upstreamFailure(new Error('catalog without repositories'));
-    link = headerValue(up.headers.link);
-    for (const r of repos) {
-      if (n !== undefined && visible.length >= n) break;
-      if (typeof r === 'string' && (admin || ctx.principal.policyAllows('pull', r))) visible.push(r);
+    if (admin) {
+      visible.push(...repos.filter((r): r is string => typeof r === 'string'));
+      link = headerValue(up.headers.link);
+      break;
     }
-    const next = /^<(\/v2\/_catalog\?[^>]*)>/.exec(link ?? '')?.[1];
-    if (admin || !next || (n !== undefined && visible.length >= n)) break;
+    for (const r of repos) {
+      if (n !== undefined && visible.length >= n) {
+        more = true;
+        break;
+      }
+      if (typeof r === 'string' && ctx.principal.policyAllows('pull', r)) visible.push(r);
+    }
+    const next = /^<(\/v2\/_catalog\?[^>]*)>/.exec(headerValue(up.headers.link) ?? '')?.[1];
+    if (!next) break;
+    more = true;
+    if (n !== undefined && visible.length >= n) break;
     path = next;
   }
-  if (!admin && link) {
+  if (!admin && more) {
     const last = visible.at(-1);
-    link = last
-      ? `</v2/_catalog?last=${encodeURIComponent(last)}${n ? `&n=${n}` : ''}>; rel="next"`
-      : undefined;
+    if (last) link = `</v2/_catalog?last=${encodeURIComponent(last)}${n ? `&n=${n}` : ''}>; rel="next"`;
   }
   const body = JSON.stringify({ repositories: visible });
   const headers: Record<string, string> = {

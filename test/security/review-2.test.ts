@@ -3,7 +3,9 @@
  *
  * Each test names its outcome in its title:
  * - `HELD:`   the attack was tried against a real registry:2 and trustgate refused it (passes);
- * - `BROKEN:` the attack worked; the test asserts the safe behaviour and FAILS until src/ is fixed.
+ * - `fixed`:  the attack worked in the review (a Connection-named Host leaked the registry's
+ *              address; a filtered catalog cost one registry walk per hidden repository); the test
+ *              asserts the safe behaviour and failed before the fix.
  *
  * Attackers: (a) a publisher with push rights on its own repositories and no trusted key,
  * (b) a consumer with pull rights only.
@@ -295,7 +297,7 @@ describe('security review 2: the /v2 pipeline after issue 12', { timeout: 300_00
     assert.equal(linked.status, 404, 'secret blob linked into pub/mount');
   });
 
-  it('BROKEN (low): `Connection: host` makes registry:2 build the upload Location from its own internal address', async () => {
+  it('fixed (low, review 2): `Connection: host` makes registry:2 build the upload Location from its own internal address', async () => {
     const t = await token('publisher', ['repository:pub/loc:pull,push']);
     const normal = await request(gate.url, gate.ca, {
       method: 'POST',
@@ -368,7 +370,7 @@ describe('security review 2: the /v2 pipeline after issue 12', { timeout: 300_00
     assert.deepEqual((await direct(registry.url, 'GET', `/v2/pub/cl/blobs/${sha256(data)}`)).body, data);
   });
 
-  it('BROKEN (low): `Connection: host` on a manifest PUT: the relayed Location names the internal registry too', async () => {
+  it('fixed (low, review 2): `Connection: host` on a manifest PUT: the relayed Location names the internal registry too', async () => {
     const img = await pushRandomImage(registry.url, 'pub/locm', 'seed');
     const t = await token('publisher', ['repository:pub/locm:pull,push']);
     const r = await request(gate.url, gate.ca, {
@@ -386,7 +388,7 @@ describe('security review 2: the /v2 pipeline after issue 12', { timeout: 300_00
   // Catalog
   // ------------------------------------------------------------------------------------------
 
-  it('BROKEN (low, DoS amplification): one filtered catalog request with n=1 costs up to 100 registry catalog walks', async () => {
+  it('fixed (low, review 2, amplification): one filtered catalog request with n=1 costs up to 100 registry catalog walks', async () => {
     for (let i = 0; i < 40; i++) {
       await pushRandomImage(registry.url, `aaa/r${String(i).padStart(2, '0')}`, 'v1', 1, 16);
     }
