@@ -1,13 +1,22 @@
 /**
  * The Docker token endpoint: distribution's token spec (`GET /token` with Basic credentials) and
  * its OAuth2 form (`POST /token`, grant_type=password|refresh_token). The grant is always the
- * intersection of the requested scopes and what the current policy allows.
+ * intersection of the requested scopes and what the current policy allows. A request for
+ * `registry:admin:*` (alone) gets an admin API token when granted (core/scope.ts).
  */
 import type { TLSSocket } from 'node:tls';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { GateError, toGateError } from '../core/errors.js';
 import type { Policy } from '../core/policy.js';
-import { formatScope, grantScopes, parseScopes, type AccessClaim } from '../core/scope.js';
+import {
+  checkRefreshUse,
+  formatScope,
+  grantScopes,
+  parseScopes,
+  tokenRequestUse,
+  type AccessClaim,
+  type TokenUse,
+} from '../core/scope.js';
 import type { Identity } from '../core/types.js';
 import { basicCredentialsOf } from './basic.js';
 import type { CredentialStore } from './credentials.js';
@@ -111,6 +120,7 @@ export function createTokenRouter(d: TokenRouterDeps): Router {
       const q = req.query as Record<string, unknown>;
       checkService(single(q['service'], 'service'));
       const requested = parseScopes(list(q['scope']));
+      tokenRequestUse(requested);
       const account = single(q['account'], 'account');
       const offline = single(q['offline_token'], 'offline_token') === 'true';
       single(q['client_id'], 'client_id');
@@ -190,8 +200,10 @@ export function createTokenRouter(d: TokenRouterDeps): Router {
         );
       }
       let requested: AccessClaim[];
+      let use: TokenUse;
       try {
         requested = parseScopes([param('scope') ?? '']);
+        use = tokenRequestUse(requested);
       } catch (e) {
         if (e instanceof OAuthError) throw e;
         throw new OAuthError(400, 'invalid_scope', (e as Error).message);
@@ -220,6 +232,11 @@ export function createTokenRouter(d: TokenRouterDeps): Router {
         if (!presented)
           throw new OAuthError(400, 'invalid_request', 'the refresh_token grant needs refresh_token');
         const rt = await d.tokens.verifyRefreshToken(presented, now());
+        try {
+          checkRefreshUse(rt.use, use);
+        } catch (e) {
+          throw new OAuthError(400, 'invalid_scope', (e as Error).message);
+        }
         // Policy: a refresh token is worth only as much as the account behind it today: the
         // account must still exist with the same credential, and the grant uses today's policy.
         const version = d.credentials.accountVersion(rt.subject, rt.kind);

@@ -1,6 +1,11 @@
 /**
- * The token service: issues and verifies the registry's bearer tokens (distribution's token spec)
- * and our refresh tokens. Both are ES256 JWTs signed with the newest key of the local key set.
+ * The token service: issues and verifies the registry's bearer tokens (distribution's token spec),
+ * the admin API's tokens and our refresh tokens. All are ES256 JWTs signed with the newest key of
+ * the local key set; each kind has its own audience, so none passes for another:
+ * - registry access token: `aud` = `auth.service` (what registry clients expect);
+ * - admin access token: `aud` = `<service>#admin`, grant exactly `registry:admin:*`;
+ * - refresh tokens: `<service>#refresh` (registry) and `<service>#admin-refresh` (admin API), with
+ *   their own `typ` as well.
  */
 import { randomUUID } from 'node:crypto';
 import { SignJWT, jwtVerify, errors as joseErrors, type JWTPayload, type JWTVerifyGetKey } from 'jose';
@@ -8,7 +13,7 @@ import { GateError } from '../core/errors.js';
 import { parseStrictJson } from '../core/json-strict.js';
 import { REPO_ACTIONS } from '../core/policy.js';
 import { isValidRepoName } from '../core/reference.js';
-import { accessAllows, type AccessClaim } from '../core/scope.js';
+import { accessAllows, grantUse, isAdminGrant, type AccessClaim, type TokenUse } from '../core/scope.js';
 import type { Identity } from '../core/types.js';
 import type { TokenKeySet } from './token-keys.js';
 
@@ -24,6 +29,8 @@ export interface TokenClaims {
 export interface RefreshClaims {
   subject: string;
   kind: Identity['kind'];
+  /** The API the refresh token mints access tokens for (the one its login was granted). */
+  use: TokenUse;
   /** Fingerprint of the account's credential when the refresh token was issued. */
   accountVersion: string | undefined;
   jti: string;
@@ -47,7 +54,7 @@ export interface IssueOptions {
 export interface TokenServiceOptions {
   keys: TokenKeySet;
   issuer: string;
-  /** The `service` name; it is the access token's audience. */
+  /** The `service` name; it is the registry access token's audience (admin: `<service>#admin`). */
   service: string;
   ttlSeconds: number;
   refreshTtlSeconds: number;
@@ -63,6 +70,14 @@ const REFRESH_TYP = 'trustgate-refresh+jwt';
 const MAX_TOKEN_LENGTH = 16 * 1024;
 const MAX_ACCESS_ENTRIES = 64;
 const KINDS: ReadonlySet<string> = new Set(['user', 'robot', 'mtls', 'anonymous']);
+
+/** What a client presenting a token of the other API is told (a 401: asking again helps). */
+const WRONG_API: Record<TokenUse, string> = {
+  registry:
+    'this token is not for the registry (it is an admin API token, or for another service): get one from the token endpoint for the repository scope',
+  admin:
+    'this token is not for the admin API: ask the token endpoint for scope registry:admin:* (admins only)',
+};
 
 const invalid = (logDetail: unknown, cause?: unknown): GateError =>
   new GateError('UNAUTHORIZED', 'invalid token: get a new one from the token endpoint', { logDetail, cause });
@@ -99,18 +114,24 @@ export class TokenService {
     return this.o.ttlSeconds;
   }
 
+  /**
+   * Issues an access token for `access`, the grant. Policy: the audience follows the grant: the
+   * admin grant (alone: grantUse throws on a mixed list) gets the admin audience and an admin
+   * refresh token, anything else the registry's.
+   */
   async issue(
     identity: Identity,
     access: AccessClaim[],
     now: Date,
     opts: IssueOptions = {},
   ): Promise<IssuedToken> {
+    const use = grantUse(access);
     const iat = Math.floor(now.getTime() / 1000);
     const { kid, privateKey } = this.keys.signing;
     const token = await new SignJWT({ access, kind: identity.kind })
       .setProtectedHeader({ alg: 'ES256', kid, typ: ACCESS_TYP })
       .setIssuer(this.o.issuer)
-      .setAudience(this.o.service)
+      .setAudience(this.accessAudience(use))
       .setSubject(identity.subject)
       .setIssuedAt(iat)
       .setNotBefore(iat)
@@ -130,7 +151,7 @@ export class TokenService {
       out.refresh_token = await new SignJWT(claims)
         .setProtectedHeader({ alg: 'ES256', kid, typ: REFRESH_TYP })
         .setIssuer(this.o.issuer)
-        .setAudience(this.refreshAudience)
+        .setAudience(this.refreshAudience(use))
         .setSubject(identity.subject)
         .setIssuedAt(iat)
         .setNotBefore(iat)
@@ -141,11 +162,23 @@ export class TokenService {
     return out;
   }
 
-  async verifyAccessToken(token: string, now: Date): Promise<TokenClaims> {
-    const p = await this.verify(token, now, this.o.service, ACCESS_TYP, this.o.ttlSeconds);
+  /**
+   * Verifies an access token for one API: `registry` (/v2, the default) or `admin` (/admin). A
+   * token for the other API fails on its audience (401). Policy: an admin token must carry exactly
+   * the admin grant, and a registry token never carries it.
+   */
+  async verifyAccessToken(token: string, now: Date, use: TokenUse = 'registry'): Promise<TokenClaims> {
+    const p = await this.verify(token, now, [this.accessAudience(use)], ACCESS_TYP, this.o.ttlSeconds, use);
     const access = p['access'];
     if (!Array.isArray(access) || access.length > MAX_ACCESS_ENTRIES || !access.every(isAccessClaim)) {
       throw invalid('access claim malformed');
+    }
+    if (
+      use === 'admin'
+        ? !isAdminGrant(access)
+        : access.some((a) => a.type === 'registry' && a.name === 'admin')
+    ) {
+      throw invalid(`access claim is not a ${use} grant`);
     }
     return {
       subject: p.sub!,
@@ -157,25 +190,34 @@ export class TokenService {
     };
   }
 
+  /** Verifies a refresh token of either API; `use` says which one it mints tokens for. */
   async verifyRefreshToken(token: string, now: Date): Promise<RefreshClaims> {
-    const p = await this.verify(token, now, this.refreshAudience, REFRESH_TYP, this.o.refreshTtlSeconds);
+    const audiences = [this.refreshAudience('registry'), this.refreshAudience('admin')];
+    const p = await this.verify(token, now, audiences, REFRESH_TYP, this.o.refreshTtlSeconds, 'refresh');
     const ver = p['ver'];
     if (ver !== undefined && typeof ver !== 'string') throw invalid('ver claim malformed');
     const kind = kindOf(p);
     if (kind === 'anonymous') throw invalid('anonymous refresh token');
-    return { subject: p.sub!, kind, accountVersion: ver, jti: p.jti! };
+    const aud = Array.isArray(p.aud) ? p.aud[0] : p.aud;
+    const use: TokenUse = aud === this.refreshAudience('admin') ? 'admin' : 'registry';
+    return { subject: p.sub!, kind, use, accountVersion: ver, jti: p.jti! };
   }
 
-  private get refreshAudience(): string {
-    return `${this.o.service}#refresh`;
+  private accessAudience(use: TokenUse): string {
+    return use === 'admin' ? `${this.o.service}#admin` : this.o.service;
+  }
+
+  private refreshAudience(use: TokenUse): string {
+    return use === 'admin' ? `${this.o.service}#admin-refresh` : `${this.o.service}#refresh`;
   }
 
   private async verify(
     token: string,
     now: Date,
-    audience: string,
+    audience: string[],
     typ: string,
     maxAge: number,
+    what: TokenUse | 'refresh',
   ): Promise<JWTPayload> {
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
       throw invalid('token missing or too long');
@@ -200,6 +242,15 @@ export class TokenService {
           logDetail: err.message,
           cause: err,
         });
+      }
+      // jose checks claims only after the signature: this is one of our tokens, for another API.
+      if (
+        err instanceof joseErrors.JWTClaimValidationFailed &&
+        err.claim === 'aud' &&
+        err.reason === 'check_failed' &&
+        what !== 'refresh'
+      ) {
+        throw new GateError('UNAUTHORIZED', WRONG_API[what], { logDetail: err.message, cause: err });
       }
       throw invalid((err as Error).message, err);
     }
@@ -235,7 +286,8 @@ function isAccessClaim(v: unknown): v is AccessClaim {
   const actions = a['actions'];
   if (!Array.isArray(actions) || actions.length > 8 || !actions.every((x) => typeof x === 'string'))
     return false;
-  if (a['type'] === 'registry') return a['name'] === 'catalog' && actions.every((x) => x === '*');
+  if (a['type'] === 'registry')
+    return (a['name'] === 'catalog' || a['name'] === 'admin') && actions.every((x) => x === '*');
   return (
     a['type'] === 'repository' &&
     typeof a['name'] === 'string' &&

@@ -66,7 +66,8 @@ async function withClient(
   if (server === undefined || server === '')
     throw new UsageError('--server HOST[:PORT] (or TRUSTGATE_SERVER) is required');
   if (!/^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9a-fA-F:]+\](?::\d{1,5})?$/.test(server)) {
-    throw new UsageError(`--server takes HOST[:PORT], not ${JSON.stringify(server)}`);
+    // Not echoed: a `user:password@host` given by mistake would print the password.
+    throw new UsageError('--server takes HOST[:PORT] only (no scheme, user, password or path)');
   }
   const client = await clientFromArgs(server, args.values, io);
   const json = args.values['json'] === true;

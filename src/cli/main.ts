@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { loadConfigFile, ConfigError } from '../config/load.js';
+import { redactText } from '../core/redact.js';
 
 const USAGE = `usage: trustgate <command> [options]
 
@@ -83,7 +84,7 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof ConfigError) process.stderr.write(`trustgate: ${err.message}\n`);
-    else process.stderr.write(`trustgate: ${(err as Error)?.stack ?? String(err)}\n`);
+    else process.stderr.write(`trustgate: ${redactText((err as Error)?.stack ?? String(err))}\n`);
     process.exitCode = 1;
   },
 );

@@ -6,6 +6,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tryParseDockerReference } from '../core/reference.js';
+import { redactText } from '../core/redact.js';
 import { isLoopbackHost, RegistryClient } from '../registry/client.js';
 
 /** A mistake in the command line: exit code 2. */
@@ -62,7 +63,8 @@ export function parseArgs(argv: string[], spec: OptSpec): ParsedArgs {
       break;
     }
     if (!a.startsWith('--') || a === '-') {
-      if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option ${a}`);
+      // Only the option's first letter: `-p…` may be a password typed as an option.
+      if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option ${a.slice(0, 2)}`);
       positionals.push(a);
       continue;
     }
@@ -75,7 +77,7 @@ export function parseArgs(argv: string[], spec: OptSpec): ParsedArgs {
       if (eq === -1) value = true;
       else {
         const v = a.slice(eq + 1);
-        if (v !== 'true' && v !== 'false') throw new UsageError(`--${name} takes true or false, not ${v}`);
+        if (v !== 'true' && v !== 'false') throw new UsageError(`--${name} takes true or false`);
         value = v === 'true';
       }
     } else if (eq !== -1) value = a.slice(eq + 1);
@@ -265,10 +267,13 @@ export async function runCommand(
     return await body();
   } catch (err) {
     if (err instanceof UsageError) {
-      io.stderr.write(`trustgate: ${err.message}\n${err instanceof InputError ? '' : `\n${usage}`}`);
+      io.stderr.write(
+        `trustgate: ${redactText(err.message)}\n${err instanceof InputError ? '' : `\n${usage}`}`,
+      );
       return 2;
     }
-    io.stderr.write(`trustgate: ${err instanceof Error ? err.message : String(err)}\n`);
+    // Policy: error lines go through the log redaction (a URL with userinfo or a query, a token).
+    io.stderr.write(`trustgate: ${redactText(err instanceof Error ? err.message : String(err))}\n`);
     return failCode;
   }
 }

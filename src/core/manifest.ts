@@ -33,6 +33,16 @@ export const MEDIA_TYPES = {
 /** The layer annotation that carries a cosign signature (standard padded base64). */
 export const COSIGN_SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
 
+/**
+ * Structural limits on what trustgate parses, serves and admits. Policy: every pull admits each
+ * layer or child of a verified manifest into the verdict cache, so the work per manifest must be
+ * bounded (a 25,000-layer document once wrote 25,000 entries and stalled the event loop ~0.9 s).
+ * Real images stay far below: moby and containerd stop at 127 layers (overlayfs), and the largest
+ * multi-platform indexes (with their attestation manifests) list well under 100 entries.
+ */
+export const MAX_MANIFEST_LAYERS = 256;
+export const MAX_INDEX_ENTRIES = 256;
+
 /** Manifest media types trustgate understands, by kind. */
 export const IMAGE_MANIFEST_TYPES: readonly string[] = [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST];
 export const INDEX_MANIFEST_TYPES: readonly string[] = [MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_DOCKER_LIST];
@@ -184,8 +194,10 @@ function parseDescriptor(v: unknown, where: string): Descriptor {
   return d;
 }
 
-function parseDescriptorList(v: unknown, where: string): Descriptor[] {
+function parseDescriptorList(v: unknown, where: string, max: number): Descriptor[] {
   if (!Array.isArray(v)) return invalid(`${where} must be an array`);
+  // Refused before the entries are parsed, so an oversized document costs one length check.
+  if (v.length > max) invalid(`${where} may list at most ${max} entries (this one lists ${v.length})`);
   return v.map((x, i) => parseDescriptor(x, `${where}[${i}]`));
 }
 
@@ -253,11 +265,18 @@ export function parseManifest(bytes: Uint8Array | string, contentType?: string):
     if (doc.config === undefined) invalid('an image manifest needs "config"');
     out.config = parseDescriptor(doc.config, 'config');
     if (!hasLayers || doc.layers === null) invalid('an image manifest needs "layers"');
-    out.layers = parseDescriptorList(doc.layers, 'layers');
+    out.layers = parseDescriptorList(doc.layers, 'layers', MAX_MANIFEST_LAYERS);
   } else {
     if (hasLayers || doc.config !== undefined) invalid('an index cannot have "layers" or "config"');
     if (!hasManifests || doc.manifests === null) invalid('an index needs "manifests"');
-    out.manifests = parseDescriptorList(doc.manifests, 'manifests');
+    out.manifests = parseDescriptorList(doc.manifests, 'manifests', MAX_INDEX_ENTRIES);
+    // Policy: an index lists image manifests only. Real images never nest indexes (platform
+    // images, buildx attestation manifests and the referrers-tag index all list image manifests),
+    // and a nested index would make admission and verification work recursive.
+    const nested = out.manifests.findIndex((m) => INDEX_MANIFEST_TYPES.includes(m.mediaType));
+    if (nested !== -1) {
+      invalid(`manifests[${nested}] is itself an index; trustgate accepts an index of image manifests only`);
+    }
   }
   if (doc.subject !== undefined && doc.subject !== null)
     out.subject = parseDescriptor(doc.subject, 'subject');
@@ -284,6 +303,24 @@ export function isSignatureArtifact(m: ParsedManifest): boolean {
     m.layers.length >= 1 &&
     m.layers.every((l) => l.mediaType === MEDIA_TYPE_COSIGN_SIMPLESIGNING)
   );
+}
+
+/** The legacy cosign signature tag of a digest: `sha256-<hex>.sig`. */
+const SIGNATURE_TAG = /^sha256-[0-9a-f]{64}\.sig$/;
+
+export function isSignatureTag(tag: string | undefined): tag is string {
+  return tag !== undefined && SIGNATURE_TAG.test(tag);
+}
+
+/**
+ * True when a pull is signature discovery: a client reading the `.sig` tag of a digest it is
+ * verifying, and the tag holds a signature artifact. Policy (I1): only this read is exempt from
+ * verification. The same document asked for by digest is verified like any other manifest:
+ * registry:2 answers a manifest GET by digest for any blob linked in the repository, so a
+ * by-digest exemption would serve documents that were never pushed as manifests at all.
+ */
+export function isSignatureDiscoveryRead(tag: string | undefined, m: ParsedManifest): boolean {
+  return isSignatureTag(tag) && isSignatureArtifact(m);
 }
 
 /** Digests of the blobs an image manifest references (config first, then layers); none for an index. */

@@ -28,6 +28,12 @@ export interface RawRequest {
   method: string;
   url: string;
   contentType?: string;
+  /** Declared body length (`Content-Length`), when the request has one. */
+  contentLength?: string;
+  /** True when the request is chunked (`Transfer-Encoding`), so its body length is unknown. */
+  chunked?: boolean;
+  /** Header names and values as received (Node's rawHeaders: name, value, name, value, …). */
+  rawHeaders?: readonly string[];
 }
 
 /**
@@ -61,6 +67,7 @@ const METHODS = {
 
 /** Parses one /v2 request into exactly one Route, or throws a GateError. */
 export function parseRoute(req: RawRequest): Route {
+  checkHeaderValues(req.rawHeaders ?? []);
   const { path, query } = splitTarget(req.url);
   checkPathChars(path);
   const route = matchPath(req.method, path);
@@ -219,14 +226,37 @@ function checkMethod<M extends Matched>(method: string, m: M): M {
   return m;
 }
 
+/**
+ * Header values: visible ASCII, space and tab only. Policy (I2): every byte outside that is refused
+ * on every /v2 request, whichever header carries it. Node reads such bytes as latin1, while Go
+ * decodes them as UTF-8 and then folds and trims with Unicode rules: `strings.ToLower` maps
+ * U+0130 (İ) to `i` and U+212A (Kelvin) to `k`, and `strings.TrimSpace` strips U+0085 and U+00A0.
+ * `Content-Type: applİcation/x-www-form-urlencoded` was read as a form by registry:2 and not by us.
+ * No registry client sends non-ASCII header bytes, so refusing them all closes the class.
+ */
+const HEADER_VALUE = /^[\t\x20-\x7e]*$/;
+
+function checkHeaderValues(raw: readonly string[]): void {
+  for (let i = 1; i < raw.length; i += 2) {
+    if (!HEADER_VALUE.test(raw[i]!)) {
+      const name = raw[i - 1]!.toLowerCase();
+      throw badRequest(`the ${name.slice(0, 64)} header contains a byte outside printable ASCII`, { name });
+    }
+  }
+}
+
 const FORM_TYPES = ['application/x-www-form-urlencoded', 'multipart/'];
 
 function checkBody(req: RawRequest, kind: Route['kind']): void {
   if (req.contentType === undefined) return;
   // Policy: no form body on a request that carries one. registry:2's FormValue would read
   // `mount`/`from`/`digest`/`_state` from it (I2, I4) and consume a blob as a form. A substring test
-  // on the lowercased header catches every spelling Go's ParseMediaType would accept.
+  // on the lowercased header catches every spelling Go's ParseMediaType would accept (the value is
+  // ASCII here, so Go's and JavaScript's lowercasing agree). An empty body (Content-Length: 0,
+  // as curl -d '' and Python's urllib send) holds no form and is let through: the forwarder sends
+  // every upload request upstream as application/octet-stream anyway.
   if (req.method !== 'POST' && req.method !== 'PUT' && req.method !== 'PATCH') return;
+  if (req.contentLength === '0' && req.chunked !== true) return;
   const ct = req.contentType.toLowerCase();
   if (FORM_TYPES.some((t) => ct.includes(t))) {
     throw new GateError('UNSUPPORTED', `a form body is not accepted on the ${kind} route`, {

@@ -12,6 +12,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import type { Readable } from 'node:stream';
 import { MEDIA_TYPES, digestOf, isValidDigest } from '../core/manifest.js';
+import { ADMIN_SCOPE } from '../core/scope.js';
 
 /** Policy: manifests larger than registry:2's own limit (4 MiB) are refused, not buffered. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -509,8 +510,10 @@ export class RegistryClient {
 
   /**
    * A JSON request to trustgate's admin API (`/admin/v1/...`) over the same TLS, mTLS and token
-   * flow as the registry calls (the token is asked for without scopes: the admin role comes from
-   * policy, not from the token). Non-2xx answers throw RegistryError with trustgate's message.
+   * flow as the registry calls. The token asks for `registry:admin:*` alone (trustgate grants it to
+   * admins only and refuses registry tokens there); it is cached apart from registry tokens, by
+   * scope. With an admin client certificate no token is needed. Non-2xx answers throw
+   * RegistryError with trustgate's message.
    */
   async adminRequest(method: string, pathname: string, body?: unknown): Promise<unknown> {
     if (!pathname.startsWith('/admin/v1/')) throw new TypeError('admin paths start with /admin/v1/');
@@ -524,7 +527,7 @@ export class RegistryClient {
         ...(bytes !== undefined ? { 'content-type': 'application/json' } : {}),
       },
       body: bytes,
-      scopes: [],
+      scopes: [ADMIN_SCOPE],
       operation,
     });
     const answer = await readAll(r.res, MAX_ADMIN_BODY_BYTES, 'admin API answer');

@@ -48,6 +48,14 @@ export function stripHopByHop<T extends Record<string, unknown>>(headers: T): T 
   return headers;
 }
 
+/**
+ * End-to-end headers that a client's `Connection` header may not remove on the way upstream.
+ * Policy (I2): `Connection` names hop-by-hop extensions only; removing Host made registry:2 build
+ * absolute Location URLs from its own internal address (leaking it), and the others carry the
+ * request's framing and the type trustgate decided on.
+ */
+const KEPT_END_TO_END = new Set(['host', 'content-length', 'content-type', 'transfer-encoding']);
+
 /** Builds the upstream request headers from the client's, removing what must not be forwarded. */
 export function upstreamRequestHeaders(
   incoming: http.IncomingHttpHeaders,
@@ -56,7 +64,10 @@ export function upstreamRequestHeaders(
   const out: http.OutgoingHttpHeaders = { ...incoming };
   const conn = incoming['connection'];
   if (typeof conn === 'string') {
-    for (const name of conn.split(',')) delete out[name.trim().toLowerCase()];
+    for (const raw of conn.split(',')) {
+      const name = raw.trim().toLowerCase();
+      if (!KEPT_END_TO_END.has(name)) delete out[name];
+    }
   }
   for (const h of CLIENT_ONLY) delete out[h];
   // registry:2 builds absolute Location URLs from Host and X-Forwarded-Proto.

@@ -4,8 +4,9 @@
  * one error writer (OCI error JSON). Described by docs/admin-api.openapi.yaml (served as JSON at
  * `GET /admin/v1/openapi.json`).
  *
- * A request flows: authenticate (bearer token from /token, or a verified client certificate)
- * → admin role (policy.admins) → parse and validate the body → change → audit event → answer.
+ * A request flows: authenticate (an admin token, `registry:admin:*` from /token, or a verified
+ * client certificate) → admin role (policy.admins) → parse and validate the body → change → audit
+ * event → answer. Registry tokens are refused (401 with a challenge naming the admin scope).
  */
 import { MAX_MANIFEST_BYTES, UPSTREAM_MANIFEST_ACCEPT } from './v2.js';
 import { randomUUID } from 'node:crypto';
@@ -22,6 +23,8 @@ import { GateError, toGateError } from '../core/errors.js';
 import { digestOf, parseManifest } from '../core/manifest.js';
 import type { Policy } from '../core/policy.js';
 import { isValidRepoName, parseDockerReference } from '../core/reference.js';
+import { ADMIN_SCOPE, adminAccess } from '../core/scope.js';
+import type { Identity } from '../core/types.js';
 import { KeyStore, keyInfo } from '../keys/store.js';
 import type { Keyring } from '../keys/keyring.js';
 import type { Upstream } from '../registry/upstream.js';
@@ -29,7 +32,7 @@ import { headerValue, upstreamFailure } from '../registry/upstream.js';
 import type { TrustService } from '../trust/service.js';
 import { AccountFiles } from './accounts.js';
 import type { Audit } from './audit.js';
-import type { Authenticator, Principal } from './authenticate.js';
+import type { Authenticator } from './authenticate.js';
 import type { Logger } from './log.js';
 import { jsonBody } from './body.js';
 import { sendError, sendJson } from './respond.js';
@@ -117,7 +120,7 @@ function openApiDocument(): unknown {
 }
 
 interface AdminLocals {
-  principal: Principal;
+  identity: Identity;
   requestId: string;
 }
 
@@ -135,16 +138,20 @@ export function createAdminRouter(d: AdminDeps): Router {
     ...(d.bcryptCost !== undefined ? { cost: d.bcryptCost } : {}),
   });
 
-  const challenge = (req: http.IncomingMessage): string => {
+  // Every 401 names the admin scope, so a token client asks /token for the right grant.
+  const challenge = (req: http.IncomingMessage, insufficientScope: boolean): string => {
     const host = headerValue(req.headers.host) ?? 'localhost';
-    return `Bearer realm="${d.realm ?? `https://${host}/token`}",service="${d.service}"`;
+    const realm = d.realm ?? `https://${host}/token`;
+    return `Bearer realm="${realm}",service="${d.service}",scope="${ADMIN_SCOPE}"${
+      insufficientScope ? ',error="insufficient_scope"' : ''
+    }`;
   };
 
   const audit = (res: Response, change: string, target: string, detail?: unknown): void => {
-    const { principal, requestId } = locals(res);
+    const { identity, requestId } = locals(res);
     d.audit.adminChange({
       requestId,
-      identity: principal.identity.subject,
+      identity: identity.subject,
       change,
       target,
       ...(detail !== undefined ? { detail } : {}),
@@ -157,19 +164,27 @@ export function createAdminRouter(d: AdminDeps): Router {
     res.setHeader('cache-control', 'no-store');
     const requestId = randomUUID();
     res.setHeader('x-request-id', requestId);
-    const principal = await d.auth.authenticate(req);
-    if (!principal.credentialed) {
-      throw new GateError(
-        'UNAUTHORIZED',
-        'authentication required: a bearer token from the token endpoint (admin credentials) or an admin client certificate',
-      );
+    const { identity, credential } = await d.auth.identifyAdminCaller(req);
+    // Policy (core/scope.ts adminAccess): an admin token or client certificate of an identity
+    // policy.admins names today; a registry token is no admin credential, whoever it is for.
+    switch (adminAccess(credential, d.policy().isAdmin(identity))) {
+      case 'unauthenticated':
+        throw new GateError(
+          'UNAUTHORIZED',
+          `authentication required: a bearer token for scope ${ADMIN_SCOPE} from the token endpoint (admin credentials) or an admin client certificate`,
+        );
+      case 'not-admin':
+        throw new GateError('DENIED', `${identity.subject} is not an admin (policy.admins)`);
+      case 'insufficient-scope':
+        throw new GateError(
+          'UNAUTHORIZED',
+          `this is a registry token: the admin API takes a token for scope ${ADMIN_SCOPE} from the token endpoint`,
+          { headers: { 'WWW-Authenticate': challenge(req, true) }, logDetail: { subject: identity.subject } },
+        );
+      case 'allow':
+        break;
     }
-    // Policy: the admin role comes from policy.admins only; no token scope grants it, and it is
-    // re-read per request, so removing an admin takes effect at once, even for live tokens.
-    if (!d.policy().isAdmin(principal.identity)) {
-      throw new GateError('DENIED', `${principal.identity.subject} is not an admin (policy.admins)`);
-    }
-    res.locals = { ...res.locals, principal, requestId };
+    res.locals = { ...res.locals, identity, requestId };
     next();
   });
   router.use(
@@ -197,7 +212,7 @@ export function createAdminRouter(d: AdminDeps): Router {
 
   router.post('/keys', async (req, res) => {
     const body = parseBody(addKeyBody, req.body);
-    const actor = locals(res).principal.identity.subject;
+    const actor = locals(res).identity.subject;
     const k = await keys.add(body, actor);
     audit(res, 'key.add', k.name, {
       fingerprint: k.fingerprint,
@@ -212,7 +227,7 @@ export function createAdminRouter(d: AdminDeps): Router {
   router.post('/keys/:name/revoke', async (req, res) => {
     const body = parseBody(revokeBody, req.body, true);
     const name = String(req.params['name']);
-    const r = await keys.revoke(name, locals(res).principal.identity.subject, body.reason);
+    const r = await keys.revoke(name, locals(res).identity.subject, body.reason);
     if (r.changed) audit(res, 'key.revoke', name, { fingerprint: r.key.fingerprint, reason: body.reason });
     sendJson(res, 200, { key: r.key, changed: r.changed });
   });
@@ -220,7 +235,7 @@ export function createAdminRouter(d: AdminDeps): Router {
   router.post('/keys/:name/rotate', async (req, res) => {
     const body = parseBody(rotateBody, req.body);
     const name = String(req.params['name']);
-    const r = await keys.rotate(name, body, locals(res).principal.identity.subject);
+    const r = await keys.rotate(name, body, locals(res).identity.subject);
     audit(res, 'key.rotate', name, {
       newKey: r.new.name,
       newFingerprint: r.new.fingerprint,
@@ -403,7 +418,8 @@ export function createAdminRouter(d: AdminDeps): Router {
   // The one error writer (body errors are GateErrors already: server/body.ts).
   router.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const e = toGateError(err);
-    if (e.status === 401 && !e.headers['WWW-Authenticate']) e.headers['WWW-Authenticate'] = challenge(req);
+    if (e.status === 401 && !e.headers['WWW-Authenticate'])
+      e.headers['WWW-Authenticate'] = challenge(req, false);
     sendError(res, e, d.log, { path: req.originalUrl, reqId: res.locals['requestId'] });
   });
 

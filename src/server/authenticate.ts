@@ -2,6 +2,7 @@ import type http from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { GateError } from '../core/errors.js';
 import type { Policy } from '../core/policy.js';
+import type { AdminCredential } from '../core/scope.js';
 import type { Identity } from '../core/types.js';
 import { identityFromPeerCertificate } from '../auth/mtls.js';
 import { tokenAllows, type TokenClaims, type TokenService } from '../auth/tokens.js';
@@ -26,6 +27,12 @@ export interface AuthenticatorOptions {
   policy: () => Policy;
   mtlsIdentity: 'CN' | 'subject';
   now?: () => Date;
+}
+
+/** The caller of one admin API request, and what it presented (core/scope.ts adminAccess decides). */
+export interface AdminCaller {
+  identity: Identity;
+  credential: AdminCredential;
 }
 
 const ANONYMOUS: Identity = Object.freeze({ subject: 'anonymous', kind: 'anonymous', groups: [] });
@@ -59,26 +66,9 @@ export class Authenticator {
   }
 
   async authenticate(req: http.IncomingMessage): Promise<Principal> {
-    const auth = req.headers.authorization;
-    // Policy: Node keeps only the first of repeated Authorization headers; two are refused (as at
-    // /token) rather than one of them silently chosen, so no hop in front reads another credential.
-    if (auth !== undefined && countHeader(req.rawHeaders, 'authorization') > 1) {
-      throw new GateError('UNAUTHORIZED', 'authentication required: send one Authorization header', {
-        logDetail: 'more than one Authorization header on /v2',
-      });
-    }
-    if (auth !== undefined) {
-      const m = /^Bearer ([A-Za-z0-9_.-]{1,8192})$/.exec(auth);
-      if (!m) {
-        throw new GateError(
-          'UNAUTHORIZED',
-          'authentication required: use a bearer token from the token endpoint',
-          {
-            logDetail: 'malformed or non-bearer Authorization header on /v2',
-          },
-        );
-      }
-      const claims = await this.verifyCached(m[1]!);
+    const token = bearerToken(req, '/v2');
+    if (token !== undefined) {
+      const claims = await this.verifyCached(token);
       const policy = this.o.policy();
       const identity = policy.identityFor(claims.subject, claims.kind);
       const policyAllows = (action: RepoAction, repo: string): boolean =>
@@ -93,18 +83,11 @@ export class Authenticator {
         canCatalog: () => tokenAllows(claims, 'catalog', '*', 'registry'),
       };
     }
-    const socket = req.socket as TLSSocket;
-    if (typeof socket.getPeerCertificate === 'function' && socket.authorized) {
-      const identity = identityFromPeerCertificate(
-        socket.getPeerCertificate(),
-        socket.authorized,
-        this.o.mtlsIdentity,
-      );
-      if (identity) {
-        const allows = (action: RepoAction, repo: string): boolean =>
-          this.o.policy().allowedActions(identity, repo).has(action);
-        return { identity, credentialed: true, can: allows, policyAllows: allows, canCatalog: () => true };
-      }
+    const identity = this.certificateIdentity(req);
+    if (identity) {
+      const allows = (action: RepoAction, repo: string): boolean =>
+        this.o.policy().allowedActions(identity, repo).has(action);
+      return { identity, credentialed: true, can: allows, policyAllows: allows, canCatalog: () => true };
     }
     return {
       identity: ANONYMOUS,
@@ -114,6 +97,70 @@ export class Authenticator {
       canCatalog: () => false,
     };
   }
+
+  /**
+   * Authentication of admin API requests: who is calling and with what credential; the decision
+   * is core/scope.ts `adminAccess`. Policy: a bearer token is judged as the token it is, even over
+   * an admin client certificate: an admin token (verified for the admin audience), else one of our
+   * registry tokens (verified for the registry; it is no admin credential, and the caller is told
+   * which scope to ask for), else refused (401). Without a bearer token, a verified client
+   * certificate names the caller; without either, the caller is anonymous.
+   */
+  async identifyAdminCaller(req: http.IncomingMessage): Promise<AdminCaller> {
+    const token = bearerToken(req, '/admin');
+    if (token !== undefined) {
+      let claims: TokenClaims;
+      let credential: AdminCredential = 'admin-token';
+      try {
+        // Not cached: admin requests are few, and the /v2 cache holds registry tokens only.
+        claims = await this.o.tokens.verifyAccessToken(token, this.now(), 'admin');
+      } catch (adminErr) {
+        try {
+          claims = await this.verifyCached(token);
+        } catch {
+          throw adminErr;
+        }
+        credential = 'registry-token';
+      }
+      return { identity: this.o.policy().identityFor(claims.subject, claims.kind), credential };
+    }
+    const identity = this.certificateIdentity(req);
+    if (identity) return { identity, credential: 'mtls' };
+    return { identity: ANONYMOUS, credential: 'none' };
+  }
+
+  private certificateIdentity(req: http.IncomingMessage): Identity | null {
+    const socket = req.socket as TLSSocket;
+    if (typeof socket.getPeerCertificate !== 'function' || !socket.authorized) return null;
+    return identityFromPeerCertificate(socket.getPeerCertificate(), socket.authorized, this.o.mtlsIdentity);
+  }
+}
+
+/**
+ * The bearer token of a request, undefined without an Authorization header.
+ * - Policy: Node keeps only the first of repeated Authorization headers; two are refused (as at
+ *   /token) rather than one of them silently chosen, so no hop in front reads another credential.
+ * - Policy: only `Bearer`; Basic credentials are accepted at /token only.
+ */
+function bearerToken(req: http.IncomingMessage, where: string): string | undefined {
+  const auth = req.headers.authorization;
+  if (auth === undefined) return undefined;
+  if (countHeader(req.rawHeaders, 'authorization') > 1) {
+    throw new GateError('UNAUTHORIZED', 'authentication required: send one Authorization header', {
+      logDetail: `more than one Authorization header on ${where}`,
+    });
+  }
+  const m = /^Bearer ([A-Za-z0-9_.-]{1,8192})$/.exec(auth);
+  if (!m) {
+    throw new GateError(
+      'UNAUTHORIZED',
+      'authentication required: use a bearer token from the token endpoint',
+      {
+        logDetail: `malformed or non-bearer Authorization header on ${where}`,
+      },
+    );
+  }
+  return m[1]!;
 }
 
 function countHeader(raw: readonly string[], name: string): number {

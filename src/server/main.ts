@@ -25,7 +25,7 @@ import { createAdminRouter } from './admin.js';
 import { Audit } from './audit.js';
 import { Authenticator } from './authenticate.js';
 import { StreamForwarder } from './forward.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, loggerOptions, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { isClosing, lingeringClose } from './body.js';
 import { sendError, writeRawError } from './respond.js';
@@ -97,10 +97,8 @@ interface Live {
 export async function startTrustgate(config: Config, opts: StartOptions = {}): Promise<Trustgate> {
   const log = opts.logger ?? createLogger(config.log.level);
   const auditLog = config.log.auditFile
-    ? pino(
-        { base: { svc: 'trustgate' } },
-        pino.destination({ dest: config.log.auditFile, mkdir: true, sync: false }),
-      )
+    ? // The audit file gets the same redaction as the main log.
+      pino(loggerOptions('info'), pino.destination({ dest: config.log.auditFile, mkdir: true, sync: false }))
     : log.child({ stream: 'audit' });
   const metrics = new Metrics();
   const audit = new Audit(auditLog, metrics);

@@ -7,6 +7,7 @@ import {
   referencedBlobs,
   type ParsedManifest,
   isSignatureArtifact,
+  isSignatureTag,
   digestOf,
 } from '../core/manifest.js';
 import { parseRoute } from '../core/route.js';
@@ -28,7 +29,13 @@ import { checkLayerUrls, NO_LAYER_URLS, type LayerUrlPolicy } from '../core/laye
 /** registry:2 refuses manifests over 4 MiB; so do we, before reading more. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_CATALOG_BYTES = 16 * 1024 * 1024;
-const MAX_CATALOG_PAGES = 100;
+/**
+ * Policy: a filtered catalog asks registry:2 for pages of its own size, not the client's `n` (each
+ * registry:2 2.8 page walks the repository tree from the start, so `n=1` cost one walk per hidden
+ * repository), and reads at most this many pages per request.
+ */
+const MAX_CATALOG_PAGES = 10;
+const UPSTREAM_CATALOG_PAGE = 1000;
 
 /**
  * Policy: trustgate always asks the registry for the manifest exactly as stored. With every modern
@@ -135,6 +142,9 @@ async function handle(
     method: req.method ?? '',
     url: req.url ?? '',
     contentType: req.headers['content-type'],
+    contentLength: req.headers['content-length'],
+    chunked: req.headers['transfer-encoding'] !== undefined,
+    rawHeaders: req.rawHeaders,
   });
   event.route = route.kind;
   if ('repo' in route) event.repo = route.repo;
@@ -185,9 +195,23 @@ async function handle(
       }
       return d.forwarder.forwardBlobRead(req, res, req.url ?? '');
     case 'upload-start':
+      asBlobBody(req);
       return d.forwarder.forward(req, res, await uploadStartPath(d, ctx, route));
     case 'upload':
+      asBlobBody(req);
       return d.forwarder.forward(req, res, req.url ?? '');
+  }
+}
+
+/**
+ * Policy (I2, I4): an upload request reaches registry:2 as `application/octet-stream`, whatever
+ * the client said. registry:2 reads `mount`, `from`, `digest` and `_state` with FormValue, which
+ * also parses a form body; with this type no body can ever be read as a form, so only the query
+ * that the route parser checked decides. (The parser already refuses form types with a body.)
+ */
+function asBlobBody(req: http.IncomingMessage): void {
+  if (req.method === 'POST' || req.method === 'PUT' || req.method === 'PATCH') {
+    req.headers['content-type'] = 'application/octet-stream';
   }
 }
 
@@ -275,12 +299,16 @@ async function serveCatalog(d: Pipeline, ctx: Ctx): Promise<void> {
   const admin = d.isAdmin(ctx.principal);
   const n = Number(new URL(ctx.req.url ?? '', 'http://x').searchParams.get('n') ?? '') || undefined;
   const visible: string[] = [];
-  let path = ctx.req.url ?? '/v2/_catalog';
+  const asked = new URL(ctx.req.url ?? '/v2/_catalog', 'http://x').searchParams.get('last');
+  let path = admin
+    ? (ctx.req.url ?? '/v2/_catalog')
+    : `/v2/_catalog?n=${UPSTREAM_CATALOG_PAGE}${asked ? `&last=${encodeURIComponent(asked)}` : ''}`;
   let link: string | undefined;
   // Policy: the catalog lists only the repositories the caller may pull (I4), and the Link cursor
   // names only a listed one: registry:2's cursor is the last name of its page, which may be hidden.
   // For a non-admin, upstream pages are read until `n` visible names (bounded); a listing with no
   // visible name in MAX_CATALOG_PAGES pages ends there.
+  let more = false;
   for (let page = 0; page < MAX_CATALOG_PAGES; page++) {
     const up = await d.upstream.request({
       method: 'GET',
@@ -297,20 +325,27 @@ async function serveCatalog(d: Pipeline, ctx: Ctx): Promise<void> {
       throw upstreamFailure(err);
     }
     if (!Array.isArray(repos)) throw upstreamFailure(new Error('catalog without repositories'));
-    link = headerValue(up.headers.link);
-    for (const r of repos) {
-      if (n !== undefined && visible.length >= n) break;
-      if (typeof r === 'string' && (admin || ctx.principal.policyAllows('pull', r))) visible.push(r);
+    if (admin) {
+      visible.push(...repos.filter((r): r is string => typeof r === 'string'));
+      link = headerValue(up.headers.link);
+      break;
     }
-    const next = /^<(\/v2\/_catalog\?[^>]*)>/.exec(link ?? '')?.[1];
-    if (admin || !next || (n !== undefined && visible.length >= n)) break;
+    for (const r of repos) {
+      if (n !== undefined && visible.length >= n) {
+        more = true;
+        break;
+      }
+      if (typeof r === 'string' && ctx.principal.policyAllows('pull', r)) visible.push(r);
+    }
+    const next = /^<(\/v2\/_catalog\?[^>]*)>/.exec(headerValue(up.headers.link) ?? '')?.[1];
+    if (!next) break;
+    more = true;
+    if (n !== undefined && visible.length >= n) break;
     path = next;
   }
-  if (!admin && link) {
+  if (!admin && more) {
     const last = visible.at(-1);
-    link = last
-      ? `</v2/_catalog?last=${encodeURIComponent(last)}${n ? `&n=${n}` : ''}>; rel="next"`
-      : undefined;
+    if (last) link = `</v2/_catalog?last=${encodeURIComponent(last)}${n ? `&n=${n}` : ''}>; rel="next"`;
   }
   const body = JSON.stringify({ repositories: visible });
   const headers: Record<string, string> = {
@@ -471,12 +506,15 @@ async function admit(
   m: ParsedManifest,
   v: Verdict,
 ): Promise<void> {
+  if (v.reason === 'signature-artifact') {
+    return d.trust.admitSignaturePayloads(repo, digest, m, v.epoch);
+  }
   if (m.kind === 'index') {
     // Policy: only an index that verified on its own admits its children; audit mode does not.
-    if (v.ok) await d.trust.admitChildren(repo, digest, m);
+    if (v.ok) await d.trust.admitChildren(repo, digest, m, v.epoch);
     return;
   }
-  await d.trust.admitBlobs(repo, digest, referencedBlobs(m));
+  await d.trust.admitBlobs(repo, digest, referencedBlobs(m), v.epoch);
 }
 
 /** Accept check after verification: an absent header or a wildcard accepts anything. */
@@ -518,7 +556,7 @@ async function putManifest(
     throw new GateError('DIGEST_INVALID', `manifest bytes hash to ${digest}, not ${ref.digest}`);
   }
   const rule = d.trust.ruleFor(repo);
-  if (ref.tag && /^sha256-[0-9a-f]{64}\.sig$/.test(ref.tag)) {
+  if (isSignatureTag(ref.tag)) {
     if (rule.mode !== 'off') {
       const { signers } = await d.trust.checkSignaturePush(repo, ref.tag, manifest);
       event.keys = signers;
@@ -535,7 +573,7 @@ async function putManifest(
       `${repo}${ref.tag ? `:${ref.tag}` : `@${digest}`}: a cosign signature artifact may only be pushed under its sha256-<hex>.sig tag`,
     );
   } else if (ref.tag && rule.signedPush && rule.mode !== 'off') {
-    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag, { fresh: true });
+    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag, { fresh: true, own: true });
     if (!verdict.ok) {
       event.reason = 'signed-push-required';
       throw new GateError(
@@ -554,7 +592,7 @@ async function putManifest(
     maxBytes: 1024 * 1024,
     kind: 'manifest-put',
   });
-  if (up.status === 201 && ref.tag && /^sha256-[0-9a-f]{64}\.sig$/.test(ref.tag)) {
+  if (up.status === 201 && isSignatureTag(ref.tag)) {
     // A new signature may turn an earlier refusal into a pass at once.
     await d.trust.invalidate(repo, ref.tag.replace(/^sha256-([0-9a-f]{64})\.sig$/, 'sha256:$1'));
   }

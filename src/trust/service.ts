@@ -4,6 +4,7 @@ import { GateError } from '../core/errors.js';
 import {
   COSIGN_SIGNATURE_ANNOTATION,
   isSignatureArtifact,
+  isSignatureDiscoveryRead,
   parseManifest,
   MEDIA_TYPES,
   type ParsedManifest,
@@ -33,11 +34,13 @@ export interface Verdict {
   /** What the policy would have decided in enforce mode (audit mode logs it). */
   ok: boolean;
   mode: EffectiveTrustRule['mode'];
-  reason: TrustReason | 'policy-off' | 'index-child' | 'tag-not-bound';
+  reason: TrustReason | 'policy-off' | 'index-child' | 'tag-not-bound' | 'signature-artifact';
   message: string;
   signers: string[];
   rule: string;
   cached: boolean;
+  /** The trust epoch (keys and rules) the decision was made under; admissions carry it. */
+  epoch: string;
 }
 
 interface CachedVerdict {
@@ -105,12 +108,15 @@ export class TrustService {
    * Policy: revoked and expired keys stay in the list; evaluateTrust refuses their signatures with
    * the reason, so a denial says "revoked" rather than "untrusted".
    */
-  trustedKeys(rule: EffectiveTrustRule, repo: string): TrustedKey[] {
+  trustedKeys(
+    rule: EffectiveTrustRule,
+    repo: string,
+    keySet: ReadonlyMap<string, KeyEntry> = this.o.keyring.snapshot.keys,
+  ): TrustedKey[] {
     const named = new Set(rule.keys);
-    const snapshot = this.o.keyring.snapshot;
-    const identities = this.identitiesOf(snapshot.keys);
+    const identities = this.identitiesOf(keySet);
     const out: TrustedKey[] = [];
-    for (const k of snapshot.keys.values()) {
+    for (const k of keySet.values()) {
       if (named.has(k.name) || (k.meta.trustedAs ?? []).some((n) => named.has(n)) || k.appliesTo(repo)) {
         out.push({ ...k, identity: identities.get(k.name) ?? k.name });
       }
@@ -135,17 +141,24 @@ export class TrustService {
 
   /**
    * The verdict for serving `digest` of `repo` to a pull-only client. `tag` is the tag the client
-   * asked for (tag binding), `manifest` the parsed bytes about to be served.
+   * asked for (tag binding), `manifest` the parsed bytes about to be served. `own` asks for the
+   * manifest's own signatures only (a signed push): admission as a child of a verified index, which
+   * names no tag, does not count then.
    */
   async verify(
     repo: string,
     digest: string,
     manifest: ParsedManifest,
     tag?: string,
-    opts: { fresh?: boolean } = {},
+    opts: { fresh?: boolean; own?: boolean } = {},
   ): Promise<Verdict> {
+    // Policy: the rules, the keys and the epoch are read together, synchronously, before any I/O:
+    // a decision uses one generation of trust, and its cache entries carry that generation's epoch
+    // (a reload during the signature fetch must not store an old-rule verdict under the new epoch).
+    const epoch = this.epoch();
     const rule = this.o.ruleFor(repo);
-    const base = { mode: rule.mode, rule: rule.pattern };
+    const keys = this.o.keyring.snapshot.keys;
+    const base = { mode: rule.mode, rule: rule.pattern, epoch };
     if (rule.mode === 'off') {
       return {
         ...base,
@@ -157,38 +170,47 @@ export class TrustService {
         cached: false,
       };
     }
-    // Policy: signature artifacts stay readable so clients can verify for themselves; they are
-    // recognised by media types, never by tag name.
-    if (isSignatureArtifact(manifest)) {
+    if (isSignatureDiscoveryRead(tag, manifest)) {
+      // Policy: a client verifying a digest for itself reads its .sig tag; that read is served so
+      // clients can check signatures themselves. It admits only the payloads that really are
+      // signature payloads (admitSignaturePayloads), never the artifact's config.
       return {
         ...base,
         allow: true,
         ok: true,
-        reason: 'signed',
-        message: 'signature artifact',
+        reason: 'signature-artifact',
+        message: 'signature artifact read through its .sig tag',
         signers: [],
         cached: false,
       };
     }
-    const epoch = this.epoch();
     const key = `v:${epoch}:${repo}:${digest}`;
     let cached = true;
     let v = (await this.o.cache.get(key)) as CachedVerdict | undefined;
     if (isCachedVerdict(v) && this.stale(v, rule, tag, opts.fresh === true)) v = undefined;
     if (!isCachedVerdict(v)) {
       cached = false;
-      v = await this.singleFlight(key, () => this.compute(repo, digest, rule), opts.fresh === true);
+      v = await this.singleFlight(
+        key,
+        () => this.compute(repo, digest, rule, keys, epoch),
+        opts.fresh === true,
+      );
     }
     let { ok, reason, message } = v;
-    if (ok && rule.tagBinding && tag !== undefined && !v.boundTags.includes(tag)) {
+    const tagBound = rule.tagBinding && tag !== undefined;
+    if (ok && tagBound && !v.boundTags.includes(tag)) {
       ok = false;
       reason = 'tag-not-bound';
       message = `${repo}:${tag} resolves to ${digest}, but no signature trusted for ${rule.pattern} names the tag ${tag} (tag binding is on): sign ${repo}:${tag} with a trusted key`;
     }
-    if (!ok && manifest.kind === 'image') {
-      // A child of a verified index of this repository is admitted by digest.
+    // Policy: a child of a verified index of this repository is admitted by digest. Not by tag
+    // when tags are bound (the parent's signature names the parent's tags, never a tag someone
+    // later put on a child), and not for a signed push, which needs the manifest's own signature.
+    if (!ok && manifest.kind === 'image' && opts.own !== true) {
       const parent = await this.o.cache.get(`c:${epoch}:${repo}:${digest}`);
-      if (typeof parent === 'string') {
+      if (typeof parent === 'string' && tagBound) {
+        message = `${repo}:${tag} resolves to ${digest}, listed in verified index ${parent}; with tag binding on, a manifest pulled by tag needs its own signature naming the tag ${tag}: sign ${repo}:${tag} with a trusted key, or pull it through the index`;
+      } else if (typeof parent === 'string') {
         return {
           ...base,
           allow: true,
@@ -204,32 +226,65 @@ export class TrustService {
   }
 
   /** Records that the children of a verified index may be served by digest in this repository. */
-  async admitChildren(repo: string, indexDigest: string, manifest: ParsedManifest): Promise<void> {
-    await this.admitOnce(`c:${repo}:${indexDigest}`, (epoch) =>
+  async admitChildren(
+    repo: string,
+    indexDigest: string,
+    manifest: ParsedManifest,
+    epoch: string,
+  ): Promise<void> {
+    await this.admitOnce(epoch, `c:${repo}:${indexDigest}`, () =>
       manifest.manifests.map((d) => [`c:${epoch}:${repo}:${d.digest}`, indexDigest]),
     );
   }
 
   /** Records the blobs of a manifest that was served to a pull-only client. */
-  async admitBlobs(repo: string, manifestDigest: string, digests: readonly string[]): Promise<void> {
-    await this.admitOnce(`b:${repo}:${manifestDigest}`, (epoch) =>
+  async admitBlobs(
+    repo: string,
+    manifestDigest: string,
+    digests: readonly string[],
+    epoch: string,
+  ): Promise<void> {
+    await this.admitOnce(epoch, `b:${repo}:${manifestDigest}`, () =>
       digests.map((d) => [`b:${epoch}:${repo}:${d}`, 1]),
     );
   }
 
   /**
+   * Records the payload blobs of a signature artifact read through its .sig tag. Policy: only
+   * layers whose bytes are a well-formed simple-signing payload (at most 64 KiB, the digest the
+   * layer names, strict JSON) are admitted, so nothing admitted this way can be an image layer
+   * (a tar) or config; the artifact's config is never admitted.
+   */
+  async admitSignaturePayloads(
+    repo: string,
+    manifestDigest: string,
+    manifest: ParsedManifest,
+    epoch: string,
+  ): Promise<void> {
+    await this.admitOnce(epoch, `s:${repo}:${manifestDigest}`, async () => {
+      const payloads = await this.fetchCandidates(repo, manifest);
+      return payloads
+        .filter((c) => isSimpleSigningPayload(c.payload))
+        .map((c) => [`b:${epoch}:${repo}:${c.layerDigest}`, 1]);
+    });
+  }
+
+  /**
    * Writes admission entries at most once a minute per manifest and replica, so a warm pull costs
    * one verdict lookup rather than a cache write per blob. The entries themselves live for the
-   * positive TTL, so they are refreshed well before they expire.
+   * positive TTL, so they are refreshed well before they expire. Policy: entries carry the epoch
+   * of the verdict that admitted them, and none are written once that epoch has been replaced.
    */
   private async admitOnce(
+    epoch: string,
     memoKey: string,
-    entries: (epoch: string) => Array<[string, unknown]>,
+    entries: () => Array<[string, unknown]> | Promise<Array<[string, unknown]>>,
   ): Promise<void> {
-    const epoch = this.epoch();
     const key = `${epoch}:${memoKey}`;
-    if (this.admitted.has(key)) return;
-    await Promise.all(entries(epoch).map(([k, v]) => this.o.cache.set(k, v, this.o.positiveTtlSeconds)));
+    if (this.admitted.has(key) || this.epoch() !== epoch) return;
+    const list = await entries();
+    if (this.epoch() !== epoch) return;
+    await Promise.all(list.map(([k, v]) => this.o.cache.set(k, v, this.o.positiveTtlSeconds)));
     this.admitted.set(key, true);
   }
 
@@ -335,11 +390,17 @@ export class TrustService {
     return p;
   }
 
-  private async compute(repo: string, digest: string, rule: EffectiveTrustRule): Promise<CachedVerdict> {
+  private async compute(
+    repo: string,
+    digest: string,
+    rule: EffectiveTrustRule,
+    keySet: ReadonlyMap<string, KeyEntry>,
+    epoch: string,
+  ): Promise<CachedVerdict> {
     const started = performance.now();
     const sigManifest = await this.fetchSignatureManifest(repo, digest);
     const signatures = sigManifest ? await this.fetchCandidates(repo, sigManifest) : [];
-    const keys = this.trustedKeys(rule, repo);
+    const keys = this.trustedKeys(rule, repo, keySet);
     const now = this.now();
     const input = { repo, digest, signatures, keys, threshold: rule.threshold, now };
     const v = evaluateTrust({ ...input, tagBinding: false });
@@ -364,7 +425,9 @@ export class TrustService {
     };
     this.o.onVerify?.((performance.now() - started) / 1000);
     const ttl = v.ok ? this.o.positiveTtlSeconds : this.o.negativeTtlSeconds;
-    await this.o.cache.set(`v:${this.epoch()}:${repo}:${digest}`, result, ttl);
+    // Policy: a verdict is stored under the epoch it was computed with, and not at all when the
+    // keys or rules changed meanwhile (the caller still gets it: its pull began before the change).
+    if (this.epoch() === epoch) await this.o.cache.set(`v:${epoch}:${repo}:${digest}`, result, ttl);
     return result;
   }
 
@@ -393,11 +456,14 @@ export class TrustService {
     }
   }
 
-  private async fetchCandidates(repo: string, sig: ParsedManifest): Promise<SignatureCandidate[]> {
+  private async fetchCandidates(
+    repo: string,
+    sig: ParsedManifest,
+  ): Promise<Array<SignatureCandidate & { layerDigest: string }>> {
     const layers = sig.layers
       .filter((l) => l.mediaType === MEDIA_TYPES.cosignSimpleSigning)
       .slice(0, MAX_SIGNATURE_LAYERS);
-    const out: SignatureCandidate[] = [];
+    const out: Array<SignatureCandidate & { layerDigest: string }> = [];
     for (const layer of layers) {
       const signature = layer.annotations?.[COSIGN_SIGNATURE_ANNOTATION];
       if (typeof signature !== 'string' || layer.size > MAX_SIGNATURE_PAYLOAD) continue;
@@ -425,7 +491,7 @@ export class TrustService {
       }
       // Policy: the payload must be the bytes the layer names; anything else is skipped.
       if (`sha256:${createHash('sha256').update(res.body).digest('hex')}` !== layer.digest) continue;
-      out.push({ payload: new Uint8Array(res.body), signature });
+      out.push({ payload: new Uint8Array(res.body), signature, layerDigest: layer.digest });
     }
     return out;
   }
@@ -442,6 +508,16 @@ function tagsNamed(signatures: SignatureCandidate[]): Set<string> {
     }
   }
   return tags;
+}
+
+/** True when the bytes are a well-formed simple-signing payload (what a signature layer holds). */
+function isSimpleSigningPayload(bytes: Uint8Array): boolean {
+  try {
+    parseSimpleSigningPayload(bytes);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function isCachedVerdict(v: unknown): v is CachedVerdict {

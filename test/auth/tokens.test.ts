@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SignJWT, UnsecuredJWT, exportJWK, decodeProtectedHeader, type JWTPayload } from 'jose';
+import { SignJWT, UnsecuredJWT, exportJWK, decodeJwt, decodeProtectedHeader, type JWTPayload } from 'jose';
 import { GateError } from '../../src/core/errors.js';
 import {
   loadOrCreateTokenKeys,
@@ -228,7 +228,7 @@ describe('TokenService', () => {
   });
 
   it('wrong audience, wrong issuer, missing claims, wrong typ are refused', async () => {
-    await refused(svc.verifyAccessToken(await ours({ ...base, aud: 'other' }), NOW));
+    await refused(svc.verifyAccessToken(await ours({ ...base, aud: 'other' }), NOW), /not for the registry/);
     await refused(svc.verifyAccessToken(await ours({ ...base, aud: ['registry.test', 'other'] }), NOW));
     await refused(svc.verifyAccessToken(await ours({ ...base, iss: 'evil' }), NOW));
     for (const c of ['jti', 'sub', 'exp', 'nbf', 'iat', 'aud', 'iss'] as const) {
@@ -286,6 +286,28 @@ describe('TokenService', () => {
       refresh: true,
     });
     assert.equal(anon.refresh_token, undefined);
+  });
+
+  it('admin tokens: the admin grant gets the admin audience; neither kind passes for the other', async () => {
+    const adminGrant = [{ type: 'registry' as const, name: 'admin', actions: ['*'] }];
+    const r = await svc.issue(alice, adminGrant, NOW, { refresh: true, accountVersion: 'v1' });
+    assert.equal(decodeJwt(r.token)['aud'], 'registry.test#admin');
+    const c = await svc.verifyAccessToken(r.token, NOW, 'admin');
+    assert.deepEqual(c.access, adminGrant);
+    await refused(svc.verifyAccessToken(r.token, NOW), /not for the registry/);
+    const reg = await svc.issue(alice, access, NOW, { refresh: true, accountVersion: 'v1' });
+    await refused(svc.verifyAccessToken(reg.token, NOW, 'admin'), /not for the admin API/);
+    // The refresh tokens say which API they mint for.
+    assert.equal((await svc.verifyRefreshToken(r.refresh_token!, NOW)).use, 'admin');
+    assert.equal((await svc.verifyRefreshToken(reg.refresh_token!, NOW)).use, 'registry');
+    await refused(svc.verifyAccessToken(r.refresh_token!, NOW, 'admin'));
+    // Never issued mixed; and a mixed or empty grant under the admin audience is refused.
+    await assert.rejects(svc.issue(alice, [...adminGrant, ...access], NOW), TypeError);
+    await refused(svc.verifyAccessToken(await ours({ ...base, aud: 'registry.test#admin' }), NOW, 'admin'));
+    await refused(
+      svc.verifyAccessToken(await ours({ ...base, aud: 'registry.test#admin', access: [] }), NOW, 'admin'),
+    );
+    await refused(svc.verifyAccessToken(await ours({ ...base, access: adminGrant }), NOW));
   });
 
   it('rotation: tokens signed with the old key still verify; new tokens use the new key', async () => {

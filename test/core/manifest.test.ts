@@ -9,7 +9,10 @@ import {
   MEDIA_TYPE_OCI_CONFIG,
   MEDIA_TYPE_OCI_INDEX,
   MEDIA_TYPE_OCI_MANIFEST,
+  MAX_INDEX_ENTRIES,
+  MAX_MANIFEST_LAYERS,
   isSignatureArtifact,
+  isSignatureDiscoveryRead,
   isValidDigest,
   parseManifest,
   referencedBlobs,
@@ -209,6 +212,51 @@ test('isSignatureArtifact: by media types only', () => {
   assert.equal(isSignatureArtifact(parseManifest(JSON.stringify(dockerCfg))), false);
   const dockerType = { ...sigArtifact, mediaType: MEDIA_TYPE_DOCKER_MANIFEST };
   assert.equal(isSignatureArtifact(parseManifest(JSON.stringify(dockerType))), false);
+});
+
+test('limits: at most MAX_MANIFEST_LAYERS layers and MAX_INDEX_ENTRIES entries; an index lists image manifests only', () => {
+  const layer = ociImage.layers[0]!;
+  const entry = ociIndex.manifests[0]!;
+  assert.equal(
+    parseManifest(JSON.stringify({ ...ociImage, layers: Array(MAX_MANIFEST_LAYERS).fill(layer) })).layers
+      .length,
+    MAX_MANIFEST_LAYERS,
+  );
+  refused(
+    { ...ociImage, layers: Array(MAX_MANIFEST_LAYERS + 1).fill(layer) },
+    undefined,
+    /at most 256 entries/,
+  );
+  refused({ ...ociImage, layers: Array(25_000).fill(layer) }, undefined, /this one lists 25000/);
+  assert.equal(
+    parseManifest(JSON.stringify({ ...ociIndex, manifests: Array(MAX_INDEX_ENTRIES).fill(entry) })).manifests
+      .length,
+    MAX_INDEX_ENTRIES,
+  );
+  refused(
+    { ...ociIndex, manifests: Array(MAX_INDEX_ENTRIES + 1).fill(entry) },
+    undefined,
+    /at most 256 entries/,
+  );
+  for (const nested of [MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_DOCKER_LIST]) {
+    refused(
+      { ...ociIndex, manifests: [entry, { ...entry, mediaType: nested }] },
+      undefined,
+      /manifests\[1\] is itself an index/,
+    );
+  }
+});
+
+test('isSignatureDiscoveryRead: the .sig tag of a digest holding a signature artifact, and nothing else', () => {
+  const sig = parseManifest(JSON.stringify(sigArtifact));
+  const tag = `sha256-${'a'.repeat(64)}.sig`;
+  assert.equal(isSignatureDiscoveryRead(tag, sig), true);
+  assert.equal(isSignatureDiscoveryRead(undefined, sig), false, 'by digest');
+  assert.equal(isSignatureDiscoveryRead('latest', sig), false);
+  assert.equal(isSignatureDiscoveryRead(`sha256-${'A'.repeat(64)}.sig`, sig), false);
+  assert.equal(isSignatureDiscoveryRead(`sha256-${'a'.repeat(64)}.att`, sig), false);
+  assert.equal(isSignatureDiscoveryRead(`sha512-${'a'.repeat(64)}.sig`, sig), false);
+  assert.equal(isSignatureDiscoveryRead(tag, parseManifest(JSON.stringify(ociImage))), false);
 });
 
 test('property: mutated or random input only ever yields a GateError or a well-formed view', () => {

@@ -5,11 +5,17 @@ import { compilePolicy } from '../../src/core/policy.js';
 import { GateError } from '../../src/core/errors.js';
 import {
   accessAllows,
+  ADMIN_SCOPE,
+  adminAccess,
+  checkRefreshUse,
   formatChallengeScope,
   grantScopes,
+  grantUse,
+  isAdminGrant,
   MAX_SCOPES,
   parseScope,
   parseScopes,
+  tokenRequestUse,
 } from '../../src/core/scope.js';
 import type { Identity } from '../../src/core/types.js';
 
@@ -40,6 +46,13 @@ describe('parseScope', () => {
     assert.deepEqual(parseScope('registry:catalog:*'), { type: 'registry', name: 'catalog', actions: ['*'] });
     assert.equal(parseScope('registry:catalog:pull'), null);
     assert.equal(parseScope('registry:other:*'), null);
+    assert.deepEqual(parseScope(ADMIN_SCOPE), { type: 'registry', name: 'admin', actions: ['*'] });
+    assert.equal(parseScope('registry:admin:pull'), null);
+    assert.equal(
+      parseScope('repository:admin:*')?.type,
+      'repository',
+      'a repository named admin is a repository',
+    );
   });
 
   it('drops resource classes and types we do not serve', () => {
@@ -164,5 +177,71 @@ describe('accessAllows and formatChallengeScope', () => {
     assert.equal(formatChallengeScope('a', new Set(['delete'] as const)), 'repository:a:delete');
     assert.throws(() => formatChallengeScope('A"', ['pull']), TypeError);
     assert.throws(() => formatChallengeScope('a', []), TypeError);
+  });
+});
+
+describe('the admin scope', () => {
+  const root = policy.identityFor('root', 'user');
+  const ADMIN_GRANT = [{ type: 'registry', name: 'admin', actions: ['*'] }];
+
+  it('is granted to admins only (intersection), never to anonymous', () => {
+    assert.deepEqual(grant([ADMIN_SCOPE], root), ADMIN_GRANT);
+    assert.deepEqual(grant([ADMIN_SCOPE, ADMIN_SCOPE], root), ADMIN_GRANT);
+    for (const who of [alice, bob, anon, policy.identityFor('root', 'anonymous')]) {
+      assert.deepEqual(grant([ADMIN_SCOPE], who), [], who.subject);
+    }
+    // An admin's registry scopes never include it.
+    assert.deepEqual(grant(['registry:catalog:*', 'repository:team-a/app:*'], root), [
+      { type: 'registry', name: 'catalog', actions: ['*'] },
+    ]);
+  });
+
+  it('is asked for alone: mixed with registry scopes the request is refused (400)', () => {
+    assert.equal(tokenRequestUse(parseScopes([ADMIN_SCOPE])), 'admin');
+    assert.equal(tokenRequestUse(parseScopes([])), 'registry');
+    assert.equal(tokenRequestUse(parseScopes(['repository:a:pull', 'registry:catalog:*'])), 'registry');
+    // A look-alike the parser drops does not make the request an admin one.
+    assert.equal(tokenRequestUse(parseScopes(['registry:admin:pull', 'repository:a:pull'])), 'registry');
+    for (const mixed of [
+      [ADMIN_SCOPE, 'repository:a:pull'],
+      ['registry:catalog:*', ADMIN_SCOPE],
+      [`repository:a:pull ${ADMIN_SCOPE}`],
+    ]) {
+      assert.throws(
+        () => tokenRequestUse(parseScopes(mixed)),
+        (e: unknown) => e instanceof GateError && e.status === 400 && /asked for alone/.test(e.message),
+      );
+    }
+  });
+
+  it('a grant is for one API; isAdminGrant is exact', () => {
+    assert.equal(grantUse([]), 'registry');
+    assert.equal(grantUse(grant(['repository:team-a/app:pull'], alice)), 'registry');
+    assert.equal(grantUse(grant([ADMIN_SCOPE], root)), 'admin');
+    assert.throws(
+      () => grantUse([...grant([ADMIN_SCOPE], root), ...grant(['registry:catalog:*'], root)]),
+      TypeError,
+    );
+    assert.equal(isAdminGrant(grant([ADMIN_SCOPE], root)), true);
+    assert.equal(isAdminGrant([]), false);
+    assert.equal(isAdminGrant([{ type: 'registry', name: 'admin', actions: ['*', '*'] }]), false);
+    assert.equal(isAdminGrant([{ type: 'repository', name: 'admin', actions: ['*'] }]), false);
+  });
+
+  it('refresh tokens mint for their own API only', () => {
+    checkRefreshUse('registry', 'registry');
+    checkRefreshUse('admin', 'admin');
+    assert.throws(() => checkRefreshUse('registry', 'admin'), /cannot mint an admin API token/);
+    assert.throws(() => checkRefreshUse('admin', 'registry'), /issued for the admin API/);
+  });
+
+  it('admin API access: admin credential of an admin; a registry token is 401 insufficient scope; a non-admin 403', () => {
+    assert.equal(adminAccess('admin-token', true), 'allow');
+    assert.equal(adminAccess('mtls', true), 'allow');
+    assert.equal(adminAccess('registry-token', true), 'insufficient-scope');
+    for (const c of ['admin-token', 'mtls', 'registry-token'] as const)
+      assert.equal(adminAccess(c, false), 'not-admin');
+    assert.equal(adminAccess('none', false), 'unauthenticated');
+    assert.equal(adminAccess('none', true), 'unauthenticated');
   });
 });

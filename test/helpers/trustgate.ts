@@ -28,6 +28,8 @@ export interface TestGateOptions {
   logger?: Logger;
   /** Configure an (empty) robots file, so robots can be added through the admin API. */
   robots?: boolean;
+  /** Write the config to a file and start from it, so `rewriteConfig` + `tg.reload()` work (SIGHUP). */
+  configFile?: boolean;
 }
 
 export interface TestGate {
@@ -40,6 +42,8 @@ export interface TestGate {
   ca: string;
   keysDir: string;
   clientCert?: { cert: string; key: string };
+  /** With `configFile`: rewrites the config file through `change` (then call `tg.reload()`). */
+  rewriteConfig(change: (raw: Record<string, unknown>) => void): void;
   close(): Promise<void>;
 }
 
@@ -90,7 +94,13 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
     ...o.extra,
   };
   const config = parseConfig(raw, {}, dir);
-  const tg = await startTrustgate(config, { logger: o.logger ?? createLogger(testLogLevel) });
+  const configPath = path.join(dir, 'trustgate.yaml');
+  // JSON is YAML: the file holds exactly the raw object the config was parsed from.
+  if (o.configFile) writeFileSync(configPath, JSON.stringify(raw));
+  const tg = await startTrustgate(config, {
+    logger: o.logger ?? createLogger(testLogLevel),
+    ...(o.configFile ? { configPath } : {}),
+  });
   return {
     tg,
     url: tg.url,
@@ -100,6 +110,12 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
     ca: readFileSync(certs.caCert, 'utf8'),
     keysDir,
     clientCert,
+    rewriteConfig(change) {
+      if (!o.configFile) throw new Error('startTestGate: rewriteConfig needs configFile: true');
+      const next = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+      change(next);
+      writeFileSync(configPath, JSON.stringify(next));
+    },
     async close() {
       await tg.close();
       rmSync(dir, { recursive: true, force: true });

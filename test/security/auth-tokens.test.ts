@@ -473,7 +473,7 @@ describe('security: token attacks through the pipeline', { timeout: 180_000 }, (
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
         body: new URLSearchParams({ service: 'trustgate', client_id: 'test', ...o }).toString(),
       });
-    const admin = await tok('root', []);
+    const admin = await tok('root', ['registry:admin:*']);
     const adminCall = (method: string, p: string, body?: object) =>
       request(gate.url, gate.ca, {
         method,

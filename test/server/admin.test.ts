@@ -19,6 +19,8 @@ import { startRegistry, type RegistryHandle } from '../helpers/stack.js';
 import { startTestGate, type TestGate } from '../helpers/trustgate.js';
 
 const ADMIN = { user: 'admin', password: 'admin-password-1' };
+/** The admin API takes only tokens for this scope (test/security/admin-token-scope.test.ts). */
+const ADMIN_SCOPE = 'registry:admin:*';
 const CONSUMER = { user: 'consumer', password: 'consumer-password' };
 
 /** Collects the JSON log lines of a gate. */
@@ -69,8 +71,8 @@ describe('admin API', { timeout: 180_000 }, () => {
     registry = await startRegistry();
     gate = await startTestGate({ ...gateOpts(registry.url), logger: createLogger('info', sink) });
     replica = await startTestGate({ ...gateOpts(registry.url), keysDir: gate.keysDir });
-    adminToken = await getToken(gate.url, gate.ca, ADMIN.user, ADMIN.password, []);
-    replicaToken = await getToken(replica.url, replica.ca, ADMIN.user, ADMIN.password, []);
+    adminToken = await getToken(gate.url, gate.ca, ADMIN.user, ADMIN.password, [ADMIN_SCOPE]);
+    replicaToken = await getToken(replica.url, replica.ca, ADMIN.user, ADMIN.password, [ADMIN_SCOPE]);
   });
 
   after(async () => {
@@ -114,7 +116,7 @@ describe('admin API', { timeout: 180_000 }, () => {
     assert.equal(none.status, 401);
     assert.match(
       String(none.headers['www-authenticate']),
-      /^Bearer realm="https:\/\/[^"]+\/token",service="trustgate"/,
+      /^Bearer realm="https:\/\/[^"]+\/token",service="trustgate",scope="registry:admin:\*"$/,
     );
     assert.equal(errorOf(none).code, 'UNAUTHORIZED');
     const basic = await api('GET', '/keys', undefined, {
@@ -124,7 +126,7 @@ describe('admin API', { timeout: 180_000 }, () => {
     assert.equal(basic.status, 401, 'Basic credentials are for /token only');
     const forged = await api('GET', '/keys', undefined, { token: 'eyJhbGciOiJub25lIn0.e30.' });
     assert.equal(forged.status, 401);
-    const consumerToken = await getToken(gate.url, gate.ca, CONSUMER.user, CONSUMER.password, []);
+    const consumerToken = await getToken(gate.url, gate.ca, CONSUMER.user, CONSUMER.password, [ADMIN_SCOPE]);
     const denied = await api(
       'POST',
       '/keys',
@@ -135,6 +137,11 @@ describe('admin API', { timeout: 180_000 }, () => {
     assert.equal(errorOf(denied).code, 'DENIED');
     assert.match(errorOf(denied).message, /consumer is not an admin/);
     assert.equal((await api('GET', '/keys')).status, 200);
+    // The admin's registry token (docker login asks no scope) is no admin credential.
+    const loginToken = await getToken(gate.url, gate.ca, ADMIN.user, ADMIN.password, []);
+    const registryToken = await api('GET', '/keys', undefined, { token: loginToken });
+    assert.equal(registryToken.status, 401);
+    assert.match(String(registryToken.headers['www-authenticate']), /error="insufficient_scope"/);
     // A token from the other replica's token keys is not accepted here.
     assert.equal((await api('GET', '/keys', undefined, { token: replicaToken })).status, 401);
   });
@@ -423,7 +430,7 @@ describe('admin API', { timeout: 180_000 }, () => {
   it('keys survive a restart: a new instance on the same directory sees the same keys and states', async () => {
     const fresh = await startTestGate({ ...gateOpts(registry.url), keysDir: gate.keysDir });
     try {
-      const t = await getToken(fresh.url, fresh.ca, ADMIN.user, ADMIN.password, []);
+      const t = await getToken(fresh.url, fresh.ca, ADMIN.user, ADMIN.password, [ADMIN_SCOPE]);
       const r = await request(fresh.url, fresh.ca, { path: '/admin/v1/keys', headers: bearer(t) });
       const keys = (r.json() as { keys: Array<{ name: string; status: string }> }).keys;
       assert.deepEqual(
