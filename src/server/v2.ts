@@ -573,7 +573,10 @@ async function putManifest(
       `${repo}${ref.tag ? `:${ref.tag}` : `@${digest}`}: a cosign signature artifact may only be pushed under its sha256-<hex>.sig tag`,
     );
   } else if (ref.tag && rule.signedPush && rule.mode !== 'off') {
-    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag, { fresh: true, own: true });
+    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag, {
+      fresh: true,
+      purpose: 'signed-push',
+    });
     if (!verdict.ok) {
       event.reason = 'signed-push-required';
       throw new GateError(

@@ -4,7 +4,6 @@ import { GateError } from '../core/errors.js';
 import {
   COSIGN_SIGNATURE_ANNOTATION,
   isSignatureArtifact,
-  isSignatureDiscoveryRead,
   parseManifest,
   MEDIA_TYPES,
   type ParsedManifest,
@@ -16,9 +15,15 @@ import {
   signerIdentities,
   type SignatureCandidate,
   type TrustedKey,
-  type TrustReason,
 } from '../core/trust.js';
 import type { EffectiveTrustRule } from '../core/trust-policy.js';
+import {
+  decideServe,
+  serveShortcut,
+  wantsIndexParent,
+  type ServeReason,
+  type SignatureEvidence,
+} from '../core/serve-decision.js';
 import type { VerdictCache } from '../cache/verdict-cache.js';
 import type { KeyEntry, Keyring } from '../keys/keyring.js';
 import { headerValue, type Upstream } from '../registry/upstream.js';
@@ -34,7 +39,7 @@ export interface Verdict {
   /** What the policy would have decided in enforce mode (audit mode logs it). */
   ok: boolean;
   mode: EffectiveTrustRule['mode'];
-  reason: TrustReason | 'policy-off' | 'index-child' | 'tag-not-bound' | 'signature-artifact';
+  reason: ServeReason;
   message: string;
   signers: string[];
   rule: string;
@@ -43,12 +48,8 @@ export interface Verdict {
   epoch: string;
 }
 
-interface CachedVerdict {
-  ok: boolean;
-  reason: Verdict['reason'];
-  message: string;
-  signers: string[];
-  /** Tags named by signatures that meet the threshold on their own (for tag binding). */
+/** The signature evidence of a digest as cached (the verdict cache's value). */
+interface CachedVerdict extends SignatureEvidence {
   boundTags: string[];
   /** When it was computed (ms since epoch). */
   at: number;
@@ -141,16 +142,16 @@ export class TrustService {
 
   /**
    * The verdict for serving `digest` of `repo` to a pull-only client. `tag` is the tag the client
-   * asked for (tag binding), `manifest` the parsed bytes about to be served. `own` asks for the
-   * manifest's own signatures only (a signed push): admission as a child of a verified index, which
-   * names no tag, does not count then.
+   * asked for (tag binding), `manifest` the parsed bytes about to be served. `purpose` is
+   * `signed-push` for the check of a push by tag under `signedPush`. The decision is
+   * core/serve-decision.ts's; this fetches and caches what it needs.
    */
   async verify(
     repo: string,
     digest: string,
     manifest: ParsedManifest,
     tag?: string,
-    opts: { fresh?: boolean; own?: boolean } = {},
+    opts: { fresh?: boolean; purpose?: 'pull' | 'signed-push' } = {},
   ): Promise<Verdict> {
     // Policy: the rules, the keys and the epoch are read together, synchronously, before any I/O:
     // a decision uses one generation of trust, and its cache entries carry that generation's epoch
@@ -158,71 +159,32 @@ export class TrustService {
     const epoch = this.epoch();
     const rule = this.o.ruleFor(repo);
     const keys = this.o.keyring.snapshot.keys;
+    const input = { repo, digest, rule, manifest, tag, purpose: opts.purpose ?? 'pull' } as const;
     const base = { mode: rule.mode, rule: rule.pattern, epoch };
-    if (rule.mode === 'off') {
-      return {
-        ...base,
-        allow: true,
-        ok: true,
-        reason: 'policy-off',
-        message: 'trust policy off',
-        signers: [],
-        cached: false,
-      };
-    }
-    if (isSignatureDiscoveryRead(tag, manifest)) {
-      // Policy: a client verifying a digest for itself reads its .sig tag; that read is served so
-      // clients can check signatures themselves. It admits only the payloads that really are
-      // signature payloads (admitSignaturePayloads), never the artifact's config.
-      return {
-        ...base,
-        allow: true,
-        ok: true,
-        reason: 'signature-artifact',
-        message: 'signature artifact read through its .sig tag',
-        signers: [],
-        cached: false,
-      };
-    }
+    const shortcut = serveShortcut(input);
+    if (shortcut) return { ...base, ...shortcut, cached: false };
     const key = `v:${epoch}:${repo}:${digest}`;
     let cached = true;
-    let v = (await this.o.cache.get(key)) as CachedVerdict | undefined;
-    if (isCachedVerdict(v) && this.stale(v, rule, tag, opts.fresh === true)) v = undefined;
-    if (!isCachedVerdict(v)) {
+    let evidence = (await this.o.cache.get(key)) as CachedVerdict | undefined;
+    if (isCachedVerdict(evidence) && this.stale(evidence, rule, tag, opts.fresh === true))
+      evidence = undefined;
+    if (!isCachedVerdict(evidence)) {
       cached = false;
-      v = await this.singleFlight(
+      evidence = await this.singleFlight(
         key,
         () => this.compute(repo, digest, rule, keys, epoch),
         opts.fresh === true,
       );
     }
-    let { ok, reason, message } = v;
-    const tagBound = rule.tagBinding && tag !== undefined;
-    if (ok && tagBound && !v.boundTags.includes(tag)) {
-      ok = false;
-      reason = 'tag-not-bound';
-      message = `${repo}:${tag} resolves to ${digest}, but no signature trusted for ${rule.pattern} names the tag ${tag} (tag binding is on): sign ${repo}:${tag} with a trusted key`;
-    }
-    // Policy: a child of a verified index of this repository is admitted by digest. Not by tag
-    // when tags are bound (the parent's signature names the parent's tags, never a tag someone
-    // later put on a child), and not for a signed push, which needs the manifest's own signature.
-    if (!ok && manifest.kind === 'image' && opts.own !== true) {
+    let outcome = decideServe({ ...input, evidence });
+    if (!outcome.ok && wantsIndexParent({ ...input, evidence })) {
       const parent = await this.o.cache.get(`c:${epoch}:${repo}:${digest}`);
-      if (typeof parent === 'string' && tagBound) {
-        message = `${repo}:${tag} resolves to ${digest}, listed in verified index ${parent}; with tag binding on, a manifest pulled by tag needs its own signature naming the tag ${tag}: sign ${repo}:${tag} with a trusted key, or pull it through the index`;
-      } else if (typeof parent === 'string') {
-        return {
-          ...base,
-          allow: true,
-          ok: true,
-          reason: 'index-child',
-          message: `listed in verified index ${parent}`,
-          signers: [],
-          cached: true,
-        };
+      if (typeof parent === 'string') {
+        outcome = decideServe({ ...input, evidence, indexParent: parent });
+        if (outcome.reason === 'index-child') cached = true;
       }
     }
-    return { ...base, allow: ok || rule.mode === 'audit', ok, reason, message, signers: v.signers, cached };
+    return { ...base, ...outcome, cached };
   }
 
   /** Records that the children of a verified index may be served by digest in this repository. */

@@ -1,0 +1,107 @@
+/**
+ * May this manifest be served to a pull-only client (or accepted under a tag, for a signed push)?
+ * The one place that weighs the trust rule, how the manifest was reached and the signature
+ * evidence. Pure: the service fetches the evidence and the index admission, this decides.
+ */
+import { isSignatureDiscoveryRead, type ParsedManifest } from './manifest.js';
+import type { TrustReason } from './trust.js';
+import type { EffectiveTrustRule } from './trust-policy.js';
+
+export type ServeReason = TrustReason | 'policy-off' | 'index-child' | 'signature-artifact';
+
+/** What the signatures of the digest showed (evaluateTrust's verdict plus the tags it binds). */
+export interface SignatureEvidence {
+  ok: boolean;
+  reason: TrustReason;
+  message: string;
+  signers: string[];
+  /** Tags named by signatures that meet the threshold on their own. */
+  boundTags: readonly string[];
+}
+
+export interface ServeInput {
+  repo: string;
+  digest: string;
+  rule: EffectiveTrustRule;
+  manifest: ParsedManifest;
+  /** The tag the client named; undefined for a pull by digest. */
+  tag?: string;
+  /** A pull, or the check of a push by tag under `signedPush`. */
+  purpose: 'pull' | 'signed-push';
+  /** The signature evidence; undefined when a shortcut decided without it. */
+  evidence?: SignatureEvidence;
+  /** The digest of a verified index of this repository listing this manifest, if one does. */
+  indexParent?: string;
+}
+
+export interface ServeOutcome {
+  /** May the bytes be sent (audit mode sends what enforce would refuse)? */
+  allow: boolean;
+  /** What enforce mode decides. */
+  ok: boolean;
+  reason: ServeReason;
+  message: string;
+  signers: string[];
+}
+
+/**
+ * The decision before any evidence is fetched, when one can be made: the rule is off, or the read
+ * is signature discovery. Undefined means: fetch the evidence and call decideServe.
+ */
+export function serveShortcut(input: Omit<ServeInput, 'evidence' | 'indexParent'>): ServeOutcome | undefined {
+  if (input.rule.mode === 'off') {
+    return { allow: true, ok: true, reason: 'policy-off', message: 'trust policy off', signers: [] };
+  }
+  if (input.purpose === 'pull' && isSignatureDiscoveryRead(input.tag, input.manifest)) {
+    // Policy (I1): a client verifying a digest for itself reads its .sig tag; that read is served
+    // so clients can check signatures themselves. By digest the same document is verified like
+    // any manifest (registry:2 serves any linked blob as a manifest by digest). The read admits
+    // only payloads that really are signature payloads, never the artifact's config.
+    return {
+      allow: true,
+      ok: true,
+      reason: 'signature-artifact',
+      message: 'signature artifact read through its .sig tag',
+      signers: [],
+    };
+  }
+  return undefined;
+}
+
+/** True when the index admission of this manifest could change the decision (worth a lookup). */
+export function wantsIndexParent(input: Omit<ServeInput, 'indexParent'>): boolean {
+  return input.manifest.kind === 'image' && input.purpose === 'pull' && input.evidence?.ok !== true;
+}
+
+/** The decision from the evidence (and the index admission, when looked up). */
+export function decideServe(input: ServeInput): ServeOutcome {
+  const shortcut = serveShortcut(input);
+  if (shortcut) return shortcut;
+  const { repo, digest, rule, tag, evidence } = input;
+  if (!evidence) throw new TypeError('decideServe: evidence is required unless a shortcut applies');
+  let { ok, reason, message } = evidence;
+  const tagBound = rule.tagBinding && tag !== undefined;
+  if (ok && tagBound && !evidence.boundTags.includes(tag)) {
+    ok = false;
+    reason = 'tag-not-bound';
+    message = `${repo}:${tag} resolves to ${digest}, but no signature trusted for ${rule.pattern} names the tag ${tag} (tag binding is on): sign ${repo}:${tag} with a trusted key`;
+  }
+  const parent = input.indexParent;
+  if (!ok && parent !== undefined && input.manifest.kind === 'image' && input.purpose === 'pull') {
+    // Policy: a child of a verified index of this repository is admitted by digest. Not by tag
+    // when tags are bound (the parent's signature names the parent's tags, never a tag someone
+    // later put on a child), and never for a signed push, which needs the manifest's own signature.
+    if (!tagBound) {
+      return {
+        allow: true,
+        ok: true,
+        reason: 'index-child',
+        message: `listed in verified index ${parent}`,
+        signers: [],
+      };
+    }
+    message = `${repo}:${tag} resolves to ${digest}, listed in verified index ${parent}; with tag binding on, a manifest pulled by tag needs its own signature naming the tag ${tag}: sign ${repo}:${tag} with a trusted key, or pull it through the index`;
+  }
+  // Policy: audit mode serves what enforce would refuse; the verdict still says what enforce decides.
+  return { allow: ok || rule.mode === 'audit', ok, reason, message, signers: evidence.signers };
+}
