@@ -7,7 +7,8 @@
  * - before matching, mux cleans the path (`.`, `..`, `//`) and answers a 301 to the cleaned path;
  * - `StrictSlash(true)`: a route declared without a trailing slash also matches with one (and the
  *   reverse) and answers a 301 to the declared form; only `/v2/` and `.../blobs/uploads/` end in `/`;
- * - routes are tried in order: base, tags list, manifest, blob, upload start, upload chunk, catalog.
+ * - routes are tried in order: base, tags list, manifest, blob, upload start, upload chunk, catalog
+ *   (and `<name>/referrers/<digest>`, which registry:2 lacks and trustgate serves itself).
  *   Every variable but `name` excludes `/`, so the last segments alone choose the route and the name
  *   is everything before them (the name regex is greedy): `/v2/a/manifests/manifests/x` is the
  *   manifest `x` of repository `a/manifests`, and `/v2/a/manifests/tags/list` is the tag list of
@@ -59,6 +60,7 @@ const METHODS = {
   base: ['GET', 'HEAD'],
   catalog: ['GET'],
   tags: ['GET'],
+  referrers: ['GET', 'HEAD'],
   manifest: ['GET', 'HEAD', 'PUT', 'DELETE'],
   blob: ['GET', 'HEAD', 'DELETE'],
   'upload-start': ['POST'],
@@ -81,6 +83,7 @@ type Matched =
   | { kind: 'base' }
   | { kind: 'catalog' }
   | { kind: 'tags'; repo: string }
+  | { kind: 'referrers'; repo: string; digest: string }
   | { kind: 'manifest'; repo: string; ref: Reference }
   | { kind: 'blob'; repo: string; digest: string }
   | { kind: 'upload-start'; repo: string }
@@ -157,6 +160,9 @@ function matchPath(method: string, path: string): Matched {
   // The suffix chooses the route (see the header comment); the name is everything before it.
   let m: { kind: Matched['kind']; nameSegs: number } | undefined;
   if (second === 'tags' && last === 'list') m = { kind: 'tags', nameSegs: n - 2 };
+  // registry:2 has no referrers route (it answers 404); trustgate serves this one itself, so no
+  // upstream reading of the path can differ. A digest always has `:`, which no other suffix has.
+  else if (second === 'referrers' && last.includes(':')) m = { kind: 'referrers', nameSegs: n - 2 };
   else if (second === 'manifests') m = { kind: 'manifest', nameSegs: n - 2 };
   else if (third === 'blobs' && second === 'uploads' && last === '')
     m = { kind: 'upload-start', nameSegs: n - 3 };
@@ -172,6 +178,8 @@ function matchPath(method: string, path: string): Matched {
   switch (m.kind) {
     case 'tags':
       return checkMethod(method, { kind: 'tags', repo });
+    case 'referrers':
+      return checkMethod(method, { kind: 'referrers', repo, digest: parseDigest(last, 'subject digest') });
     case 'manifest':
       return checkMethod(method, { kind: 'manifest', repo, ref: parseReference(last) });
     case 'blob':
@@ -328,6 +336,8 @@ function withQuery(method: string, m: Matched, params: Map<string, string>): Rou
     case 'tags':
       checkPageSize(params);
       return { kind: 'tags', repo: m.repo, action: 'pull' };
+    case 'referrers':
+      return referrers(m.repo, m.digest, params);
     case 'manifest':
       return {
         kind: 'manifest',
@@ -347,6 +357,20 @@ function withQuery(method: string, m: Matched, params: Map<string, string>): Rou
     case 'upload':
       return uploadChunk(method, m.repo, m.uuid, params);
   }
+}
+
+/** `type/subtype` as RFC 6838 allows it (what an artifactType filter names). */
+const MEDIA_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/;
+
+function referrers(repo: string, digest: string, params: Map<string, string>): Route {
+  for (const key of params.keys()) {
+    if (key !== 'artifactType') throw badRequest(`unknown query parameter ${key} on the referrers API`);
+  }
+  const artifactType = params.get('artifactType');
+  if (artifactType !== undefined && !MEDIA_TYPE.test(artifactType)) {
+    throw badRequest('artifactType must be a media type (type/subtype)');
+  }
+  return { kind: 'referrers', repo, digest, action: 'pull', ...(artifactType ? { artifactType } : {}) };
 }
 
 function uploadStart(repo: string, params: Map<string, string>): Route {

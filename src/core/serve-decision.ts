@@ -4,6 +4,7 @@
  * evidence. Pure: the service fetches the evidence and the index admission, this decides.
  */
 import { isSignatureDiscoveryRead, type ParsedManifest } from './manifest.js';
+import { isBundleReferrer } from './referrers.js';
 import type { TrustReason } from './trust.js';
 import type { EffectiveTrustRule } from './trust-policy.js';
 
@@ -32,6 +33,11 @@ export interface ServeInput {
   evidence?: SignatureEvidence;
   /** The digest of a verified index of this repository listing this manifest, if one does. */
   indexParent?: string;
+  /**
+   * For a manifest with a subject read by digest: may this caller pull the subject? (Looked up by
+   * the caller only for bundle referrers; undefined otherwise.)
+   */
+  subjectPullable?: boolean;
 }
 
 export interface ServeOutcome {
@@ -49,6 +55,21 @@ export interface ServeOutcome {
  * is signature discovery. Undefined means: fetch the evidence and call decideServe.
  */
 export function serveShortcut(input: Omit<ServeInput, 'evidence' | 'indexParent'>): ServeOutcome | undefined {
+  if (input.rule.mode !== 'off' && input.purpose === 'pull' && isBundleReferrerRead(input)) {
+    // Policy (I1): a Sigstore bundle referrer is signature evidence about its subject; a client
+    // verifying the subject for itself (cosign verify) reads it by digest from the referrers API.
+    // It is served only to a caller who may pull the subject, and admits only its bundle layers
+    // (bounded, parsing as bundles) and the 2-byte empty config, never a runnable layer.
+    if (input.subjectPullable === true) {
+      return {
+        allow: true,
+        ok: true,
+        reason: 'signature-artifact',
+        message: 'Sigstore bundle referrer of a subject the caller may pull',
+        signers: [],
+      };
+    }
+  }
   if (input.rule.mode === 'off') {
     return { allow: true, ok: true, reason: 'policy-off', message: 'trust policy off', signers: [] };
   }
@@ -66,6 +87,11 @@ export function serveShortcut(input: Omit<ServeInput, 'evidence' | 'indexParent'
     };
   }
   return undefined;
+}
+
+/** True when the manifest is read by digest and is a bundle referrer (its subject decides). */
+export function isBundleReferrerRead(input: Pick<ServeInput, 'tag' | 'manifest'>): boolean {
+  return input.tag === undefined && isBundleReferrer(input.manifest);
 }
 
 /** True when the index admission of this manifest could change the decision (worth a lookup). */

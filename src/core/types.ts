@@ -24,7 +24,9 @@ export type Route =
       /** Monolithic upload digest (`?digest=`). */
       digest?: string;
     }
-  | { kind: 'upload'; repo: string; uuid: string; action: 'push'; digest?: string };
+  | { kind: 'upload'; repo: string; uuid: string; action: 'push'; digest?: string }
+  /** OCI 1.1 referrers API (`GET /v2/<name>/referrers/<digest>`), served by trustgate itself. */
+  | { kind: 'referrers'; repo: string; digest: string; action: 'pull'; artifactType?: string };
 
 export type RouteKind = Route['kind'];
 

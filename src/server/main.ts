@@ -30,6 +30,7 @@ import { Metrics } from './metrics.js';
 import { isClosing, lingeringClose } from './body.js';
 import { sendError, writeRawError } from './respond.js';
 import { createV2Handler } from './v2.js';
+import { ReferrersStore } from '../trust/referrers.js';
 
 export interface Trustgate {
   port: number;
@@ -177,6 +178,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     forwarder,
     auth,
     trust,
+    referrers: new ReferrersStore(upstream),
     audit,
     log,
     metrics,

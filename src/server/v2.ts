@@ -13,6 +13,15 @@ import {
 import { parseRoute } from '../core/route.js';
 import type { Route } from '../core/types.js';
 import type { TrustService, Verdict } from '../trust/service.js';
+import type { ReferrersStore } from '../trust/referrers.js';
+import {
+  checkReferrersTagWrite,
+  isBundleReferrer,
+  isReferrersTag,
+  referrerDescriptor,
+  referrersIndex,
+} from '../core/referrers.js';
+import { isBundleReferrerRead } from '../core/serve-decision.js';
 import type { Upstream, UpstreamResponse } from '../registry/upstream.js';
 import { FreshCoalescer } from '../registry/fresh-coalescer.js';
 import { headerValue, upstreamFailure, upstreamRequestHeaders } from '../registry/upstream.js';
@@ -54,6 +63,8 @@ export interface PipelineDeps {
   forwarder: StreamForwarder;
   auth: Authenticator;
   trust: TrustService;
+  /** The OCI 1.1 referrers API trustgate serves over registry:2's referrers tags. */
+  referrers: ReferrersStore;
   audit: Audit;
   log: Logger;
   metrics?: Metrics;
@@ -167,6 +178,8 @@ async function handle(
       return serveCatalog(d, ctx);
     case 'tags':
       return d.forwarder.forward(req, res, req.url ?? '');
+    case 'referrers':
+      return serveReferrers(d, ctx, route);
     case 'manifest':
       if (route.action === 'pull') return serveManifest(d, ctx, route.repo, route.ref);
       if (route.action === 'push') return putManifest(d, ctx, route.repo, route.ref);
@@ -388,7 +401,10 @@ async function serveManifest(
   if (!principal.can('push', repo)) {
     // Policy: identities with push rights on a repository may read its unsigned manifests, so a
     // publisher can resolve and sign what it pushed. Everyone else gets verified bytes only.
-    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag);
+    const subjectPullable = isBundleReferrerRead({ tag: ref.tag, manifest })
+      ? await mayPullDigest(d, ctx, repo, manifest.subject!.digest)
+      : undefined;
+    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag, { subjectPullable });
     recordVerdict(event, verdict);
     if (!verdict.allow) throw new GateError('DENIED', denial(repo, digest, verdict, d));
     await admit(d, repo, digest, manifest, verdict);
@@ -507,6 +523,7 @@ async function admit(
   v: Verdict,
 ): Promise<void> {
   if (v.reason === 'signature-artifact') {
+    if (isBundleReferrer(m)) return d.trust.admitBundleLayers(repo, digest, m, v.epoch);
     return d.trust.admitSignaturePayloads(repo, digest, m, v.epoch);
   }
   if (m.kind === 'index') {
@@ -515,6 +532,70 @@ async function admit(
     return;
   }
   await d.trust.admitBlobs(repo, digest, referencedBlobs(m), v.epoch);
+}
+
+/**
+ * A client's PUT to a referrers tag (`sha256-<hex>`): the tag is trustgate's own index of that
+ * digest's referrers (see core/referrers.ts for what is accepted).
+ */
+async function checkReferrersTagPut(
+  d: Pipeline,
+  repo: string,
+  tag: string,
+  index: ParsedManifest,
+): Promise<void> {
+  const subject = `sha256:${tag.slice('sha256-'.length)}`;
+  const existing = await d.referrers.storedIndex(repo, subject);
+  const referrers = new Map<string, ParsedManifest | undefined>();
+  for (const e of index.manifests)
+    referrers.set(e.digest, (await d.referrers.manifest(repo, e.digest))?.manifest);
+  checkReferrersTagWrite(tag, index, existing, referrers);
+}
+
+/**
+ * May this caller pull `digest` of `repo`? Publishers may read anything of their repository;
+ * everyone else only what verifies (I1). Absent manifests are not pullable.
+ */
+async function mayPullDigest(d: Pipeline, ctx: Ctx, repo: string, digest: string): Promise<boolean> {
+  if (ctx.principal.can('push', repo)) return true;
+  const got = await d.referrers.manifest(repo, digest);
+  if (!got) return false;
+  const verdict = await d.trust.verify(repo, digest, got.manifest);
+  return verdict.allow;
+}
+
+/**
+ * The OCI 1.1 referrers API over registry:2: the referrers of a digest the caller may pull, each
+ * described from its own manifest, filtered by artifactType when asked. Policy: a caller who may
+ * not pull the subject is refused like a pull of it; the API never answers 404 (spec 1.1), so a
+ * digest with no referrers (or none stored) lists nothing.
+ */
+async function serveReferrers(
+  d: Pipeline,
+  ctx: Ctx,
+  route: Extract<Route, { kind: 'referrers' }>,
+): Promise<void> {
+  const { repo, digest, artifactType } = route;
+  if (!(await mayPullDigest(d, ctx, repo, digest))) {
+    const exists =
+      ctx.principal.can('push', repo) || (await d.referrers.manifest(repo, digest)) !== undefined;
+    if (exists) {
+      ctx.event.reason = 'subject-not-verified';
+      throw new GateError(
+        'DENIED',
+        `${repo}@${digest} has no valid signature from a key trusted for this repository, so its referrers are not listed`,
+      );
+    }
+  }
+  const listed = (await d.referrers.list(repo, digest)).map((r) => r.descriptor);
+  const { body, filtered } = referrersIndex(listed, artifactType);
+  const headers: Record<string, string> = {
+    'content-type': MEDIA_TYPES.ociIndex,
+    'content-length': String(body.length),
+  };
+  if (filtered) headers['oci-filters-applied'] = 'artifactType';
+  ctx.res.writeHead(200, headers);
+  ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
 }
 
 /** Accept check after verification: an absent header or a wildcard accepts anything. */
@@ -562,6 +643,9 @@ async function putManifest(
       event.keys = signers;
       event.reason = 'signature-push';
     }
+  } else if (isReferrersTag(ref.tag)) {
+    await checkReferrersTagPut(d, repo, ref.tag, manifest);
+    event.reason = 'referrers-tag-push';
   } else if (rule.mode !== 'off' && isSignatureArtifact(manifest)) {
     // Policy (I1): signature artifacts are served unverified, so one under an ordinary tag, or
     // pushed by digest (then pulled by that digest), would be an unsigned image in disguise
@@ -600,6 +684,17 @@ async function putManifest(
     await d.trust.invalidate(repo, ref.tag.replace(/^sha256-([0-9a-f]{64})\.sig$/, 'sha256:$1'));
   }
   const out: Record<string, string> = {};
+  if (up.status === 201 && manifest.subject) {
+    // OCI 1.1: trustgate keeps the referrers index itself and says so with OCI-Subject, so
+    // clients (oras, notation) write no fallback tag; cosign finds the referrers API instead.
+    await d.referrers.record(
+      repo,
+      manifest.subject.digest,
+      referrerDescriptor(digest, body.length, manifest),
+    );
+    await d.trust.invalidate(repo, manifest.subject.digest);
+    out['oci-subject'] = manifest.subject.digest;
+  }
   for (const h of ['content-type', 'location', 'docker-content-digest']) {
     const v = headerValue(up.headers[h]);
     if (v) out[h] = v;

@@ -9,13 +9,10 @@ import {
   type ParsedManifest,
 } from '../core/manifest.js';
 import { parseDockerReference, signatureTagFor } from '../core/reference.js';
+import { BUNDLE_MEDIA_TYPES, EMPTY_JSON_DIGEST, MAX_BUNDLE_BYTES } from '../core/referrers.js';
+import { isJsonObject, parseStrictJson } from '../core/json-strict.js';
 import { parseSimpleSigningPayload } from '../core/signature/payload.js';
-import {
-  evaluateTrust,
-  signerIdentities,
-  type SignatureCandidate,
-  type TrustedKey,
-} from '../core/trust.js';
+import { evaluateTrust, signerIdentities, type SignatureCandidate, type TrustedKey } from '../core/trust.js';
 import type { EffectiveTrustRule } from '../core/trust-policy.js';
 import {
   decideServe,
@@ -151,7 +148,7 @@ export class TrustService {
     digest: string,
     manifest: ParsedManifest,
     tag?: string,
-    opts: { fresh?: boolean; purpose?: 'pull' | 'signed-push' } = {},
+    opts: { fresh?: boolean; purpose?: 'pull' | 'signed-push'; subjectPullable?: boolean } = {},
   ): Promise<Verdict> {
     // Policy: the rules, the keys and the epoch are read together, synchronously, before any I/O:
     // a decision uses one generation of trust, and its cache entries carry that generation's epoch
@@ -159,7 +156,15 @@ export class TrustService {
     const epoch = this.epoch();
     const rule = this.o.ruleFor(repo);
     const keys = this.o.keyring.snapshot.keys;
-    const input = { repo, digest, rule, manifest, tag, purpose: opts.purpose ?? 'pull' } as const;
+    const input = {
+      repo,
+      digest,
+      rule,
+      manifest,
+      tag,
+      purpose: opts.purpose ?? 'pull',
+      subjectPullable: opts.subjectPullable,
+    } as const;
     const base = { mode: rule.mode, rule: rule.pattern, epoch };
     const shortcut = serveShortcut(input);
     if (shortcut) return { ...base, ...shortcut, cached: false };
@@ -229,6 +234,58 @@ export class TrustService {
         .filter((c) => isSimpleSigningPayload(c.payload))
         .map((c) => [`b:${epoch}:${repo}:${c.layerDigest}`, 1]);
     });
+  }
+
+  /**
+   * Records the blobs of a bundle referrer read by a client who may pull its subject. Policy: only
+   * bundle layers whose bytes (at most MAX_BUNDLE_BYTES, the digest the layer names) are a JSON
+   * object naming a bundle media type, and the 2-byte empty config; nothing that can be an image
+   * layer or config.
+   */
+  async admitBundleLayers(
+    repo: string,
+    manifestDigest: string,
+    manifest: ParsedManifest,
+    epoch: string,
+  ): Promise<void> {
+    await this.admitOnce(epoch, `r:${repo}:${manifestDigest}`, async () => {
+      const out: Array<[string, unknown]> = [];
+      if (manifest.config?.digest === EMPTY_JSON_DIGEST)
+        out.push([`b:${epoch}:${repo}:${EMPTY_JSON_DIGEST}`, 1]);
+      for (const layer of manifest.layers.slice(0, MAX_SIGNATURE_LAYERS)) {
+        if (!BUNDLE_MEDIA_TYPES.includes(layer.mediaType) || layer.size > MAX_BUNDLE_BYTES) continue;
+        const bytes = await this.fetchBoundedBlob(repo, layer.digest, MAX_BUNDLE_BYTES);
+        if (bytes && isBundleDocument(bytes)) out.push([`b:${epoch}:${repo}:${layer.digest}`, 1]);
+      }
+      return out;
+    });
+  }
+
+  /**
+   * A blob whose bytes are the digest it is asked by, up to `max` bytes; undefined when absent,
+   * larger or different. A failing registry still throws (I3).
+   */
+  private async fetchBoundedBlob(repo: string, digest: string, max: number): Promise<Buffer | undefined> {
+    let res;
+    try {
+      res = await this.o.upstream.request({
+        method: 'GET',
+        path: `/v2/${repo}/blobs/${digest}`,
+        maxBytes: max,
+        kind: 'signature-payload',
+      });
+    } catch (err) {
+      if (err instanceof GateError && err.code === 'MANIFEST_INVALID') return undefined;
+      throw err;
+    }
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) {
+      throw new GateError('UNAVAILABLE', 'could not read signature evidence from the registry', {
+        status: 503,
+        logDetail: `evidence blob GET answered ${res.status}`,
+      });
+    }
+    return `sha256:${createHash('sha256').update(res.body).digest('hex')}` === digest ? res.body : undefined;
   }
 
   /**
@@ -470,6 +527,20 @@ function tagsNamed(signatures: SignatureCandidate[]): Set<string> {
     }
   }
   return tags;
+}
+
+/** True when the bytes are a JSON object naming a Sigstore bundle media type (strictly parsed). */
+function isBundleDocument(bytes: Uint8Array): boolean {
+  try {
+    const doc = parseStrictJson(bytes, 'bundle', 'MANIFEST_INVALID');
+    return (
+      isJsonObject(doc) &&
+      typeof doc.mediaType === 'string' &&
+      doc.mediaType.startsWith('application/vnd.dev.sigstore.bundle')
+    );
+  } catch {
+    return false;
+  }
 }
 
 /** True when the bytes are a well-formed simple-signing payload (what a signature layer holds). */

@@ -25,6 +25,25 @@ describe('parseRoute: accepted routes', () => {
     [req('GET', '/v2/_catalog'), { kind: 'catalog', action: 'catalog' }],
     [req('GET', '/v2/_catalog?n=100&last=a%2Fb'), { kind: 'catalog', action: 'catalog' }],
     [req('GET', '/v2/foo/tags/list'), { kind: 'tags', repo: 'foo', action: 'pull' }],
+    [req('GET', `/v2/foo/referrers/${D}`), { kind: 'referrers', repo: 'foo', digest: D, action: 'pull' }],
+    [
+      req(
+        'HEAD',
+        `/v2/a/referrers/referrers/${D}?artifactType=application%2Fvnd.dev.sigstore.bundle.v0.3%2Bjson`,
+      ),
+      {
+        kind: 'referrers',
+        repo: 'a/referrers',
+        digest: D,
+        action: 'pull',
+        artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+      },
+    ],
+    [req('GET', '/v2/foo/referrers/tags/list'), { kind: 'tags', repo: 'foo/referrers', action: 'pull' }],
+    [
+      req('GET', '/v2/foo/referrers/manifests/v1'),
+      { kind: 'manifest', repo: 'foo/referrers', ref: { tag: 'v1' }, action: 'pull' },
+    ],
     [req('GET', '/v2/a/b/c/tags/list?n=5&last=v1'), { kind: 'tags', repo: 'a/b/c', action: 'pull' }],
     [
       req('GET', '/v2/library/ubuntu/manifests/22.04'),
@@ -190,7 +209,7 @@ describe('parseRoute: refused inputs', () => {
     [req('GET', '/v2/manifests/v1'), 'UNSUPPORTED', 404],
     [req('GET', `/v2/blobs/${D}`), 'UNSUPPORTED', 404],
     [req('POST', '/v2/foo/blobs/uploads'), 'UNSUPPORTED', 404],
-    [req('GET', `/v2/foo/referrers/${D}`), 'UNSUPPORTED', 404],
+    [req('GET', `/v2/foo/referrers/${D.slice(0, 20)}`), 'DIGEST_INVALID', 400],
     [req('GET', '/v2/_catalog/x'), 'UNSUPPORTED', 404],
     // methods
     [req('POST', '/v2/'), 'UNSUPPORTED', 405],

@@ -1,0 +1,141 @@
+/**
+ * The referrers of a digest, kept in registry:2 under the referrers tag schema (see
+ * core/referrers.ts). All I/O of the referrers API happens here: reading the tag and each referrer
+ * manifest, and recording a new referrer. What is listed is decided by the core.
+ */
+import { GateError } from '../core/errors.js';
+import {
+  MEDIA_TYPES,
+  digestOf,
+  parseManifest,
+  type Descriptor,
+  type ParsedManifest,
+} from '../core/manifest.js';
+import { referrerDescriptor, referrersTagFor, withReferrer } from '../core/referrers.js';
+import { headerValue, upstreamFailure, type Upstream } from '../registry/upstream.js';
+
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** Every manifest type: a referrer may be any of them, and registry:2 must not convert. */
+const MANIFEST_ACCEPT = [
+  MEDIA_TYPES.ociManifest,
+  MEDIA_TYPES.ociIndex,
+  MEDIA_TYPES.dockerManifest,
+  MEDIA_TYPES.dockerManifestList,
+].join(', ');
+/** Referrer manifests read at once for one listing. */
+const READ_CONCURRENCY = 8;
+
+export interface Referrer {
+  descriptor: Descriptor;
+  manifest: ParsedManifest;
+}
+
+export class ReferrersStore {
+  /** Per (repository, subject): one recording at a time in this process (read-modify-write). */
+  private readonly recording = new Map<string, Promise<void>>();
+
+  constructor(private readonly upstream: Upstream) {}
+
+  /** The referrers index as stored (undefined when the subject has none). */
+  async storedIndex(repo: string, subject: string): Promise<ParsedManifest | undefined> {
+    const tag = referrersTagFor(subject);
+    if (!tag) return undefined;
+    const up = await this.get(repo, tag, 'referrers');
+    return up ? parseOrUndefined(up.body, up.contentType) : undefined;
+  }
+
+  /**
+   * The referrers of `subject` in `repo`. Policy: each entry of the stored index is read again from
+   * the registry and kept only when it exists, parses, and names `subject` as its subject; the
+   * descriptor is built from that document, never copied from the index.
+   */
+  async list(repo: string, subject: string): Promise<Referrer[]> {
+    const index = await this.storedIndex(repo, subject);
+    const entries = index?.kind === 'index' ? index.manifests : [];
+    const out: Array<Referrer | undefined> = new Array(entries.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < entries.length) {
+        const i = next++;
+        out[i] = await this.read(repo, entries[i]!.digest, subject);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, entries.length) }, worker));
+    return out.filter((r): r is Referrer => r !== undefined);
+  }
+
+  /** One manifest of `repo` by digest, as the registry holds it (undefined when absent). */
+  async manifest(
+    repo: string,
+    digest: string,
+  ): Promise<{ bytes: Buffer; manifest: ParsedManifest } | undefined> {
+    const up = await this.get(repo, digest, 'referrer');
+    if (!up || digestOf(up.body, digest) !== digest) return undefined;
+    const manifest = parseOrUndefined(up.body, up.contentType);
+    return manifest ? { bytes: up.body, manifest } : undefined;
+  }
+
+  /** Records a referrer pushed through trustgate in its subject's referrers tag. */
+  async record(repo: string, subject: string, descriptor: Descriptor): Promise<void> {
+    const tag = referrersTagFor(subject);
+    if (!tag) return;
+    const key = `${repo}@${subject}`;
+    const previous = this.recording.get(key) ?? Promise.resolve();
+    const mine = previous.then(async () => {
+      const bytes = withReferrer(await this.storedIndex(repo, subject), descriptor);
+      if (!bytes) return;
+      const up = await this.upstream.request({
+        method: 'PUT',
+        path: `/v2/${repo}/manifests/${tag}`,
+        headers: { 'content-type': MEDIA_TYPES.ociIndex },
+        body: bytes,
+        maxBytes: 64 * 1024,
+        kind: 'referrers-put',
+      });
+      if (up.status !== 201) throw upstreamFailure(new Error(`referrers tag PUT answered ${up.status}`));
+    });
+    const settled = mine.catch(() => undefined);
+    this.recording.set(key, settled);
+    void settled.then(() => {
+      if (this.recording.get(key) === settled) this.recording.delete(key);
+    });
+    return mine;
+  }
+
+  private async read(repo: string, digest: string, subject: string): Promise<Referrer | undefined> {
+    const got = await this.manifest(repo, digest);
+    if (!got || got.manifest.subject?.digest !== subject) return undefined;
+    return { descriptor: referrerDescriptor(digest, got.bytes.length, got.manifest), manifest: got.manifest };
+  }
+
+  private async get(
+    repo: string,
+    ref: string,
+    kind: string,
+  ): Promise<{ body: Buffer; contentType: string | undefined } | undefined> {
+    const up = await this.upstream.request({
+      method: 'GET',
+      path: `/v2/${repo}/manifests/${ref}`,
+      headers: { accept: MANIFEST_ACCEPT },
+      maxBytes: MAX_MANIFEST_BYTES,
+      kind,
+    });
+    if (up.status === 404) return undefined;
+    if (up.status !== 200) {
+      throw new GateError('UNAVAILABLE', 'could not read referrers from the registry', {
+        status: 503,
+        logDetail: `${kind} GET answered ${up.status}`,
+      });
+    }
+    return { body: up.body, contentType: headerValue(up.headers['content-type']) };
+  }
+}
+
+function parseOrUndefined(bytes: Buffer, contentType: string | undefined): ParsedManifest | undefined {
+  try {
+    return parseManifest(bytes, contentType);
+  } catch {
+    // Policy: an unreadable referrer or index lists nothing; it never breaks the listing.
+    return undefined;
+  }
+}
