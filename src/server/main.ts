@@ -30,7 +30,7 @@ import { Metrics } from './metrics.js';
 import { isClosing, lingeringClose } from './body.js';
 import { sendError, writeRawError } from './respond.js';
 import { createV2Handler } from './v2.js';
-import { ReferrersStore } from '../trust/referrers.js';
+import { ReferrersStore, upstreamEvidenceReader } from '../trust/referrers.js';
 
 export interface Trustgate {
   port: number;
@@ -142,8 +142,9 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     });
     onManifestDeleted = (repo, digest) => void cache.publish(MANIFEST_DELETED_CHANNEL, `${repo}@${digest}`);
   }
+  const referrers = new ReferrersStore(upstream);
   const trust = new TrustService({
-    upstream,
+    evidence: upstreamEvidenceReader(upstream, referrers),
     keyring,
     cache,
     ruleFor: (repo) => live.ruleFor(repo),
@@ -178,7 +179,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     forwarder,
     auth,
     trust,
-    referrers: new ReferrersStore(upstream),
+    referrers,
     audit,
     log,
     metrics,

@@ -13,6 +13,7 @@ import {
 } from '../core/manifest.js';
 import { referrerDescriptor, referrersTagFor, withReferrer } from '../core/referrers.js';
 import { headerValue, upstreamFailure, type Upstream } from '../registry/upstream.js';
+import type { EvidenceReader } from './evidence.js';
 
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** Every manifest type: a referrer may be any of them, and registry:2 must not convert. */
@@ -138,4 +139,60 @@ function parseOrUndefined(bytes: Buffer, contentType: string | undefined): Parse
     // Policy: an unreadable referrer or index lists nothing; it never breaks the listing.
     return undefined;
   }
+}
+
+/**
+ * The evidence seam's reader over registry:2 (the proxy's side): manifests as stored, bounded
+ * blobs, and referrers from the store. Policy (I3): a registry that fails makes the read fail (and
+ * so the verification); only absence is "no evidence".
+ */
+export function upstreamEvidenceReader(upstream: Upstream, store: ReferrersStore): EvidenceReader {
+  return {
+    async manifest(repo, ref) {
+      const up = await upstream.request({
+        method: 'GET',
+        path: `/v2/${repo}/manifests/${ref}`,
+        headers: { accept: MANIFEST_ACCEPT },
+        maxBytes: MAX_MANIFEST_BYTES,
+        kind: 'signature',
+      });
+      if (up.status === 404) return undefined;
+      if (up.status !== 200) {
+        throw new GateError('UNAVAILABLE', 'could not read signatures from the registry', {
+          status: 503,
+          logDetail: `signature manifest GET answered ${up.status}`,
+        });
+      }
+      return { bytes: up.body, contentType: headerValue(up.headers['content-type']) };
+    },
+    async blob(repo, digest, max) {
+      let up;
+      try {
+        up = await upstream.request({
+          method: 'GET',
+          path: `/v2/${repo}/blobs/${digest}`,
+          maxBytes: max,
+          kind: 'signature-payload',
+        });
+      } catch (err) {
+        // Over the bound: not evidence (the caller skips it). Anything else fails closed.
+        if (err instanceof GateError && err.code === 'MANIFEST_INVALID') return undefined;
+        throw err;
+      }
+      if (up.status === 404) return undefined;
+      if (up.status !== 200) {
+        throw new GateError('UNAVAILABLE', 'could not read a signature payload from the registry', {
+          status: 503,
+          logDetail: `payload blob GET answered ${up.status}`,
+        });
+      }
+      return up.body;
+    },
+    async referrers(repo, subject) {
+      return (await store.list(repo, subject)).map((r) => ({
+        digest: r.descriptor.digest,
+        manifest: r.manifest,
+      }));
+    },
+  };
 }

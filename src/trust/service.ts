@@ -1,14 +1,8 @@
 import { LRUCache } from 'lru-cache';
 import { createHash } from 'node:crypto';
 import { GateError } from '../core/errors.js';
-import {
-  COSIGN_SIGNATURE_ANNOTATION,
-  isSignatureArtifact,
-  parseManifest,
-  MEDIA_TYPES,
-  type ParsedManifest,
-} from '../core/manifest.js';
-import { parseDockerReference, signatureTagFor } from '../core/reference.js';
+import { isSignatureArtifact, type ParsedManifest } from '../core/manifest.js';
+import { parseDockerReference } from '../core/reference.js';
 import { BUNDLE_MEDIA_TYPES, EMPTY_JSON_DIGEST, MAX_BUNDLE_BYTES } from '../core/referrers.js';
 import { isJsonObject, parseStrictJson } from '../core/json-strict.js';
 import { parseSimpleSigningPayload } from '../core/signature/payload.js';
@@ -23,12 +17,16 @@ import {
 } from '../core/serve-decision.js';
 import type { VerdictCache } from '../cache/verdict-cache.js';
 import type { KeyEntry, Keyring } from '../keys/keyring.js';
-import { headerValue, type Upstream } from '../registry/upstream.js';
+import {
+  EVIDENCE_LIMITS,
+  collectEvidence,
+  readSignatureArtifact,
+  signatureCandidates,
+  verifiedBlob,
+  type EvidenceReader,
+} from './evidence.js';
 
-const MAX_SIGNATURE_LAYERS = 64;
 const SINGLE_FLIGHT_LINGER_MS = 1000;
-const MAX_SIGNATURE_PAYLOAD = 64 * 1024;
-const SIGNATURE_MANIFEST_ACCEPT = [MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest].join(', ');
 
 export interface Verdict {
   /** May a pull-only client receive this manifest? */
@@ -53,7 +51,8 @@ interface CachedVerdict extends SignatureEvidence {
 }
 
 export interface TrustServiceOptions {
-  upstream: Upstream;
+  /** Where signature evidence comes from (registry:2, through the evidence seam). */
+  evidence: EvidenceReader;
   keyring: Keyring;
   cache: VerdictCache;
   ruleFor: (repo: string) => EffectiveTrustRule;
@@ -229,7 +228,7 @@ export class TrustService {
     epoch: string,
   ): Promise<void> {
     await this.admitOnce(epoch, `s:${repo}:${manifestDigest}`, async () => {
-      const payloads = await this.fetchCandidates(repo, manifest);
+      const payloads = await signatureCandidates(this.o.evidence, repo, manifest);
       return payloads
         .filter((c) => isSimpleSigningPayload(c.payload))
         .map((c) => [`b:${epoch}:${repo}:${c.layerDigest}`, 1]);
@@ -252,40 +251,13 @@ export class TrustService {
       const out: Array<[string, unknown]> = [];
       if (manifest.config?.digest === EMPTY_JSON_DIGEST)
         out.push([`b:${epoch}:${repo}:${EMPTY_JSON_DIGEST}`, 1]);
-      for (const layer of manifest.layers.slice(0, MAX_SIGNATURE_LAYERS)) {
+      for (const layer of manifest.layers.slice(0, EVIDENCE_LIMITS.maxBundleReferrers)) {
         if (!BUNDLE_MEDIA_TYPES.includes(layer.mediaType) || layer.size > MAX_BUNDLE_BYTES) continue;
-        const bytes = await this.fetchBoundedBlob(repo, layer.digest, MAX_BUNDLE_BYTES);
+        const bytes = await verifiedBlob(this.o.evidence, repo, layer.digest, MAX_BUNDLE_BYTES);
         if (bytes && isBundleDocument(bytes)) out.push([`b:${epoch}:${repo}:${layer.digest}`, 1]);
       }
       return out;
     });
-  }
-
-  /**
-   * A blob whose bytes are the digest it is asked by, up to `max` bytes; undefined when absent,
-   * larger or different. A failing registry still throws (I3).
-   */
-  private async fetchBoundedBlob(repo: string, digest: string, max: number): Promise<Buffer | undefined> {
-    let res;
-    try {
-      res = await this.o.upstream.request({
-        method: 'GET',
-        path: `/v2/${repo}/blobs/${digest}`,
-        maxBytes: max,
-        kind: 'signature-payload',
-      });
-    } catch (err) {
-      if (err instanceof GateError && err.code === 'MANIFEST_INVALID') return undefined;
-      throw err;
-    }
-    if (res.status === 404) return undefined;
-    if (res.status !== 200) {
-      throw new GateError('UNAVAILABLE', 'could not read signature evidence from the registry', {
-        status: 503,
-        logDetail: `evidence blob GET answered ${res.status}`,
-      });
-    }
-    return `sha256:${createHash('sha256').update(res.body).digest('hex')}` === digest ? res.body : undefined;
   }
 
   /**
@@ -337,7 +309,7 @@ export class TrustService {
     }
     const digest = `${m[1]}:${m[2]}`;
     const rule = this.o.ruleFor(repo);
-    const existing = await this.fetchSignatureManifest(repo, digest);
+    const existing = await readSignatureArtifact(this.o.evidence, repo, digest);
     const known = new Set(existing?.layers.map((l) => l.digest) ?? []);
     const added = manifest.layers.filter((l) => !known.has(l.digest));
     if (added.length === 0) {
@@ -346,7 +318,7 @@ export class TrustService {
     const keys = this.trustedKeys(rule, repo);
     const signers = new Set<string>();
     for (const layer of added) {
-      const [cand] = await this.fetchCandidates(repo, { ...manifest, layers: [layer] });
+      const [cand] = await signatureCandidates(this.o.evidence, repo, { ...manifest, layers: [layer] });
       const v = cand
         ? evaluateTrust({
             repo,
@@ -417,8 +389,9 @@ export class TrustService {
     epoch: string,
   ): Promise<CachedVerdict> {
     const started = performance.now();
-    const sigManifest = await this.fetchSignatureManifest(repo, digest);
-    const signatures = sigManifest ? await this.fetchCandidates(repo, sigManifest) : [];
+    this.signatureFetches++;
+    const evidence = await collectEvidence(this.o.evidence, repo, digest);
+    const signatures = evidence.legacy;
     const keys = this.trustedKeys(rule, repo, keySet);
     const now = this.now();
     const input = { repo, digest, signatures, keys, threshold: rule.threshold, now };
@@ -448,71 +421,6 @@ export class TrustService {
     // keys or rules changed meanwhile (the caller still gets it: its pull began before the change).
     if (this.epoch() === epoch) await this.o.cache.set(`v:${epoch}:${repo}:${digest}`, result, ttl);
     return result;
-  }
-
-  private async fetchSignatureManifest(repo: string, digest: string): Promise<ParsedManifest | undefined> {
-    this.signatureFetches++;
-    const res = await this.o.upstream.request({
-      method: 'GET',
-      path: `/v2/${repo}/manifests/${signatureTagFor(digest)}`,
-      headers: { accept: SIGNATURE_MANIFEST_ACCEPT },
-      maxBytes: 4 * 1024 * 1024,
-      kind: 'signature',
-    });
-    if (res.status === 404) return undefined;
-    if (res.status !== 200) {
-      throw new GateError('UNAVAILABLE', 'could not read signatures from the registry', {
-        status: 503,
-        logDetail: `signature manifest GET answered ${res.status}`,
-      });
-    }
-    try {
-      return parseManifest(res.body, headerValue(res.headers['content-type']));
-    } catch {
-      // Policy: an unreadable signature artifact is no signature (the verdict says so); it never
-      // breaks the pull of an image that has other ways to be admitted.
-      return undefined;
-    }
-  }
-
-  private async fetchCandidates(
-    repo: string,
-    sig: ParsedManifest,
-  ): Promise<Array<SignatureCandidate & { layerDigest: string }>> {
-    const layers = sig.layers
-      .filter((l) => l.mediaType === MEDIA_TYPES.cosignSimpleSigning)
-      .slice(0, MAX_SIGNATURE_LAYERS);
-    const out: Array<SignatureCandidate & { layerDigest: string }> = [];
-    for (const layer of layers) {
-      const signature = layer.annotations?.[COSIGN_SIGNATURE_ANNOTATION];
-      if (typeof signature !== 'string' || layer.size > MAX_SIGNATURE_PAYLOAD) continue;
-      let res;
-      try {
-        res = await this.o.upstream.request({
-          method: 'GET',
-          path: `/v2/${repo}/blobs/${layer.digest}`,
-          maxBytes: MAX_SIGNATURE_PAYLOAD,
-          kind: 'signature-payload',
-        });
-      } catch (err) {
-        // Policy: a payload over the bound (whatever size its layer declares) is no signature and
-        // is skipped, like one whose digest does not match; it must not hide the other layers'
-        // signatures. An unreachable or failing registry still fails the verification (I3).
-        if (err instanceof GateError && err.code === 'MANIFEST_INVALID') continue;
-        throw err;
-      }
-      if (res.status === 404) continue;
-      if (res.status !== 200) {
-        throw new GateError('UNAVAILABLE', 'could not read a signature payload from the registry', {
-          status: 503,
-          logDetail: `payload blob GET answered ${res.status}`,
-        });
-      }
-      // Policy: the payload must be the bytes the layer names; anything else is skipped.
-      if (`sha256:${createHash('sha256').update(res.body).digest('hex')}` !== layer.digest) continue;
-      out.push({ payload: new Uint8Array(res.body), signature, layerDigest: layer.digest });
-    }
-    return out;
   }
 }
 

@@ -13,7 +13,7 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPair } from '../../src/core/signature/sign.js';
-import type { Upstream, UpstreamRequest, UpstreamResponse } from '../../src/registry/upstream.js';
+import type { EvidenceReader } from '../../src/trust/evidence.js';
 import { startRegistry, type RegistryHandle } from '../helpers/stack.js';
 import { startTestGate, type TestGate } from '../helpers/trustgate.js';
 import { bearer, getToken, request, type Reply } from '../helpers/http.js';
@@ -41,16 +41,16 @@ describe('security: a reload during verification (issue 12, finding 5)', { timeo
       trustedKeys: { release: release.publicKeyPem },
     });
     // Fault injection: the trust service's signature read waits while `hold` is set.
-    const upstream = (gate.tg.trust as unknown as { o: { upstream: Upstream } }).o.upstream;
-    const original = upstream.request.bind(upstream);
-    upstream.request = async (r: UpstreamRequest): Promise<UpstreamResponse> => {
+    const reader = (gate.tg.trust as unknown as { o: { evidence: EvidenceReader } }).o.evidence;
+    const original = reader.manifest.bind(reader);
+    reader.manifest = async (repo, ref) => {
       const h = hold;
-      if (h && r.kind === 'signature') {
+      if (h && ref.endsWith('.sig')) {
         hold = undefined;
         h.reached();
         await h.release;
       }
-      return original(r);
+      return original(repo, ref);
     };
   });
   after(async () => {

@@ -1,0 +1,159 @@
+/**
+ * The evidence seam: every piece of signature evidence for (repository, digest), fetched with one
+ * set of limits, by the proxy (from registry:2) and the CLI (through trustgate) alike. What each
+ * layout looks like on a registry is known here and in core/ only:
+ * - legacy cosign: the tag `sha256-<hex>.sig`, one simple-signing payload per layer;
+ * - Sigstore bundles: OCI 1.1 referrers of the digest whose layers are bundles.
+ * Nothing here decides: core/trust.ts and core/serve-decision.ts weigh what this returns.
+ */
+import { createHash } from 'node:crypto';
+import {
+  COSIGN_SIGNATURE_ANNOTATION,
+  MEDIA_TYPES,
+  parseManifest,
+  type ParsedManifest,
+} from '../core/manifest.js';
+import { signatureTagFor } from '../core/reference.js';
+import { BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES, isBundleReferrer } from '../core/referrers.js';
+import type { SignatureCandidate } from '../core/trust.js';
+
+/** Limits every reader of evidence applies (the proxy and the CLI read the same evidence). */
+export const EVIDENCE_LIMITS = Object.freeze({
+  /** Signature layers read from one legacy artifact. */
+  maxSignatureLayers: 64,
+  /** A simple-signing payload larger than this is skipped unread. */
+  maxPayloadBytes: 64 * 1024,
+  /** A bundle larger than this is skipped unread. */
+  maxBundleBytes: MAX_BUNDLE_BYTES,
+  /** Bundle referrers read for one digest. */
+  maxBundleReferrers: 64,
+});
+
+/** What the seam needs from a registry. Failures throw (I3); absence is undefined. */
+export interface EvidenceReader {
+  /** A manifest by tag or digest as stored (never converted); undefined when absent. */
+  manifest(repo: string, ref: string): Promise<{ bytes: Uint8Array; contentType?: string } | undefined>;
+  /** A blob of at most `max` bytes; undefined when absent or larger. */
+  blob(repo: string, digest: string, max: number): Promise<Uint8Array | undefined>;
+  /** The referrers of `subject` (each read from its own manifest, which names `subject`). */
+  referrers(repo: string, subject: string): Promise<Array<{ digest: string; manifest: ParsedManifest }>>;
+}
+
+export interface LegacyCandidate extends SignatureCandidate {
+  /** The layer (payload blob) it came from. */
+  layerDigest: string;
+}
+
+export interface BundleCandidate {
+  /** The referrer manifest that carried it. */
+  referrer: string;
+  /** The bundle layer's digest (the bytes hash to it). */
+  layerDigest: string;
+  bytes: Uint8Array;
+}
+
+export interface Evidence {
+  /** The legacy `.sig` artifact, when one parses. */
+  legacyArtifact?: ParsedManifest;
+  legacy: LegacyCandidate[];
+  bundles: BundleCandidate[];
+}
+
+/** Every piece of evidence for `digest`, the two layouts read in parallel. */
+export async function collectEvidence(
+  reader: EvidenceReader,
+  repo: string,
+  digest: string,
+): Promise<Evidence> {
+  const [legacy, bundles] = await Promise.all([
+    legacyEvidence(reader, repo, digest),
+    bundleEvidence(reader, repo, digest),
+  ]);
+  return { ...legacy, bundles };
+}
+
+/** The legacy `.sig` artifact of `digest` and its candidates. */
+export async function legacyEvidence(
+  reader: EvidenceReader,
+  repo: string,
+  digest: string,
+): Promise<{ legacyArtifact?: ParsedManifest; legacy: LegacyCandidate[] }> {
+  const artifact = await readSignatureArtifact(reader, repo, digest);
+  if (!artifact) return { legacy: [] };
+  return { legacyArtifact: artifact, legacy: await signatureCandidates(reader, repo, artifact) };
+}
+
+/** The `.sig` artifact of `digest`, parsed; undefined when absent or unreadable. */
+export async function readSignatureArtifact(
+  reader: EvidenceReader,
+  repo: string,
+  digest: string,
+): Promise<ParsedManifest | undefined> {
+  const got = await reader.manifest(repo, signatureTagFor(digest));
+  if (!got) return undefined;
+  try {
+    return parseManifest(got.bytes, got.contentType);
+  } catch {
+    // Policy: an unreadable signature artifact is no signature (the verdict says so); it never
+    // breaks the pull of an image that has other ways to be admitted.
+    return undefined;
+  }
+}
+
+/**
+ * The candidates of a legacy artifact: each simple-signing layer with a signature annotation whose
+ * payload is at most maxPayloadBytes and hashes to the layer's digest; the first
+ * maxSignatureLayers layers only.
+ */
+export async function signatureCandidates(
+  reader: EvidenceReader,
+  repo: string,
+  artifact: ParsedManifest,
+): Promise<LegacyCandidate[]> {
+  const layers = artifact.layers
+    .filter((l) => l.mediaType === MEDIA_TYPES.cosignSimpleSigning)
+    .slice(0, EVIDENCE_LIMITS.maxSignatureLayers);
+  const out: LegacyCandidate[] = [];
+  for (const layer of layers) {
+    const signature = layer.annotations?.[COSIGN_SIGNATURE_ANNOTATION];
+    if (typeof signature !== 'string' || layer.size > EVIDENCE_LIMITS.maxPayloadBytes) continue;
+    // Policy: a payload over the bound (whatever size its layer declares), absent, or not the
+    // bytes the layer names is no signature and is skipped; it must not hide the other layers'.
+    const payload = await verifiedBlob(reader, repo, layer.digest, EVIDENCE_LIMITS.maxPayloadBytes);
+    if (payload) out.push({ payload, signature, layerDigest: layer.digest });
+  }
+  return out;
+}
+
+/** The bundles carried by the bundle referrers of `digest` (bounded, hash-checked). */
+export async function bundleEvidence(
+  reader: EvidenceReader,
+  repo: string,
+  digest: string,
+): Promise<BundleCandidate[]> {
+  const referrers = (await reader.referrers(repo, digest))
+    .filter((r) => isBundleReferrer(r.manifest))
+    .slice(0, EVIDENCE_LIMITS.maxBundleReferrers);
+  const out: BundleCandidate[] = [];
+  for (const r of referrers) {
+    for (const layer of r.manifest.layers) {
+      if (!BUNDLE_MEDIA_TYPES.includes(layer.mediaType) || layer.size > EVIDENCE_LIMITS.maxBundleBytes)
+        continue;
+      const bytes = await verifiedBlob(reader, repo, layer.digest, EVIDENCE_LIMITS.maxBundleBytes);
+      if (bytes) out.push({ referrer: r.digest, layerDigest: layer.digest, bytes });
+    }
+  }
+  return out;
+}
+
+/** A blob whose bytes hash to `digest`, at most `max` bytes; undefined otherwise. */
+export async function verifiedBlob(
+  reader: EvidenceReader,
+  repo: string,
+  digest: string,
+  max: number,
+): Promise<Uint8Array | undefined> {
+  const bytes = await reader.blob(repo, digest, max);
+  if (!bytes) return undefined;
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}` === digest ? bytes : undefined;
+}
