@@ -1,5 +1,6 @@
+# Node 24 LTS on Debian 13 (engines.node >=24; .node-version pins the exact version tested).
 # Build stage: compile TypeScript with the dev dependencies.
-FROM node:20-bookworm-slim AS build
+FROM node:24-trixie-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
@@ -10,7 +11,7 @@ COPY bench ./bench
 RUN npx tsc -p tsconfig.json
 
 # Runtime stage: production dependencies and compiled code only, as a non-root user.
-FROM node:20-bookworm-slim
+FROM node:24-trixie-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Local quickstart on a fresh Debian/Ubuntu machine with Node 20:
-# installs what is missing, starts registry:2 and trustgate with development certificates on
-# loopback, and prints how to point skopeo, podman or docker at it. Ctrl-C stops both.
+# Local quickstart on a fresh Debian/Ubuntu machine: installs what is missing (Node 24 from the
+# npm registry where the machine's node is older, see scripts/ensure-node.sh), starts registry:2
+# and trustgate with development certificates on loopback, and prints how to point skopeo, podman
+# or docker at it. Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QS=$(realpath -m "${QS_DIR:-.tmp/quickstart}")
@@ -17,6 +18,7 @@ if [ ${#need[@]} -gt 0 ]; then
   sudo_ apt-get update -qq
   sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+source scripts/ensure-node.sh
 [ -d node_modules ] || npm ci --no-audit --no-fund
 npm run -s build
 
@@ -72,6 +74,7 @@ trustgate: https://localhost:$PORT  (registry:2 behind it on 127.0.0.1:$REG_PORT
   docker: sudo mkdir -p /etc/docker/certs.d/localhost:$PORT && sudo cp $QS/certs/ca.crt /etc/docker/certs.d/localhost:$PORT/
 
 Images pull only when signed by the release key ($QS/release.key, public half in keys/trusted/):
+  export PATH=$(dirname "$(command -v node)"):\$PATH   # Node $(node --version)
   export TRUSTGATE_USERNAME=admin TRUSTGATE_PASSWORD=\$(cat $QS/admin.password)
   TRUSTGATE_KEY_PASSPHRASE=\$(cat $QS/release.passphrase) \\
     node dist/src/cli/main.js sign localhost:$PORT/demo/app:1 --key $QS/release.key --ca-file $QS/certs/ca.crt

@@ -1,9 +1,9 @@
 /**
  * A small Docker Registry HTTP API v2 client for the CLI (`trustgate sign | verify | copy`).
  *
- * Decision: node:http(s) with one keep-alive Agent per client rather than fetch. Node 20's global
- * fetch can only take a custom CA or a client certificate through undici's Dispatcher, and undici is
- * not a dependency; https.Agent takes `ca`, `cert`, `key` and `rejectUnauthorized` directly.
+ * Decision: node:http(s) with one keep-alive Agent per client rather than fetch. Node's global fetch
+ * can only take a custom CA or a client certificate per client through undici's Dispatcher, and
+ * undici is not a dependency; https.Agent takes `ca`, `cert`, `key` and `rejectUnauthorized` directly.
  *
  * Talks to trustgate (HTTPS, Docker token auth, optional mTLS) and to a plain registry:2 on loopback.
  */
