@@ -32,7 +32,7 @@ import { Verifier, type SignedEntity } from '@sigstore/verify';
 import { isJsonObject, parseStrictJson } from '../json-strict.js';
 import { isValidDigest } from '../manifest.js';
 import { decodeStrictBase64, publicKeyFingerprint, publicKeySpkiDer } from '../signature/keys.js';
-import { verifySignature } from '../signature/verify.js';
+import { verifyEd25519ph, verifyEd25519Pure, verifySignature } from '../signature/verify.js';
 import { keyUsability, type TrustedKey } from '../trust.js';
 import { checkSignStatement, IN_TOTO_PAYLOAD_TYPE } from './statement.js';
 import type { SigstoreTrustedRoot } from './trusted-root.js';
@@ -372,6 +372,18 @@ function verifyTlog(
   return 'verified';
 }
 
+/**
+ * The signature check: core/signature/verify.ts, the same acceptance set as the legacy format
+ * (Ed25519 pure or ph, ECDSA P-256 DER). Only the order differs: cosign signs bundles with
+ * Ed25519ph, so ph is tried first (one strict verification instead of two on the common path).
+ */
+function verifyBundleSignature(k: TrustedKey, message: Uint8Array, sig: Uint8Array): boolean {
+  if (k.key.alg === 'ed25519') {
+    return verifyEd25519ph(k.key.raw, message, sig) || verifyEd25519Pure(k.key.raw, message, sig);
+  }
+  return verifySignature(k.key, message, sig);
+}
+
 function validateOptions(input: BundleInput, options: BundleVerifyOptions): number {
   if (options.tlog !== 'required' && options.tlog !== 'optional') {
     throw new TypeError(`tlog must be 'required' or 'optional', got ${JSON.stringify(options.tlog)}`);
@@ -456,7 +468,7 @@ export function verifyBundle(input: BundleInput, options: BundleVerifyOptions): 
     Buffer.from(fingerprints.get(k)!.slice('sha256:'.length), 'hex').toString('base64');
   const ordered = [...keys].sort((a, b) => Number(hintOf(b) === hint) - Number(hintOf(a) === hint));
 
-  const verified = ordered.filter((k) => verifySignature(k.key, content.signedBytes, content.signature));
+  const verified = ordered.filter((k) => verifyBundleSignature(k, content.signedBytes, content.signature));
   if (verified.length === 0) {
     return failure(
       'untrusted-key',
