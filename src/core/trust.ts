@@ -110,7 +110,8 @@ const FAILURE_RANK: Partial<Record<TrustReason, number>> = {
   'untrusted-key': 2,
 };
 
-function keyUsability(k: TrustedKey, now: Date): 'usable' | 'revoked-key' | 'expired-key' {
+/** Whether a trusted key may vouch at `now`: not revoked, and inside its validity window. */
+export function keyUsability(k: TrustedKey, now: Date): 'usable' | 'revoked-key' | 'expired-key' {
   if (k.revoked === true) return 'revoked-key';
   const t = now.getTime();
   if (k.notBefore !== undefined && !(t >= k.notBefore.getTime())) return 'expired-key';
