@@ -108,7 +108,11 @@ function resolvePaths(c: Config, baseDir: string): Config {
       htpasswd: o(c.auth.htpasswd),
       robotsFile: o(c.auth.robotsFile),
     },
-    trust: { ...c.trust, keysDir: r(c.trust.keysDir) },
+    trust: {
+      ...c.trust,
+      keysDir: r(c.trust.keysDir),
+      ...(c.trust.trustedRoot ? { trustedRoot: r(c.trust.trustedRoot) } : {}),
+    },
     log: { ...c.log, auditFile: o(c.log.auditFile) },
   };
 }

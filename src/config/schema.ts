@@ -45,6 +45,12 @@ export const trustRuleSchema = z.strictObject({
   tagBinding: z.boolean().default(false),
   /** A manifest PUT by tag needs an existing trusted signature of its digest. */
   signedPush: z.boolean().default(false),
+  /**
+   * Sigstore bundles: `required` needs a transparency-log entry verified against
+   * trust.trustedRoot; `optional` verifies entries when a root is configured and ignores them
+   * otherwise. Entries are never trusted as they come.
+   */
+  tlog: z.enum(['required', 'optional']).default('optional'),
 });
 
 export const configSchema = z.strictObject({
@@ -124,6 +130,12 @@ export const configSchema = z.strictObject({
     .strictObject({
       keysDir: z.string().default('keys/trusted'),
       rules: z.array(trustRuleSchema).default([]),
+      /** A Sigstore trusted_root.json: the Rekor keys transparency-log entries are verified with. */
+      trustedRoot: z.string().optional(),
+    })
+    .refine((t) => t.trustedRoot !== undefined || t.rules.every((r) => r.tlog !== 'required'), {
+      message: 'a trust rule with tlog: required needs trust.trustedRoot',
+      path: ['trustedRoot'],
     })
     .prefault({}),
   cache: z

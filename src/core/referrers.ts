@@ -8,21 +8,13 @@
  * its only writer; clients (cosign 3 through go-containerregistry) find the API and never write it.
  */
 import { GateError } from './errors.js';
+import { BUNDLE_MEDIA_TYPES } from './evidence/bundle.js';
 import { MEDIA_TYPE_OCI_INDEX, MAX_INDEX_ENTRIES, type Descriptor, type ParsedManifest } from './manifest.js';
 
-export const MEDIA_TYPE_OCI_EMPTY = 'application/vnd.oci.empty.v1+json';
+export { MEDIA_TYPE_OCI_EMPTY } from './evidence/bundle-writer.js';
+export { BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES } from './evidence/bundle.js';
 /** sha256 of the two bytes `{}`: the OCI empty descriptor's content. */
 export const EMPTY_JSON_DIGEST = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a';
-
-/** Media types of a Sigstore bundle (protobuf-specs: v0.1 and v0.2 as parameters, v0.3 as a type). */
-export const BUNDLE_MEDIA_TYPES: readonly string[] = [
-  'application/vnd.dev.sigstore.bundle+json;version=0.1',
-  'application/vnd.dev.sigstore.bundle+json;version=0.2',
-  'application/vnd.dev.sigstore.bundle.v0.3+json',
-];
-
-/** Policy: a bundle layer is read only up to this size (real key-based and keyless bundles are < 16 KiB). */
-export const MAX_BUNDLE_BYTES = 256 * 1024;
 
 const REFERRERS_TAG = /^sha256-[0-9a-f]{64}$/;
 

@@ -9,6 +9,8 @@ export interface EffectiveTrustRule {
   mode: 'enforce' | 'audit' | 'off';
   tagBinding: boolean;
   signedPush: boolean;
+  /** Sigstore bundles: must a transparency-log entry verify? */
+  tlog: 'required' | 'optional';
 }
 
 /**
@@ -23,6 +25,7 @@ export const DEFAULT_TRUST_RULE: EffectiveTrustRule = Object.freeze({
   mode: 'enforce',
   tagBinding: false,
   signedPush: false,
+  tlog: 'optional',
 });
 
 /** Compiles the trust rules once. The first rule whose pattern matches the repository applies. */
@@ -37,6 +40,7 @@ export function compileTrustRules(rules: readonly TrustRule[]): (repo: string) =
         mode: r.mode,
         tagBinding: r.tagBinding,
         signedPush: r.signedPush,
+        tlog: r.tlog,
       }),
     })),
   );

@@ -3,23 +3,14 @@
  * an admin trusts for it? Pure: signatures, keys and the clock come in; a verdict goes out.
  */
 import { isValidDigest } from './manifest.js';
-import { decodeStrictBase64, publicKeyFingerprint, type PublicKey } from './signature/keys.js';
+import { decodeStrictBase64, publicKeyFingerprint } from './signature/keys.js';
 import { tryParseDockerReference } from './reference.js';
 import { parseSimpleSigningPayload } from './signature/payload.js';
 import { verifySignature } from './signature/verify.js';
+import { BUNDLE_FAILURE_RANK, verifyBundle, type BundleVerifyOptions } from './evidence/bundle.js';
+import { keyUsability, type TrustedKey } from './trusted-key.js';
 
-export interface TrustedKey {
-  name: string;
-  key: PublicKey;
-  notBefore?: Date;
-  notAfter?: Date;
-  revoked?: boolean;
-  /**
-   * The signer this key belongs to, for the threshold (default: its name). A rotated key and the
-   * key it replaces share one: see signerIdentities.
-   */
-  identity?: string;
-}
+export { keyUsability, type TrustedKey };
 
 /**
  * Signer identities of keys linked by rotation: `links` maps a key name to the names it stands
@@ -67,7 +58,13 @@ export type TrustReason =
   | 'expired-key'
   | 'revoked-key'
   | 'tag-not-bound'
-  | 'malformed-signature';
+  | 'malformed-signature'
+  // Sigstore bundles (core/evidence/bundle.ts)
+  | 'attestation-not-signature'
+  | 'malformed-bundle'
+  | 'unsupported-bundle'
+  | 'tlog-missing'
+  | 'tlog-invalid';
 
 export interface TrustVerdict {
   ok: boolean;
@@ -85,6 +82,12 @@ export interface TrustInput {
   /** The tag the client asked for, when it pulled by tag. */
   tag?: string;
   signatures: SignatureCandidate[];
+  /** Sigstore bundles found as referrers of the digest (bytes as stored; verified here). */
+  bundles?: readonly Uint8Array[];
+  /** How bundles are verified: the rule's transparency-log policy and the trusted root. */
+  bundleOptions?: Pick<BundleVerifyOptions, 'tlog' | 'trustedRoot'>;
+  /** The manifest bytes, for message-signature bundles (signed over the bytes themselves). */
+  artifact?: Uint8Array;
   /** Keys trusted for this repository (already selected by policy). */
   keys: TrustedKey[];
   /** Number of distinct trusted keys that must have signed (>= 1). */
@@ -101,6 +104,7 @@ export interface TrustInput {
  * then undecodable signatures; then "no trusted key signed this".
  */
 const FAILURE_RANK: Partial<Record<TrustReason, number>> = {
+  ...BUNDLE_FAILURE_RANK,
   'digest-mismatch': 9,
   'wrong-repository': 8,
   'tag-not-bound': 7,
@@ -111,13 +115,6 @@ const FAILURE_RANK: Partial<Record<TrustReason, number>> = {
 };
 
 /** Whether a trusted key may vouch at `now`: not revoked, and inside its validity window. */
-export function keyUsability(k: TrustedKey, now: Date): 'usable' | 'revoked-key' | 'expired-key' {
-  if (k.revoked === true) return 'revoked-key';
-  const t = now.getTime();
-  if (k.notBefore !== undefined && !(t >= k.notBefore.getTime())) return 'expired-key';
-  if (k.notAfter !== undefined && !(t <= k.notAfter.getTime())) return 'expired-key';
-  return 'usable';
-}
 
 interface Failure {
   reason: TrustReason;
@@ -126,6 +123,7 @@ interface Failure {
 
 export function evaluateTrust(input: TrustInput): TrustVerdict {
   const { repo, digest, tag, signatures, keys, threshold, tagBinding, now } = input;
+  const bundles = input.bundles ?? [];
   // Programming errors (config validation should have stopped these): fail loudly, never open.
   if (!Number.isSafeInteger(threshold) || threshold < 1)
     throw new TypeError('threshold must be an integer >= 1');
@@ -236,6 +234,40 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
     }
   }
 
+  for (const bundle of bundles) {
+    const v = verifyBundle(
+      { bundle, digest, keys, ...(input.artifact ? { artifact: input.artifact } : {}) },
+      { tlog: input.bundleOptions?.tlog ?? 'optional', trustedRoot: input.bundleOptions?.trustedRoot, now },
+    );
+    if (!v.ok) {
+      fail({ reason: v.reason, detail: `a Sigstore bundle: ${v.detail}` });
+      continue;
+    }
+    for (const signer of v.signers) {
+      // Policy: a bundle's statement names the digest only, never a repository or a tag. It is
+      // found as a referrer of this digest in this repository, so the repository is not compared
+      // (as cosign does); but it can never bind a tag: under tag binding, a pull by tag needs a
+      // legacy signature naming the tag.
+      if (tagBinding && tag !== undefined) {
+        fail({
+          reason: 'tag-not-bound',
+          detail: `key ${signer.name} signed it in a Sigstore bundle, which names no tag, and tag ${tag} must be signed`,
+        });
+        continue;
+      }
+      // Policy: one key signing in both formats is one signer (thresholds count distinct keys).
+      if (
+        signers.has(signer.name) ||
+        signedKeys.has(signer.fingerprint) ||
+        signedIdentities.has(signer.identity)
+      )
+        continue;
+      signers.add(signer.name);
+      signedKeys.add(signer.fingerprint);
+      signedIdentities.add(signer.identity);
+    }
+  }
+
   const signerList = [...signers].sort();
   if (signerList.length >= threshold) {
     return {
@@ -245,7 +277,7 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
       message: `${subject} is signed by ${signerList.join(', ')}`,
     };
   }
-  if (signatures.length === 0) {
+  if (signatures.length === 0 && bundles.length === 0) {
     return {
       ok: false,
       reason: 'no-signature',

@@ -31,6 +31,7 @@ import { isClosing, lingeringClose } from './body.js';
 import { sendError, writeRawError } from './respond.js';
 import { createV2Handler } from './v2.js';
 import { ReferrersStore, upstreamEvidenceReader } from '../trust/referrers.js';
+import { loadTrustedRoot } from '../core/evidence/trusted-root.js';
 
 export interface Trustgate {
   port: number;
@@ -145,6 +146,10 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   const referrers = new ReferrersStore(upstream);
   const trust = new TrustService({
     evidence: upstreamEvidenceReader(upstream, referrers),
+    // Read at start: a new trusted root takes a restart (like the listener and the upstream).
+    ...(config.trust.trustedRoot
+      ? { trustedRoot: loadTrustedRoot(readFileSync(config.trust.trustedRoot)) }
+      : {}),
     keyring,
     cache,
     ruleFor: (repo) => live.ruleFor(repo),

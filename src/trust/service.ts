@@ -8,6 +8,7 @@ import { isJsonObject, parseStrictJson } from '../core/json-strict.js';
 import { parseSimpleSigningPayload } from '../core/signature/payload.js';
 import { evaluateTrust, signerIdentities, type SignatureCandidate, type TrustedKey } from '../core/trust.js';
 import type { EffectiveTrustRule } from '../core/trust-policy.js';
+import type { SigstoreTrustedRoot } from '../core/evidence/trusted-root.js';
 import {
   decideServe,
   serveShortcut,
@@ -53,6 +54,8 @@ interface CachedVerdict extends SignatureEvidence {
 export interface TrustServiceOptions {
   /** Where signature evidence comes from (registry:2, through the evidence seam). */
   evidence: EvidenceReader;
+  /** The Sigstore trusted root transparency-log entries of bundles are verified with, if any. */
+  trustedRoot?: SigstoreTrustedRoot;
   keyring: Keyring;
   cache: VerdictCache;
   ruleFor: (repo: string) => EffectiveTrustRule;
@@ -394,7 +397,16 @@ export class TrustService {
     const signatures = evidence.legacy;
     const keys = this.trustedKeys(rule, repo, keySet);
     const now = this.now();
-    const input = { repo, digest, signatures, keys, threshold: rule.threshold, now };
+    const input = {
+      repo,
+      digest,
+      signatures,
+      bundles: evidence.bundles.map((b) => b.bytes),
+      bundleOptions: { tlog: rule.tlog, trustedRoot: this.o.trustedRoot },
+      keys,
+      threshold: rule.threshold,
+      now,
+    };
     const v = evaluateTrust({ ...input, tagBinding: false });
     const boundTags: string[] = [];
     if (v.ok && rule.tagBinding) {

@@ -33,7 +33,7 @@ import { isJsonObject, parseStrictJson } from '../json-strict.js';
 import { isValidDigest } from '../manifest.js';
 import { decodeStrictBase64, publicKeyFingerprint, publicKeySpkiDer } from '../signature/keys.js';
 import { verifyEd25519ph, verifyEd25519Pure, verifySignature } from '../signature/verify.js';
-import { keyUsability, type TrustedKey } from '../trust.js';
+import { keyUsability, type TrustedKey } from '../trusted-key.js';
 import { checkSignStatement, IN_TOTO_PAYLOAD_TYPE } from './statement.js';
 import type { SigstoreTrustedRoot } from './trusted-root.js';
 
