@@ -23,7 +23,8 @@ import type { CredentialStore } from './credentials.js';
 import { identityFromPeerCertificate } from './mtls.js';
 import type { IssuedToken, TokenService } from './tokens.js';
 // The one bounded body reader (an HTTP helper with no dependency on the rest of the server).
-import { closeIfBodyUnread, formBody } from '../server/body.js';
+import { formBody } from '../server/body.js';
+import { reasonPhrase, sendOAuthError as writeOAuthError } from '../server/respond.js';
 
 /** What the endpoint needs from the credential store (a facade over a reloadable store will do). */
 export type TokenCredentials = Pick<CredentialStore, 'verify' | 'accountVersion'>;
@@ -70,6 +71,7 @@ function list(v: unknown): string[] {
 
 function defaultSendError(res: Response, err: unknown): void {
   const e = toGateError(err);
+  res.statusMessage = reasonPhrase(e.status, e.message);
   res.status(e.status).set(e.headers).json(e.toBody());
 }
 
@@ -277,11 +279,8 @@ export function createTokenRouter(d: TokenRouterDeps): Router {
       else if (e.status < 500) o = new OAuthError(400, 'invalid_request', e.message);
       else o = new OAuthError(500, 'server_error', 'internal error');
     }
-    closeIfBodyUnread(res);
-    res
-      .status(o.status)
-      .set({ ...o.headers, 'cache-control': 'no-store' })
-      .json({ error: o.error, error_description: o.message });
+    // The one error writer (server/respond.ts): the reason phrase carries the description too.
+    writeOAuthError(res, o.status, o.error, o.message, o.headers);
   };
 
   // Form body failures (too large, encoded, too many parameters) answer in the OAuth2 form.

@@ -29,6 +29,7 @@ import { createLogger, loggerOptions, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { isClosing, lingeringClose } from './body.js';
 import { sendError, writeRawError } from './respond.js';
+import { answerPlainHttp } from './plain-http.js';
 import { createV2Handler } from './v2.js';
 import { ReferrersStore, upstreamEvidenceReader } from '../trust/referrers.js';
 import { loadTrustedRoot } from '../core/evidence/trusted-root.js';
@@ -334,6 +335,8 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     lingeringClose(socket);
   });
   server.on('tlsClientError', (err) => log.debug({ err: String(err) }, 'TLS handshake failed'));
+  // Plain HTTP on this port gets `400 HTTP request to an HTTPS server`, not a closed connection.
+  const plainHttp = answerPlainHttp(server, { log, firstByteTimeoutMs: 120_000 });
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -394,6 +397,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       draining = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      plainHttp.destroyPending();
       const deadline = new Promise<'deadline'>((r) => setTimeout(() => r('deadline'), graceMs).unref());
       if ((await Promise.race([closed, deadline])) === 'deadline') {
         log.warn({ graceMs }, 'grace period over: closing the connections still open');

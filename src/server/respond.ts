@@ -4,6 +4,30 @@ import { GateError, toGateError } from '../core/errors.js';
 import { closeIfBodyUnread } from './body.js';
 import type { Logger } from './log.js';
 
+/** The longest reason phrase trustgate writes (the status line stays one short line in any log). */
+export const MAX_REASON_PHRASE = 200;
+
+/**
+ * The reason phrase of an error answer. Policy: a 4xx that trustgate decided carries its message
+ * after the standard phrase (`403 Forbidden: prod/app@sha256:… has no valid signature …`),
+ * because some clients print only the status line: containerd (so kubelet's pod events) resolves
+ * a tag with HEAD, which has no body, and drops the body of a refused token request. The message
+ * is already what the client may see (the body carries it); it is reduced to printable ASCII
+ * (no CR/LF, nothing Node or a client's parser would refuse) and cut at MAX_REASON_PHRASE.
+ * 5xx keep the bare standard phrase: their message says nothing more than the code.
+ */
+export function reasonPhrase(status: number, message: string): string {
+  const standard = http.STATUS_CODES[status] ?? 'Error';
+  if (status < 400 || status >= 500) return standard;
+  const text = message
+    .replace(/\u2026/g, '...')
+    .replace(/[\r\n\t]+/g, ' ')
+    .replace(/[^\x20-\x7e]/g, '?')
+    .trim();
+  const phrase = text ? `${standard}: ${text}` : standard;
+  return phrase.length <= MAX_REASON_PHRASE ? phrase : `${phrase.slice(0, MAX_REASON_PHRASE - 3)}...`;
+}
+
 /**
  * The one place that writes an error response. The client gets the OCI error JSON with the
  * actionable message; the log gets code, status and the internal detail.
@@ -26,7 +50,7 @@ export function sendError(
   // A refused request whose body is still arriving: this answer ends the connection (lingering).
   closeIfBodyUnread(res);
   const body = JSON.stringify(e.toBody());
-  res.writeHead(e.status, {
+  res.writeHead(e.status, reasonPhrase(e.status, e.message), {
     ...e.headers,
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
@@ -34,6 +58,29 @@ export function sendError(
   });
   res.end(body);
   return e;
+}
+
+/**
+ * An OAuth2 error answer of the token endpoint (RFC 6749 section 5.2), with the same reason
+ * phrase as every other error: containerd prints only `unexpected status: <status line>` when its
+ * OAuth2 POST is refused.
+ */
+export function sendOAuthError(
+  res: http.ServerResponse,
+  status: number,
+  error: string,
+  description: string,
+  headers: Record<string, string> = {},
+): void {
+  closeIfBodyUnread(res);
+  const body = JSON.stringify({ error, error_description: description });
+  res.writeHead(status, reasonPhrase(status, description), {
+    ...headers,
+    'cache-control': 'no-store',
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
 }
 
 /**
@@ -63,7 +110,7 @@ export function writeRawError(
   const head = Object.entries(headers)
     .map(([k, v]) => `${k}: ${v}\r\n`)
     .join('');
-  socket.write(`HTTP/1.1 ${e.status} ${http.STATUS_CODES[e.status] ?? ''}\r\n${head}\r\n${body}`);
+  socket.write(`HTTP/1.1 ${e.status} ${reasonPhrase(e.status, e.message)}\r\n${head}\r\n${body}`);
   return e;
 }
 

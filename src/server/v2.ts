@@ -200,9 +200,17 @@ async function handle(
       if (route.action === 'pull' && !principal.can('push', route.repo)) {
         if (!(await d.trust.isBlobAdmitted(route.repo, route.digest))) {
           event.reason = 'blob-not-admitted';
+          // Policy: for a caller without push on the repository, a blob outside every verified
+          // manifest of it does not exist: 404 BLOB_UNKNOWN, as registry:2 answers for an absent
+          // blob, and the same answer whether or not registry:2 holds it (nothing is asked
+          // upstream). containers/image (podman, buildah, skopeo) HEADs each layer before a push
+          // and gives up on anything but 200/404, so a 403 here hid the push denial that follows.
+          // Callers with no pull at all were refused by authorise() (401/403) and never get here;
+          // pushers read upstream's own answer. The message (body and reason phrase) still says
+          // what to do for a GET by hand.
           throw new GateError(
-            'DENIED',
-            `${route.repo}@${route.digest} is not part of a verified manifest of ${route.repo}: pull the image by tag or digest, which checks its signature first`,
+            'BLOB_UNKNOWN',
+            `blob unknown: ${route.digest} belongs to no verified manifest of ${route.repo} (pull the image by tag or digest, which checks its signature first)`,
           );
         }
       }

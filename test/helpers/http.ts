@@ -1,8 +1,11 @@
+import assert from 'node:assert/strict';
 import https from 'node:https';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 
 export interface Reply {
   status: number;
+  /** The reason phrase of the status line. */
+  statusMessage: string;
   headers: IncomingHttpHeaders;
   body: Buffer;
   json(): unknown;
@@ -42,6 +45,7 @@ export function request(
           const body = Buffer.concat(chunks);
           resolve({
             status: res.statusCode ?? 0,
+            statusMessage: res.statusMessage ?? '',
             headers: res.headers,
             body,
             json: () => JSON.parse(body.toString('utf8')) as unknown,
@@ -76,4 +80,18 @@ export async function getToken(
 
 export function bearer(token: string): OutgoingHttpHeaders {
   return { authorization: `Bearer ${token}` };
+}
+
+/**
+ * trustgate's refusal of a blob outside every verified manifest of the repository, to a caller
+ * without push there: 404 BLOB_UNKNOWN, the same whether or not registry:2 holds the blob, with
+ * trustgate's own message (in the body and, for a HEAD, the reason phrase). registry:2's own 404
+ * says "blob unknown to registry", so an assertion with this cannot pass on a blob that trustgate
+ * forwarded and registry:2 happened not to have.
+ */
+export function assertBlobNotAdmitted(r: Reply, what = 'blob'): void {
+  assert.equal(r.status, 404, `${what}: status ${r.status} ${r.body.toString()}`);
+  const said = r.body.length > 0 ? r.body.toString() : r.statusMessage;
+  assert.match(said, /belongs to no verified manifest of /, `${what}: not trustgate's refusal: ${said}`);
+  if (r.body.length > 0) assert.match(said, /"code":"BLOB_UNKNOWN"/, what);
 }

@@ -207,6 +207,8 @@ export interface RegistryOptions {
   tls?: { cert: string; key: string };
   /** registry:2's own `validation.manifests.urls` (allow/deny regexps for layer URLs); default: none. */
   manifestUrls?: { allow?: string[]; deny?: string[] };
+  /** Pull-through cache mode (`proxy.remoteurl`): this registry mirrors the one at that URL. */
+  proxyRemoteUrl?: string;
 }
 
 function registryConfig(o: {
@@ -216,6 +218,7 @@ function registryConfig(o: {
   logLevel: string;
   tls?: { cert: string; key: string };
   manifestUrls?: { allow?: string[]; deny?: string[] };
+  proxyRemoteUrl?: string;
 }): string {
   // JSON strings are valid YAML scalars; this avoids quoting surprises in paths.
   const q = (s: string): string => JSON.stringify(s);
@@ -252,6 +255,7 @@ function registryConfig(o: {
           ),
         ]
       : []),
+    ...(o.proxyRemoteUrl ? ['proxy:', `  remoteurl: ${q(o.proxyRemoteUrl)}`] : []),
     '',
   ].join('\n');
 }
@@ -272,7 +276,15 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
   const launch = async (): Promise<void> => {
     writeFileSync(
       configPath,
-      registryConfig({ dataDir, port, secret, logLevel, tls: opts.tls, manifestUrls: opts.manifestUrls }),
+      registryConfig({
+        dataDir,
+        port,
+        secret,
+        logLevel,
+        tls: opts.tls,
+        manifestUrls: opts.manifestUrls,
+        proxyRemoteUrl: opts.proxyRemoteUrl,
+      }),
     );
     const p = spawnManaged('docker-registry', ['serve', configPath], { cwd: dir });
     proc = p;

@@ -140,6 +140,7 @@ describe('security: fault injection (registry:2, redis, clients)', { timeout: 30
           res.on('end', () =>
             resolve({
               status: res.statusCode ?? 0,
+              statusMessage: res.statusMessage ?? '',
               headers: res.headers,
               body: Buffer.concat(chunks),
               json: () => ({}),
