@@ -17,12 +17,14 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
 /**
- * Go folds keys with ToUpper(ToLower(r)) per rune, so e.g. the Kelvin sign folds onto `K`.
- * Policy: we fold with JavaScript's full case mapping, which folds at least as much as Go's simple
- * folding (it also maps e.g. ß to SS); folding too much only refuses more, never less.
+ * Go folds keys with Unicode simple folding, so e.g. the Kelvin sign folds onto `K` and `ſ` onto
+ * `S`. Policy: we fold with JavaScript's full case mapping, which folds at least as much (it also
+ * maps e.g. ß to SS), and map U+0130 (İ) to `I` first: JavaScript lowercases it to two code points,
+ * while Go's unicode.ToLower (used by its SimpleFold fallback) maps it to `i`. Folding too much
+ * only refuses more, never less.
  */
 function foldKey(key: string): string {
-  return key.toLowerCase().toUpperCase();
+  return key.replaceAll('\u0130', 'I').toLowerCase().toUpperCase();
 }
 
 class Parser {

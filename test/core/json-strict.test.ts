@@ -37,6 +37,9 @@ test('refuses keys that differ only by case (Go matches fields case-insensitivel
   // Go folds the Kelvin sign onto K and long s onto S.
   refused('{"k":1,"\u212a":2}', /differ only by case/);
   refused('{"s":1,"\u017f":2}', /differ only by case/);
+  // U+0130 (İ): JavaScript lowercases it to i + U+0307, Go's ToLower to i (fuzz finding, issue 12).
+  refused('{"config":1,"conf\u0130g":2}', /differ only by case/);
+  refused('{"i":1,"\u0130":2}', /differ only by case/);
   // Same key text in different objects is fine.
   assert.deepEqual(parseStrictJson('{"a":{"a":1},"b":{"A":1}}', 'doc'), { a: { a: 1 }, b: { A: 1 } });
 });
