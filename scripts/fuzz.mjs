@@ -722,11 +722,16 @@ const report = {
   unexpectedCount: findings.length,
   unexpectedByRule: byRule,
   unexpectedSecurity: findings.filter((f) => f.severity === 'security').length,
-  unexpected2xx: distinct.slice(0, 40),
+  unexpectedFirstByRule: Object.fromEntries(new Map([...findings].reverse().map((f) => [f.rule, f]))),
+  unexpected2xx: distinct.slice(0, 2000),
   anomalies: { ...anomalies, errorLogLines: errorLines.slice(0, 10) },
   coverage: { byFamily: family, labels: Object.fromEntries([...labelCounts].sort((a, b) => b[1] - a[1])) },
 };
 if (OUT) writeFileSync(OUT, JSON.stringify(report, null, 2));
-const brief = { ...report, coverage: { byFamily: family }, unexpected2xx: distinct.slice(0, 12) };
+const brief = {
+  ...report,
+  coverage: { byFamily: family },
+  unexpected2xx: `${distinct.length} distinct (method, target, credential, rule); all in --out`,
+};
 console.log(JSON.stringify(brief, null, 2));
 process.exit(crashes.length > 0 || report.unexpectedSecurity > 0 ? 1 : 0);

@@ -140,7 +140,7 @@ export function createOracle(F) {
     const isV2 = target === '/v2' || target.startsWith('/v2/') || target.startsWith('/v2?');
     if (!isV2) {
       // express routes an absolute-form target by its path
-      const path = /^https?:\/\//i.test(target) ? new URL(target).pathname : target.split('?')[0];
+      const path = /^https?:\/\//i.test(target) ? new URL(target).pathname : target.split(/[?#]/)[0];
       if ((path === '/healthz' || path === '/readyz') && (method === 'GET' || method === 'HEAD')) return out;
       if (method === 'OPTIONS' && r.body.length < 100 && !path.startsWith('/admin')) return out;
       if (path === '/token') return (judgeToken(w, r, flag), out);
