@@ -413,6 +413,7 @@ const findings = [];
 const records = [];
 const labelCounts = new Map();
 const inputsHash = createHash('sha256');
+const inputCheckpoints = {};
 const anomalies = { fiveHundreds: [], timeouts: 0, slowest: [] };
 const decoyStats = new Map();
 const sweepRepos = ['dev/app', 'dev/other', 'dev/new0', 'dev/new1', 'dev/new2', 'dev/new3'];
@@ -442,6 +443,8 @@ function take() {
     const i = n++;
     const inp = gen.next();
     inputsHash.update(JSON.stringify({ ...inp, body: inp.body ? sha(inp.body) : null }));
+    // Same seed, same inputs: runs stopped at different counts agree on every checkpoint.
+    if ((i + 1) % 10_000 === 0) inputCheckpoints[i + 1] = inputsHash.copy().digest('hex').slice(0, 16);
     if (!REPLAY || REPLAY.includes(i)) return [i, inp];
   }
   return null;
@@ -704,6 +707,7 @@ const report = {
   requestsPerSecond: Math.round(sent / seconds),
   setupSeconds: Math.round(setupSeconds * 10) / 10,
   inputsSha256: inputsHash.digest('hex'),
+  inputCheckpoints,
   statuses: counts,
   twoXX,
   pastAuthentication: { ...past, share: Math.round((past.count / Math.max(1, sent)) * 1000) / 10 },
