@@ -12,6 +12,8 @@ import { verifySignature } from '../core/signature/verify.js';
 import { evaluateTrust, type SignatureCandidate, type TrustedKey, type TrustVerdict } from '../core/trust.js';
 import { isJsonObject, parseStrictJson } from '../core/json-strict.js';
 import { readSignatureArtifact } from './sign.js';
+import { clientEvidenceReader } from './evidence-reader.js';
+import { collectEvidence } from '../trust/evidence.js';
 import {
   REGISTRY_OPTS,
   REGISTRY_OPTS_USAGE,
@@ -60,6 +62,8 @@ export interface VerifyReport {
   signatureArtifactProblem?: string;
   keys: Array<{ name: string; file: string }>;
   signatures: SignatureReport[];
+  /** Referrers carrying Sigstore bundles (weighed in the verdict with the legacy signatures). */
+  bundles: string[];
   verdict: TrustVerdict;
 }
 
@@ -108,6 +112,8 @@ function render(r: VerifyReport): string {
   lines.push(`image:      ${r.reference}`);
   lines.push(`digest:     ${r.digest} (computed from the manifest bytes)`);
   lines.push(`keys:       ${r.keys.map((k) => `${k.name} (${k.file})`).join(', ')}`);
+  if (r.bundles.length > 0)
+    lines.push(`bundles:    ${r.bundles.length} Sigstore bundle referrer(s): ${r.bundles.join(', ')}`);
   if (r.signatureArtifactProblem !== undefined)
     lines.push(`signatures: unusable: ${r.signatureArtifactProblem}`);
   else if (r.signatures.length === 0)
@@ -209,8 +215,9 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
       if (!Number.isSafeInteger(threshold) || threshold < 1)
         throw new UsageError('--threshold must be an integer >= 1');
       const keys = loadKeys(keyFiles);
-      let report: Omit<VerifyReport, 'verdict' | 'signatures' | 'keys'>;
+      let report: Omit<VerifyReport, 'verdict' | 'signatures' | 'keys' | 'bundles'>;
       let cands: Array<SignatureCandidate & { source: string }>;
+      let bundles: Array<{ bytes: Uint8Array; source: string }> = [];
 
       if (values.offline === true) {
         if (positionals.length > 0) throw new UsageError('--offline takes no image reference');
@@ -249,14 +256,14 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
           // As a consumer: one GET, digest computed from the bytes, then the .sig artifact.
           const m = await client.getManifest(ref.repo, ref.digest ?? (ref.tag as string));
           const art = await readSignatureArtifact(client, ref.repo, m.digest);
-          cands = [];
-          for (const l of art.layers) {
-            const sig = l.annotations[COSIGN_SIGNATURE_ANNOTATION];
-            if (sig === undefined) continue;
-            // Policy: payloads are small documents; a huge "payload" is not read whole.
-            const payload = await client.getBlob(ref.repo, l.digest, 1024 * 1024);
-            cands.push({ payload, signature: sig, source: l.digest });
-          }
+          // The same evidence, with the same limits, as trustgate reads (src/trust/evidence.ts).
+          const evidence = await collectEvidence(clientEvidenceReader(client), ref.repo, m.digest);
+          cands = evidence.legacy.map((c) => ({
+            payload: c.payload,
+            signature: c.signature,
+            source: c.layerDigest,
+          }));
+          bundles = evidence.bundles.map((b) => ({ bytes: b.bytes, source: b.referrer }));
           report = {
             reference: formatRef(ref),
             repository: ref.repo,
@@ -275,6 +282,7 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
         digest: report.digest,
         ...(report.tag !== undefined ? { tag: report.tag } : {}),
         signatures: cands.map(({ payload, signature }) => ({ payload, signature })),
+        bundles: bundles.map((b) => b.bytes),
         keys: keys.map(({ name, key }) => ({ name, key })),
         threshold,
         tagBinding: values['tag-binding'] === true,
@@ -284,6 +292,7 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
         ...report,
         keys: keys.map((k) => ({ name: k.name, file: k.file })),
         signatures: describe(cands, keys),
+        bundles: bundles.map((b) => b.source),
         verdict,
       };
       io.stdout.write(values.json === true ? `${JSON.stringify(full, null, 2)}\n` : render(full));

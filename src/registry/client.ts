@@ -11,7 +11,7 @@ import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import type { Readable } from 'node:stream';
-import { MEDIA_TYPES, digestOf, isValidDigest } from '../core/manifest.js';
+import { MEDIA_TYPES, digestOf, isValidDigest, parseManifest } from '../core/manifest.js';
 import { ADMIN_SCOPE } from '../core/scope.js';
 
 /** Policy: manifests larger than registry:2's own limit (4 MiB) are refused, not buffered. */
@@ -637,6 +637,31 @@ export class RegistryClient {
     if (r.status !== 200) return this.fail(r, operation);
     const size = Number(r.headers['content-length']);
     return Number.isSafeInteger(size) ? { exists: true, size } : { exists: true };
+  }
+
+  /**
+   * The OCI 1.1 referrers of `digest` (trustgate serves this API over registry:2): the digests it
+   * lists; undefined from a registry without the API (404).
+   */
+  async getReferrers(repo: string, digest: string): Promise<string[] | undefined> {
+    const operation = `GET referrers ${repo}@${digest}`;
+    const r = await this.requestFollow({
+      method: 'GET',
+      url: `/v2/${encodeRepo(repo)}/referrers/${digest}`,
+      headers: { accept: MEDIA_TYPES.ociIndex },
+      scopes: [pullScope(repo)],
+      operation,
+    });
+    if (r.status === 404) {
+      r.res.resume();
+      return undefined;
+    }
+    if (r.status !== 200) return this.fail(r, operation);
+    const index = parseManifest(
+      await readAll(r.res, MAX_MANIFEST_BYTES, 'referrers index'),
+      MEDIA_TYPES.ociIndex,
+    );
+    return index.manifests.map((d) => d.digest);
   }
 
   /** GET a small blob whole; its bytes must hash to `digest`. */

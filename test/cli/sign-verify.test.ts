@@ -8,10 +8,16 @@ import path from 'node:path';
 import { keygenCommand } from '../../src/cli/keygen.js';
 import { signCommand } from '../../src/cli/sign.js';
 import { verifyCommand, type VerifyReport } from '../../src/cli/verify.js';
-import { COSIGN_SIGNATURE_ANNOTATION } from '../../src/core/manifest.js';
+import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES } from '../../src/core/manifest.js';
 import { parsePublicKeyPem } from '../../src/core/signature/keys.js';
 import { verifySignature } from '../../src/core/signature/verify.js';
 import { RegistryClient } from '../../src/registry/client.js';
+import {
+  buildBundleReferrerManifest,
+  buildCosignSignBundle,
+  bundleSignerFor,
+} from '../../src/core/evidence/bundle-writer.js';
+import { decryptCosignKey } from '../../src/core/signature/keyfile.js';
 import { makeTempDir, startRegistry, type RegistryHandle } from '../helpers/stack.js';
 import { readFileSync } from 'node:fs';
 import { makeCerts, memoryIo, pushImage, pushIndex, startTokenFront } from './support.js';
@@ -185,6 +191,32 @@ test('unsigned image: verify says no-signature; registry errors exit 2', async (
   const missing = await verify([`${host}/team/unsigned:nope`, '--key', key('alice', 'pub')]);
   assert.equal(missing.code, 2);
   assert.match(missing.err, /GET manifest team\/unsigned:nope: 404/);
+});
+
+test('verify weighs Sigstore bundle referrers too (cosign 3 layout on a bare registry:2: the referrers tag)', async () => {
+  const img = await pushImage(client, 'team/bundled', 'v1', 'bundled');
+  const pkcs8 = decryptCosignKey(readFileSync(key('alice', 'key'), 'utf8'), PASS.TRUSTGATE_KEY_PASSPHRASE);
+  const bundle = buildCosignSignBundle(img.digest, bundleSignerFor(pkcs8));
+  const ref = buildBundleReferrerManifest({
+    bundle,
+    subject: { mediaType: MEDIA_TYPES.ociManifest, digest: img.digest, size: img.bytes.length },
+    created: new Date('2026-12-04T12:00:00Z'),
+  });
+  for (const b of ref.blobs) await client.uploadBlob('team/bundled', b.bytes);
+  await client.putManifest('team/bundled', ref.digest, ref.manifest, MEDIA_TYPES.ociManifest);
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociIndex,
+      manifests: [{ mediaType: MEDIA_TYPES.ociManifest, digest: ref.digest, size: ref.manifest.length }],
+    }),
+  );
+  await client.putManifest('team/bundled', `sha256-${img.digest.slice(7)}`, index, MEDIA_TYPES.ociIndex);
+  const v = await verify([`${host}/team/bundled:v1`, '--key', key('alice', 'pub')]);
+  assert.equal(v.code, 0, v.out + v.err);
+  assert.match(v.out, /bundles: {4}1 Sigstore bundle referrer/);
+  const other = await verify([`${host}/team/bundled:v1`, '--key', key('bob', 'pub')]);
+  assert.equal(other.code, 1);
 });
 
 test('an identical payload + signature is not added twice (Ed25519 is deterministic, same clock)', async () => {

@@ -1,0 +1,60 @@
+/**
+ * The evidence seam's reader on the CLI's side: through trustgate (or any registry) with the CLI's
+ * registry client, so `trustgate verify` reads exactly the evidence the proxy reads, with the same
+ * limits (src/trust/evidence.ts).
+ */
+import { parseManifest, type ParsedManifest } from '../core/manifest.js';
+import type { RegistryClient } from '../registry/client.js';
+import type { EvidenceReader } from '../trust/evidence.js';
+import { referrersTagFor } from '../core/referrers.js';
+
+export function clientEvidenceReader(client: RegistryClient): EvidenceReader {
+  return {
+    async manifest(repo, ref) {
+      const m = await client.getManifestIfExists(repo, ref);
+      return m === null ? undefined : { bytes: m.bytes, contentType: m.mediaType };
+    },
+    async blob(repo, digest, max) {
+      try {
+        return await client.getBlob(repo, digest, max);
+      } catch {
+        // Absent, larger than `max`, or other bytes: not evidence (the verdict says what is missing).
+        return undefined;
+      }
+    },
+    async referrers(repo, subject) {
+      const out: Array<{ digest: string; manifest: ParsedManifest }> = [];
+      for (const digest of await listReferrers(client, repo, subject)) {
+        const m = await client.getManifestIfExists(repo, digest);
+        if (m === null) continue;
+        let manifest: ParsedManifest;
+        try {
+          manifest = parseManifest(m.bytes, m.mediaType);
+        } catch {
+          continue;
+        }
+        // Policy: a listed document counts only when it names the subject itself.
+        if (manifest.subject?.digest === subject) out.push({ digest, manifest });
+      }
+      return out;
+    },
+  };
+}
+
+/**
+ * The digests listed as referrers of `subject`: from the referrers API, or, where the registry has
+ * none (bare registry:2), from the referrers tag `sha256-<hex>` as distribution-spec 1.1's fallback
+ * and cosign 3.0.x write it. Entries are only candidates: each is read and checked by the caller.
+ */
+async function listReferrers(client: RegistryClient, repo: string, subject: string): Promise<string[]> {
+  const listed = await client.getReferrers(repo, subject);
+  if (listed !== undefined) return listed;
+  const tag = referrersTagFor(subject);
+  const index = tag ? await client.getManifestIfExists(repo, tag) : null;
+  if (!index) return [];
+  try {
+    return parseManifest(index.bytes, index.mediaType).manifests.map((d) => d.digest);
+  } catch {
+    return [];
+  }
+}
