@@ -1,6 +1,7 @@
 /**
- * `trustgate sign REF --key NAME.key`: signs an image in cosign's "legacy" `.sig` format, through the
- * registry API (trustgate or a plain registry:2).
+ * `trustgate sign REF --key NAME.key`: signs an image in cosign's "legacy" `.sig` format, or with
+ * `--format bundle` in cosign 3's Sigstore-bundle referrer layout, through the registry API
+ * (trustgate or a plain registry:2).
  */
 import { readFileSync } from 'node:fs';
 import {
@@ -9,6 +10,13 @@ import {
   isSignatureArtifact,
   parseManifest,
 } from '../core/manifest.js';
+import {
+  BUNDLE_REFERRER_ARTIFACT_TYPE,
+  buildBundleReferrerManifest,
+  buildCosignSignBundle,
+  bundleSignerFor,
+} from '../core/evidence/bundle-writer.js';
+import { referrersTagFor, withReferrer } from '../core/referrers.js';
 import { decryptCosignKey } from '../core/signature/keyfile.js';
 import { parsePublicKeyPem, publicKeyFingerprint } from '../core/signature/keys.js';
 import { buildSimpleSigningPayload } from '../core/signature/payload.js';
@@ -31,10 +39,12 @@ import {
   type CliIo,
 } from './registry-opts.js';
 
-export const SIGN_USAGE = `usage: trustgate sign HOST[:PORT]/REPO{:TAG|@DIGEST} --key NAME.key [--tag T] [--recursive]
+export const SIGN_USAGE = `usage: trustgate sign HOST[:PORT]/REPO{:TAG|@DIGEST} --key NAME.key [--tag T] [--recursive] [--format legacy|bundle]
 
-Signs the manifest REF resolves to (cosign .sig format, payload naming HOST/REPO[:TAG]) and stores the
-signature at tag sha256-<hex>.sig of the same repository, next to any signatures already there.
+Signs the manifest REF resolves to and stores the signature next to any signatures already there:
+  --format legacy  (default) cosign .sig format, payload naming HOST/REPO[:TAG], at tag sha256-<hex>.sig
+  --format bundle  cosign 3's layout: a Sigstore bundle as an OCI 1.1 referrer of the digest (names no
+                   tag, so it does not satisfy tag binding)
   --tag T        with REF by digest: the payload names REPO:T, and T is pointed at the digest after signing
   --recursive    for an index: also sign every manifest it lists (same reference)
 Passphrase: TRUSTGATE_KEY_PASSPHRASE or COSIGN_PASSWORD, else typed on the terminal.
@@ -200,6 +210,50 @@ export async function signDigest(i: SignOneInput): Promise<SignOneResult> {
   return { digest: i.digest, signatureTag: existing.tag, added: true, layers: layers.length };
 }
 
+/**
+ * Signs one digest in cosign 3's layout: a Sigstore bundle in an OCI 1.1 referrer manifest pushed
+ * by digest with the digest as subject. Through trustgate, the referrers API records it; on a
+ * registry without the API (bare registry:2) the referrers tag `sha256-<hex>` is updated as
+ * distribution-spec 1.1 (and cosign) do. Returns the referrer's digest.
+ */
+export async function signDigestBundle(i: {
+  client: RegistryClient;
+  repo: string;
+  digest: string;
+  size: number;
+  privateKey: Uint8Array;
+  now: Date;
+  log: (msg: string) => void;
+}): Promise<string> {
+  const bundle = buildCosignSignBundle(i.digest, bundleSignerFor(i.privateKey));
+  const ref = buildBundleReferrerManifest({
+    bundle,
+    subject: { mediaType: MEDIA_TYPES.ociManifest, digest: i.digest, size: i.size },
+    created: i.now,
+  });
+  for (const b of ref.blobs) await i.client.uploadBlob(i.repo, b.bytes);
+  i.log(`writing the bundle referrer ${i.repo}@${ref.digest}`);
+  await i.client.putManifest(i.repo, ref.digest, ref.manifest, ref.mediaType);
+  if ((await i.client.getReferrers(i.repo, i.digest)) === undefined) {
+    const tag = referrersTagFor(i.digest);
+    if (tag) {
+      const existing = await i.client.getManifestIfExists(i.repo, tag);
+      const parsed = existing ? parseManifest(existing.bytes, existing.mediaType) : undefined;
+      const bytes = withReferrer(parsed, {
+        mediaType: ref.mediaType,
+        digest: ref.digest,
+        size: ref.manifest.length,
+        artifactType: BUNDLE_REFERRER_ARTIFACT_TYPE,
+      });
+      if (bytes) {
+        i.log(`the registry has no referrers API: updating ${i.repo}:${tag}`);
+        await i.client.putManifest(i.repo, tag, bytes, MEDIA_TYPES.ociIndex);
+      }
+    }
+  }
+  return ref.digest;
+}
+
 export async function signCommand(argv: string[], io: CliIo = defaultIo()): Promise<number> {
   return runCommand(io, SIGN_USAGE, async () => {
     const { values, positionals } = parseArgs(argv, {
@@ -207,8 +261,13 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
       key: { type: 'string' },
       tag: { type: 'string' },
       recursive: { type: 'boolean' },
+      format: { type: 'string' },
       help: { type: 'boolean' },
     });
+    const format = (values.format as string | undefined) ?? 'legacy';
+    if (format !== 'legacy' && format !== 'bundle') {
+      throw new UsageError(`--format is legacy or bundle, not ${JSON.stringify(format)}`);
+    }
     if (values.help === true) {
       io.stdout.write(SIGN_USAGE);
       return 0;
@@ -259,6 +318,25 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
         log('note: this is an index; its children are not signed (use --recursive to sign them too)');
       }
       for (const digest of targets) {
+        if (format === 'bundle') {
+          const size =
+            digest === m.digest
+              ? m.bytes.length
+              : (await client.getManifest(ref.repo, digest, undefined, { forPush: true })).bytes.length;
+          const referrer = await signDigestBundle({
+            client,
+            repo: ref.repo,
+            digest,
+            size,
+            privateKey,
+            now: io.now(),
+            log,
+          });
+          io.stdout.write(
+            `signed ${ref.host}/${ref.repo}@${digest} with ${keyId} (Sigstore bundle in referrer ${referrer})\n`,
+          );
+          continue;
+        }
         const r = await signDigest({
           client,
           repo: ref.repo,

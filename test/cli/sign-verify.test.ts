@@ -219,6 +219,19 @@ test('verify weighs Sigstore bundle referrers too (cosign 3 layout on a bare reg
   assert.equal(other.code, 1);
 });
 
+test('sign --format bundle on a bare registry:2 writes the referrer and the referrers tag; verify finds it', async () => {
+  const img = await pushImage(client, 'team/bundle-sign', 'v1', 'bundle-sign');
+  const s = await sign([`${host}/team/bundle-sign:v1`, '--key', key('bob', 'key'), '--format', 'bundle']);
+  assert.equal(s.code, 0, s.err);
+  const tag = await client.getManifestIfExists('team/bundle-sign', `sha256-${img.digest.slice(7)}`);
+  assert.ok(tag, 'registry:2 has no referrers API: the referrers tag was written');
+  const v = await verify([`${host}/team/bundle-sign:v1`, '--key', key('bob', 'pub')]);
+  assert.equal(v.code, 0, v.out + v.err);
+  assert.match(v.out, /bundles: {4}1 Sigstore bundle referrer/);
+  const bad = await sign([`${host}/team/bundle-sign:v1`, '--key', key('bob', 'key'), '--format', 'cms']);
+  assert.equal(bad.code, 2);
+});
+
 test('an identical payload + signature is not added twice (Ed25519 is deterministic, same clock)', async () => {
   const img = await pushImage(client, 'team/dup', 'v1', 'dup');
   const now = new Date('2026-02-01T10:00:00Z');

@@ -19,6 +19,14 @@ import { IN_TOTO_PAYLOAD_TYPE } from '../../src/core/evidence/statement.js';
 import { startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
 import { pushBlob, pushManifest, pushRandomImage } from '../helpers/registry-direct.js';
 import { signDirect } from '../helpers/sign.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { encryptCosignKey } from '../../src/core/signature/keyfile.js';
+import { signCommand } from '../../src/cli/sign.js';
+import { verifyCommand } from '../../src/cli/verify.js';
+import { USERS } from '../helpers/trust-stack.js';
+import { memoryIo } from '../cli/support.js';
 
 const OCI = MEDIA_TYPES.ociManifest;
 
@@ -65,6 +73,38 @@ describe('e2e: Sigstore bundle signatures as OCI 1.1 referrers', { timeout: 180_
     const r = await stack.pull(repo, 'v1');
     assert.equal(r.status, 200, r.body.toString());
     assert.deepEqual(r.body, img.bytes);
+  });
+
+  it('trustgate sign --format bundle through trustgate: recorded through the referrers API, pulls, and trustgate verify agrees', async () => {
+    const repo = 'bundle/cli';
+    const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'trustgate-bundle-cli-'));
+    try {
+      const keyFile = path.join(dir, 'release.key');
+      writeFileSync(keyFile, encryptCosignKey(stack.release.pkcs8Der, 'pw'));
+      writeFileSync(path.join(dir, 'release.pub'), stack.release.publicKeyPem);
+      writeFileSync(path.join(dir, 'ca.crt'), stack.gate.ca);
+      const conn = ['--ca-file', path.join(dir, 'ca.crt'), '--username'];
+      const signed = memoryIo({ TRUSTGATE_KEY_PASSPHRASE: 'pw', TRUSTGATE_PASSWORD: USERS.publisher });
+      const code = await signCommand(
+        [`${stack.gate.host}/${repo}:v1`, '--key', keyFile, '--format', 'bundle', ...conn, 'publisher'],
+        signed.io,
+      );
+      assert.equal(code, 0, signed.err());
+      assert.match(signed.out(), /Sigstore bundle in referrer sha256:/);
+      const r = await stack.pull(repo, 'v1');
+      assert.equal(r.status, 200, r.body.toString());
+      assert.deepEqual(r.body, img.bytes);
+      const checked = memoryIo({ TRUSTGATE_PASSWORD: USERS.consumer });
+      const v = await verifyCommand(
+        [`${stack.gate.host}/${repo}:v1`, '--key', path.join(dir, 'release.pub'), ...conn, 'consumer'],
+        checked.io,
+      );
+      assert.equal(v, 0, checked.out() + checked.err());
+      assert.match(checked.out(), /bundles: {4}1 Sigstore bundle referrer/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('cosign 3.0.x layout on registry:2 (referrers tag, entry artifactType mislabelled, no annotations) verifies', async () => {
