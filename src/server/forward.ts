@@ -6,7 +6,10 @@ import {
   upstreamRequestHeaders,
   type Upstream,
 } from '../registry/upstream.js';
+import { addressKey } from '../auth/credentials.js';
 import { GateError } from '../core/errors.js';
+import type { RelayLimiter } from '../core/relay-limits.js';
+import type { Principal } from './authenticate.js';
 import { sendError } from './respond.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -31,6 +34,8 @@ export class StreamForwarder {
     private readonly upstream: Upstream,
     private readonly log: Logger,
     private readonly metrics?: Metrics,
+    /** Bounds on concurrent blob relays; unbounded without one. */
+    private readonly relays?: RelayLimiter,
   ) {
     this.proxy = createProxyServer({
       target: upstream.target.origin,
@@ -74,14 +79,28 @@ export class StreamForwarder {
   }
 
   /**
-   * A blob GET/HEAD: through the DirectReader when configured, which hands anything it does not
-   * relay itself back to the general path before a byte reaches the client.
+   * A blob GET/HEAD (a relay): admitted by the relay bounds first, then through the DirectReader
+   * when configured, which hands anything it does not relay itself back to the general path
+   * before a byte reaches the client. Relays use the blob pool only (Upstream.blobAgent), never
+   * the control plane's. Throws a GateError (429/503 with Retry-After) when a bound is reached.
    */
-  async forwardBlobRead(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
+  async forwardBlobRead(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    path: string,
+    principal?: Principal,
+  ): Promise<void> {
     const method = req.method;
-    const direct = this.upstream.direct;
-    if (!direct || (method !== 'GET' && method !== 'HEAD') || carriesBody(req.headers)) {
+    if ((method !== 'GET' && method !== 'HEAD') || carriesBody(req.headers)) {
       return this.forward(req, res, path);
+    }
+    // The client left while the request was authorised: nothing to relay, nothing to count.
+    if (res.destroyed || req.socket.destroyed) return;
+    this.holdRelay(req, res, principal);
+    const direct = this.upstream.direct;
+    if (!direct) {
+      this.countBytes(req, res);
+      return this.proxyWeb(req, res, path, this.upstream.blobAgent);
     }
     this.countBytes(req, res);
     try {
@@ -90,15 +109,51 @@ export class StreamForwarder {
     } catch (err) {
       return this.fail(err, res);
     }
-    return this.proxyWeb(req, res, path);
+    return this.proxyWeb(req, res, path, this.upstream.blobAgent);
   }
 
-  private proxyWeb(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
+  /**
+   * Counts this response as a blob relay until it is over (the response's close, or the
+   * connection's for a pipelined request whose turn never came), or throws the refusal.
+   */
+  private holdRelay(req: http.IncomingMessage, res: http.ServerResponse, principal?: Principal): void {
+    if (!this.relays) return;
+    const decision = this.relays.tryStart({
+      identity: principal?.identity.subject ?? 'anonymous',
+      credentialed: principal?.credentialed ?? false,
+      address: addressKey(req.socket.remoteAddress),
+    });
+    if (!decision.ok) {
+      this.metrics?.relaysRefused.inc({ bound: decision.bound });
+      throw decision.error;
+    }
+    this.metrics?.blobRelays.inc();
+    const socket = req.socket;
+    let ended = false;
+    const over = (): void => {
+      // Once: the connection's close emits the response's, and both listeners may already be queued.
+      if (ended) return;
+      ended = true;
+      decision.release();
+      this.metrics?.blobRelays.dec();
+      res.off('close', over);
+      socket.off('close', over);
+    };
+    res.once('close', over);
+    socket.once('close', over);
+  }
+
+  private proxyWeb(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    path: string,
+    agent: http.Agent = this.upstream.agent,
+  ): Promise<void> {
     req.url = path;
     req.headers = upstreamRequestHeaders(req.headers) as http.IncomingHttpHeaders;
     return new Promise((resolve) => {
       res.once('close', () => resolve());
-      this.proxy.web(req, res, {}, (err) => this.fail(err, res));
+      this.proxy.web(req, res, agent === this.upstream.agent ? {} : { agent }, (err) => this.fail(err, res));
     });
   }
 

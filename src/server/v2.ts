@@ -179,7 +179,7 @@ async function handle(
           );
         }
       }
-      return d.forwarder.forwardBlobRead(req, res, req.url ?? '');
+      return d.forwarder.forwardBlobRead(req, res, req.url ?? '', principal);
     case 'upload-start':
       return d.forwarder.forward(req, res, await uploadStartPath(d, ctx, route));
     case 'upload':
