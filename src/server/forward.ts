@@ -97,17 +97,21 @@ export class StreamForwarder {
     // The client left while the request was authorised: nothing to relay, nothing to count.
     if (res.destroyed || req.socket.destroyed) return;
     this.holdRelay(req, res, principal);
-    const direct = this.upstream.direct;
-    if (!direct) {
-      this.countBytes(req, res);
-      return this.proxyWeb(req, res, path, this.upstream.blobAgent);
-    }
     this.countBytes(req, res);
-    try {
-      const outcome = await direct.relay(method, path, upstreamRequestHeaders(req.headers), res, req.socket);
-      if (outcome === 'done') return;
-    } catch (err) {
-      return this.fail(err, res);
+    const direct = this.upstream.direct;
+    if (direct) {
+      try {
+        const outcome = await direct.relay(
+          method,
+          path,
+          upstreamRequestHeaders(req.headers),
+          res,
+          req.socket,
+        );
+        if (outcome === 'done') return;
+      } catch (err) {
+        return this.fail(err, res);
+      }
     }
     return this.proxyWeb(req, res, path, this.upstream.blobAgent);
   }
