@@ -5,7 +5,8 @@
  *   - control-plane latency: manifest GET by tag, tag list, upload start (POST; the session is
  *     then cancelled, untimed) and manifest PUT, ROUNDS of each, each bounded by REQ_TIMEOUT_MS
  *     (a kind that times out 3 times in a scenario is marked hung and skipped);
- *   - blob throughput: one GET of the BLOB_MIB blob (bounded by BLOB_TIMEOUT_MS).
+ *   - blob throughput: the faster of two GETs of the BLOB_MIB blob (each bounded by
+ *     BLOB_TIMEOUT_MS; a refusal or a timeout is reported instead).
  * Scenarios, alternating within each of RUNS runs:
  *   none    no stalled client
  *   one     STALL_CLIENTS TLS connections (default 280, the finding's figure) of ONE identity
@@ -231,23 +232,17 @@ async function main(): Promise<void> {
     );
 
     const ca = env.ca;
-    const good = await token(
-      tg.url,
-      ca,
-      files.creds.username,
-      files.creds.password,
-      'repository:bench/app:pull,push',
-    );
-    const goodBlob = await token(
-      tg.url,
-      ca,
-      files.creds.username,
-      files.creds.password,
-      'repository:bench/blob:pull',
-    );
-    const abuserTokens = await Promise.all(
-      abusers.map((u) => token(tg.url, ca, u, files.pullUsers[u] ?? '', 'repository:bench/blob:pull')),
-    );
+    // Fresh tokens per scenario: a scenario whose requests hang can outlast a token (300 s).
+    const tokens = async (): Promise<{ good: string; goodBlob: string; abusers: string[] }> => {
+      const { username, password } = files.creds;
+      return {
+        good: await token(tg.url, ca, username, password, 'repository:bench/app:pull,push'),
+        goodBlob: await token(tg.url, ca, username, password, 'repository:bench/blob:pull'),
+        abusers: await Promise.all(
+          abusers.map((u) => token(tg.url, ca, u, files.pullUsers[u] ?? '', 'repository:bench/blob:pull')),
+        ),
+      };
+    };
     const blobPath = `/v2/bench/blob/blobs/${blobDigest}`;
 
     interface RunResult {
@@ -260,7 +255,7 @@ async function main(): Promise<void> {
     const results = new Map<string, RunResult[]>();
     let pushes = 0;
 
-    const measure = async (): Promise<Omit<RunResult, 'answers'>> => {
+    const measure = async (good: string, goodBlob: string): Promise<Omit<RunResult, 'answers'>> => {
       const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
       const lat = Object.fromEntries(KINDS.map((k) => [k, [] as number[]])) as Record<Kind, number[]>;
       const timeouts: Record<string, number> = {};
@@ -313,38 +308,34 @@ async function main(): Promise<void> {
         );
       }
       agent.destroy();
-      const b = await send(
-        tg.url,
-        ca,
-        false,
-        'GET',
-        blobPath,
-        { authorization: `Bearer ${goodBlob}` },
-        blobTimeout,
-      );
-      const complete = b.status === 200 && b.bytes === blobMiB * MiB;
-      return {
-        lat,
-        hung,
-        blobMiBps: complete ? blobMiB / (b.ms / 1000) : NaN,
-        blobNote: complete ? '' : b.status === 0 ? `no answer in ${blobTimeout} ms` : `status ${b.status}`,
-      };
+      // Two downloads; the faster counts (a 2-core machine shared by everything is noisy).
+      const speeds: number[] = [];
+      let blobNote = '';
+      for (let i = 0; i < 2 && !blobNote; i++) {
+        const auth = { authorization: `Bearer ${goodBlob}` };
+        const b = await send(tg.url, ca, false, 'GET', blobPath, auth, blobTimeout);
+        if (b.status === 200 && b.bytes === blobMiB * MiB) speeds.push(blobMiB / (b.ms / 1000));
+        else blobNote = b.status === 0 ? `no answer in ${blobTimeout} ms` : `status ${b.status}`;
+      }
+      return { lat, hung, blobMiBps: blobNote ? NaN : Math.max(...speeds), blobNote };
     };
 
     const scenario = async (name: 'none' | 'one' | 'spread'): Promise<RunResult> => {
+      const t = await tokens();
       const stalls = new Stalls(tg.port, ca, blobPath, 3 * stallClients);
       if (name !== 'none') {
         const opening: Array<Promise<void>> = [];
         for (let i = 0; i < stallClients; i++) {
           const who = name === 'one' ? 0 : i % identities;
-          opening.push(stalls.start(abuserTokens[who] ?? '', `127.0.0.${10 + who}`));
+          opening.push(stalls.start(t.abusers[who] ?? '', `127.0.0.${10 + who}`));
           if (opening.length % 32 === 0) await Promise.all(opening.slice(-32));
         }
         await Promise.all(opening);
-        await sleep(500);
       }
+      // Settle: the held downloads have filled their socket buffers by now.
+      await sleep(2000);
       try {
-        const m = await measure();
+        const m = await measure(t.good, t.goodBlob);
         return { ...m, answers: { ...stalls.answers } };
       } finally {
         stalls.stop();
