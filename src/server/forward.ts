@@ -8,7 +8,7 @@ import {
 } from '../registry/upstream.js';
 import { addressKey } from '../auth/credentials.js';
 import { GateError } from '../core/errors.js';
-import type { RelayLimiter } from '../core/relay-limits.js';
+import { RelayLimiter, type RelayClaim } from '../core/relay-limits.js';
 import type { Principal } from './authenticate.js';
 import { sendError } from './respond.js';
 import type { Logger } from './log.js';
@@ -29,6 +29,8 @@ function carriesBody(h: http.IncomingHttpHeaders): boolean {
  */
 export class StreamForwarder {
   private readonly proxy: ProxyServer;
+  /** Each identity's and address's share of the DirectReader's reads (see forwardBlobRead). */
+  private readonly directShare?: RelayLimiter;
 
   constructor(
     private readonly upstream: Upstream,
@@ -37,6 +39,14 @@ export class StreamForwarder {
     /** Bounds on concurrent blob relays; unbounded without one. */
     private readonly relays?: RelayLimiter,
   ) {
+    const direct = upstream.direct;
+    if (direct) {
+      // Policy: one identity or one address takes at most half of the direct reader's reads; its
+      // further relays take the general path. Clients that stop reading (each holding a direct
+      // read) then cannot push every other client onto the slower path (bench/starvation.ts).
+      const half = Math.max(1, Math.floor(direct.capacity / 2));
+      this.directShare = new RelayLimiter({ global: direct.capacity, perIdentity: half, perAddress: half });
+    }
     this.proxy = createProxyServer({
       target: upstream.target.origin,
       agent: upstream.agent,
@@ -80,9 +90,10 @@ export class StreamForwarder {
 
   /**
    * A blob GET/HEAD (a relay): admitted by the relay bounds first, then through the DirectReader
-   * when configured, which hands anything it does not relay itself back to the general path
-   * before a byte reaches the client. Relays use the blob pool only (Upstream.blobAgent), never
-   * the control plane's. Throws a GateError (429/503 with Retry-After) when a bound is reached.
+   * when configured and within the caller's share of it, which hands anything it does not relay
+   * itself back to the general path before a byte reaches the client. Relays use the blob pool
+   * only (Upstream.blobAgent), never the control plane's. Throws a GateError (429/503 with
+   * Retry-After) when a bound is reached.
    */
   async forwardBlobRead(
     req: http.IncomingMessage,
@@ -96,10 +107,17 @@ export class StreamForwarder {
     }
     // The client left while the request was authorised: nothing to relay, nothing to count.
     if (res.destroyed || req.socket.destroyed) return;
-    this.holdRelay(req, res, principal);
+    const claim: RelayClaim = {
+      identity: principal?.identity.subject ?? 'anonymous',
+      credentialed: principal?.credentialed ?? false,
+      address: addressKey(req.socket.remoteAddress),
+    };
+    this.holdRelay(req, res, claim);
     this.countBytes(req, res);
     const direct = this.upstream.direct;
-    if (direct) {
+    const share = this.directShare?.tryStart(claim);
+    if (direct && share?.ok) {
+      whenOver(req, res, share.release);
       try {
         const outcome = await direct.relay(
           method,
@@ -112,39 +130,25 @@ export class StreamForwarder {
       } catch (err) {
         return this.fail(err, res);
       }
+      share.release();
     }
     return this.proxyWeb(req, res, path, this.upstream.blobAgent);
   }
 
-  /**
-   * Counts this response as a blob relay until it is over (the response's close, or the
-   * connection's for a pipelined request whose turn never came), or throws the refusal.
-   */
-  private holdRelay(req: http.IncomingMessage, res: http.ServerResponse, principal?: Principal): void {
+  /** Counts this response as a blob relay until it is over, or throws the refusal (429/503). */
+  private holdRelay(req: http.IncomingMessage, res: http.ServerResponse, claim: RelayClaim): void {
     if (!this.relays) return;
-    const decision = this.relays.tryStart({
-      identity: principal?.identity.subject ?? 'anonymous',
-      credentialed: principal?.credentialed ?? false,
-      address: addressKey(req.socket.remoteAddress),
-    });
+    const decision = this.relays.tryStart(claim);
     if (!decision.ok) {
       this.metrics?.relaysRefused.inc({ bound: decision.bound });
       throw decision.error;
     }
-    this.metrics?.blobRelays.inc();
-    const socket = req.socket;
-    let ended = false;
-    const over = (): void => {
-      // Once: the connection's close emits the response's, and both listeners may already be queued.
-      if (ended) return;
-      ended = true;
+    const gauge = this.metrics?.blobRelays;
+    gauge?.inc();
+    whenOver(req, res, () => {
       decision.release();
-      this.metrics?.blobRelays.dec();
-      res.off('close', over);
-      socket.off('close', over);
-    };
-    res.once('close', over);
-    socket.once('close', over);
+      gauge?.dec();
+    });
   }
 
   private proxyWeb(
@@ -185,4 +189,23 @@ export class StreamForwarder {
   close(): void {
     this.proxy.close();
   }
+}
+
+/**
+ * Calls `done` once when the exchange is over: the response's close, or the connection's for a
+ * pipelined request whose turn never came.
+ */
+function whenOver(req: http.IncomingMessage, res: http.ServerResponse, done: () => void): void {
+  const socket = req.socket;
+  let ended = false;
+  const over = (): void => {
+    // Once: the connection's close emits the response's, and both listeners may already be queued.
+    if (ended) return;
+    ended = true;
+    res.off('close', over);
+    socket.off('close', over);
+    done();
+  };
+  res.once('close', over);
+  socket.once('close', over);
 }
