@@ -22,6 +22,8 @@ export interface GateFiles {
   port: number;
   url: string;
   creds: { username: string; password: string };
+  /** Passwords of the `pullUsers`, by name. */
+  pullUsers: Record<string, string>;
 }
 
 /** Writes a trustgate config (JSON, which YAML loaders read) and its htpasswd under `dir`. */
@@ -34,12 +36,23 @@ export async function writeTrustgateConfig(
     logLevel?: string;
     /** Trust rules for bench/** (default: mode off, only the proxy path is measured) and keys. */
     trust?: { rules: unknown[]; keys: Record<string, string> };
+    /** More users, with pull only on bench/** (bench/starvation.ts: other identities). */
+    pullUsers?: string[];
   },
 ): Promise<GateFiles> {
   mkdirSync(path.join(dir, 'keys', 'trusted'), { recursive: true });
   const password = randomBytes(12).toString('hex');
   const htpasswd = path.join(dir, 'htpasswd');
-  writeFileSync(htpasswd, `${BENCH_USER}:${bcrypt.hashSync(password, 4).replace(/^\$2b\$/, '$2y$')}\n`);
+  const pullUsers = Object.fromEntries((o.pullUsers ?? []).map((u) => [u, randomBytes(12).toString('hex')]));
+  const line = (user: string, pw: string): string =>
+    `${user}:${bcrypt.hashSync(pw, 4).replace(/^\$2b\$/, '$2y$')}\n`;
+  writeFileSync(
+    htpasswd,
+    line(BENCH_USER, password) +
+      Object.entries(pullUsers)
+        .map(([u, pw]) => line(u, pw))
+        .join(''),
+  );
   const port = await freePort();
   const url = `https://127.0.0.1:${port}`;
   const raw = {
@@ -48,7 +61,9 @@ export async function writeTrustgateConfig(
     tls: { cert: o.cert, key: o.key },
     upstream: { url: o.registryUrl, timeoutMs: 30_000 },
     auth: { htpasswd, tokenKeyDir: path.join(dir, 'keys', 'token') },
-    policy: { access: [{ repos: ['bench/**'], pull: [BENCH_USER], push: [BENCH_USER] }] },
+    policy: {
+      access: [{ repos: ['bench/**'], pull: [BENCH_USER, ...Object.keys(pullUsers)], push: [BENCH_USER] }],
+    },
     trust: {
       keysDir: path.join(dir, 'keys', 'trusted'),
       rules: o.trust?.rules ?? [{ repos: ['bench/**'], mode: 'off' }],
@@ -60,7 +75,7 @@ export async function writeTrustgateConfig(
   }
   const configPath = path.join(dir, 'trustgate.yaml');
   writeFileSync(configPath, JSON.stringify(raw, null, 2));
-  return { configPath, raw, port, url, creds: { username: BENCH_USER, password } };
+  return { configPath, raw, port, url, creds: { username: BENCH_USER, password }, pullUsers };
 }
 
 export interface RunningGate {

@@ -53,7 +53,7 @@ export const trustRuleSchema = z.strictObject({
   tlog: z.enum(['required', 'optional']).default('optional'),
 });
 
-export const configSchema = z.strictObject({
+const configObject = z.strictObject({
   listen: z
     .strictObject({
       host: z.string().default('127.0.0.1'),
@@ -81,7 +81,8 @@ export const configSchema = z.strictObject({
     url: z.url(),
     /** Time allowed for the upstream to answer headers. */
     timeoutMs: z.number().int().min(100).default(30_000),
-    maxSockets: z.number().int().min(1).default(256),
+    /** Pooled connections to the registry: blob relays (limits.blobRelays) and the rest together. */
+    maxSockets: z.number().int().min(2).default(256),
     /**
      * How GET/HEAD answers are read from a plain-http registry: `direct` (trustgate's pooled
      * reader, src/registry/direct-reader.ts: blob bodies relayed with 1 MiB reads and no copy,
@@ -175,6 +176,25 @@ export const configSchema = z.strictObject({
       port: z.number().int().min(0).max(65535),
     })
     .optional(),
+  /**
+   * Bounds that keep slow or stalled clients from holding trustgate's connections to the registry
+   * (issue 12, item 4: upstream pool starvation). See docs/operating.md, "Slow clients".
+   */
+  limits: z
+    .strictObject({
+      /** A client connection with response bytes waiting that accepts none for this long is closed. */
+      writeIdleSeconds: z.number().int().min(1).max(3600).default(30),
+      /**
+       * Blob downloads relayed at once by this process; below upstream.maxSockets. Default: half
+       * of upstream.maxSockets (128 of 256).
+       */
+      blobRelays: z.number().int().min(1).optional(),
+      /** Blob downloads at once for one authenticated identity (beyond: 429). */
+      blobRelaysPerIdentity: z.number().int().min(1).default(32),
+      /** Blob downloads at once from one client address (socket address; IPv6 by /64; beyond: 429). */
+      blobRelaysPerAddress: z.number().int().min(1).default(32),
+    })
+    .prefault({}),
   /** SIGTERM: stop accepting, let in-flight transfers finish for this long, then close. */
   shutdownGraceSeconds: z.number().int().min(0).max(3600).default(30),
   log: z
@@ -184,6 +204,21 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
 });
+
+export const configSchema = configObject
+  .refine((c) => c.limits.blobRelays === undefined || c.limits.blobRelays < c.upstream.maxSockets, {
+    message:
+      'limits.blobRelays must be below upstream.maxSockets: the difference is what tag lists, uploads and manifest pushes keep when blob downloads are at their limit',
+    path: ['limits', 'blobRelays'],
+  })
+  // Policy: blob relays get at most `limits.blobRelays` of the upstream.maxSockets connections to the
+  // registry and the control plane (manifests, tag lists, uploads, catalog, signatures) keeps the
+  // rest, so blobs can never take every upstream socket. By default each gets half: uploads are
+  // long streams too, and a rollout's blob downloads past the bound get a prompt 503 to retry.
+  .transform((c) => ({
+    ...c,
+    limits: { ...c.limits, blobRelays: c.limits.blobRelays ?? Math.floor(c.upstream.maxSockets / 2) },
+  }));
 
 export type Config = z.infer<typeof configSchema>;
 export type AccessRule = z.infer<typeof accessRuleSchema>;

@@ -526,6 +526,11 @@ export class DirectReader {
     });
   }
 
+  /** Direct reads at once at most (`maxActive`). */
+  get capacity(): number {
+    return this.maxActive;
+  }
+
   /** Direct reads in progress. */
   get activeReads(): number {
     return this.active;

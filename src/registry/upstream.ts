@@ -4,8 +4,10 @@ import { GateError } from '../core/errors.js';
 import { DirectReader } from './direct-reader.js';
 
 /**
- * The upstream registry client: one pooled keep-alive agent shared by the streaming proxy and by
- * the buffered manifest fetches, so every request to registry:2 reuses warm sockets.
+ * The upstream registry client: pooled keep-alive connections to registry:2, in two pools. Blob
+ * downloads (the streaming proxy's blob reads) have their own agent, the control plane (buffered
+ * manifest and signature requests, manifest pushes, tag lists, uploads, catalog) another, so a
+ * blob relay held open by a client that does not read can never take a control-plane socket.
  */
 
 /** Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1). */
@@ -95,14 +97,23 @@ export interface UpstreamRequest {
 export interface UpstreamOptions {
   url: string;
   timeoutMs: number;
+  /** Pooled connections to the registry, both pools together. */
   maxSockets: number;
+  /**
+   * Connections of `maxSockets` reserved for blob relays (their own agent); the control plane
+   * gets the rest. Unset: one agent for everything.
+   */
+  blobSockets?: number;
   /** `direct`: GET/HEAD answers from a plain-http registry are read by DirectReader. */
   reads?: 'direct' | 'node';
 }
 
 export class Upstream {
   readonly target: URL;
+  /** The control plane's pool: everything but blob downloads. */
   readonly agent: http.Agent;
+  /** Blob downloads through Node's http client (when DirectReader does not relay them). */
+  readonly blobAgent: http.Agent;
   /** trustgate's own reader for GET/HEAD answers of a plain-http registry, when configured. */
   readonly direct?: DirectReader;
   private readonly timeoutMs: number;
@@ -124,12 +135,22 @@ export class Upstream {
       throw new Error(`upstream.url must be a bare origin (got ${opts.url})`);
     }
     const Agent = this.target.protocol === 'https:' ? https.Agent : http.Agent;
-    this.agent = new Agent({
-      keepAlive: true,
-      maxSockets: opts.maxSockets,
-      maxFreeSockets: 64,
-      scheduling: 'lifo',
-    });
+    const blobSockets = opts.blobSockets;
+    if (
+      blobSockets !== undefined &&
+      !(Number.isInteger(blobSockets) && blobSockets >= 1 && blobSockets < opts.maxSockets)
+    ) {
+      throw new TypeError(`upstream: blobSockets must be an integer in [1, maxSockets) (got ${blobSockets})`);
+    }
+    const pool = (maxSockets: number): http.Agent =>
+      new Agent({
+        keepAlive: true,
+        maxSockets,
+        maxFreeSockets: Math.min(64, maxSockets),
+        scheduling: 'lifo',
+      });
+    this.agent = pool(opts.maxSockets - (blobSockets ?? 0));
+    this.blobAgent = blobSockets === undefined ? this.agent : pool(blobSockets);
     this.timeoutMs = opts.timeoutMs;
     if (opts.reads !== 'node' && this.target.protocol === 'http:') {
       this.direct = new DirectReader({
@@ -228,6 +249,7 @@ export class Upstream {
 
   close(): void {
     this.agent.destroy();
+    this.blobAgent.destroy();
     this.direct?.close();
   }
 }

@@ -6,7 +6,10 @@ import {
   upstreamRequestHeaders,
   type Upstream,
 } from '../registry/upstream.js';
+import { addressKey } from '../auth/credentials.js';
 import { GateError } from '../core/errors.js';
+import { RelayLimiter, type RelayClaim } from '../core/relay-limits.js';
+import type { Principal } from './authenticate.js';
 import { sendError } from './respond.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -26,12 +29,24 @@ function carriesBody(h: http.IncomingHttpHeaders): boolean {
  */
 export class StreamForwarder {
   private readonly proxy: ProxyServer;
+  /** Each identity's and address's share of the DirectReader's reads (see forwardBlobRead). */
+  private readonly directShare?: RelayLimiter;
 
   constructor(
     private readonly upstream: Upstream,
     private readonly log: Logger,
     private readonly metrics?: Metrics,
+    /** Bounds on concurrent blob relays; unbounded without one. */
+    private readonly relays?: RelayLimiter,
   ) {
+    const direct = upstream.direct;
+    if (direct) {
+      // Policy: one identity or one address takes at most half of the direct reader's reads; its
+      // further relays take the general path. Clients that stop reading (each holding a direct
+      // read) then cannot push every other client onto the slower path (bench/starvation.ts).
+      const half = Math.max(1, Math.floor(direct.capacity / 2));
+      this.directShare = new RelayLimiter({ global: direct.capacity, perIdentity: half, perAddress: half });
+    }
     this.proxy = createProxyServer({
       target: upstream.target.origin,
       agent: upstream.agent,
@@ -74,31 +89,79 @@ export class StreamForwarder {
   }
 
   /**
-   * A blob GET/HEAD: through the DirectReader when configured, which hands anything it does not
-   * relay itself back to the general path before a byte reaches the client.
+   * A blob GET/HEAD (a relay): admitted by the relay bounds first, then through the DirectReader
+   * when configured and within the caller's share of it, which hands anything it does not relay
+   * itself back to the general path before a byte reaches the client. Relays use the blob pool
+   * only (Upstream.blobAgent), never the control plane's. Throws a GateError (429/503 with
+   * Retry-After) when a bound is reached.
    */
-  async forwardBlobRead(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
+  async forwardBlobRead(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    path: string,
+    principal?: Principal,
+  ): Promise<void> {
     const method = req.method;
-    const direct = this.upstream.direct;
-    if (!direct || (method !== 'GET' && method !== 'HEAD') || carriesBody(req.headers)) {
+    if ((method !== 'GET' && method !== 'HEAD') || carriesBody(req.headers)) {
       return this.forward(req, res, path);
     }
+    // The client left while the request was authorised: nothing to relay, nothing to count.
+    if (res.destroyed || req.socket.destroyed) return;
+    const claim: RelayClaim = {
+      identity: principal?.identity.subject ?? 'anonymous',
+      credentialed: principal?.credentialed ?? false,
+      address: addressKey(req.socket.remoteAddress),
+    };
+    this.holdRelay(req, res, claim);
     this.countBytes(req, res);
-    try {
-      const outcome = await direct.relay(method, path, upstreamRequestHeaders(req.headers), res, req.socket);
-      if (outcome === 'done') return;
-    } catch (err) {
-      return this.fail(err, res);
+    const direct = this.upstream.direct;
+    const share = this.directShare?.tryStart(claim);
+    if (direct && share?.ok) {
+      whenOver(req, res, share.release);
+      try {
+        const outcome = await direct.relay(
+          method,
+          path,
+          upstreamRequestHeaders(req.headers),
+          res,
+          req.socket,
+        );
+        if (outcome === 'done') return;
+      } catch (err) {
+        return this.fail(err, res);
+      }
+      share.release();
     }
-    return this.proxyWeb(req, res, path);
+    return this.proxyWeb(req, res, path, this.upstream.blobAgent);
   }
 
-  private proxyWeb(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
+  /** Counts this response as a blob relay until it is over, or throws the refusal (429/503). */
+  private holdRelay(req: http.IncomingMessage, res: http.ServerResponse, claim: RelayClaim): void {
+    if (!this.relays) return;
+    const decision = this.relays.tryStart(claim);
+    if (!decision.ok) {
+      this.metrics?.relaysRefused.inc({ bound: decision.bound });
+      throw decision.error;
+    }
+    const gauge = this.metrics?.blobRelays;
+    gauge?.inc();
+    whenOver(req, res, () => {
+      decision.release();
+      gauge?.dec();
+    });
+  }
+
+  private proxyWeb(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    path: string,
+    agent: http.Agent = this.upstream.agent,
+  ): Promise<void> {
     req.url = path;
     req.headers = upstreamRequestHeaders(req.headers) as http.IncomingHttpHeaders;
     return new Promise((resolve) => {
       res.once('close', () => resolve());
-      this.proxy.web(req, res, {}, (err) => this.fail(err, res));
+      this.proxy.web(req, res, agent === this.upstream.agent ? {} : { agent }, (err) => this.fail(err, res));
     });
   }
 
@@ -126,4 +189,23 @@ export class StreamForwarder {
   close(): void {
     this.proxy.close();
   }
+}
+
+/**
+ * Calls `done` once when the exchange is over: the response's close, or the connection's for a
+ * pipelined request whose turn never came.
+ */
+function whenOver(req: http.IncomingMessage, res: http.ServerResponse, done: () => void): void {
+  const socket = req.socket;
+  let ended = false;
+  const over = (): void => {
+    // Once: the connection's close emits the response's, and both listeners may already be queued.
+    if (ended) return;
+    ended = true;
+    res.off('close', over);
+    socket.off('close', over);
+    done();
+  };
+  res.once('close', over);
+  socket.once('close', over);
 }

@@ -4,11 +4,13 @@ import https from 'node:https';
 import type http from 'node:http';
 import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import express from 'express';
 import { pino } from 'pino';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { GateError } from '../core/errors.js';
+import { RelayLimiter } from '../core/relay-limits.js';
 import { compilePolicy, type Policy } from '../core/policy.js';
 import { compileTrustRules, type EffectiveTrustRule } from '../core/trust-policy.js';
 import { compileLayerUrlPolicy, type LayerUrlPolicy } from '../core/layer-urls.js';
@@ -33,6 +35,7 @@ import { answerPlainHttp } from './plain-http.js';
 import { createV2Handler } from './v2.js';
 import { ReferrersStore, upstreamEvidenceReader } from '../trust/referrers.js';
 import { loadTrustedRoot } from '../core/evidence/trusted-root.js';
+import { WriteIdleWatch } from './write-idle.js';
 
 export interface Trustgate {
   port: number;
@@ -120,11 +123,29 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   let live = derive(config);
 
   const upstreamLog = log.child({ component: 'upstream' });
-  const upstream = new Upstream(config.upstream, {
-    observe: (kind, seconds) => metrics.upstreamDuration.observe({ kind }, seconds),
-    onFallback: (why) => upstreamLog.debug({ why }, 'registry answer handed to the general path'),
+  // Issue 12, item 4 (upstream pool starvation): blob relays have their own share of the upstream
+  // pool and bounds per identity, per address and in all; the control plane keeps the rest.
+  const { limits } = config;
+  const upstream = new Upstream(
+    { ...config.upstream, blobSockets: limits.blobRelays },
+    {
+      observe: (kind, seconds) => metrics.upstreamDuration.observe({ kind }, seconds),
+      onFallback: (why) => upstreamLog.debug({ why }, 'registry answer handed to the general path'),
+    },
+  );
+  const relays = new RelayLimiter({
+    global: limits.blobRelays,
+    perIdentity: limits.blobRelaysPerIdentity,
+    perAddress: limits.blobRelaysPerAddress,
   });
-  const forwarder = new StreamForwarder(upstream, log, metrics);
+  const forwarder = new StreamForwarder(upstream, log, metrics, relays);
+  const writeIdle = new WriteIdleWatch(limits.writeIdleSeconds * 1000, (socket) => {
+    metrics.writeIdleClosed.inc();
+    log.debug(
+      { client: socket.remoteAddress, queued: socket.writableLength },
+      'client accepted no response bytes within limits.writeIdleSeconds: connection closed',
+    );
+  });
   const keyring = new Keyring(config.trust.keysDir, log.child({ component: 'keyring' }));
   keyring.start();
   const cache: VerdictCache = createVerdictCache(config.cache, log.child({ component: 'cache' }));
@@ -337,6 +358,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   server.on('tlsClientError', (err) => log.debug({ err: String(err) }, 'TLS handshake failed'));
   // Plain HTTP on this port gets `400 HTTP request to an HTTPS server`, not a closed connection.
   const plainHttp = answerPlainHttp(server, { log, firstByteTimeoutMs: 120_000 });
+  server.on('secureConnection', (socket: TLSSocket) => writeIdle.watch(socket));
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -371,7 +393,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
         const c = loadConfigFile(opts.configPath);
         next = derive(c, live.credentials);
         tls = tlsOptions(c);
-        for (const key of ['listen', 'upstream', 'cache'] as const) {
+        for (const key of ['listen', 'upstream', 'cache', 'limits'] as const) {
           if (JSON.stringify(c[key]) !== JSON.stringify(live.config[key])) {
             log.warn({ key }, `config ${key} changed: takes effect after a restart, not a reload`);
           }
@@ -405,6 +427,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
         await closed;
       }
       keyring.stop();
+      writeIdle.close();
       clearInterval(credentialsTimer);
       forwarder.close();
       upstream.close();

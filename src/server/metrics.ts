@@ -65,6 +65,22 @@ export class Metrics {
     help: '1 when the last readiness probe of the registry succeeded',
     registers: [this.registry],
   });
+  readonly blobRelays = new Gauge({
+    name: 'trustgate_blob_relays',
+    help: 'Blob downloads being relayed now (bounded by limits.blobRelays)',
+    registers: [this.registry],
+  });
+  readonly relaysRefused = new Counter({
+    name: 'trustgate_blob_relays_refused_total',
+    help: 'Blob downloads refused at a relay bound: identity or address (429), global (503)',
+    labelNames: ['bound'] as const,
+    registers: [this.registry],
+  });
+  readonly writeIdleClosed = new Counter({
+    name: 'trustgate_write_idle_closed_total',
+    help: 'Client connections closed because they accepted no response bytes for limits.writeIdleSeconds',
+    registers: [this.registry],
+  });
   readonly bytes = new Counter({
     name: 'trustgate_bytes_streamed_total',
     help: 'Body bytes streamed through the proxy',

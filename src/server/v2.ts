@@ -214,7 +214,7 @@ async function handle(
           );
         }
       }
-      return d.forwarder.forwardBlobRead(req, res, req.url ?? '');
+      return d.forwarder.forwardBlobRead(req, res, req.url ?? '', principal);
     case 'upload-start':
       asBlobBody(req);
       return d.forwarder.forward(req, res, await uploadStartPath(d, ctx, route));

@@ -46,6 +46,33 @@ describe('config loading', () => {
     }
   });
 
+  it('limits: documented defaults, blob relays half the upstream pool, and below it', () => {
+    const c = parseConfig(minimal);
+    assert.deepEqual(c.limits, {
+      writeIdleSeconds: 30,
+      blobRelays: 128,
+      blobRelaysPerIdentity: 32,
+      blobRelaysPerAddress: 32,
+    });
+    assert.equal(
+      parseConfig({ ...minimal, upstream: { ...minimal.upstream, maxSockets: 9 } }).limits.blobRelays,
+      4,
+    );
+    assert.throws(
+      () =>
+        parseConfig({
+          ...minimal,
+          upstream: { ...minimal.upstream, maxSockets: 16 },
+          limits: { blobRelays: 16 },
+        }),
+      /limits\.blobRelays: limits\.blobRelays must be below upstream\.maxSockets/,
+    );
+    assert.throws(
+      () => parseConfig({ ...minimal, limits: { writeIdleSeconds: 0 } }),
+      /limits\.writeIdleSeconds/,
+    );
+  });
+
   it('a missing required key is named', () => {
     assert.throws(() => parseConfig({ upstream: minimal.upstream }), /tls/);
   });
