@@ -2,7 +2,6 @@
  * Access policy: repository patterns map principals to the actions pull, push and delete; admins
  * are named separately. Pure: the policy section of the config in, decisions out.
  */
-import type { Config } from '../config/schema.js';
 import { isValidRepoName, NAME_MAX_LENGTH } from './reference.js';
 import type { Identity } from './types.js';
 
@@ -126,7 +125,19 @@ interface CompiledRule {
   actions: Record<RepoAction, PrincipalSet>;
 }
 
-export function compilePolicy(p: Config['policy']): Policy {
+/** The access policy as configured (the config schema's `policy`; core reads no config module). */
+export interface PolicyInput {
+  admins: readonly string[];
+  groups: Readonly<Record<string, readonly string[]>>;
+  access: ReadonlyArray<{
+    repos: readonly string[];
+    pull: readonly string[];
+    push: readonly string[];
+    delete: readonly string[];
+  }>;
+}
+
+export function compilePolicy(p: PolicyInput): Policy {
   const groupNames = new Set(Object.keys(p.groups));
   const groupsOf = new Map<string, string[]>();
   for (const [group, members] of Object.entries(p.groups)) {

@@ -1,4 +1,3 @@
-import type { TrustRule } from '../config/schema.js';
 import { compileGlob } from './policy.js';
 
 export interface EffectiveTrustRule {
@@ -29,7 +28,18 @@ export const DEFAULT_TRUST_RULE: EffectiveTrustRule = Object.freeze({
 });
 
 /** Compiles the trust rules once. The first rule whose pattern matches the repository applies. */
-export function compileTrustRules(rules: readonly TrustRule[]): (repo: string) => EffectiveTrustRule {
+/** A trust rule as configured (the config schema's `trust.rules[]`; core reads no config module). */
+export interface TrustRuleInput {
+  repos: readonly string[];
+  keys: readonly string[];
+  threshold: number;
+  mode: EffectiveTrustRule['mode'];
+  tagBinding: boolean;
+  signedPush: boolean;
+  tlog: EffectiveTrustRule['tlog'];
+}
+
+export function compileTrustRules(rules: readonly TrustRuleInput[]): (repo: string) => EffectiveTrustRule {
   const compiled = rules.flatMap((r) =>
     r.repos.map((pattern) => ({
       match: compileGlob(pattern),
