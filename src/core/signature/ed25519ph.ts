@@ -8,21 +8,9 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import * as ed from '@noble/ed25519';
 import { sha512 } from '@noble/hashes/sha2.js';
+import { DOM2_PH_EMPTY, L, bytesToNumberLE } from './verify.js';
 
 ed.hashes.sha512 ??= sha512;
-
-const L = 2n ** 252n + 27742317777372353535851937790883648493n;
-const DOM2_PH_EMPTY = Uint8Array.from([
-  ...new TextEncoder().encode('SigEd25519 no Ed25519 collisions'),
-  1,
-  0,
-]);
-
-function leToBig(b: Uint8Array): bigint {
-  let n = 0n;
-  for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i] as number);
-  return n;
-}
 
 function bigToLe32(n: bigint): Uint8Array {
   const out = new Uint8Array(32);
@@ -50,11 +38,11 @@ export function ed25519Seed(key: Uint8Array | KeyObject): Uint8Array {
 export function signEd25519ph(seed: Uint8Array, message: Uint8Array): Uint8Array {
   const { prefix, scalar, pointBytes } = ed.utils.getExtendedPublicKey(seed);
   const ph = sha512(message);
-  const r = leToBig(sha512(ed.etc.concatBytes(DOM2_PH_EMPTY, prefix, ph))) % L;
+  const r = bytesToNumberLE(sha512(ed.etc.concatBytes(DOM2_PH_EMPTY, prefix, ph))) % L;
   // r = 0 has probability 2^-252; noble's constant-time multiply refuses it rather than leak.
   if (r === 0n) throw new Error('Ed25519ph: degenerate nonce');
   const R = ed.Point.BASE.multiply(r).toBytes();
-  const k = leToBig(sha512(ed.etc.concatBytes(DOM2_PH_EMPTY, R, pointBytes, ph))) % L;
+  const k = bytesToNumberLE(sha512(ed.etc.concatBytes(DOM2_PH_EMPTY, R, pointBytes, ph))) % L;
   const S = (r + k * scalar) % L;
   return ed.etc.concatBytes(R, bigToLe32(S));
 }

@@ -11,16 +11,16 @@ import type { PublicKey } from './keys.js';
 ed.hashes.sha512 ??= sha512;
 
 /** Order of the Ed25519 prime-order subgroup. */
-const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+export const L = 2n ** 252n + 27742317777372353535851937790883648493n;
 
 /** dom2(phflag=1, context="") of RFC 8032 §5.1: the Ed25519ph domain separator with an empty context. */
-const DOM2_PH_EMPTY = Uint8Array.from([
+export const DOM2_PH_EMPTY = Uint8Array.from([
   ...new TextEncoder().encode('SigEd25519 no Ed25519 collisions'),
   1,
   0,
 ]);
 
-function bytesToNumberLE(b: Uint8Array): bigint {
+export function bytesToNumberLE(b: Uint8Array): bigint {
   let n = 0n;
   for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i] as number);
   return n;
