@@ -9,6 +9,7 @@
  */
 import { GateError } from './errors.js';
 import { BUNDLE_MEDIA_TYPES } from './evidence/bundle.js';
+import { MEDIA_TYPE_OCI_EMPTY } from './evidence/bundle-writer.js';
 import { MEDIA_TYPE_OCI_INDEX, MAX_INDEX_ENTRIES, type Descriptor, type ParsedManifest } from './manifest.js';
 
 export { MEDIA_TYPE_OCI_EMPTY } from './evidence/bundle-writer.js';
@@ -76,16 +77,23 @@ export function withReferrer(existing: ParsedManifest | undefined, add: Descript
 }
 
 /**
- * True when the manifest is Sigstore bundle evidence for its subject: an image manifest with a
- * subject whose layers are all bundles (cosign 3's referrer: artifactType the bundle type, the
- * empty config, one bundle layer). Recognised by media types, like the legacy signature artifact.
+ * True when the manifest is Sigstore bundle evidence for its subject, in exactly cosign 3's shape:
+ * an image manifest with a subject, the OCI empty descriptor as config (`{}`, 2 bytes) and one
+ * bundle layer. Policy (I1): the shape is exact, because such a manifest is served to callers who
+ * may pull its subject without a signature of its own; any other config (an image config with an
+ * Entrypoint) or more layers would let a publisher with no key ship a runnable image this way.
  */
 export function isBundleReferrer(m: ParsedManifest): boolean {
+  const c = m.config;
   return (
     m.kind === 'image' &&
     m.subject !== undefined &&
-    m.layers.length >= 1 &&
-    m.layers.every((l) => BUNDLE_MEDIA_TYPES.includes(l.mediaType))
+    c !== undefined &&
+    c.mediaType === MEDIA_TYPE_OCI_EMPTY &&
+    c.digest === EMPTY_JSON_DIGEST &&
+    c.size === 2 &&
+    m.layers.length === 1 &&
+    BUNDLE_MEDIA_TYPES.includes(m.layers[0]!.mediaType)
   );
 }
 
@@ -108,6 +116,8 @@ export function checkReferrersTagWrite(
   };
   if (index.kind !== 'index') deny('only an OCI index may be written there');
   const listed = new Set(index.manifests.map((e) => e.digest));
+  // Policy: each referrer once: duplicates would push real evidence past the readers' bounds.
+  if (listed.size !== index.manifests.length) deny('it lists a referrer more than once');
   for (const e of existing?.manifests ?? []) {
     if (!listed.has(e.digest)) deny(`it would drop the recorded referrer ${e.digest}`);
   }

@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import {
   COSIGN_SIGNATURE_ANNOTATION,
+  MAX_INDEX_ENTRIES,
   MEDIA_TYPES,
   parseManifest,
   type ParsedManifest,
@@ -25,8 +26,11 @@ export const EVIDENCE_LIMITS = Object.freeze({
   maxPayloadBytes: 64 * 1024,
   /** A bundle larger than this is skipped unread. */
   maxBundleBytes: MAX_BUNDLE_BYTES,
-  /** Bundle referrers read for one digest. */
-  maxBundleReferrers: 64,
+  /**
+   * Bundle referrers read for one digest: as many as a referrers index may list (256), so no
+   * number of bogus referrers can push a valid one out of reach.
+   */
+  maxBundleReferrers: MAX_INDEX_ENTRIES,
 });
 
 /** What the seam needs from a registry. Failures throw (I3); absence is undefined. */

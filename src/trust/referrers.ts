@@ -52,7 +52,10 @@ export class ReferrersStore {
    */
   async list(repo: string, subject: string): Promise<Referrer[]> {
     const index = await this.storedIndex(repo, subject);
-    const entries = index?.kind === 'index' ? index.manifests : [];
+    // Each referrer once, whatever the stored index says.
+    const entries = [
+      ...new Map((index?.kind === 'index' ? index.manifests : []).map((e) => [e.digest, e])).values(),
+    ];
     const out: Array<Referrer | undefined> = new Array(entries.length);
     let next = 0;
     const worker = async (): Promise<void> => {

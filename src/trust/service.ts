@@ -4,7 +4,7 @@ import { GateError } from '../core/errors.js';
 import { isSignatureArtifact, type ParsedManifest } from '../core/manifest.js';
 import { parseDockerReference } from '../core/reference.js';
 import { BUNDLE_MEDIA_TYPES, EMPTY_JSON_DIGEST, MAX_BUNDLE_BYTES } from '../core/referrers.js';
-import { isJsonObject, parseStrictJson } from '../core/json-strict.js';
+import { isWellFormedBundle } from '../core/evidence/bundle.js';
 import { parseSimpleSigningPayload } from '../core/signature/payload.js';
 import { evaluateTrust, signerIdentities, type SignatureCandidate, type TrustedKey } from '../core/trust.js';
 import type { EffectiveTrustRule } from '../core/trust-policy.js';
@@ -240,9 +240,9 @@ export class TrustService {
 
   /**
    * Records the blobs of a bundle referrer read by a client who may pull its subject. Policy: only
-   * bundle layers whose bytes (at most MAX_BUNDLE_BYTES, the digest the layer names) are a JSON
-   * object naming a bundle media type, and the 2-byte empty config; nothing that can be an image
-   * layer or config.
+   * its bundle layer when the bytes (at most MAX_BUNDLE_BYTES, the digest the layer names) are a
+   * structurally valid bundle (strict JSON, known fields only), and the 2-byte empty config; never
+   * anything that can serve as an image config.
    */
   async admitBundleLayers(
     repo: string,
@@ -257,7 +257,7 @@ export class TrustService {
       for (const layer of manifest.layers.slice(0, EVIDENCE_LIMITS.maxBundleReferrers)) {
         if (!BUNDLE_MEDIA_TYPES.includes(layer.mediaType) || layer.size > MAX_BUNDLE_BYTES) continue;
         const bytes = await verifiedBlob(this.o.evidence, repo, layer.digest, MAX_BUNDLE_BYTES);
-        if (bytes && isBundleDocument(bytes)) out.push([`b:${epoch}:${repo}:${layer.digest}`, 1]);
+        if (bytes && isWellFormedBundle(bytes)) out.push([`b:${epoch}:${repo}:${layer.digest}`, 1]);
       }
       return out;
     });
@@ -447,20 +447,6 @@ function tagsNamed(signatures: SignatureCandidate[]): Set<string> {
     }
   }
   return tags;
-}
-
-/** True when the bytes are a JSON object naming a Sigstore bundle media type (strictly parsed). */
-function isBundleDocument(bytes: Uint8Array): boolean {
-  try {
-    const doc = parseStrictJson(bytes, 'bundle', 'MANIFEST_INVALID');
-    return (
-      isJsonObject(doc) &&
-      typeof doc.mediaType === 'string' &&
-      doc.mediaType.startsWith('application/vnd.dev.sigstore.bundle')
-    );
-  } catch {
-    return false;
-  }
 }
 
 /** True when the bytes are a well-formed simple-signing payload (what a signature layer holds). */

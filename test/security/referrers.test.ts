@@ -9,6 +9,7 @@ import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { MEDIA_TYPES } from '../../src/core/manifest.js';
 import { EMPTY_JSON_DIGEST, MEDIA_TYPE_OCI_EMPTY } from '../../src/core/referrers.js';
+import { buildCosignSignBundle, bundleSignerFor } from '../../src/core/evidence/bundle-writer.js';
 import { startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
 import { assertBlobNotAdmitted, bearer, request, type Reply } from '../helpers/http.js';
 import { direct, pushBlob, pushManifest, pushRandomImage, sha256 } from '../helpers/registry-direct.js';
@@ -45,7 +46,7 @@ describe('security: the referrers API over registry:2', { timeout: 180_000 }, ()
     layer?: Buffer,
   ): Promise<{ bytes: Buffer; digest: string; bundle: string }> {
     const bundleBytes =
-      layer ?? Buffer.from(JSON.stringify({ mediaType: BUNDLE, verificationMaterial: {}, dsseEnvelope: {} }));
+      layer ?? Buffer.from(buildCosignSignBundle(subject.digest, bundleSignerFor(stack.release.pkcs8Der)));
     const bundle = await pushBlob(stack.registry.url, repo, bundleBytes);
     await pushBlob(stack.registry.url, repo, Buffer.from('{}'));
     const bytes = Buffer.from(
@@ -122,7 +123,12 @@ describe('security: the referrers API over registry:2', { timeout: 180_000 }, ()
     assert.equal((await stack.blob(repo, EMPTY_JSON_DIGEST)).status, 200, 'the empty config');
 
     const unsigned = await pushRandomImage(stack.registry.url, repo, 'unsigned');
-    const ref2 = await bundleReferrer(repo, unsigned);
+    // A referrer carrying no valid bundle: the image stays unsigned.
+    const ref2 = await bundleReferrer(
+      repo,
+      unsigned,
+      Buffer.from(JSON.stringify({ mediaType: BUNDLE, n: 3 })),
+    );
     assert.equal((await stack.push(repo, ref2.digest, ref2.bytes, OCI)).status, 201);
     assert.equal((await stack.pull(repo, ref2.digest)).status, 403, 'referrer of an unsigned image');
     assert.equal((await referrers(repo, unsigned.digest)).status, 403, 'referrers of an unsigned image');

@@ -1,7 +1,7 @@
 /**
  * Review 3 (issue 13 additions): adversarial tests of the OCI 1.1 referrers API, bundle referrers
- * read by digest by pull-only callers, and bundle evidence in the trust decision. HELD tests pass;
- * BROKEN tests fail until fixed.
+ * read by digest by pull-only callers, and bundle evidence in the trust decision. HELD tests held
+ * at review; `fixed` tests broke at review (they failed before the fix) and pass now.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -72,7 +72,7 @@ describe('security: review 3 (referrers, bundle referrers, bundle evidence)', { 
     await stack?.stop();
   });
 
-  it('BROKEN: a publisher without a trusted key serves a runnable unsigned image (config + tar layer) to pull-only clients as a "bundle referrer" of a signed image', async () => {
+  it('fixed (high, review 3): a publisher without a trusted key serves a runnable unsigned image (config + tar layer) to pull-only clients as a "bundle referrer" of a signed image', async () => {
     const repo = 'r3/polyglot';
     // A signed image the publisher did not sign (the release key did).
     const signed = await pushRandomImage(stack.registry.url, repo, 'v1');
@@ -130,9 +130,24 @@ describe('security: review 3 (referrers, bundle referrers, bundle evidence)', { 
     assert.equal((await stack.push(repo, sha256(r1), r1, OCI)).status, 201, 'publisher pushes referrer 1');
     assert.equal((await stack.push(repo, sha256(r2), r2, OCI)).status, 201, 'publisher pushes referrer 2');
 
-    // Any pull-only read of referrer 1 (e.g. a consumer's cosign verify of the signed image,
-    // which reads every bundle referrer listed) admits C and L for the whole repository.
-    assert.equal((await stack.pull(repo, sha256(r1))).status, 200);
+    // Before the fix, any pull-only read of referrer 1 (e.g. a consumer's cosign verify of the
+    // signed image) admitted C and L for the whole repository. Fixed: a bundle referrer has
+    // exactly cosign's shape (the empty config, one bundle layer), so r1 is verified like any
+    // manifest (refused); and a cosign-shaped referrer carrying L admits nothing, since L is no
+    // well-formed bundle.
+    assert.equal((await stack.pull(repo, sha256(r1))).status, 403);
+    const r3 = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI,
+        artifactType: BUNDLE,
+        config: { mediaType: MEDIA_TYPE_OCI_EMPTY, digest: EMPTY_JSON_DIGEST, size: 2 },
+        layers: [{ mediaType: BUNDLE, digest: L, size: layer.length }],
+        subject,
+      }),
+    );
+    assert.equal((await stack.push(repo, sha256(r3), r3, OCI)).status, 201);
+    assert.equal((await stack.pull(repo, sha256(r3))).status, 200, 'a cosign-shaped referrer is served');
     // The victim pulls referrer 2 by digest: manifest, config and layer all leave.
     const m = await stack.pull(repo, sha256(r2));
     const c = await stack.blob(repo, C);
@@ -146,7 +161,14 @@ describe('security: review 3 (referrers, bundle referrers, bundle evidence)', { 
         const auth = ['--cert-dir', stack.gate.certDir, '--creds', `consumer:${USERS.consumer}`];
         const pulled = await pm.podman(['pull', ...auth, ref], { timeoutMs: 60_000 });
         const listing = await pm.podman(['image', 'inspect', '--format', '{{.Config.Entrypoint}}', ref]);
-        console.log('podman pull:', pulled.code, pulled.stdout, pulled.stderr, listing.stdout, listing.stderr);
+        console.log(
+          'podman pull:',
+          pulled.code,
+          pulled.stdout,
+          pulled.stderr,
+          listing.stdout,
+          listing.stderr,
+        );
         if (pulled.code === 0) leaked.push('podman pull ok: ' + listing.stdout.trim());
       } finally {
         await pm.stop();
@@ -158,7 +180,7 @@ describe('security: review 3 (referrers, bundle referrers, bundle evidence)', { 
     );
   });
 
-  it('BROKEN: a publisher hides a valid bundle signature by rewriting the referrers tag (64 duplicate bogus entries first)', async () => {
+  it('fixed (low, review 3): a publisher hides a valid bundle signature by rewriting the referrers tag (64 duplicate bogus entries first)', async () => {
     const repo = 'r3/hide';
     const release = bundleSignerFor(stack.release.pkcs8Der);
     const setup = async (tag: string, copies: number): Promise<string> => {
@@ -192,9 +214,14 @@ describe('security: review 3 (referrers, bundle referrers, bundle evidence)', { 
         ...Array.from({ length: copies }, () => ({ mediaType: OCI, digest: bd, size: bogus.length })),
         { mediaType: OCI, digest: good.digest, size: good.manifest.length },
       ];
-      const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: entries }));
+      const index = Buffer.from(
+        JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: entries }),
+      );
       const w = await stack.push(repo, `sha256-${img.digest.slice(7)}`, index, OCI_INDEX);
-      assert.equal(w.status, 201, `referrers tag write accepted: ${w.body.toString()}`);
+      // Fixed: a write listing a referrer twice is refused; a write listing each once is accepted.
+      assert.equal(w.status, copies > 1 ? 403 : 201, `referrers tag write: ${w.body.toString()}`);
+      if (copies > 1) assert.match(w.body.toString(), /more than once/);
+      // Even 64 distinct bogus referrers could not hide it: every referrer the index may list is read.
       return img.digest;
     };
     const control = await setup('control', 1);

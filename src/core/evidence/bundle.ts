@@ -417,6 +417,23 @@ function validateOptions(input: BundleInput, options: BundleVerifyOptions): numb
  * rule's keys (the bundle's key hint only orders them) → key usability → the signed statement →
  * transparency-log entries.
  */
+/**
+ * True when the bytes are a structurally valid bundle (size, strict JSON, known fields only, one
+ * content, @sigstore/bundle's checks), whoever signed it. Used to decide whether a blob may be
+ * served as a bundle layer: nothing else is admitted that way.
+ */
+export function isWellFormedBundle(bytes: Uint8Array): boolean {
+  if (bytes.length > MAX_BUNDLE_BYTES) return false;
+  try {
+    const doc = parseStrictJson(bytes, 'bundle');
+    if (typeof checkShape(doc) !== 'string') return false;
+    bundleFromJSON(doc);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function verifyBundle(input: BundleInput, options: BundleVerifyOptions): BundleVerdict {
   const maxBytes = validateOptions(input, options);
   const { digest, keys, now } = { ...input, now: options.now };
