@@ -165,7 +165,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     });
     onManifestDeleted = (repo, digest) => void cache.publish(MANIFEST_DELETED_CHANNEL, `${repo}@${digest}`);
   }
-  const referrers = new ReferrersStore(upstream);
+  const referrers = new ReferrersStore(upstream, manifests);
   const trust = new TrustService({
     evidence: upstreamEvidenceReader(upstream, referrers),
     // Read at start: a new trusted root takes a restart (like the listener and the upstream).

@@ -19,6 +19,7 @@ import {
   isBundleReferrer,
   isReferrersTag,
   referrerDescriptor,
+  subjectOfReferrersTag,
   referrersIndex,
 } from '../core/referrers.js';
 import { isBundleReferrerRead } from '../core/serve-decision.js';
@@ -552,8 +553,7 @@ async function checkReferrersTagPut(
   tag: string,
   index: ParsedManifest,
 ): Promise<void> {
-  const subject = `sha256:${tag.slice('sha256-'.length)}`;
-  const existing = await d.referrers.storedIndex(repo, subject);
+  const existing = await d.referrers.storedIndex(repo, subjectOfReferrersTag(tag));
   const referrers = new Map<string, ParsedManifest | undefined>();
   for (const e of index.manifests)
     referrers.set(e.digest, (await d.referrers.manifest(repo, e.digest))?.manifest);
@@ -652,7 +652,7 @@ async function putManifest(
       event.reason = 'signature-push';
     }
   } else if (isReferrersTag(ref.tag)) {
-    await checkReferrersTagPut(d, repo, ref.tag, manifest);
+    // Checked below, under the subject's lock, together with the write.
     event.reason = 'referrers-tag-push';
   } else if (rule.mode !== 'off' && isSignatureArtifact(manifest)) {
     // Policy (I1): signature artifacts are served unverified, so one under an ordinary tag, or
@@ -679,14 +679,24 @@ async function putManifest(
     event.keys = verdict.signers;
   }
   const headers = upstreamRequestHeaders(req.headers);
-  const up = await d.upstream.request({
-    method: 'PUT',
-    path: `/v2/${repo}/manifests/${ref.digest ?? ref.tag}`,
-    headers: { ...headers, 'content-type': contentType ?? manifest.mediaType },
-    body,
-    maxBytes: 1024 * 1024,
-    kind: 'manifest-put',
-  });
+  const send = (): Promise<UpstreamResponse> =>
+    d.upstream.request({
+      method: 'PUT',
+      path: `/v2/${repo}/manifests/${ref.digest ?? ref.tag}`,
+      headers: { ...headers, 'content-type': contentType ?? manifest.mediaType },
+      body,
+      maxBytes: 1024 * 1024,
+      kind: 'manifest-put',
+    });
+  const referrersTag = isReferrersTag(ref.tag) ? ref.tag : undefined;
+  // Policy: a client's write of a referrers tag is checked and sent under the same per-subject
+  // lock as trustgate's own recordings, so neither undoes the other within this process.
+  const up = referrersTag
+    ? await d.referrers.exclusive(repo, subjectOfReferrersTag(referrersTag), async () => {
+        await checkReferrersTagPut(d, repo, referrersTag, manifest);
+        return send();
+      })
+    : await send();
   if (up.status === 201 && isSignatureTag(ref.tag)) {
     // A new signature may turn an earlier refusal into a pass at once.
     await d.trust.invalidate(repo, ref.tag.replace(/^sha256-([0-9a-f]{64})\.sig$/, 'sha256:$1'));

@@ -14,6 +14,7 @@ import {
 import { referrerDescriptor, referrersTagFor, withReferrer } from '../core/referrers.js';
 import { headerValue, upstreamFailure, type Upstream } from '../registry/upstream.js';
 import type { EvidenceReader } from './evidence.js';
+import type { ManifestCache } from '../cache/manifest-cache.js';
 
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** Every manifest type: a referrer may be any of them, and registry:2 must not convert. */
@@ -35,7 +36,34 @@ export class ReferrersStore {
   /** Per (repository, subject): one recording at a time in this process (read-modify-write). */
   private readonly recording = new Map<string, Promise<void>>();
 
-  constructor(private readonly upstream: Upstream) {}
+  /**
+   * @param manifests the pipeline's manifest cache: referrer manifests are read by digest, whose
+   * bytes never change, so listings and evidence reads reuse them (a delete through any replica
+   * drops them, as for any manifest).
+   */
+  constructor(
+    private readonly upstream: Upstream,
+    private readonly manifests?: ManifestCache,
+  ) {}
+
+  /**
+   * Runs `fn` while no other change to the referrers of (repo, subject) runs in this process:
+   * recordings and client writes of the referrers tag are read-modify-write on one tag.
+   */
+  exclusive<T>(repo: string, subject: string, fn: () => Promise<T>): Promise<T> {
+    const key = `${repo}@${subject}`;
+    const previous = this.recording.get(key) ?? Promise.resolve();
+    const mine = previous.then(fn);
+    const settled = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.recording.set(key, settled);
+    void settled.then(() => {
+      if (this.recording.get(key) === settled) this.recording.delete(key);
+    });
+    return mine;
+  }
 
   /** The referrers index as stored (undefined when the subject has none). */
   async storedIndex(repo: string, subject: string): Promise<ParsedManifest | undefined> {
@@ -73,19 +101,22 @@ export class ReferrersStore {
     repo: string,
     digest: string,
   ): Promise<{ bytes: Buffer; manifest: ParsedManifest } | undefined> {
+    const held = this.manifests?.get(repo, digest);
+    if (held?.parsed && digestOf(held.bytes, digest) === digest)
+      return { bytes: held.bytes, manifest: held.parsed };
     const up = await this.get(repo, digest, 'referrer');
     if (!up || digestOf(up.body, digest) !== digest) return undefined;
     const manifest = parseOrUndefined(up.body, up.contentType);
-    return manifest ? { bytes: up.body, manifest } : undefined;
+    if (!manifest) return undefined;
+    this.manifests?.set(repo, digest, { bytes: up.body, contentType: up.contentType, parsed: manifest });
+    return { bytes: up.body, manifest };
   }
 
   /** Records a referrer pushed through trustgate in its subject's referrers tag. */
   async record(repo: string, subject: string, descriptor: Descriptor): Promise<void> {
     const tag = referrersTagFor(subject);
     if (!tag) return;
-    const key = `${repo}@${subject}`;
-    const previous = this.recording.get(key) ?? Promise.resolve();
-    const mine = previous.then(async () => {
+    await this.exclusive(repo, subject, async () => {
       const bytes = withReferrer(await this.storedIndex(repo, subject), descriptor);
       if (!bytes) return;
       const up = await this.upstream.request({
@@ -98,12 +129,6 @@ export class ReferrersStore {
       });
       if (up.status !== 201) throw upstreamFailure(new Error(`referrers tag PUT answered ${up.status}`));
     });
-    const settled = mine.catch(() => undefined);
-    this.recording.set(key, settled);
-    void settled.then(() => {
-      if (this.recording.get(key) === settled) this.recording.delete(key);
-    });
-    return mine;
   }
 
   private async read(repo: string, digest: string, subject: string): Promise<Referrer | undefined> {

@@ -226,6 +226,30 @@ describe('security: the referrers API over registry:2', { timeout: 180_000 }, ()
     assert.equal(stored.status, 200);
   });
 
+  it('listings reuse referrer manifests by digest: a second listing reads only the referrers tag (review 3: amplification)', async () => {
+    const repo = 'ref/cached';
+    const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+    await signDirect(stack.registry.url, repo, img.digest, stack.release.pkcs8Der);
+    for (let i = 0; i < 3; i++) {
+      const ref = await bundleReferrer(repo, img, Buffer.from(JSON.stringify({ mediaType: BUNDLE, i })));
+      assert.equal((await stack.push(repo, ref.digest, ref.bytes, OCI)).status, 201);
+    }
+    const reads = async (kind: string): Promise<number> =>
+      (await stack.gate.tg.metrics.upstreamDuration.get()).values.find(
+        (v) => v.metricName === 'trustgate_upstream_duration_seconds_count' && v.labels.kind === kind,
+      )?.value ?? 0;
+    assert.equal(
+      ((await referrers(repo, img.digest)).json() as { manifests: unknown[] }).manifests.length,
+      3,
+    );
+    const before = await reads('referrer');
+    assert.equal(
+      ((await referrers(repo, img.digest)).json() as { manifests: unknown[] }).manifests.length,
+      3,
+    );
+    assert.equal(await reads('referrer'), before, 'referrer manifests were read again');
+  });
+
   it('malformed referrers requests: an unknown query key, a bad artifactType, a bad digest', async () => {
     const img = await pushRandomImage(stack.registry.url, 'ref/bad', 'v1');
     assert.equal((await referrers('ref/bad', img.digest, '?n=1')).status, 400);
