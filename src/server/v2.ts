@@ -411,7 +411,7 @@ async function serveManifest(
     // Policy: identities with push rights on a repository may read its unsigned manifests, so a
     // publisher can resolve and sign what it pushed. Everyone else gets verified bytes only.
     const subjectPullable = isBundleReferrerRead({ tag: ref.tag, manifest })
-      ? await mayPullDigest(d, ctx, repo, manifest.subject!.digest)
+      ? (await pullableByDigest(d, ctx, repo, manifest.subject!.digest)) === 'yes'
       : undefined;
     const verdict = await d.trust.verify(repo, digest, manifest, ref.tag, { subjectPullable });
     recordVerdict(event, verdict);
@@ -562,14 +562,18 @@ async function checkReferrersTagPut(
 
 /**
  * May this caller pull `digest` of `repo`? Publishers may read anything of their repository;
- * everyone else only what verifies (I1). Absent manifests are not pullable.
+ * everyone else only what verifies by digest (I1). 'absent' when the registry has no such manifest.
  */
-async function mayPullDigest(d: Pipeline, ctx: Ctx, repo: string, digest: string): Promise<boolean> {
-  if (ctx.principal.can('push', repo)) return true;
+async function pullableByDigest(
+  d: Pipeline,
+  ctx: Ctx,
+  repo: string,
+  digest: string,
+): Promise<'yes' | 'no' | 'absent'> {
+  if (ctx.principal.can('push', repo)) return 'yes';
   const got = await d.referrers.manifest(repo, digest);
-  if (!got) return false;
-  const verdict = await d.trust.verify(repo, digest, got.manifest);
-  return verdict.allow;
+  if (!got) return 'absent';
+  return (await d.trust.verify(repo, digest, got.manifest)).allow ? 'yes' : 'no';
 }
 
 /**
@@ -584,16 +588,12 @@ async function serveReferrers(
   route: Extract<Route, { kind: 'referrers' }>,
 ): Promise<void> {
   const { repo, digest, artifactType } = route;
-  if (!(await mayPullDigest(d, ctx, repo, digest))) {
-    const exists =
-      ctx.principal.can('push', repo) || (await d.referrers.manifest(repo, digest)) !== undefined;
-    if (exists) {
-      ctx.event.reason = 'subject-not-verified';
-      throw new GateError(
-        'DENIED',
-        `${repo}@${digest} has no valid signature from a key trusted for this repository, so its referrers are not listed`,
-      );
-    }
+  if ((await pullableByDigest(d, ctx, repo, digest)) === 'no') {
+    ctx.event.reason = 'subject-not-verified';
+    throw new GateError(
+      'DENIED',
+      `${repo}@${digest} has no valid signature from a key trusted for this repository, so its referrers are not listed`,
+    );
   }
   const listed = (await d.referrers.list(repo, digest)).map((r) => r.descriptor);
   const { body, filtered } = referrersIndex(listed, artifactType);

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { GateError } from '../core/errors.js';
 import { isSignatureArtifact, type ParsedManifest } from '../core/manifest.js';
 import { parseDockerReference } from '../core/reference.js';
-import { BUNDLE_MEDIA_TYPES, EMPTY_JSON_DIGEST, MAX_BUNDLE_BYTES } from '../core/referrers.js';
+import { EMPTY_JSON_DIGEST, MAX_BUNDLE_BYTES } from '../core/referrers.js';
 import { isWellFormedBundle } from '../core/evidence/bundle.js';
 import { parseSimpleSigningPayload } from '../core/signature/payload.js';
 import { evaluateTrust, signerIdentities, type SignatureCandidate, type TrustedKey } from '../core/trust.js';
@@ -19,7 +19,6 @@ import {
 import type { VerdictCache } from '../cache/verdict-cache.js';
 import type { KeyEntry, Keyring } from '../keys/keyring.js';
 import {
-  EVIDENCE_LIMITS,
   collectEvidence,
   readSignatureArtifact,
   signatureCandidates,
@@ -251,14 +250,14 @@ export class TrustService {
     epoch: string,
   ): Promise<void> {
     await this.admitOnce(epoch, `r:${repo}:${manifestDigest}`, async () => {
-      const out: Array<[string, unknown]> = [];
-      if (manifest.config?.digest === EMPTY_JSON_DIGEST)
-        out.push([`b:${epoch}:${repo}:${EMPTY_JSON_DIGEST}`, 1]);
-      for (const layer of manifest.layers.slice(0, EVIDENCE_LIMITS.maxBundleReferrers)) {
-        if (!BUNDLE_MEDIA_TYPES.includes(layer.mediaType) || layer.size > MAX_BUNDLE_BYTES) continue;
-        const bytes = await verifiedBlob(this.o.evidence, repo, layer.digest, MAX_BUNDLE_BYTES);
-        if (bytes && isWellFormedBundle(bytes)) out.push([`b:${epoch}:${repo}:${layer.digest}`, 1]);
-      }
+      // isBundleReferrer fixed the shape: the empty config and exactly one bundle layer.
+      const out: Array<[string, unknown]> = [[`b:${epoch}:${repo}:${EMPTY_JSON_DIGEST}`, 1]];
+      const layer = manifest.layers[0];
+      const bytes =
+        layer && layer.size <= MAX_BUNDLE_BYTES
+          ? await verifiedBlob(this.o.evidence, repo, layer.digest, MAX_BUNDLE_BYTES)
+          : undefined;
+      if (layer && bytes && isWellFormedBundle(bytes)) out.push([`b:${epoch}:${repo}:${layer.digest}`, 1]);
       return out;
     });
   }
@@ -410,8 +409,9 @@ export class TrustService {
     const v = evaluateTrust({ ...input, tagBinding: false });
     const boundTags: string[] = [];
     if (v.ok && rule.tagBinding) {
+      // Bundles name no tag, so they never bind one: verifying them again per tag is wasted work.
       for (const t of tagsNamed(signatures)) {
-        if (evaluateTrust({ ...input, tag: t, tagBinding: true }).ok) boundTags.push(t);
+        if (evaluateTrust({ ...input, bundles: [], tag: t, tagBinding: true }).ok) boundTags.push(t);
       }
     }
     const missing = rule.keys.filter((n) => !keys.some((k) => k.name === n));
