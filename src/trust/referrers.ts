@@ -137,27 +137,40 @@ export class ReferrersStore {
     return { descriptor: referrerDescriptor(digest, got.bytes.length, got.manifest), manifest: got.manifest };
   }
 
-  private async get(
+  private get(
     repo: string,
     ref: string,
     kind: string,
   ): Promise<{ body: Buffer; contentType: string | undefined } | undefined> {
-    const up = await this.upstream.request({
-      method: 'GET',
-      path: `/v2/${repo}/manifests/${ref}`,
-      headers: { accept: MANIFEST_ACCEPT },
-      maxBytes: MAX_MANIFEST_BYTES,
-      kind,
-    });
-    if (up.status === 404) return undefined;
-    if (up.status !== 200) {
-      throw new GateError('UNAVAILABLE', 'could not read referrers from the registry', {
-        status: 503,
-        logDetail: `${kind} GET answered ${up.status}`,
-      });
-    }
-    return { body: up.body, contentType: headerValue(up.headers['content-type']) };
+    return getStoredManifest(this.upstream, repo, ref, kind);
   }
+}
+
+/**
+ * One manifest as registry:2 stores it (every modern type accepted, so nothing is converted);
+ * undefined when absent. Policy (I3): any other answer is a 503, never "no evidence".
+ */
+async function getStoredManifest(
+  upstream: Upstream,
+  repo: string,
+  ref: string,
+  kind: string,
+): Promise<{ body: Buffer; contentType: string | undefined } | undefined> {
+  const up = await upstream.request({
+    method: 'GET',
+    path: `/v2/${repo}/manifests/${ref}`,
+    headers: { accept: MANIFEST_ACCEPT },
+    maxBytes: MAX_MANIFEST_BYTES,
+    kind,
+  });
+  if (up.status === 404) return undefined;
+  if (up.status !== 200) {
+    throw new GateError('UNAVAILABLE', 'could not read signature evidence from the registry', {
+      status: 503,
+      logDetail: `${kind} GET answered ${up.status}`,
+    });
+  }
+  return { body: up.body, contentType: headerValue(up.headers['content-type']) };
 }
 
 function parseOrUndefined(bytes: Buffer, contentType: string | undefined): ParsedManifest | undefined {
@@ -177,21 +190,8 @@ function parseOrUndefined(bytes: Buffer, contentType: string | undefined): Parse
 export function upstreamEvidenceReader(upstream: Upstream, store: ReferrersStore): EvidenceReader {
   return {
     async manifest(repo, ref) {
-      const up = await upstream.request({
-        method: 'GET',
-        path: `/v2/${repo}/manifests/${ref}`,
-        headers: { accept: MANIFEST_ACCEPT },
-        maxBytes: MAX_MANIFEST_BYTES,
-        kind: 'signature',
-      });
-      if (up.status === 404) return undefined;
-      if (up.status !== 200) {
-        throw new GateError('UNAVAILABLE', 'could not read signatures from the registry', {
-          status: 503,
-          logDetail: `signature manifest GET answered ${up.status}`,
-        });
-      }
-      return { bytes: up.body, contentType: headerValue(up.headers['content-type']) };
+      const got = await getStoredManifest(upstream, repo, ref, 'signature');
+      return got && { bytes: got.body, contentType: got.contentType };
     },
     async blob(repo, digest, max) {
       let up;
