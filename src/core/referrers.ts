@@ -59,14 +59,26 @@ export function referrersIndex(
   return { body, filtered: artifactType !== undefined };
 }
 
-/** The fallback-tag index with `add` recorded (sorted by digest, as go-containerregistry keeps it). */
-export function withReferrer(existing: ParsedManifest | undefined, add: Descriptor): Buffer | undefined {
+/**
+ * The referrers index with `add` recorded (sorted by digest, as go-containerregistry keeps it);
+ * undefined when it is listed already. Throws the refusal when the index is full.
+ */
+export function withReferrer(
+  existing: ParsedManifest | undefined,
+  add: Descriptor,
+  isEvidence = false,
+): Buffer | undefined {
   const entries = [...(existing?.manifests ?? [])];
   if (entries.some((e) => e.digest === add.digest)) return undefined;
-  if (entries.length >= MAX_INDEX_ENTRIES) {
+  // Policy: the last MAX_EVIDENCE_RESERVE places are kept for bundle referrers, so a pusher filling
+  // a digest's referrers with other artifacts (SBOMs, junk) cannot lock its signatures out.
+  const limit = isEvidence ? MAX_INDEX_ENTRIES : MAX_INDEX_ENTRIES - MAX_EVIDENCE_RESERVE;
+  if (entries.length >= limit) {
     throw new GateError(
       'DENIED',
-      `the subject already has ${MAX_INDEX_ENTRIES} referrers, trustgate's limit for one digest`,
+      isEvidence
+        ? `the subject already has ${MAX_INDEX_ENTRIES} referrers, trustgate's limit for one digest`
+        : `the subject already has ${limit} referrers that are not signatures, trustgate's limit for one digest (the rest are kept for signatures)`,
     );
   }
   entries.push(add);
@@ -75,6 +87,9 @@ export function withReferrer(existing: ParsedManifest | undefined, add: Descript
     JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPE_OCI_INDEX, manifests: entries }),
   );
 }
+
+/** Places of a digest's referrers index that only bundle referrers may take. */
+export const MAX_EVIDENCE_RESERVE = 64;
 
 /**
  * True when the manifest is Sigstore bundle evidence for its subject, in exactly cosign 3's shape:

@@ -691,27 +691,32 @@ async function putManifest(
   const referrersTag = isReferrersTag(ref.tag) ? ref.tag : undefined;
   // Policy: a client's write of a referrers tag is checked and sent under the same per-subject
   // lock as trustgate's own recordings, so neither undoes the other within this process.
+  const subject = manifest.subject?.digest;
   const up = referrersTag
     ? await d.referrers.exclusive(repo, subjectOfReferrersTag(referrersTag), async () => {
         await checkReferrersTagPut(d, repo, referrersTag, manifest);
         return send();
       })
-    : await send();
+    : subject
+      ? // OCI 1.1: trustgate keeps the referrers index itself and says so with OCI-Subject, so
+        // clients (oras, notation) write no fallback tag; cosign finds the referrers API instead.
+        await d.referrers.pushAndRecord(
+          repo,
+          subject,
+          referrerDescriptor(digest, body.length, manifest),
+          isBundleReferrer(manifest),
+          send,
+        )
+      : await send();
   if (up.status === 201 && isSignatureTag(ref.tag)) {
     // A new signature may turn an earlier refusal into a pass at once.
     await d.trust.invalidate(repo, ref.tag.replace(/^sha256-([0-9a-f]{64})\.sig$/, 'sha256:$1'));
   }
   const out: Record<string, string> = {};
-  if (up.status === 201 && manifest.subject) {
-    // OCI 1.1: trustgate keeps the referrers index itself and says so with OCI-Subject, so
-    // clients (oras, notation) write no fallback tag; cosign finds the referrers API instead.
-    await d.referrers.record(
-      repo,
-      manifest.subject.digest,
-      referrerDescriptor(digest, body.length, manifest),
-    );
-    await d.trust.invalidate(repo, manifest.subject.digest);
-    out['oci-subject'] = manifest.subject.digest;
+  if (up.status === 201 && subject && !referrersTag) {
+    // A new referrer may carry a signature: the subject's refusal is looked at again at once.
+    await d.trust.invalidate(repo, subject);
+    out['oci-subject'] = subject;
   }
   for (const h of ['content-type', 'location', 'docker-content-digest']) {
     const v = headerValue(up.headers[h]);

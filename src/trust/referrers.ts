@@ -12,7 +12,7 @@ import {
   type ParsedManifest,
 } from '../core/manifest.js';
 import { referrerDescriptor, referrersTagFor, withReferrer } from '../core/referrers.js';
-import { headerValue, upstreamFailure, type Upstream } from '../registry/upstream.js';
+import { headerValue, upstreamFailure, type Upstream, type UpstreamResponse } from '../registry/upstream.js';
 import type { EvidenceReader } from './evidence.js';
 import type { ManifestCache } from '../cache/manifest-cache.js';
 
@@ -112,13 +112,24 @@ export class ReferrersStore {
     return { bytes: up.body, manifest };
   }
 
-  /** Records a referrer pushed through trustgate in its subject's referrers tag. */
-  async record(repo: string, subject: string, descriptor: Descriptor): Promise<void> {
+  /**
+   * Pushes a manifest that has a subject (`send`) and records it in the subject's referrers tag,
+   * under the subject's lock. Policy (I5): the index is checked BEFORE the push, so a referrer
+   * refused for a full index never reaches registry:2. Returns the registry's answer to the push.
+   */
+  async pushAndRecord(
+    repo: string,
+    subject: string,
+    descriptor: Descriptor,
+    isEvidence: boolean,
+    send: () => Promise<UpstreamResponse>,
+  ): Promise<UpstreamResponse> {
     const tag = referrersTagFor(subject);
-    if (!tag) return;
-    await this.exclusive(repo, subject, async () => {
-      const bytes = withReferrer(await this.storedIndex(repo, subject), descriptor);
-      if (!bytes) return;
+    if (!tag) return send();
+    return this.exclusive(repo, subject, async () => {
+      const bytes = withReferrer(await this.storedIndex(repo, subject), descriptor, isEvidence);
+      const pushed = await send();
+      if (pushed.status !== 201 || !bytes) return pushed;
       const up = await this.upstream.request({
         method: 'PUT',
         path: `/v2/${repo}/manifests/${tag}`,
@@ -128,6 +139,7 @@ export class ReferrersStore {
         kind: 'referrers-put',
       });
       if (up.status !== 201) throw upstreamFailure(new Error(`referrers tag PUT answered ${up.status}`));
+      return pushed;
     });
   }
 

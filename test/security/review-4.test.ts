@@ -1,19 +1,19 @@
 /**
  * Review 4: adversarial tests of the change since 56d9b10 (referrers API, bundle referrers read by
  * digest, the subjectPullable shortcut, blob 404 answers). HELD tests pass when the defence held;
- * BROKEN tests assert the secure behaviour and FAIL until the finding is fixed.
+ * `fixed` tests broke at review (they failed before the fix) and pass now.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { MEDIA_TYPES } from '../../src/core/manifest.js';
-import { EMPTY_JSON_DIGEST, MEDIA_TYPE_OCI_EMPTY } from '../../src/core/referrers.js';
+import { MAX_INDEX_ENTRIES, MEDIA_TYPES } from '../../src/core/manifest.js';
+import { EMPTY_JSON_DIGEST, MAX_EVIDENCE_RESERVE, MEDIA_TYPE_OCI_EMPTY } from '../../src/core/referrers.js';
 import {
   buildBundleReferrerManifest,
   buildCosignSignBundle,
   bundleSignerFor,
 } from '../../src/core/evidence/bundle-writer.js';
 import { startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
-import { pushBlob, pushRandomImage } from '../helpers/registry-direct.js';
+import { direct, pushBlob, pushRandomImage } from '../helpers/registry-direct.js';
 import { bearer, request } from '../helpers/http.js';
 
 const OCI = MEDIA_TYPES.ociManifest;
@@ -27,7 +27,7 @@ describe('security: review 4', { timeout: 300_000 }, () => {
     await stack?.stop();
   });
 
-  it('BROKEN (medium, review 4): a publisher with no key fills a digest\'s referrers (256 junk artifacts) before it is bundle-signed; the real bundle is never recorded and the signed image is refused', async () => {
+  it("fixed (medium, review 4): a publisher with no key fills a digest's referrers (256 junk artifacts) before it is bundle-signed; the real bundle is never recorded and the signed image is refused", async () => {
     const repo = 'r4/squat';
     const img = await pushRandomImage(stack.registry.url, repo, 'v1');
     const subject = { mediaType: OCI, digest: img.digest, size: img.bytes.length };
@@ -52,7 +52,22 @@ describe('security: review 4', { timeout: 300_000 }, () => {
         headers: { ...bearer(tok), 'content-type': OCI },
         body: junk,
       });
-      assert.equal(r.status, 201, `junk ${i}: ${r.body.toString()}`);
+      // Fixed: the last 64 places of a referrers index are kept for bundle referrers, and a push
+      // refused for a full index never reaches registry:2 (I5).
+      const accepted = i < MAX_INDEX_ENTRIES - MAX_EVIDENCE_RESERVE;
+      assert.equal(r.status, accepted ? 201 : 403, `junk ${i}: ${r.body.toString()}`);
+      if (!accepted) {
+        const stored = await direct(
+          stack.registry.url,
+          'HEAD',
+          `/v2/${repo}/manifests/latest-junk-${i}`,
+          undefined,
+          {
+            accept: OCI,
+          },
+        );
+        assert.equal(stored.status, 404, `refused junk ${i} reached the registry`);
+      }
     }
     // The legitimate signer (holder of `release`) now signs the image with a bundle.
     const good = buildBundleReferrerManifest({
@@ -114,6 +129,9 @@ describe('security: review 4', { timeout: 300_000 }, () => {
     const absent = await stack.blob(repo, `sha256:${'0'.repeat(64)}`);
     assert.equal(present.status, 404);
     assert.equal(absent.status, 404);
-    assert.equal(present.body.toString().includes('BLOB_UNKNOWN'), absent.body.toString().includes('BLOB_UNKNOWN'));
+    assert.equal(
+      present.body.toString().includes('BLOB_UNKNOWN'),
+      absent.body.toString().includes('BLOB_UNKNOWN'),
+    );
   });
 });
