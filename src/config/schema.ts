@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isPredicateTypeSpelling, PREDICATE_ALIASES } from '../core/attestation/predicates.js';
 
 /**
  * The one configuration schema. `config/load.ts` reads YAML, applies environment overrides,
@@ -51,6 +52,53 @@ export const trustRuleSchema = z.strictObject({
    * otherwise. Entries are never trusted as they come.
    */
   tlog: z.enum(['required', 'optional']).default('optional'),
+});
+
+const severity = z.enum(['NONE', 'UNKNOWN', 'LOW', 'MEDIUM', 'HIGH', 'CRITICAL']);
+/** A predicate type: one of cosign's short names, or an absolute https URI. */
+const predicateType = z
+  .string()
+  .min(1)
+  .max(512)
+  .refine((t) => isPredicateTypeSpelling(t), {
+    message: `a predicate type is an https URI or one of ${Object.keys(PREDICATE_ALIASES).join(', ')}`,
+  });
+
+/** `trust.attestations[]`: what a repository's images must be attested with (issue 16). */
+export const attestationRuleSchema = z.strictObject({
+  repos: z.array(z.string().min(1)).min(1),
+  /** Names of trusted keys (files `<name>.pub` in trust.keysDir) whose attestations count. */
+  keys: z.array(z.string().min(1)).min(1),
+  /** Predicate types that must be present, signed by one of `keys`, about the served digest. */
+  require: z.array(predicateType).default([]),
+  /** A signed vulnerability scan is required; findings above maxSeverity refuse the image. */
+  vulnerabilities: z
+    .strictObject({
+      maxSeverity: severity,
+      /** The newest scan must have finished at most this long ago, at pull time. */
+      maxScanAgeHours: z
+        .number()
+        .positive()
+        .max(24 * 365)
+        .optional(),
+    })
+    .optional(),
+  /** A signed SBOM (CycloneDX or SPDX) is required, with none of these packages or licences. */
+  sbom: z
+    .strictObject({
+      deniedPackages: z.array(z.string().min(1).max(256)).max(1000).default([]),
+      deniedLicenses: z.array(z.string().min(1).max(256)).max(1000).default([]),
+    })
+    .optional(),
+  /** A signed SLSA v1 provenance is required, matching what is given. */
+  provenance: z
+    .strictObject({
+      builderId: z.string().min(1).max(1024).optional(),
+      sourceRepo: z.string().min(1).max(1024).optional(),
+      sourceRef: z.string().min(1).max(1024).optional(),
+    })
+    .optional(),
+  mode: z.enum(['enforce', 'audit']).default('enforce'),
 });
 
 const configObject = z.strictObject({
@@ -133,6 +181,10 @@ const configObject = z.strictObject({
       rules: z.array(trustRuleSchema).default([]),
       /** A Sigstore trusted_root.json: the Rekor keys transparency-log entries are verified with. */
       trustedRoot: z.string().optional(),
+      /** Attestation gates per repository pattern (first match applies). */
+      attestations: z.array(attestationRuleSchema).default([]),
+      /** Vulnerability exceptions granted through the admin API (a JSON file trustgate writes). */
+      exceptionsFile: z.string().default('keys/exceptions.json'),
     })
     .refine((t) => t.trustedRoot !== undefined || t.rules.every((r) => r.tlog !== 'required'), {
       message: 'a trust rule with tlog: required needs trust.trustedRoot',
@@ -223,3 +275,4 @@ export const configSchema = configObject
 export type Config = z.infer<typeof configSchema>;
 export type AccessRule = z.infer<typeof accessRuleSchema>;
 export type TrustRule = z.infer<typeof trustRuleSchema>;
+export type AttestationRule = z.infer<typeof attestationRuleSchema>;

@@ -13,6 +13,8 @@ import { GateError } from '../core/errors.js';
 import { RelayLimiter } from '../core/relay-limits.js';
 import { compilePolicy, type Policy } from '../core/policy.js';
 import { compileTrustRules, type EffectiveTrustRule } from '../core/trust-policy.js';
+import { compileAttestationRules, type EffectiveAttestationRule } from '../core/attestation/rule.js';
+import { ExceptionStore } from '../keys/exceptions.js';
 import { compileLayerUrlPolicy, type LayerUrlPolicy } from '../core/layer-urls.js';
 import { createVerdictCache, TieredVerdictCache, type VerdictCache } from '../cache/index.js';
 import { ManifestCache } from '../cache/manifest-cache.js';
@@ -95,6 +97,7 @@ interface Live {
   config: Config;
   policy: Policy;
   ruleFor: (repo: string) => EffectiveTrustRule;
+  attestationRuleFor: (repo: string) => EffectiveAttestationRule | undefined;
   policyHash: string;
   credentials: CredentialStore;
   layerUrls: LayerUrlPolicy;
@@ -115,7 +118,12 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     config: c,
     policy: compilePolicy(c.policy),
     ruleFor: compileTrustRules(c.trust.rules),
-    policyHash: createHash('sha256').update(JSON.stringify(c.trust.rules)).digest('hex'),
+    attestationRuleFor: compileAttestationRules(c.trust.attestations),
+    // The attestation rules are part of the trust epoch (cached attestation facts are reduced by them).
+    policyHash: createHash('sha256')
+      .update(JSON.stringify(c.trust.rules))
+      .update(c.trust.attestations.length > 0 ? JSON.stringify(c.trust.attestations) : '')
+      .digest('hex'),
     // A reload keeps the failure counters: a lockout survives SIGHUP.
     credentials: previous ? previous.reload(c.auth, credLog) : CredentialStore.load(c.auth, credLog),
     layerUrls: compileLayerUrlPolicy(c.manifests.layerUrls),
@@ -166,6 +174,13 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     onManifestDeleted = (repo, digest) => void cache.publish(MANIFEST_DELETED_CHANNEL, `${repo}@${digest}`);
   }
   const referrers = new ReferrersStore(upstream, manifests);
+  // Read at start like the key directory (a new path takes a restart); re-read every second.
+  const exceptions = new ExceptionStore(
+    config.trust.exceptionsFile,
+    log.child({ component: 'exceptions' }),
+    now,
+  );
+  exceptions.start();
   const trust = new TrustService({
     evidence: upstreamEvidenceReader(upstream, referrers),
     // Read at start: a new trusted root takes a restart (like the listener and the upstream).
@@ -180,6 +195,8 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     negativeTtlSeconds: config.cache.negativeTtlSeconds,
     now,
     onVerify: (seconds) => metrics.verifyDuration.observe(seconds),
+    attestationRuleFor: (repo) => live.attestationRuleFor(repo),
+    exceptions: () => exceptions.current(),
   });
 
   const tokenKeys = await loadOrCreateTokenKeys(
@@ -279,6 +296,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       config: () => live.config,
       trust,
       keyring,
+      exceptions,
       cache,
       upstream,
       audit,
@@ -427,6 +445,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
         await closed;
       }
       keyring.stop();
+      exceptions.stop();
       writeIdle.close();
       clearInterval(credentialsTimer);
       forwarder.close();

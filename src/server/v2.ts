@@ -14,6 +14,7 @@ import { parseRoute } from '../core/route.js';
 import type { Route } from '../core/types.js';
 import type { TrustService, Verdict } from '../trust/service.js';
 import type { ReferrersStore } from '../trust/referrers.js';
+import { attestationSubjectOfTag } from '../trust/evidence.js';
 import {
   checkReferrersTagWrite,
   isBundleReferrer,
@@ -518,9 +519,11 @@ function recordVerdict(event: AuditEvent, v: Verdict): void {
 /** The client's denial line: names the image, what was missing, and the keys that would do. */
 function denial(repo: string, digest: string, v: Verdict, d: Pipeline): string {
   const subject = v.message.startsWith(repo) ? '' : `${repo}@${digest}: `;
-  const trusted = v.message.includes('trusted:')
-    ? ''
-    : ` (trusted for ${v.rule}: ${d.trust.trustedKeyNames(repo).join(', ') || 'none'})`;
+  // Attestation denials name their own rule and keys (core/attestation/decide.ts).
+  const trusted =
+    v.message.includes('trusted:') || v.attestation?.ok === false
+      ? ''
+      : ` (trusted for ${v.rule}: ${d.trust.trustedKeyNames(repo).join(', ') || 'none'})`;
   return `${subject}${v.message}${trusted}`;
 }
 
@@ -711,6 +714,11 @@ async function putManifest(
   if (up.status === 201 && isSignatureTag(ref.tag)) {
     // A new signature may turn an earlier refusal into a pass at once.
     await d.trust.invalidate(repo, ref.tag.replace(/^sha256-([0-9a-f]{64})\.sig$/, 'sha256:$1'));
+  }
+  const attested = attestationSubjectOfTag(ref.tag);
+  if (up.status === 201 && attested) {
+    // A new legacy attestation (sha256-<hex>.att) may turn an attestation refusal into a pass.
+    await d.trust.invalidate(repo, attested);
   }
   const out: Record<string, string> = {};
   if (up.status === 201 && subject && !referrersTag) {

@@ -70,6 +70,12 @@ export interface BundleVerifyOptions {
   now: Date;
   /** Default MAX_BUNDLE_BYTES. */
   maxBytes?: number;
+  /**
+   * `signature` (default): the statement must be cosign's signature statement of `digest`.
+   * `attestation`: any DSSE in-toto statement; it is returned (`statement`) unchecked, for
+   * core/attestation to check its subject and read its predicate.
+   */
+  purpose?: 'signature' | 'attestation';
 }
 
 export interface BundleInput {
@@ -137,6 +143,8 @@ export type BundleVerdict =
       /** `verified`: at least one Rekor entry verified against the trusted root; `ignored`: no root given. */
       tlog: 'verified' | 'absent' | 'ignored';
       message: string;
+      /** With purpose `attestation`: the signed in-toto statement bytes (its subject is not yet checked). */
+      statement?: Uint8Array;
     }
   | {
       ok: false;
@@ -507,7 +515,10 @@ export function verifyBundle(input: BundleInput, options: BundleVerifyOptions): 
   }
   const names = usable.map((k) => k.name).join(', ');
 
-  if (content.kind === 'dsse') {
+  if (options.purpose === 'attestation' && content.kind !== 'dsse') {
+    return failure('unsupported-bundle', 'an attestation bundle holds a DSSE envelope, not a message signature');
+  }
+  if (content.kind === 'dsse' && options.purpose !== 'attestation') {
     const check = checkSignStatement(content.payload!, digest);
     if (!check.ok) return failure(check.reason, `key ${names} signed it, but ${check.detail}`);
   }
@@ -539,6 +550,7 @@ export function verifyBundle(input: BundleInput, options: BundleVerifyOptions): 
     content: content.kind,
     mediaType,
     tlog,
+    ...(options.purpose === 'attestation' ? { statement: content.payload! } : {}),
     message: `${digest} is signed by ${names} (Sigstore bundle, ${content.kind === 'dsse' ? 'DSSE' : 'message signature'}, tlog ${tlog})`,
   };
 }
