@@ -226,10 +226,28 @@ export async function signDigestBundle(i: {
   log: (msg: string) => void;
 }): Promise<string> {
   const bundle = buildCosignSignBundle(i.digest, bundleSignerFor(i.privateKey));
+  return pushBundleReferrer({ ...i, bundle });
+}
+
+/**
+ * Pushes a bundle (a signature, or an attestation with its `predicateType`) as an OCI 1.1 referrer
+ * of `digest`, and updates the referrers tag where the registry has no referrers API.
+ */
+export async function pushBundleReferrer(i: {
+  client: RegistryClient;
+  repo: string;
+  digest: string;
+  size: number;
+  bundle: Uint8Array;
+  predicateType?: string;
+  now: Date;
+  log: (msg: string) => void;
+}): Promise<string> {
   const ref = buildBundleReferrerManifest({
-    bundle,
+    bundle: i.bundle,
     subject: { mediaType: MEDIA_TYPES.ociManifest, digest: i.digest, size: i.size },
     created: i.now,
+    ...(i.predicateType !== undefined ? { predicateType: i.predicateType } : {}),
   });
   for (const b of ref.blobs) await i.client.uploadBlob(i.repo, b.bytes);
   i.log(`writing the bundle referrer ${i.repo}@${ref.digest}`);

@@ -287,7 +287,7 @@ export function evaluateAttestations(input: AttestationDecisionInput): Attestati
             detail: `${total} finding(s) above ${want.maxSeverity}: ${remaining.slice(0, 10).map(describeFinding).join(', ')}${suppressedNote}`,
             reason: 'attestation-vulnerable',
           },
-          `${scanLabel(scan)} lists ${lead}${more > 0 ? ` and ${more} more` : ''}; policy ${rule.pattern} allows up to ${want.maxSeverity}${expired ? ` (exception ${expired.id} for ${expired.cve} expired ${shortTime(Date.parse(expired.expires))})` : ''}; to ship anyway: trustgate exceptions add ${cve} --repos '${rule.pattern}' --expires 7d --reason …`,
+          `${scanLabel(scan)} lists ${lead}${more > 0 ? ` and ${more} more` : ''}; policy ${rule.pattern} allows up to ${want.maxSeverity}${expired ? ` (exception ${expired.id} for ${cve} expired ${shortTime(Date.parse(expired.expires))})` : ''}; to ship anyway: trustgate exceptions add ${cve} --repos '${rule.pattern}' --expires 7d --reason …`,
         );
       } else {
         conditions.push({

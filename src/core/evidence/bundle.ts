@@ -516,7 +516,10 @@ export function verifyBundle(input: BundleInput, options: BundleVerifyOptions): 
   const names = usable.map((k) => k.name).join(', ');
 
   if (options.purpose === 'attestation' && content.kind !== 'dsse') {
-    return failure('unsupported-bundle', 'an attestation bundle holds a DSSE envelope, not a message signature');
+    return failure(
+      'unsupported-bundle',
+      'an attestation bundle holds a DSSE envelope, not a message signature',
+    );
   }
   if (content.kind === 'dsse' && options.purpose !== 'attestation') {
     const check = checkSignStatement(content.payload!, digest);
