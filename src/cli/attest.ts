@@ -62,7 +62,9 @@ export async function writeLegacyAttestation(i: {
   log: (msg: string) => void;
 }): Promise<{ tag: string; layers: number }> {
   const tag = attestationTagFor(i.digest);
-  const existing = await i.client.getManifestIfExists(i.repo, tag);
+  // Read with push rights: an attestation artifact is no signed image, and trustgate shows it only
+  // to publishers of the repository.
+  const existing = await i.client.getManifestIfExists(i.repo, tag, undefined, { forPush: true });
   let layers: Record<string, unknown>[] = [];
   if (existing !== null) {
     const parsed = parseManifest(existing.bytes, existing.mediaType);

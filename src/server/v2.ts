@@ -576,7 +576,12 @@ async function pullableByDigest(
   if (ctx.principal.can('push', repo)) return 'yes';
   const got = await d.referrers.manifest(repo, digest);
   if (!got) return 'absent';
-  return (await d.trust.verify(repo, digest, got.manifest)).allow ? 'yes' : 'no';
+  // Policy: the attestation gate withholds the image, not the evidence about it: the referrers of a
+  // signed subject (its signatures and attestations) stay readable when its scan refuses it, so a
+  // publisher can attach a new scan and a consumer can see why.
+  return (await d.trust.verify(repo, digest, got.manifest, undefined, { attestations: false })).allow
+    ? 'yes'
+    : 'no';
 }
 
 /**

@@ -174,7 +174,13 @@ export class TrustService {
     digest: string,
     manifest: ParsedManifest,
     tag?: string,
-    opts: { fresh?: boolean; purpose?: 'pull' | 'signed-push'; subjectPullable?: boolean } = {},
+    opts: {
+      fresh?: boolean;
+      purpose?: 'pull' | 'signed-push';
+      subjectPullable?: boolean;
+      /** False: the signature decision only (may evidence about the digest be listed?). */
+      attestations?: boolean;
+    } = {},
   ): Promise<Verdict> {
     // Policy: the rules, the keys and the epoch are read together, synchronously, before any I/O:
     // a decision uses one generation of trust, and its cache entries carry that generation's epoch
@@ -221,7 +227,12 @@ export class TrustService {
     // Policy: a child of an admitted index inherits its verdict, attestations included (they are
     // made for the index, as `cosign attest` of a multi-platform tag does); the index itself met
     // the attestation rule when it was served.
-    if (attestationRule && input.purpose === 'pull' && outcome.reason !== 'index-child') {
+    if (
+      attestationRule &&
+      opts.attestations !== false &&
+      input.purpose === 'pull' &&
+      outcome.reason !== 'index-child'
+    ) {
       const attestation = await this.attestationVerdict(
         repo,
         digest,

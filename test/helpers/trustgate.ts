@@ -14,6 +14,8 @@ export interface TestGateOptions {
   users?: Record<string, string>;
   policy?: Partial<Config['policy']>;
   trustRules?: Array<Partial<TrustRule> & { repos: string[] }>;
+  /** trust.attestations (attestation gates). */
+  attestations?: unknown[];
   /** name -> PEM public key, written to the trusted keys directory. */
   trustedKeys?: Record<string, string>;
   /** Request client certificates signed by the test CA. */
@@ -85,7 +87,11 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
       ...(o.robots ? { robotsFile: robotsFileFor(dir) } : {}),
     },
     policy: { admins: [], groups: {}, access: [], ...o.policy },
-    trust: { keysDir, rules: o.trustRules ?? [] },
+    trust: {
+      keysDir,
+      rules: o.trustRules ?? [],
+      ...(o.attestations ? { attestations: o.attestations } : {}),
+    },
     cache: {
       negativeTtlSeconds: 1,
       ...(o.redisUrl ? { redisUrl: o.redisUrl, hmacSecret: 'x'.repeat(32) } : {}),
