@@ -136,7 +136,7 @@ export class ExceptionStore {
     });
   }
 
-  add(input: AddExceptionInput, actor: string): Promise<StoredException> {
+  async add(input: AddExceptionInput, actor: string): Promise<StoredException> {
     const cve = input.cve.trim();
     if (!VULN_ID.test(cve)) throw badRequest('cve must be a vulnerability id such as CVE-2026-12345 or GHSA-xxxx-xxxx-xxxx');
     const repos = [...new Set(input.repos)];
