@@ -236,6 +236,24 @@ describe('e2e: attestation gates', { timeout: 300_000 }, () => {
     assert.match(r.stderr, /scan by trivy .* is 72 h old; policy prod\/\*\* accepts scans at most 24 h old/);
   });
 
+  it('a cached attestation check never extends a scan past its age limit', async () => {
+    await signedImage('prod/ageing');
+    // Finished 24 h minus 8 s ago: fresh for 8 more seconds under maxScanAgeHours 24.
+    const finished = new Date(Date.now() - 24 * 3600_000 + 8000);
+    await attest('prod/ageing:v1', 'vuln', trivyScan(finished, true));
+    const first = await pull('prod/ageing:v1');
+    assert.equal(first.code, 0, first.stderr);
+    const fetches = gate.tg.trust.attestationFetches;
+    await new Promise((res) =>
+      setTimeout(res, Math.max(0, finished.getTime() + 24 * 3600_000 - Date.now() + 500)),
+    );
+    const later = await pull('prod/ageing:v1');
+    assert.notEqual(later.code, 0);
+    assert.match(later.stderr, /accepts scans at most 24 h old/);
+    // The facts came from the cache (positive TTL 1 h); only the decision was made again.
+    assert.equal(gate.tg.trust.attestationFetches, fetches);
+  });
+
   it('a new clean scan pushed after a CRITICAL refusal is seen without a restart (newest scan decides)', async () => {
     await signedImage('prod/rescan');
     await attest('prod/rescan:v1', 'vuln', trivyScan(new Date(Date.now() - 3600_000)));
