@@ -35,7 +35,7 @@ export async function writeTrustgateConfig(
     key: string;
     logLevel?: string;
     /** Trust rules for bench/** (default: mode off, only the proxy path is measured) and keys. */
-    trust?: { rules: unknown[]; keys: Record<string, string> };
+    trust?: { rules: unknown[]; keys: Record<string, string>; attestations?: unknown[] };
     /** More users, with pull only on bench/** (bench/starvation.ts: other identities). */
     pullUsers?: string[];
   },
@@ -67,6 +67,7 @@ export async function writeTrustgateConfig(
     trust: {
       keysDir: path.join(dir, 'keys', 'trusted'),
       rules: o.trust?.rules ?? [{ repos: ['bench/**'], mode: 'off' }],
+      ...(o.trust?.attestations ? { attestations: o.trust.attestations } : {}),
     },
     log: { level: o.logLevel ?? 'warn' },
   };

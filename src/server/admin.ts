@@ -292,6 +292,7 @@ export function createAdminRouter(d: AdminDeps): Router {
         threshold: rule.threshold,
         tagBinding: rule.tagBinding,
         signedPush: rule.signedPush,
+        attestationRule: d.trust.attestationRuleFor(repo)?.pattern ?? null,
         trustedKeys: d.trust
           .trustedKeys(rule, repo)
           .map((k) => ({ name: k.name, status: loaded.find((l) => l.name === k.name)?.status })),
@@ -412,6 +413,7 @@ export function createAdminRouter(d: AdminDeps): Router {
       stats: d.cache.stats(),
       epoch: d.trust.epoch(),
       signatureFetches: d.trust.signatureFetches,
+      attestationFetches: d.trust.attestationFetches,
     });
   });
 

@@ -126,6 +126,11 @@ export class TrustService {
     return this.o.ruleFor(repo);
   }
 
+  /** The attestation rule of `repo`, if one applies. */
+  attestationRuleFor(repo: string): EffectiveAttestationRule | undefined {
+    return this.o.attestationRuleFor?.(repo);
+  }
+
   /**
    * The keys trusted for `repo` under `rule`: those the rule names (directly, or through a name in
    * a key's `trustedAs`, which rotation sets) and those whose meta `repos` globs match `repo`.
