@@ -108,6 +108,24 @@ export function wantsIndexParent(input: Omit<ServeInput, 'indexParent'>): boolea
   return input.manifest.kind === 'image' && input.purpose === 'pull' && input.evidence?.ok !== true;
 }
 
+/**
+ * True when a manifest inherits the attestation verdict of a verified index that lists it, so its
+ * own attestations are not looked at. Policy: attestations are made for the index (as `cosign
+ * attest` of a multi-platform tag does), and the index met the attestation rule when it was
+ * served; a child signed on its own (`sign --recursive`) still inherits, by digest only: a pull by
+ * tag under tag binding, or a signed push, never does.
+ */
+export function inheritsAttestations(
+  input: Pick<ServeInput, 'manifest' | 'purpose' | 'tag' | 'rule' | 'indexParent'>,
+): boolean {
+  return (
+    input.indexParent !== undefined &&
+    input.manifest.kind === 'image' &&
+    input.purpose === 'pull' &&
+    !(input.rule.tagBinding && input.tag !== undefined)
+  );
+}
+
 /** The decision from the evidence (and the index admission, when looked up). */
 export function decideServe(input: ServeInput): ServeOutcome {
   const shortcut = serveShortcut(input);

@@ -11,6 +11,7 @@ import type { EffectiveTrustRule } from '../core/trust-policy.js';
 import type { SigstoreTrustedRoot } from '../core/evidence/trusted-root.js';
 import {
   decideServe,
+  inheritsAttestations,
   serveShortcut,
   wantsIndexParent,
   type ServeReason,
@@ -221,32 +222,36 @@ export class TrustService {
     }
     let outcome = decideServe({ ...input, evidence });
     let indexParent: string | undefined;
-    if (!outcome.ok && wantsIndexParent({ ...input, evidence })) {
+    const lookUpParent = async (): Promise<void> => {
       const parent = await this.o.cache.get(`c:${epoch}:${repo}:${digest}`);
-      if (typeof parent === 'string') {
-        indexParent = parent;
+      if (typeof parent === 'string') indexParent = parent;
+    };
+    if (!outcome.ok && wantsIndexParent({ ...input, evidence })) {
+      await lookUpParent();
+      if (indexParent !== undefined) {
         outcome = decideServe({ ...input, evidence, indexParent });
         if (outcome.reason === 'index-child') cached = true;
       }
     }
-    // Policy: a child of an admitted index inherits its verdict, attestations included (they are
-    // made for the index, as `cosign attest` of a multi-platform tag does); the index itself met
-    // the attestation rule when it was served.
     if (
       attestationRule &&
       opts.attestations !== false &&
       input.purpose === 'pull' &&
       outcome.reason !== 'index-child'
     ) {
-      const attestation = await this.attestationVerdict(
-        repo,
-        digest,
-        attestationRule,
-        keys,
-        epoch,
-        opts.fresh === true,
-      );
-      outcome = decideServe({ ...input, evidence, attestation, ...(indexParent ? { indexParent } : {}) });
+      if (indexParent === undefined && input.manifest.kind === 'image') await lookUpParent();
+      const withParent = indexParent !== undefined ? { indexParent } : {};
+      if (!inheritsAttestations({ ...input, ...withParent })) {
+        const attestation = await this.attestationVerdict(
+          repo,
+          digest,
+          attestationRule,
+          keys,
+          epoch,
+          opts.fresh === true,
+        );
+        outcome = decideServe({ ...input, evidence, attestation, ...withParent });
+      }
     }
     return { ...base, ...outcome, cached };
   }

@@ -17,7 +17,7 @@ import { createLogger } from '../../src/server/log.js';
 import { startRegistry, makeTempDir, removeTempDir, type RegistryHandle } from '../helpers/stack.js';
 import { startTestGate, type TestGate } from '../helpers/trustgate.js';
 import { createSkopeoContext, type SkopeoContext } from '../helpers/skopeo.js';
-import { makeOciImage, type DiskImage } from '../helpers/images.js';
+import { makeOciImage, makeOciIndex, type DiskImage } from '../helpers/images.js';
 import { signDirect } from '../helpers/sign.js';
 import { bearer, getToken, request } from '../helpers/http.js';
 import { readShared } from '../helpers/fixtures.js';
@@ -215,6 +215,24 @@ describe('e2e: attestation gates', { timeout: 300_000 }, () => {
     assert.notEqual(again.code, 0, 'refused again once the exception expired');
     assert.match(again.stderr, /exception [0-9a-f]{12} for CVE-2021-36159 expired/);
     assert.match(await exceptions(['list']), /expired\s+CVE-2021-36159[\s\S]*1 expired exception/);
+  });
+
+  it('a multi-platform index attested as a whole pulls: its children inherit, signed on their own or not', async () => {
+    const idx = await makeOciIndex(path.join(work, `idx-${n++}`), ['linux/amd64', 'linux/arm64'], {
+      layerBytes: 10_000,
+    });
+    await sk.copyOk(idx.ref, `docker://${gate.host}/prod/multi:v1`, { dest: as(publisher) });
+    const sign = (digest: string) =>
+      signDirect(registry.url, 'prod/multi', digest, release.pkcs8Der, {
+        dockerReference: `${gate.host}/prod/multi`,
+      });
+    await sign(idx.manifestDigest);
+    // One child is also signed by itself (`sign --recursive`): it has no scan of its own either.
+    await sign([...idx.childManifests.keys()][0]!);
+    assert.notEqual((await pull('prod/multi:v1')).code, 0, 'no scan of the index yet');
+    await attest('prod/multi:v1', 'vuln', trivyScan(new Date(), true));
+    const r = await pull('prod/multi:v1');
+    assert.equal(r.code, 0, r.stderr);
   });
 
   it('a scan signed by an untrusted key does not count ("no scan" applies)', async () => {
