@@ -496,3 +496,25 @@ test('a bundle that is a signature, not an attestation, is not counted; keyless 
   const { facts } = decide([sign], {});
   assert.deepEqual(facts, { facts: [], ignored: [] });
 });
+
+test('envelope base64: the round-trip check accepts exactly what the shared strict decoder accepts', async () => {
+  const fc = (await import('fast-check')).default;
+  const { decodeCanonicalBase64 } = await import('../../../src/core/attestation/envelope.js');
+  const { decodeStrictBase64 } = await import('../../../src/core/signature/keys.js');
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \n';
+  const text = fc.oneof(
+    fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b).toString('base64')),
+    fc.array(fc.constantFrom(...alphabet), { maxLength: 24 }).map((a) => a.join('')),
+    fc
+      .uint8Array({ minLength: 1, maxLength: 32 })
+      .map((b) => Buffer.from(b).toString('base64').replace(/=+$/, '')),
+  );
+  fc.assert(
+    fc.property(text, (s) => {
+      const a = decodeCanonicalBase64(s);
+      const b = decodeStrictBase64(s);
+      assert.deepEqual(a === null ? null : Buffer.from(a), b === null ? null : Buffer.from(b));
+    }),
+    { numRuns: 2000 },
+  );
+});
