@@ -412,7 +412,10 @@ function verifyTlog(
       verifier.verify(entity);
       return 'verified';
     } catch (err) {
-      first ??= failure('tlog-invalid', `its transparency-log entry does not verify: ${(err as Error).message}`);
+      first ??= failure(
+        'tlog-invalid',
+        `its transparency-log entry does not verify: ${(err as Error).message}`,
+      );
     }
   }
   return first!;
@@ -431,7 +434,9 @@ function verifyBundleSignature(k: TrustedKey, message: Uint8Array, sig: Uint8Arr
 }
 
 /** The trusted roots of the options, `trustedRoots` and `trustedRoot` joined. */
-export function rootsOf(options: Pick<BundleVerifyOptions, 'trustedRoot' | 'trustedRoots'>): SigstoreTrustedRoot[] {
+export function rootsOf(
+  options: Pick<BundleVerifyOptions, 'trustedRoot' | 'trustedRoots'>,
+): SigstoreTrustedRoot[] {
   return [...(options.trustedRoots ?? []), ...(options.trustedRoot ? [options.trustedRoot] : [])];
 }
 
@@ -534,7 +539,9 @@ function verifyKeylessSigner(
   roots: readonly SigstoreTrustedRoot[],
 ): Failure | BundleSigner[] {
   const messageDigest =
-    bundle.content.$case === 'messageSignature' ? bundle.content.messageSignature.messageDigest?.digest : undefined;
+    bundle.content.$case === 'messageSignature'
+      ? bundle.content.messageSignature.messageDigest?.digest
+      : undefined;
   const v = verifyKeyless(
     bundle,
     {

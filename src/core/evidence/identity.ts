@@ -114,7 +114,8 @@ export function certificateIdentity(cert: X509Certificate): CertificateIdentity 
     try {
       const oid = name.subs[0]?.toOID();
       const value = name.subs[1]?.subs[0];
-      if (oid !== OID_OTHERNAME_USERNAME || value === undefined) return 'the certificate otherName is not a username';
+      if (oid !== OID_OTHERNAME_USERNAME || value === undefined)
+        return 'the certificate otherName is not a username';
       subject = value.value.toString('utf8');
       subjectType = 'othername';
     } catch {
@@ -137,7 +138,8 @@ export function certificateIdentity(cert: X509Certificate): CertificateIdentity 
   }
   // Policy: the issuer is 1.8, with the deprecated 1.1 only when 1.8 is absent (Fulcio writes both).
   const issuer = extensions[OID_ISSUER_V2] ?? extensions[OID_ISSUER_V1];
-  if (issuer === undefined || issuer === '') return 'the certificate names no OIDC issuer (extension 1.3.6.1.4.1.57264.1.8)';
+  if (issuer === undefined || issuer === '')
+    return 'the certificate names no OIDC issuer (extension 1.3.6.1.4.1.57264.1.8)';
 
   const github: Partial<Record<GithubClaim, string>> = {};
   for (const claim of GITHUB_CLAIM_NAMES) {
@@ -182,11 +184,14 @@ export function validateIdentityRule(rule: IdentityRule): void {
     try {
       anchoredRegExp(v);
     } catch (err) {
-      throw new TypeError(`${k} ${JSON.stringify(v)} is not a valid regular expression: ${(err as Error).message}`);
+      throw new TypeError(
+        `${k} ${JSON.stringify(v)} is not a valid regular expression: ${(err as Error).message}`,
+      );
     }
   }
   for (const k of Object.keys(rule.github ?? {})) {
-    if (!(GITHUB_CLAIM_NAMES as string[]).includes(k)) throw new TypeError(`unknown GitHub claim ${JSON.stringify(k)}`);
+    if (!(GITHUB_CLAIM_NAMES as string[]).includes(k))
+      throw new TypeError(`unknown GitHub claim ${JSON.stringify(k)}`);
   }
 }
 

@@ -79,7 +79,11 @@ export interface KeylessContent {
   messageDigest?: Uint8Array;
 }
 
-const fail = (reason: KeylessFailureReason, detail: string): KeylessFailure => ({ ok: false, reason, detail });
+const fail = (reason: KeylessFailureReason, detail: string): KeylessFailure => ({
+  ok: false,
+  reason,
+  detail,
+});
 const eq = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
 const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
 
@@ -95,12 +99,7 @@ function signatureContent(c: KeylessContent): SignedEntity['signature'] {
     // DSSE: over the PAE with the key's own hash (ECDSA P-256: SHA-256); message: SHA-256 of the
     // artifact (bundle.ts admits SHA2_256 message digests only). Node's verify takes DER ECDSA only.
     verifySignature: (key) =>
-      sigstoreCrypto.verify(
-        Buffer.from(c.signedBytes),
-        key,
-        sig,
-        c.kind === 'dsse' ? undefined : 'sha256',
-      ),
+      sigstoreCrypto.verify(Buffer.from(c.signedBytes), key, sig, c.kind === 'dsse' ? undefined : 'sha256'),
   };
 }
 
@@ -122,7 +121,8 @@ function isSelfSigned(cert: X509Certificate): boolean {
 }
 
 function isCodeSigningLeaf(leaf: X509Certificate): string | undefined {
-  if (leaf.isCA || leaf.extBasicConstraints?.isCA === true) return 'the signing certificate is a CA certificate';
+  if (leaf.isCA || leaf.extBasicConstraints?.isCA === true)
+    return 'the signing certificate is a CA certificate';
   const eku = leaf.extension(OID_EKU);
   if (eku === undefined) return 'the signing certificate has no extended key usage';
   let oids: string[];
@@ -220,7 +220,8 @@ export function verifyKeyless(
   roots: readonly SigstoreTrustedRoot[],
 ): KeylessSuccess | KeylessFailure {
   const ders = bundleCertificates(bundle);
-  if (ders.length === 0 || ders[0]!.length === 0) return fail('malformed-bundle', 'the bundle carries no certificate');
+  if (ders.length === 0 || ders[0]!.length === 0)
+    return fail('malformed-bundle', 'the bundle carries no certificate');
   let certs: X509Certificate[];
   try {
     certs = ders.map((d) => X509Certificate.parse(Buffer.from(d)));
@@ -228,22 +229,24 @@ export function verifyKeyless(
     return fail('malformed-bundle', `a bundle certificate does not parse: ${(err as Error).message}`);
   }
   const leaf = certs[0]!;
-  // Policy: the trust anchor comes from the trusted root only; a bundle that ships a root (any
-  // self-signed certificate) is refused rather than having it silently ignored.
-  if (certs.some(isSelfSigned)) {
-    return fail('certificate-invalid', 'the bundle ships its own root certificate; only the trusted root is trusted');
-  }
+  if (isSelfSigned(leaf)) return fail('certificate-invalid', 'the signing certificate is self-signed');
   const leafProblem = isCodeSigningLeaf(leaf);
   if (leafProblem !== undefined) return fail('certificate-invalid', leafProblem);
   if (roots.length === 0) {
-    return fail('no-trusted-root', 'a keyless (certificate) signature needs a Sigstore trusted root, and none is configured');
+    return fail(
+      'no-trusted-root',
+      'a keyless (certificate) signature needs a Sigstore trusted root, and none is configured',
+    );
   }
 
   const tlogEntries: TransparencyLogEntry[] = bundle.verificationMaterial.tlogEntries;
   // Policy: keyless always needs a log entry, whatever the rule's `tlog` says (the short-lived
   // certificate is only meaningful with a witnessed signing time and a public record).
   if (tlogEntries.length === 0) {
-    return fail('tlog-missing', 'a keyless signature must carry a transparency-log entry, and this one has none');
+    return fail(
+      'tlog-missing',
+      'a keyless signature must carry a transparency-log entry, and this one has none',
+    );
   }
   let timestamps: SignedEntity['timestamps'];
   try {
@@ -268,7 +271,22 @@ export function verifyKeyless(
   };
 
   let firstFailure: KeylessFailure | undefined;
+  const selfSigned = certs.slice(1).filter(isSelfSigned);
   for (const [index, root] of roots.entries()) {
+    // Policy: the trust anchor comes from the trusted root only. A bundle that ships a root of its
+    // own is refused (not silently ignored); one that repeats a root this trusted root holds
+    // (sigstore-js 1.x v0.1 bundles carry leaf, intermediate and root) is read as it is.
+    const foreign = selfSigned.find(
+      (c) => !root.material.certificateAuthorities.some((ca) => ca.certChain.some((t) => t.equals(c))),
+    );
+    if (foreign !== undefined) {
+      const f = fail(
+        'certificate-invalid',
+        'the bundle ships its own root certificate, which the trusted root does not hold',
+      );
+      firstFailure ??= roots.length > 1 ? { ...f, detail: `trusted root ${index + 1}: ${f.detail}` } : f;
+      continue;
+    }
     const verifier = new Verifier(
       {
         ...root.material,
@@ -292,7 +310,10 @@ export function verifyKeyless(
     for (const entry of tlogEntries) {
       const named = bodyVerifiers(entry);
       if (named === undefined || named.length === 0) {
-        return fail('tlog-invalid', 'its transparency-log entry names no verifier certificate that can be read');
+        return fail(
+          'tlog-invalid',
+          'its transparency-log entry names no verifier certificate that can be read',
+        );
       }
       if (!named.some((n) => eq(n, leafDer) || eq(n, leafKey))) {
         return fail('tlog-invalid', 'its transparency-log entry was made with another certificate');
