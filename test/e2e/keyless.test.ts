@@ -1,0 +1,170 @@
+/**
+ * Keyless (Fulcio certificate) signatures through trustgate over a real registry:2, read with the
+ * real skopeo. The signatures come from a TEST Sigstore instance made by the test (test/helpers/
+ * keyless-ca.ts: a generated Fulcio-like CA, CT log and Rekor log, and their trusted_root.json,
+ * configured as trust.trustedRoot); no public fixture signs a manifest we can serve. Both layouts:
+ * a v3 bundle referrer (cosign 3) and a cosign 2.x keyless legacy `.sig` (certificate, chain and
+ * Rekor bundle annotations). An image pulls when its signer's identity matches the rule and is
+ * refused, naming the identity found and the ones expected, when it does not.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { MEDIA_TYPES } from '../../src/core/manifest.js';
+import { buildBundleReferrerManifest } from '../../src/core/evidence/bundle-writer.js';
+import { buildCosignSignStatement } from '../../src/core/evidence/statement.js';
+import {
+  COSIGN_BUNDLE_ANNOTATION,
+  COSIGN_CERTIFICATE_ANNOTATION,
+  COSIGN_CHAIN_ANNOTATION,
+} from '../../src/core/evidence/legacy-keyless.js';
+import { startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
+import { pushBlob, pushRandomImage } from '../helpers/registry-direct.js';
+import { signDirect } from '../helpers/sign.js';
+import { createSkopeoContext, type SkopeoContext } from '../helpers/skopeo.js';
+import { makeTempDir, removeTempDir } from '../helpers/stack.js';
+import { TestSigstore, toPem, type TestIdentity } from '../helpers/keyless-ca.js';
+import { USERS } from '../helpers/trust-stack.js';
+
+const OCI = MEDIA_TYPES.ociManifest;
+const GH = 'https://token.actions.githubusercontent.com';
+const RELEASE: TestIdentity = {
+  issuer: GH,
+  subject: 'https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.0.0',
+  claims: { '5': 'acme/app', '6': 'refs/tags/v1.0.0' },
+};
+const FORK: TestIdentity = {
+  issuer: GH,
+  subject: 'https://github.com/mallory/app/.github/workflows/release.yml@refs/tags/v1.0.0',
+  claims: { '5': 'mallory/app', '6': 'refs/tags/v1.0.0' },
+};
+
+describe(
+  'e2e: keyless identities (test Sigstore instance), bundle referrers and legacy .sig',
+  { timeout: 240_000 },
+  () => {
+    const sigstore = new TestSigstore();
+    let stack: TrustStack;
+    let sk: SkopeoContext;
+    let work: string;
+    before(async () => {
+      stack = await startTrustStack(
+        [
+          {
+            repos: ['prod/**'],
+            identities: [
+              {
+                issuer: GH,
+                subjectRegExp:
+                  'https://github\\.com/acme/app/\\.github/workflows/release\\.yml@refs/tags/v.*',
+                github: { repository: 'acme/app' },
+              },
+            ],
+          },
+          { repos: ['**'], keys: ['release'] },
+        ],
+        { trustedRoot: sigstore.trustedRoot() },
+      );
+      sk = createSkopeoContext();
+      work = makeTempDir('keyless-e2e');
+    });
+    after(async () => {
+      sk?.close();
+      if (work) removeTempDir(work);
+      await stack?.stop();
+    });
+
+    let n = 0;
+    async function skopeoPull(ref: string): Promise<{ code: number; stderr: string }> {
+      const out = path.join(work, `pull-${n++}`);
+      mkdirSync(out);
+      const r = await sk.copy(`docker://${stack.gate.host}/${ref}`, `oci:${out}:x`, {
+        src: { certDir: stack.gate.certDir, creds: { username: 'consumer', password: USERS.consumer } },
+      });
+      return { code: r.code, stderr: r.stderr };
+    }
+
+    async function attachBundle(repo: string, img: { digest: string; bytes: Buffer }, id: TestIdentity) {
+      const r = buildBundleReferrerManifest({
+        bundle: sigstore.dsseBundle(buildCosignSignStatement(img.digest), id),
+        subject: { mediaType: OCI, digest: img.digest, size: img.bytes.length },
+        created: new Date('2026-12-04T12:00:00Z'),
+      });
+      for (const b of r.blobs) await pushBlob(stack.registry.url, repo, Buffer.from(b.bytes));
+      const put = await stack.push(repo, r.digest, Buffer.from(r.manifest), OCI);
+      assert.equal(put.status, 201, put.body.toString());
+    }
+
+    const signLegacy = (repo: string, digest: string, id: TestIdentity) =>
+      signDirect(stack.registry.url, repo, digest, new Uint8Array(), {
+        dockerReference: `${stack.gate.host}/${repo}`,
+        signWith: (payload) => {
+          const s = sigstore.sign(payload, id);
+          return {
+            signature: s.signature.toString('base64'),
+            annotations: {
+              [COSIGN_CERTIFICATE_ANNOTATION]: toPem(s.certificate),
+              [COSIGN_CHAIN_ANNOTATION]: toPem(sigstore.caCertificate),
+              [COSIGN_BUNDLE_ANNOTATION]: s.cosignBundle,
+            },
+          };
+        },
+      });
+
+    it('a v3 keyless bundle referrer from the trusted workflow: skopeo pulls it, byte-identical manifest', async () => {
+      const repo = 'prod/app';
+      const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+      assert.equal((await stack.pull(repo, 'v1')).status, 403);
+      await new Promise((r) => setTimeout(r, 1100)); // the cached refusal lives 1 s in tests
+      await attachBundle(repo, img, RELEASE);
+      const r = await stack.pull(repo, 'v1');
+      assert.equal(r.status, 200, r.body.toString());
+      assert.deepEqual(r.body, img.bytes);
+      const s = await skopeoPull(`${repo}:v1`);
+      assert.equal(s.code, 0, s.stderr);
+    });
+
+    it('a bundle from another workflow (a fork) is refused with the identity found and the identities expected', async () => {
+      const repo = 'prod/forked';
+      const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+      await attachBundle(repo, img, FORK);
+      const r = await stack.pull(repo, 'v1');
+      assert.equal(r.status, 403);
+      const body = r.body.toString();
+      assert.match(body, /"code":"DENIED"/);
+      assert.match(
+        body,
+        /signed by https:\/\/github\.com\/mallory\/app\/\.github\/workflows\/release\.yml@refs\/tags\/v1\.0\.0 \(issuer https:\/\/token\.actions\.githubusercontent\.com\)/,
+      );
+      assert.match(body, /expected: issuer=https:\/\/token\.actions\.githubusercontent\.com subject~=/);
+      const s = await skopeoPull(`${repo}:v1`);
+      assert.notEqual(s.code, 0);
+      assert.match(s.stderr, /denied: .*mallory\/app/);
+    });
+
+    it('cosign 2.x keyless legacy .sig (certificate, chain, Rekor bundle annotations): pulls for the trusted identity, refused for another issuer', async () => {
+      const repo = 'prod/legacy';
+      const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+      await signLegacy(repo, img.digest, RELEASE);
+      const s = await skopeoPull(`${repo}:v1`);
+      assert.equal(s.code, 0, s.stderr);
+
+      const other = 'prod/legacy-google';
+      const img2 = await pushRandomImage(stack.registry.url, other, 'v1');
+      await signLegacy(other, img2.digest, { ...RELEASE, issuer: 'https://accounts.google.com' });
+      const r = await stack.pull(other, 'v1');
+      assert.equal(r.status, 403);
+      assert.match(r.body.toString(), /issuer https:\/\/accounts\.google\.com\).*not an identity trusted/);
+    });
+
+    it('a keyless signature does not satisfy a key-only rule (repositories outside prod/)', async () => {
+      const repo = 'team/app';
+      const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+      await attachBundle(repo, img, RELEASE);
+      const r = await stack.pull(repo, 'v1');
+      assert.equal(r.status, 403);
+      assert.match(r.body.toString(), /expected: none/);
+    });
+  },
+);
