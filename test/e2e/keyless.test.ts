@@ -11,7 +11,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { MEDIA_TYPES } from '../../src/core/manifest.js';
+import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES } from '../../src/core/manifest.js';
+import { signatureTagFor } from '../../src/core/reference.js';
+import { buildSimpleSigningPayload } from '../../src/core/signature/payload.js';
 import { buildBundleReferrerManifest } from '../../src/core/evidence/bundle-writer.js';
 import { buildCosignSignStatement } from '../../src/core/evidence/statement.js';
 import {
@@ -156,6 +158,50 @@ describe(
       const r = await stack.pull(other, 'v1');
       assert.equal(r.status, 403);
       assert.match(r.body.toString(), /issuer https:\/\/accounts\.google\.com\).*not an identity trusted/);
+    });
+
+    it('cosign 2.x pushing a keyless .sig through trustgate: accepted for the trusted identity, refused for another', async () => {
+      const push = async (repo: string, id: TestIdentity) => {
+        const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+        const payload = Buffer.from(
+          buildSimpleSigningPayload({
+            dockerReference: `${stack.gate.host}/${repo}`,
+            manifestDigest: img.digest,
+          }),
+        );
+        const s = sigstore.sign(payload, id);
+        const config = Buffer.from('{}');
+        const layer = {
+          mediaType: MEDIA_TYPES.cosignSimpleSigning,
+          digest: await pushBlob(stack.registry.url, repo, payload),
+          size: payload.length,
+          annotations: {
+            [COSIGN_SIGNATURE_ANNOTATION]: s.signature.toString('base64'),
+            [COSIGN_CERTIFICATE_ANNOTATION]: toPem(s.certificate),
+            [COSIGN_CHAIN_ANNOTATION]: toPem(sigstore.caCertificate),
+            [COSIGN_BUNDLE_ANNOTATION]: s.cosignBundle,
+          },
+        };
+        const manifest = Buffer.from(
+          JSON.stringify({
+            schemaVersion: 2,
+            mediaType: OCI,
+            config: {
+              mediaType: 'application/vnd.oci.image.config.v1+json',
+              digest: await pushBlob(stack.registry.url, repo, config),
+              size: config.length,
+            },
+            layers: [layer],
+          }),
+        );
+        return { img, put: await stack.push(repo, signatureTagFor(img.digest), manifest, OCI) };
+      };
+      const good = await push('prod/pushed', RELEASE);
+      assert.equal(good.put.status, 201, good.put.body.toString());
+      assert.equal((await stack.pull('prod/pushed', 'v1')).status, 200);
+      const bad = await push('prod/pushed-fork', FORK);
+      assert.equal(bad.put.status, 403);
+      assert.match(bad.put.body.toString(), /mallory\/app.*not an identity trusted/);
     });
 
     it('a keyless signature does not satisfy a key-only rule (repositories outside prod/)', async () => {
