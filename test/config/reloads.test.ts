@@ -3,6 +3,7 @@
  * leaf key of the schema, so a key added without a declaration fails here, with the line to add.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { configLeaves, planReload } from '../../src/config/reloads.js';
 import { configSchema, type Config } from '../../src/config/schema.js';
@@ -30,6 +31,30 @@ describe('config reload rules (issue 17, composition root)', () => {
         'list it in docs/operating.md, "Signals: reload and drain".',
     );
     assert.ok(leaves.length > 40, `walked only ${leaves.length} keys`);
+  });
+
+  it('docs/operating.md lists every key with what a SIGHUP does with it', () => {
+    const docs = readFileSync('docs/operating.md', 'utf8');
+    const section = docs.slice(docs.indexOf('## Signals: reload and drain'));
+    const rows = section.split('\n').filter((l) => l.startsWith('| `'));
+    const missing: string[] = [];
+    for (const leaf of leaves) {
+      const name = leaf.path.join('.');
+      const row = rows.find((r) => r.split('|')[1]!.includes(`\`${name}\``));
+      if (
+        !row
+          ?.split('|')[2]!
+          .trim()
+          .startsWith(leaf.rule?.reload ?? '?')
+      )
+        missing.push(`${name} (${leaf.rule?.reload})`);
+    }
+    assert.deepEqual(
+      missing,
+      [],
+      `keys missing from the table in docs/operating.md, "Signals: reload and drain", or under the wrong rule: ${missing.join(', ')}. ` +
+        'Add each to the row of keys of the same kind, or a row of its own: | `the.key` | reloadable: how | or | `the.key` | restart-only: why |',
+    );
   });
 
   it('the walk reaches nested keys and stops at lists and maps, which are declared whole', () => {
