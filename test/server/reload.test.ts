@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -236,3 +237,52 @@ describe(
     });
   },
 );
+
+describe('SIGHUP: shutdownGraceSeconds applies to the next drain (issue 17)', { timeout: 120_000 }, () => {
+  let registry: RegistryHandle;
+  let gate: TestGate | undefined;
+  const sink = new Sink();
+
+  before(async () => {
+    registry = await startRegistry();
+    gate = await startTestGate({
+      registryUrl: registry.url,
+      configFile: true,
+      extra: { log: { level: 'info' }, shutdownGraceSeconds: 600 },
+      logger: createLogger('info', sink),
+    });
+  });
+  after(async () => {
+    await registry?.stop();
+  });
+
+  it('a drain after a reload to 0 s closes a request still in flight at once, not after the start value', async () => {
+    const g = gate!;
+    g.rewriteConfig((raw) => (raw['shutdownGraceSeconds'] = 0));
+    assert.equal(await g.tg.reload(), true);
+    // A request whose body never completes: in flight until the grace period ends.
+    const u = new URL(g.url);
+    const arrived = new Promise<void>((r) => g.tg.server.once('request', () => r()));
+    const req = https.request({
+      host: u.hostname,
+      port: u.port,
+      method: 'POST',
+      path: '/token',
+      ca: g.ca,
+      agent: false,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': '1000' },
+    });
+    const cut = new Promise<void>((r) => {
+      req.on('error', () => r());
+      req.on('response', (res) => res.on('close', () => r()).resume());
+    });
+    req.write('grant_type=');
+    await arrived;
+    // With the start value (600 s) this would wait ten minutes, past the test's timeout.
+    await g.close();
+    await cut;
+    await settle();
+    const over = sink.lines.find((l) => String(l['msg']).startsWith('grace period over'));
+    assert.equal(over?.['graceMs'], 0);
+  });
+});
