@@ -8,7 +8,8 @@ import { z } from 'zod';
  *   port: restartOnly(z.number()…, 'the listener is bound at start'),
  *
  * A leaf is a key whose schema is not an object: a scalar, an array (trust.rules) or a record
- * (policy.groups) is declared as a whole. test/config/reloads.test.ts walks every leaf and fails on
+ * (policy.groups) is declared as a whole. An object may be declared as a whole too (its keys then
+ * share the rule); an undeclared object is walked into. test/config/reloads.test.ts walks every leaf and fails on
  * one without a declaration.
  *
  * - `reloadable`: a SIGHUP applies the new value; the running process reads it through the one

@@ -26,7 +26,8 @@ describe('config reload rules (issue 17, composition root)', () => {
         "In src/config/schema.ts wrap each key's whole schema (outermost, after .default/.optional/.refine) in\n" +
         "  reloadable(z…, 'how a SIGHUP applies it')   when the running process reads it through src/server/live.ts\n" +
         '                                              (or is reconfigured in reload() in src/server/main.ts), or\n' +
-        "  restartOnly(z…, 'why it needs a restart')   when the part that uses it is built at start,\n" +
+        "  restartOnly(z…, 'why it needs a restart')   when the part that uses it is built at start\n" +
+        '(a whole new section, e.g. trust.sigstore, may be declared at once the same way: its keys then share the rule),\n' +
         'add a test that a SIGHUP changing a reloadable key takes effect (test/server/reload.test.ts), and\n' +
         'list it in docs/operating.md, "Signals: reload and drain".',
     );
