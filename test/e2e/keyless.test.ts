@@ -1,6 +1,6 @@
 /**
  * Keyless (Fulcio certificate) signatures through trustgate over a real registry:2, read with the
- * real skopeo. The signatures come from a TEST Sigstore instance made by the test (test/helpers/
+ * real skopeo, podman and docker (dockerd on a private containerd). The signatures come from a TEST Sigstore instance made by the test (test/helpers/
  * keyless-ca.ts: a generated Fulcio-like CA, CT log and Rekor log, and their trusted_root.json,
  * configured as trust.trustedRoot); no public fixture signs a manifest we can serve. Both layouts:
  * a v3 bundle referrer (cosign 3) and a cosign 2.x keyless legacy `.sig` (certificate, chain and
@@ -24,7 +24,9 @@ import {
 import { startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
 import { pushBlob, pushRandomImage } from '../helpers/registry-direct.js';
 import { signDirect } from '../helpers/sign.js';
-import { createSkopeoContext, type SkopeoContext } from '../helpers/skopeo.js';
+import { createSkopeoContext, runSkopeo, type SkopeoContext } from '../helpers/skopeo.js';
+import { engineUnavailable, startContainerd, startDockerd, startPodman } from '../helpers/engines.js';
+import { makeOciImage, type DiskImage } from '../helpers/images.js';
 import { makeTempDir, removeTempDir } from '../helpers/stack.js';
 import { TestSigstore, toPem, type TestIdentity } from '../helpers/keyless-ca.js';
 import { USERS } from '../helpers/trust-stack.js';
@@ -211,6 +213,87 @@ describe(
       const r = await stack.pull(repo, 'v1');
       assert.equal(r.status, 403);
       assert.match(r.body.toString(), /expected: none/);
+    });
+
+    describe('real engines: podman and docker pull a keyless-signed image; a fork-signed one is denied', () => {
+      const images: Record<string, DiskImage> = {};
+      /** A real image (tar layers) put straight into registry:2, then a keyless bundle referrer for it. */
+      async function seedSigned(name: string, id: TestIdentity): Promise<DiskImage> {
+        const img = await makeOciImage(path.join(work, `engine-${n++}`), {
+          layers: 1,
+          layerBytes: 16 * 1024,
+        });
+        const r = await runSkopeo([
+          'copy',
+          '--quiet',
+          '--preserve-digests',
+          '--dest-tls-verify=false',
+          img.ref,
+          `docker://${stack.registry.url.replace('http://', '')}/${name}`,
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        const repo = name.split(':')[0]!;
+        await attachBundle(repo, { digest: img.manifestDigest, bytes: img.manifestBytes }, id);
+        return img;
+      }
+      before(async () => {
+        images['good'] = await seedSigned('prod/engine:v1', RELEASE);
+        images['fork'] = await seedSigned('prod/engine-fork:v1', FORK);
+      });
+
+      it('podman', { skip: engineUnavailable('podman') }, async () => {
+        const pm = startPodman();
+        try {
+          const args = ['--cert-dir', stack.gate.certDir, '--creds', `consumer:${USERS.consumer}`];
+          const good = await pm.podman(['pull', '-q', ...args, `${stack.gate.host}/prod/engine:v1`]);
+          assert.equal(good.code, 0, good.output);
+          const fork = await pm.podman(['pull', ...args, `${stack.gate.host}/prod/engine-fork:v1`]);
+          assert.notEqual(fork.code, 0);
+          assert.match(
+            fork.output,
+            /denied: prod\/engine-fork@sha256:[0-9a-f]{64} has no valid signature from a key or identity trusted for this repository: a Sigstore bundle: it is signed by https:\/\/github\.com\/mallory\/app\//,
+          );
+        } finally {
+          await pm.stop();
+        }
+      });
+
+      it(
+        'docker',
+        {
+          skip:
+            engineUnavailable('containerd', ['--version']) ??
+            engineUnavailable('dockerd', ['--version']) ??
+            engineUnavailable('docker'),
+        },
+        async () => {
+          const containerd = await startContainerd();
+          try {
+            const dockerd = await startDockerd(containerd);
+            try {
+              const login = await dockerd.docker(
+                ['login', '-u', 'consumer', '--password-stdin', stack.gate.host],
+                {
+                  stdin: USERS.consumer,
+                },
+              );
+              assert.equal(login.code, 0, login.output);
+              const good = await dockerd.docker(['pull', '-q', `${stack.gate.host}/prod/engine:v1`]);
+              assert.equal(good.code, 0, good.output);
+              const fork = await dockerd.docker(['pull', `${stack.gate.host}/prod/engine-fork:v1`]);
+              assert.notEqual(fork.code, 0);
+              assert.match(
+                fork.output,
+                /denied: prod\/engine-fork@sha256:[0-9a-f]{64} has no valid signature .*mallory\/app/,
+              );
+            } finally {
+              await dockerd.stop();
+            }
+          } finally {
+            await containerd.stop();
+          }
+        },
+      );
     });
   },
 );
