@@ -28,7 +28,7 @@ import { createSkopeoContext, runSkopeo, type SkopeoContext } from '../helpers/s
 import { engineUnavailable, startContainerd, startDockerd, startPodman } from '../helpers/engines.js';
 import { makeOciImage, type DiskImage } from '../helpers/images.js';
 import { makeTempDir, removeTempDir } from '../helpers/stack.js';
-import { TestSigstore, toPem, type TestIdentity } from '../helpers/keyless-ca.js';
+import { TestSigstore, toPem, type KeylessSignOptions, type TestIdentity } from '../helpers/keyless-ca.js';
 import { USERS } from '../helpers/trust-stack.js';
 
 const OCI = MEDIA_TYPES.ociManifest;
@@ -89,9 +89,14 @@ describe(
       return { code: r.code, stderr: r.stderr };
     }
 
-    async function attachBundle(repo: string, img: { digest: string; bytes: Buffer }, id: TestIdentity) {
+    async function attachBundle(
+      repo: string,
+      img: { digest: string; bytes: Buffer },
+      id: TestIdentity,
+      o: KeylessSignOptions = {},
+    ) {
       const r = buildBundleReferrerManifest({
-        bundle: sigstore.dsseBundle(buildCosignSignStatement(img.digest), id),
+        bundle: sigstore.dsseBundle(buildCosignSignStatement(img.digest), id, o),
         subject: { mediaType: OCI, digest: img.digest, size: img.bytes.length },
         created: new Date('2026-12-04T12:00:00Z'),
       });
@@ -145,6 +150,16 @@ describe(
       const s = await skopeoPull(`${repo}:v1`);
       assert.notEqual(s.code, 0);
       assert.match(s.stderr, /denied: .*mallory\/app/);
+    });
+
+    it('an expired certificate with no timestamp inside its validity (logged 20 minutes after issue) is refused', async () => {
+      const repo = 'prod/expired';
+      const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+      const at = new Date(Date.now() - 3600_000);
+      await attachBundle(repo, img, RELEASE, { at, integratedAt: new Date(at.getTime() + 20 * 60_000) });
+      const r = await stack.pull(repo, 'v1');
+      assert.equal(r.status, 403);
+      assert.match(r.body.toString(), /its certificate does not verify: .*(expired|not valid)/);
     });
 
     it('cosign 2.x keyless legacy .sig (certificate, chain, Rekor bundle annotations): pulls for the trusted identity, refused for another issuer', async () => {

@@ -582,7 +582,6 @@ function verifyKeylessSigner(
 
 /** Key-based: the signature under the rule's keys, the keys' usability, then the log entries. */
 function verifyKeySigner(
-  bundle: Bundle,
   content: SignedContent,
   input: BundleInput,
   hint: string,
@@ -617,7 +616,6 @@ function verifyKeySigner(
         : `it is signed by key ${k.name}, which is not valid at ${now.toISOString()}`,
     );
   }
-  void bundle;
   return {
     usable,
     signers: usable.map((k) => ({
@@ -671,7 +669,7 @@ function verifyInternal(
     return { ...base, signers, tlog: 'verified' };
   }
 
-  const keyed = verifyKeySigner(bundle, content, input, material.publicKey.hint, options.now);
+  const keyed = verifyKeySigner(content, input, material.publicKey.hint, options.now);
   if ('ok' in keyed) return keyed;
   const names = keyed.usable.map((k) => `key ${k.name}`).join(', ');
   if (content.kind === 'dsse') {
