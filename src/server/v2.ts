@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
-import { GateError, toGateError } from '../core/errors.js';
+import { GateError, InternalFailure, toGateError } from '../core/errors.js';
 import {
   MEDIA_TYPES,
   parseManifest,
@@ -433,10 +433,11 @@ async function serveManifest(
   record.digest = digest;
   if (ref.digest && digest !== ref.digest) {
     d.manifests?.delete(repo, ref.digest);
-    throw new GateError('MANIFEST_INVALID', `the registry returned bytes that do not match ${ref.digest}`, {
-      status: 502,
-      logDetail: { got: digest },
-    });
+    throw new InternalFailure(
+      'upstream-digest-mismatch',
+      `the registry returned bytes that do not match ${ref.digest}`,
+      { logDetail: { got: digest } },
+    );
   }
   // Bytes under a digest never change: the strict parse is done once per (digest, content type).
   const known = fetched.parsed ? fetched : d.manifests?.get(repo, digest);
@@ -461,7 +462,6 @@ async function serveManifest(
     throw new GateError(
       'MANIFEST_UNKNOWN',
       `${repo}:${reference} is stored as ${manifest.mediaType}, which the client's Accept header excludes; trustgate never converts manifests`,
-      { status: 404 },
     );
   }
   res.writeHead(200, {
@@ -637,7 +637,7 @@ function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
   return readBoundedBody(
     req,
     max,
-    () => new GateError('MANIFEST_INVALID', `manifest exceeds ${max} bytes`, { status: 413 }),
+    () => new GateError('MANIFEST_TOO_LARGE', `manifest exceeds ${max} bytes`),
   );
 }
 
