@@ -82,9 +82,10 @@ export interface PipelineDeps {
   manifests?: ManifestCache;
   /** Told after a manifest DELETE by digest went upstream (to tell the other replicas). */
   onManifestDeleted?: (repo: string, digest: string) => void;
-  service: string;
+  /** The token service named in challenges (read per request: follows a reload). */
+  service: () => string;
   /** Token endpoint URL for the challenge; derived from the Host header when not configured. */
-  realm?: string;
+  realm: () => string | undefined;
   isAdmin: (p: Principal) => boolean;
   /** Which layer URLs a pushed manifest may carry (manifests.layerUrls); default: none. */
   layerUrls?: () => LayerUrlPolicy;
@@ -334,8 +335,8 @@ function asBlobBody(req: http.IncomingMessage): void {
 
 function challenge(d: Pipeline, req: http.IncomingMessage, record: RequestRecord): string {
   const host = headerValue(req.headers.host) ?? 'localhost';
-  const realm = d.realm ?? `https://${host}/token`;
-  let value = `Bearer realm="${realm}",service="${d.service}"`;
+  const realm = d.realm() ?? `https://${host}/token`;
+  let value = `Bearer realm="${realm}",service="${d.service()}"`;
   const route = record.route;
   if (route?.kind === 'catalog') value += ',scope="registry:catalog:*"';
   else if (route && 'repo' in route) {
