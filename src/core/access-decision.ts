@@ -24,6 +24,8 @@ export interface Grants {
   policyAllows(action: RepoAction, repo: string): boolean;
   /** The token grants `registry:catalog:*`. */
   canCatalog(): boolean;
+  /** The identity is a trustgate admin (auth.admins). */
+  isAdmin(): boolean;
 }
 
 /** The trust verdict of the manifest bytes a pull-only caller asked for (trust/service.ts). */
@@ -100,6 +102,8 @@ export type AccessOutcome =
       keys?: readonly string[];
       /** A blob mount becomes a plain upload (the spec allows it; it leaks nothing). */
       dropMount?: true;
+      /** The catalog lists every repository (not only those catalogLists lets through). */
+      listAll?: true;
     }
   /** Audit mode: served, although enforce mode would refuse for `reason`. */
   | { decision: 'audit-allow'; reason: ServeReason; keys: readonly string[] }
@@ -145,7 +149,9 @@ export function decideAccess(q: AccessQuestion): AccessOutcome {
         new GateError('UNAUTHORIZED', 'the token does not grant registry:catalog:*'),
       );
     }
-    return allow();
+    // Policy: an admin sees every repository (registry:2's own listing and paging); everyone
+    // else only the repositories catalogLists lets through.
+    return grants.isAdmin() ? { decision: 'allow', reason: 'ok', listAll: true } : allow();
   }
   const refused = repositoryGrant(route, grants);
   if (refused) return refused;

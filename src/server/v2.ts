@@ -267,6 +267,7 @@ async function handle(
     can: (action, repo) => principal.can(action, repo),
     policyAllows: (action, repo) => principal.policyAllows(action, repo),
     canCatalog: () => principal.canCatalog(),
+    isAdmin: () => d.isAdmin(principal),
   };
   const ctx: Ctx = { req, res, route, principal, grants, record };
   // authorise: the facts a route's decision may need before anything is forwarded
@@ -286,7 +287,7 @@ async function handle(
       res.end('{}');
       return;
     case 'catalog':
-      return serveCatalog(d, ctx);
+      return serveCatalog(d, ctx, access.decision === 'allow' && access.listAll === true);
     case 'tags':
       return d.forwarder.forward(req, res, req.url ?? '');
     case 'referrers':
@@ -355,8 +356,7 @@ function withoutMount(url: string): string {
   return u.pathname + u.search;
 }
 
-async function serveCatalog(d: Pipeline, ctx: Ctx): Promise<void> {
-  const admin = d.isAdmin(ctx.principal);
+async function serveCatalog(d: Pipeline, ctx: Ctx, admin: boolean): Promise<void> {
   const n = Number(new URL(ctx.req.url ?? '', 'http://x').searchParams.get('n') ?? '') || undefined;
   const visible: string[] = [];
   const asked = new URL(ctx.req.url ?? '/v2/_catalog', 'http://x').searchParams.get('last');

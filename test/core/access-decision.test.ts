@@ -22,6 +22,7 @@ function grants(
     token?: Record<string, RepoAction[]>;
     policy?: Record<string, RepoAction[]>;
     catalog?: boolean;
+    admin?: boolean;
   } = {},
 ): Grants {
   const token = opts.token ?? {};
@@ -32,6 +33,7 @@ function grants(
     can: (a, repo) => token[repo]?.includes(a) ?? false,
     policyAllows: (a, repo) => policy[repo]?.includes(a) ?? false,
     canCatalog: () => opts.catalog ?? false,
+    isAdmin: () => opts.admin ?? false,
   };
 }
 
@@ -115,11 +117,16 @@ describe('access decision (core/access-decision.ts)', () => {
     );
   });
 
-  it('the catalog: credentials, then the catalog scope; the listing shows what policy lets the identity pull', () => {
+  it('the catalog: credentials, then the catalog scope; admins list everything, others what policy lets them pull', () => {
     const catalog: Route = { kind: 'catalog', action: 'catalog' };
     denied(decide(catalog, grants({ credentialed: false })), 'no-credentials', 'UNAUTHORIZED', 401);
     denied(decide(catalog, grants()), 'insufficient-scope', 'UNAUTHORIZED', 401);
-    assert.equal(decide(catalog, grants({ catalog: true })).decision, 'allow');
+    assert.deepEqual(decide(catalog, grants({ catalog: true })), { decision: 'allow', reason: 'ok' });
+    assert.deepEqual(decide(catalog, grants({ catalog: true, admin: true })), {
+      decision: 'allow',
+      reason: 'ok',
+      listAll: true,
+    });
     const g = grants({ token: {}, policy: { 'prod/app': ['pull'] } });
     assert.equal(catalogLists(g, 'prod/app'), true);
     assert.equal(catalogLists(g, 'prod/secret'), false);
