@@ -35,7 +35,12 @@ export async function writeTrustgateConfig(
     key: string;
     logLevel?: string;
     /** Trust rules for bench/** (default: mode off, only the proxy path is measured) and keys. */
-    trust?: { rules: unknown[]; keys: Record<string, string>; attestations?: unknown[] };
+    trust?: {
+      rules: unknown[];
+      keys: Record<string, string>;
+      attestations?: unknown[];
+      trustedRoot?: unknown;
+    };
     /** More users, with pull only on bench/** (bench/starvation.ts: other identities). */
     pullUsers?: string[];
   },
@@ -68,9 +73,13 @@ export async function writeTrustgateConfig(
       keysDir: path.join(dir, 'keys', 'trusted'),
       rules: o.trust?.rules ?? [{ repos: ['bench/**'], mode: 'off' }],
       ...(o.trust?.attestations ? { attestations: o.trust.attestations } : {}),
+      ...(o.trust?.trustedRoot !== undefined ? { trustedRoot: path.join(dir, 'trusted_root.json') } : {}),
     },
     log: { level: o.logLevel ?? 'warn' },
   };
+  if (o.trust?.trustedRoot !== undefined) {
+    writeFileSync(path.join(dir, 'trusted_root.json'), JSON.stringify(o.trust.trustedRoot));
+  }
   for (const [name, pem] of Object.entries(o.trust?.keys ?? {})) {
     writeFileSync(path.join(dir, 'keys', 'trusted', `${name}.pub`), pem);
   }

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { GateError } from '../core/errors.js';
+import { badRequest, GateError } from '../core/errors.js';
 import type { VulnException } from '../core/attestation/decide.js';
 import { compileGlob, PolicyError } from '../core/policy.js';
 import { withFileLock, writeFileAtomic } from './atomic.js';
@@ -56,7 +56,6 @@ export interface ExceptionLogger {
   error(obj: object, msg: string): void;
 }
 
-const badRequest = (msg: string): GateError => new GateError('UNSUPPORTED', msg, { status: 400 });
 
 export class ExceptionStore {
   private snapshot: { key: string; list: StoredException[] } = { key: '', list: [] };
@@ -177,7 +176,7 @@ export class ExceptionStore {
   remove(id: string): Promise<StoredException> {
     return this.change((list) => {
       const found = list.find((e) => e.id === id);
-      if (!found) throw new GateError('NAME_UNKNOWN', `no exception with id ${JSON.stringify(id.slice(0, 40))}`, { status: 404 });
+      if (!found) throw new GateError('NAME_UNKNOWN', `no exception with id ${JSON.stringify(id.slice(0, 40))}`);
       return { list: list.filter((e) => e.id !== id), result: found };
     });
   }

@@ -73,6 +73,12 @@ export interface TrustServiceOptions {
   evidence: EvidenceReader;
   /** The Sigstore trusted root transparency-log entries of bundles are verified with, if any. */
   trustedRoot?: SigstoreTrustedRoot;
+  /**
+   * The current Sigstore trusted roots (keyless certificates and log entries verify against any
+   * one of them), read at every cold verification so a refreshed list applies at once. Joined with
+   * `trustedRoot`.
+   */
+  trustedRoots?: () => readonly SigstoreTrustedRoot[];
   keyring: Keyring;
   cache: VerdictCache;
   ruleFor: (repo: string) => EffectiveTrustRule;
@@ -130,6 +136,11 @@ export class TrustService {
   /** The attestation rule of `repo`, if one applies. */
   attestationRuleFor(repo: string): EffectiveAttestationRule | undefined {
     return this.o.attestationRuleFor?.(repo);
+  }
+
+  /** The Sigstore trusted roots in force now. */
+  private roots(): SigstoreTrustedRoot[] {
+    return [...(this.o.trustedRoots?.() ?? []), ...(this.o.trustedRoot ? [this.o.trustedRoot] : [])];
   }
 
   /**
@@ -315,7 +326,7 @@ export class TrustService {
       keys: this.attestationKeys(rule, keySet),
       rule,
       now,
-      bundleOptions: { tlog: this.o.ruleFor(repo).tlog, trustedRoot: this.o.trustedRoot },
+      bundleOptions: { tlog: this.o.ruleFor(repo).tlog, trustedRoots: this.roots() },
       maxBytes: ATTESTATION_LIMITS.maxEnvelopeBytes,
     });
     const result: CachedFacts = { ...facts, at: now.getTime() };
@@ -478,6 +489,8 @@ export class TrustService {
             digest,
             signatures: [cand],
             keys,
+            identities: rule.identities,
+            bundleOptions: { tlog: rule.tlog, trustedRoots: this.roots() },
             threshold: 1,
             tagBinding: false,
             now: this.now(),
@@ -548,7 +561,11 @@ export class TrustService {
       digest,
       signatures,
       bundles: evidence.bundles.map((b) => b.bytes),
-      bundleOptions: { tlog: rule.tlog, trustedRoot: this.o.trustedRoot },
+      bundleOptions: {
+        tlog: rule.tlog,
+        trustedRoots: this.roots(),
+      },
+      identities: rule.identities,
       keys,
       threshold: rule.threshold,
       now,

@@ -18,6 +18,8 @@ export interface TestGateOptions {
   attestations?: unknown[];
   /** name -> PEM public key, written to the trusted keys directory. */
   trustedKeys?: Record<string, string>;
+  /** A Sigstore trusted_root.json (its JSON value), written to a file named by trust.trustedRoot. */
+  trustedRoot?: unknown;
   /** Request client certificates signed by the test CA. */
   mtls?: boolean;
   redisUrl?: string;
@@ -91,6 +93,7 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
       keysDir,
       rules: o.trustRules ?? [],
       ...(o.attestations ? { attestations: o.attestations } : {}),
+      ...(o.trustedRoot !== undefined ? { trustedRoot: trustedRootFile(dir, o.trustedRoot) } : {}),
     },
     cache: {
       negativeTtlSeconds: 1,
@@ -127,6 +130,12 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+function trustedRootFile(dir: string, root: unknown): string {
+  const f = path.join(dir, 'trusted_root.json');
+  writeFileSync(f, JSON.stringify(root));
+  return f;
 }
 
 function robotsFileFor(dir: string): string {

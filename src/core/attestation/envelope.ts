@@ -8,7 +8,8 @@ import { dsse } from '@sigstore/core';
 import { isJsonObject, parseStrictJson } from '../json-strict.js';
 import { verifyEd25519ph, verifyEd25519Pure, verifySignature } from '../signature/verify.js';
 import { keyUsability, type TrustedKey } from '../trusted-key.js';
-import { verifyBundle, type BundleVerifyOptions } from '../evidence/bundle.js';
+import { verifySigstoreBundle, type BundleVerifyOptions } from '../evidence/bundle.js';
+import type { IdentityMatcher } from '../evidence/identity.js';
 import {
   COSIGN_SIGN_PREDICATE_TYPE,
   IN_TOTO_PAYLOAD_TYPE,
@@ -24,12 +25,11 @@ export const MEDIA_TYPE_DSSE_ENVELOPE = 'application/vnd.dsse.envelope.v1+json';
 export const MAX_ENVELOPE_SIGNATURES = 8;
 
 /**
- * Who vouched for an attestation. Keys today; the seam for keyless identities (Fulcio certificate
- * SAN and issuer, from the keyless work on core/evidence/bundle.ts) is a second `kind` here, matched
- * against a rule's trusted identities in trustedSigners below.
+ * Who vouched for an attestation: a trusted key, or (bundles only) a keyless identity (Fulcio
+ * certificate issuer and subject) matched by core/evidence/bundle.ts against the rule's identities.
  */
 export interface AttestationSigner {
-  kind: 'key';
+  kind: 'key' | 'identity';
   name: string;
   /** The key's notAfter (ms), when it has one: the attestation stops counting after it. */
   notAfter?: number;
@@ -160,24 +160,29 @@ export function verifyAttestationBundle(
   bytes: Uint8Array,
   digest: string,
   keys: readonly TrustedKey[],
-  options: Pick<BundleVerifyOptions, 'tlog' | 'trustedRoot' | 'now' | 'maxBytes'>,
+  options: Pick<BundleVerifyOptions, 'tlog' | 'trustedRoot' | 'trustedRoots' | 'now' | 'maxBytes'>,
+  identities: readonly IdentityMatcher[] = [],
 ): EnvelopeResult {
-  const v = verifyBundle({ bundle: bytes, digest, keys }, { ...options, purpose: 'attestation' });
+  const v = verifySigstoreBundle({ bundle: bytes, digest, keys, identities }, options);
   if (!v.ok) {
     const reason: AttestationRejection =
-      v.reason === 'untrusted-key' || v.reason === 'no-signature'
+      v.reason === 'untrusted-key' || v.reason === 'no-signature' || v.reason === 'untrusted-identity'
         ? 'untrusted-signer'
         : v.reason === 'revoked-key' || v.reason === 'expired-key'
           ? 'revoked-or-expired-key'
           : 'malformed';
     return reject(reason, v.detail);
   }
+  // Policy: an attestation is a DSSE envelope of an in-toto statement; a message signature is not.
+  if (v.content !== 'dsse' || v.payload === undefined || v.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
+    return reject('malformed', 'an attestation bundle holds a DSSE envelope of an in-toto statement');
+  }
   const byName = new Map(keys.map((k) => [k.name, k]));
-  const signers = v.signers.map((s) => {
-    const k = byName.get(s.name);
-    return { kind: 'key' as const, name: s.name, ...(k?.notAfter ? { notAfter: k.notAfter.getTime() } : {}) };
+  const signers = v.signers.map((s): AttestationSigner => {
+    const k = s.kind === 'key' ? byName.get(s.name) : undefined;
+    return { kind: s.kind, name: s.name, ...(k?.notAfter ? { notAfter: k.notAfter.getTime() } : {}) };
   });
-  return checkStatement(v.statement!, digest, signers);
+  return checkStatement(v.payload, digest, signers);
 }
 
 /**

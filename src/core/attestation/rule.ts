@@ -5,6 +5,7 @@
  * rule matches has no attestation gate. Pure.
  */
 import { compileGlob } from '../policy.js';
+import { compileIdentityRules, type IdentityMatcher, type IdentityRule } from '../evidence/identity.js';
 import { resolvePredicateType } from './predicates.js';
 import type { Severity } from './severity.js';
 
@@ -12,6 +13,8 @@ export interface AttestationRuleInput {
   repos: readonly string[];
   /** Names of trusted keys (the keys directory) whose attestations count. */
   keys: readonly string[];
+  /** Keyless identities (Fulcio certificates) whose attestation bundles count. */
+  identities?: readonly IdentityRule[];
   /** Predicate types (URIs or cosign short names) that must be present. */
   require: readonly string[];
   vulnerabilities?: { maxSeverity: Severity; maxScanAgeHours?: number | undefined } | undefined;
@@ -26,6 +29,7 @@ export interface EffectiveAttestationRule {
   /** The pattern that matched, for messages and audit. */
   pattern: string;
   keys: readonly string[];
+  identities: readonly IdentityMatcher[];
   /** Required predicate type URIs (short names resolved). */
   require: readonly string[];
   vulnerabilities?: { maxSeverity: Severity; maxScanAgeHours?: number };
@@ -42,6 +46,7 @@ export function compileAttestationRules(
     const p = r.provenance;
     const base: Omit<EffectiveAttestationRule, 'pattern'> = {
       keys: [...r.keys],
+      identities: Object.freeze(compileIdentityRules(r.identities ?? [])),
       require: [...new Set(r.require.map(resolvePredicateType))],
       ...(v
         ? {

@@ -22,8 +22,8 @@ export interface AttestationFactsInput {
   keys: readonly TrustedKey[];
   rule: EffectiveAttestationRule;
   now: Date;
-  /** Transparency-log policy and trusted root for bundles (the signature rule's). */
-  bundleOptions: Pick<BundleVerifyOptions, 'tlog' | 'trustedRoot'>;
+  /** Transparency-log policy and trusted roots for bundles (the signature rule's). */
+  bundleOptions: Pick<BundleVerifyOptions, 'tlog' | 'trustedRoot' | 'trustedRoots'>;
   /** Largest envelope read (the evidence seam's bound). */
   maxBytes: number;
 }
