@@ -45,11 +45,13 @@ export function attestationFacts(input: AttestationFactsInput): AttestationFacts
     const v =
       env.layout === 'legacy'
         ? verifyLegacyEnvelope(env.bytes, digest, keys, now)
-        : verifyAttestationBundle(env.bytes, digest, keys, {
-            ...input.bundleOptions,
-            now,
-            maxBytes: input.maxBytes,
-          });
+        : verifyAttestationBundle(
+            env.bytes,
+            digest,
+            keys,
+            { ...input.bundleOptions, now, maxBytes: input.maxBytes },
+            input.rule.identities,
+          );
     if (!v.ok) {
       // A signature bundle among the referrers is not an attestation, and not worth reporting.
       if (v.reason !== 'signature-statement') {

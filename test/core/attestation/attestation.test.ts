@@ -10,11 +10,7 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { bundleSignerFor, type BundleSigner } from '../../../src/core/evidence/bundle-writer.js';
 import { parsePublicKeyDer } from '../../../src/core/signature/keys.js';
 import type { TrustedKey } from '../../../src/core/trusted-key.js';
-import {
-  checkStatement,
-  verifyAttestationBundle,
-  verifyLegacyEnvelope,
-} from '../../../src/core/attestation/envelope.js';
+import { checkStatement, verifyLegacyEnvelope } from '../../../src/core/attestation/envelope.js';
 import {
   buildAttestationBundle,
   buildAttestationStatement,
@@ -27,6 +23,7 @@ import type { VulnFact, SbomFact, ProvenanceFact, VexFact } from '../../../src/c
 import { predicateSatisfies, PREDICATE_TYPES } from '../../../src/core/attestation/predicates.js';
 import { severityFromScores } from '../../../src/core/attestation/severity.js';
 import { readShared } from '../../helpers/fixtures.js';
+import { loadTrustedRoot } from '../../../src/core/evidence/trusted-root.js';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 const OTHER = `sha256:${'cd'.repeat(32)}`;
@@ -482,19 +479,39 @@ test('in-toto vulns v0.2 example: severities from CVSS scores and words, the hig
   );
 });
 
-test('a bundle that is a signature, not an attestation, is not counted; keyless bundles wait for identity rules', () => {
-  // cosign's keyless OCI attestation sample: certificate material is not yet supported (the seam).
+test("keyless: cosign's OCI attestation bundle counts for a rule naming its identity, never for keys alone; a signature bundle is no attestation", () => {
   const keyless = new Uint8Array(readShared('fixtures/cosign/oci-attestation.sigstore.json'));
   const digest = 'sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4';
-  const v = verifyAttestationBundle(keyless, digest, [scanner.trusted], {
-    tlog: 'optional',
-    now: new Date(),
-  });
-  assert.equal(v.ok, false);
-  assert.match(!v.ok ? v.detail : '', /keyless/);
+  const pgi = loadTrustedRoot(readShared('fixtures/cosign/trusted_root_pgi.json'));
+  const now = new Date('2026-03-01T00:00:00Z');
+  const run = (identities: AttestationRuleInput['identities'], keys: TrustedKey[] = []) => {
+    const r = compileAttestationRules([
+      { repos: ['**'], keys: keys.map((k) => k.name), identities, require: ['custom'], mode: 'enforce' },
+    ])('repo')!;
+    const facts = attestationFacts({
+      digest,
+      envelopes: [{ layout: 'bundle', digest: 'sha256:x', bytes: keyless }],
+      keys,
+      rule: r,
+      now,
+      bundleOptions: { tlog: 'optional', trustedRoots: [pgi] },
+      maxBytes: 1 << 22,
+    });
+    return {
+      facts,
+      verdict: evaluateAttestations({ repo: 'repo', digest, rule: r, facts, now, exceptions: [] }),
+    };
+  };
+  const ok = run([{ issuer: 'https://github.com/login/oauth', subject: 'cody@soyland.com' }]);
+  assert.equal(ok.verdict.ok, true, ok.verdict.message);
+  assert.equal(ok.facts.facts[0]!.signers[0]!.kind, 'identity');
+  const other = run([{ issuer: 'https://github.com/login/oauth', subject: 'someone@else.example' }]);
+  assert.equal(other.verdict.reason, 'attestation-missing');
+  assert.equal(other.facts.ignored[0]!.reason, 'untrusted-signer');
+  assert.equal(run([], [scanner.trusted]).facts.ignored[0]!.reason, 'untrusted-signer');
+  // A signature bundle among the referrers is neither counted nor reported.
   const sign = envelope('https://sigstore.dev/cosign/sign/v1', {}, { layout: 'bundle' });
-  const { facts } = decide([sign], {});
-  assert.deepEqual(facts, { facts: [], ignored: [] });
+  assert.deepEqual(decide([sign], {}).facts, { facts: [], ignored: [] });
 });
 
 test('envelope base64: the round-trip check accepts exactly what the shared strict decoder accepts', async () => {
