@@ -1,8 +1,8 @@
 /**
  * Review 5: adversarial tests of the composition root and SIGHUP reload (issue 17 §2, merge
  * 77ba6f5): LiveSettings prepare-then-swap, reload declarations per key, token settings, issuer,
- * service and trust.keysDir following SIGHUP. HELD tests pass when the defence held; BROKEN tests
- * fail on main at 77ba6f5 (findings, with severity).
+ * service and trust.keysDir following SIGHUP. HELD tests pass when the defence held; `fixed` tests
+ * failed on main at 77ba6f5 (findings, with severity) and pass with the fixes.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -59,7 +59,7 @@ describe('security: review 5 (SIGHUP reload, composition root)', { timeout: 300_
   const basic = (user: string, password: string): string =>
     `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 
-  it("BROKEN (medium, review 5): a token whose verification is in flight when SIGHUP changes auth.issuer is remembered after the reload forgot the verified tokens, so the old issuer's token keeps working (up to a minute)", async () => {
+  it("fixed (medium, review 5): a token whose verification is in flight when SIGHUP changes auth.issuer is remembered after the reload forgot the verified tokens, so the old issuer's token keeps working (up to a minute)", async () => {
     const g = await gateWith();
     const old = await getToken(g.url, g.ca, 'ops', PASSWORD, []);
     assert.equal(claims(old)['iss'], 'trustgate');
@@ -83,7 +83,7 @@ describe('security: review 5 (SIGHUP reload, composition root)', { timeout: 300_
     assert.equal(await ping(g, fresh), 200);
   });
 
-  it('BROKEN (medium, review 5): auth.maxFailures lowered by SIGHUP (declared reloadable, logged as applied) is ignored: the failure limiter keeps the start limits', async () => {
+  it('fixed (medium, review 5): auth.maxFailures lowered by SIGHUP (declared reloadable, logged as applied) is ignored: the failure limiter keeps the start limits', async () => {
     const g = await gateWith(); // auth.maxFailures: 5 (the default)
     const token = (password: string): Promise<Reply> =>
       request(g.url, g.ca, {
@@ -103,7 +103,7 @@ describe('security: review 5 (SIGHUP reload, composition root)', { timeout: 300_
     assert.equal((await token(PASSWORD)).status, 429, 'the start limit (5 failures) still applies');
   });
 
-  it('BROKEN (low, review 5): a SIGHUP whose TLS key does not match its certificate is not refused cleanly: reload() rejects (logged as an unhandled rejection) instead of answering false', async () => {
+  it('fixed (low, review 5): a SIGHUP whose TLS key does not match its certificate is not refused cleanly: reload() rejects (logged as an unhandled rejection) instead of answering false', async () => {
     const g = await gateWith();
     const other = await generateDevCertificates({
       dir: path.join(g.dir, 'other-certs'),
@@ -125,7 +125,7 @@ describe('security: review 5 (SIGHUP reload, composition root)', { timeout: 300_
     assert.equal(await ping(g, t), 200);
   });
 
-  it('BROKEN (low, review 5): a credential file changed between a reload reading it and the swap is never re-read (the file hash is taken after the read), so a removed account keeps logging in', () => {
+  it('fixed (low, review 5): a credential file changed between a reload reading it and the swap is never re-read (the file hash is taken after the read), so a removed account keeps logging in', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'review5-live-'));
     try {
       const htpasswd = path.join(dir, 'htpasswd');
