@@ -5,7 +5,8 @@
  * failed on main at 77ba6f5 (findings, with severity) and pass with the fixes.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -156,6 +157,56 @@ describe('security: review 5 (SIGHUP reload, composition root)', { timeout: 300_
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it(
+    'BROKEN (medium, review 5, not fixed): a client CA taken out of tls.clientCa by SIGHUP still authenticates its certificates on connections opened before the reload (new handshakes are refused)',
+    {
+      todo: 'open: the mTLS identity is decided per connection at the handshake; a reload does not end or re-check connections made under the old CA',
+    },
+    async () => {
+      const g = await gateWith({
+        mtls: true,
+        policy: { access: [{ repos: ['**'], pull: ['mtls:CN=build-01'], push: [], delete: [] }] },
+      });
+      const client = g.clientCert!;
+      const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: g.ca, ...client });
+      const u = new URL(g.url);
+      const get = (a: https.Agent | false): Promise<{ status: number; port: number | undefined }> =>
+        new Promise((resolve, reject) => {
+          const req = https.request(
+            { host: u.hostname, port: u.port, path: '/v2/', agent: a, ca: g.ca, ...client },
+            (res) => {
+              const port = res.socket.localPort;
+              res.resume().on('end', () => resolve({ status: res.statusCode ?? 0, port }));
+            },
+          );
+          req.on('error', reject).end();
+        });
+      try {
+        const first = await get(agent);
+        assert.equal(first.status, 200, 'control: the client certificate authenticates');
+        // The operator replaces the client CA bundle (the old CA is compromised) and sends SIGHUP.
+        let caFile = '';
+        g.rewriteConfig((raw) => (caFile = String((raw as Raw)['tls']!['clientCa'])));
+        const other = await generateDevCertificates({
+          dir: path.join(g.dir, 'new-ca'),
+          hosts: ['127.0.0.1'],
+        });
+        writeFileSync(caFile, readFileSync(other.caCert));
+        assert.equal(await g.tg.reload(), true);
+        assert.equal((await get(false)).status, 401, 'a new handshake still trusts the old CA');
+        const again = await get(agent);
+        assert.equal(again.port, first.port, 'the same connection was not reused');
+        assert.equal(
+          again.status,
+          401,
+          'the old CA still authenticates on a connection opened before the reload',
+        );
+      } finally {
+        agent.destroy();
+      }
+    },
+  );
 
   it('HELD: trust.keysDir moved by SIGHUP to a directory where the key is revoked (or absent) gets a new epoch: the verdict cached under the old keys is not served; moving back serves again', async () => {
     const release = generateKeyPair('ecdsa-p256');
