@@ -243,6 +243,40 @@ describe('security: review 5 (SIGHUP reload, composition root)', { timeout: 300_
     assert.equal(await pull(), 200);
   });
 
+  it('BROKEN (low, review 5): trust.keysDir moved to a directory with a different key set but the same content hash (file boundaries written with NULs) is taken for unchanged: the keyring keeps the keys (and epoch) of the old directory and serves images signed by keys the new directory does not hold', async () => {
+    const first = generateKeyPair('ecdsa-p256');
+    const second = generateKeyPair('ecdsa-p256');
+    const g = await gateWith({
+      trustRules: [{ repos: ['nul/**'], keys: ['b'] }],
+      trustedKeys: { a: first.publicKeyPem, b: second.publicKeyPem },
+    });
+    const repo = 'nul/app';
+    const img = await pushRandomImage(registry.url, repo, 'v1');
+    await signDirect(registry.url, repo, img.digest, second.pkcs8Der);
+    const pull = async (): Promise<number> => {
+      const t = await getToken(g.url, g.ca, 'ops', PASSWORD, [`repository:${repo}:pull`]);
+      return (
+        await request(g.url, g.ca, {
+          path: `/v2/${repo}/manifests/v1`,
+          headers: { ...bearer(t), accept: OCI },
+        })
+      ).status;
+    };
+    assert.equal(await pull(), 200, 'control: signed by b, which the rule names');
+    // One file, a.pub, whose bytes are a.pub's PEM, the separators, the name b.pub and b's PEM:
+    // not a PEM block, so no key loads from this directory at all.
+    const spliced = path.join(g.dir, 'keys', 'spliced');
+    mkdirSync(spliced, { recursive: true });
+    writeFileSync(path.join(spliced, 'a.pub'), `${first.publicKeyPem}\0\0b.pub\0${second.publicKeyPem}`);
+    assert.equal(await reloadWith(g, (raw) => (raw['trust']!['keysDir'] = spliced)), true);
+    assert.equal(g.tg.keyring.snapshot.keys.size, 0, 'the keyring still holds keys the directory does not');
+    assert.equal(
+      await pull(),
+      403,
+      'an image signed by b is served by a gate whose key directory holds no key',
+    );
+  });
+
   it("HELD: after SIGHUP changes auth.service, the old service's refresh token and admin token are refused (/token, /admin/v1)", async () => {
     const g = await gateWith({
       policy: { admins: ['ops'], access: [{ repos: ['**'], pull: ['ops'], push: [], delete: [] }] },
