@@ -243,7 +243,7 @@ describe('security: review 5 (SIGHUP reload, composition root)', { timeout: 300_
     assert.equal(await pull(), 200);
   });
 
-  it('BROKEN (low, review 5): trust.keysDir moved to a directory with a different key set but the same content hash (file boundaries written with NULs) is taken for unchanged: the keyring keeps the keys (and epoch) of the old directory and serves images signed by keys the new directory does not hold', async () => {
+  it('fixed (low, review 5): trust.keysDir moved to a directory with a different key set but the same content hash (file boundaries written with NULs) is taken for unchanged: the keyring keeps the keys (and epoch) of the old directory and serves images signed by keys the new directory does not hold', async () => {
     const first = generateKeyPair('ecdsa-p256');
     const second = generateKeyPair('ecdsa-p256');
     const g = await gateWith({
