@@ -209,33 +209,27 @@ describe('security: review 5 (SIGHUP reload, composition root)', { timeout: 300_
     },
   );
 
-  it(
-    'BROKEN (low, review 5, not fixed): log.level raised to warn by SIGHUP silences the audit records (decisions, admin changes) when log.auditFile is unset: the audit logger is a child of the main one and follows its level',
-    {
-      todo: 'open (a decision for the lead): should audit records ignore log.level? Before issue 17 the same held from start; SIGHUP now also turns the audit off and on at run time',
-    },
-    async () => {
-      const lines: Array<Record<string, unknown>> = [];
-      const sink = new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          for (const l of chunk.toString('utf8').split('\n').filter(Boolean))
-            lines.push(JSON.parse(l) as Record<string, unknown>);
-          cb();
-        },
-      });
-      const g = await gateWith({ extra: { log: { level: 'info' } }, logger: createLogger('info', sink) });
-      const t = await getToken(g.url, g.ca, 'ops', PASSWORD, []);
-      const audited = async (): Promise<number> => {
-        const from = lines.length;
-        assert.equal(await ping(g, t), 200);
-        await new Promise((r) => setTimeout(r, 100)); // the audit line is written at response close
-        return lines.slice(from).filter((l) => l['audit'] === 'decision').length;
-      };
-      assert.equal(await audited(), 1, 'control: a request leaves one audit record');
-      assert.equal(await reloadWith(g, (raw) => (raw['log']!['level'] = 'warn')), true);
-      assert.equal(await audited(), 1, 'the request left no audit record');
-    },
-  );
+  it('fixed (low, review 5): log.level raised to warn by SIGHUP silenced the audit records (decisions, admin changes) when log.auditFile was unset: the audit logger was a child of the main one and followed its level; now it is its own info logger on the same stream', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString('utf8').split('\n').filter(Boolean))
+          lines.push(JSON.parse(l) as Record<string, unknown>);
+        cb();
+      },
+    });
+    const g = await gateWith({ extra: { log: { level: 'info' } }, logger: createLogger('info', sink) });
+    const t = await getToken(g.url, g.ca, 'ops', PASSWORD, []);
+    const audited = async (): Promise<number> => {
+      const from = lines.length;
+      assert.equal(await ping(g, t), 200);
+      await new Promise((r) => setTimeout(r, 100)); // the audit line is written at response close
+      return lines.slice(from).filter((l) => l['audit'] === 'decision').length;
+    };
+    assert.equal(await audited(), 1, 'control: a request leaves one audit record');
+    assert.equal(await reloadWith(g, (raw) => (raw['log']!['level'] = 'warn')), true);
+    assert.equal(await audited(), 1, 'the request left no audit record');
+  });
 
   it('HELD: trust.keysDir moved by SIGHUP to a directory where the key is revoked (or absent) gets a new epoch: the verdict cached under the old keys is not served; moving back serves again', async () => {
     const release = generateKeyPair('ecdsa-p256');
