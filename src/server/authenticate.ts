@@ -4,7 +4,7 @@ import { GateError } from '../core/errors.js';
 import type { Policy } from '../core/policy.js';
 import type { AdminCredential } from '../core/scope.js';
 import type { Identity } from '../core/types.js';
-import { identityFromPeerCertificate } from '../auth/mtls.js';
+import { connectionIdentity, type ClientCaAnchors } from '../auth/mtls.js';
 import { tokenAllows, type TokenClaims, type TokenService } from '../auth/tokens.js';
 import { LRUCache } from 'lru-cache';
 
@@ -26,6 +26,8 @@ export interface AuthenticatorOptions {
   tokens: TokenService;
   policy: () => Policy;
   mtlsIdentity: 'CN' | 'subject';
+  /** The client CA set in force (a SIGHUP may replace it while connections stay open). */
+  clientCa: ClientCaAnchors;
   now?: () => Date;
 }
 
@@ -145,9 +147,7 @@ export class Authenticator {
   }
 
   private certificateIdentity(req: http.IncomingMessage): Identity | null {
-    const socket = req.socket as TLSSocket;
-    if (typeof socket.getPeerCertificate !== 'function' || !socket.authorized) return null;
-    return identityFromPeerCertificate(socket.getPeerCertificate(), socket.authorized, this.o.mtlsIdentity);
+    return connectionIdentity(req.socket as TLSSocket, this.o.mtlsIdentity, this.o.clientCa);
   }
 }
 

@@ -117,7 +117,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
 
 interface Running {
   live: LiveSettings;
-  parts: Pick<Parts, 'tokens' | 'auth' | 'keyring'>;
+  parts: Pick<Parts, 'tokens' | 'auth' | 'keyring' | 'clientCa'>;
   listener: Pick<Listener, 'server'>;
   log: Logger;
 }
@@ -147,6 +147,8 @@ async function reload(configPath: string, r: Running): Promise<boolean> {
     // Last of the checks, and the first change: it throws (a key that does not match its
     // certificate, a file that is not PEM) before anything else changed, and changes nothing then.
     r.listener.server.setSecureContext(tls);
+    // Connections opened under the old client CAs keep them; each is checked against these.
+    r.parts.clientCa.replace(tls.ca as Buffer | undefined);
   } catch (err) {
     // Policy: a bad new config never replaces a good running one.
     log.error(

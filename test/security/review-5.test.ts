@@ -159,55 +159,66 @@ describe('security: review 5 (SIGHUP reload, composition root)', { timeout: 300_
     }
   });
 
-  it(
-    'BROKEN (medium, review 5, not fixed): a client CA taken out of tls.clientCa by SIGHUP still authenticates its certificates on connections opened before the reload (new handshakes are refused)',
-    {
-      todo: 'open: the mTLS identity is decided per connection at the handshake; a reload does not end or re-check connections made under the old CA',
-    },
-    async () => {
-      const g = await gateWith({
-        mtls: true,
-        policy: { access: [{ repos: ['**'], pull: ['mtls:CN=build-01'], push: [], delete: [] }] },
-      });
-      const client = g.clientCert!;
-      const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: g.ca, ...client });
-      const u = new URL(g.url);
-      const get = (a: https.Agent | false): Promise<{ status: number; port: number | undefined }> =>
-        new Promise((resolve, reject) => {
-          const req = https.request(
-            { host: u.hostname, port: u.port, path: '/v2/', agent: a, ca: g.ca, ...client },
-            (res) => {
-              const port = res.socket.localPort;
-              res.resume().on('end', () => resolve({ status: res.statusCode ?? 0, port }));
-            },
-          );
-          req.on('error', reject).end();
-        });
-      try {
-        const first = await get(agent);
-        assert.equal(first.status, 200, 'control: the client certificate authenticates');
-        // The operator replaces the client CA bundle (the old CA is compromised) and sends SIGHUP.
-        let caFile = '';
-        g.rewriteConfig((raw) => (caFile = String((raw as Raw)['tls']!['clientCa'])));
-        const other = await generateDevCertificates({
-          dir: path.join(g.dir, 'new-ca'),
-          hosts: ['127.0.0.1'],
-        });
-        writeFileSync(caFile, readFileSync(other.caCert));
-        assert.equal(await g.tg.reload(), true);
-        assert.equal((await get(false)).status, 401, 'a new handshake still trusts the old CA');
-        const again = await get(agent);
-        assert.equal(again.port, first.port, 'the same connection was not reused');
-        assert.equal(
-          again.status,
-          401,
-          'the old CA still authenticates on a connection opened before the reload',
+  it('fixed (medium, review 5): a client CA taken out of tls.clientCa by SIGHUP still authenticated its certificates on connections opened before the reload (new handshakes were refused); now each connection is checked against the CA set in force', async () => {
+    const g = await gateWith({
+      mtls: true,
+      policy: { access: [{ repos: ['**'], pull: ['mtls:CN=build-01'], push: [], delete: [] }] },
+    });
+    const client = g.clientCert!;
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: g.ca, ...client });
+    const u = new URL(g.url);
+    const getPath = (
+      a: https.Agent | false,
+      p: string,
+    ): Promise<{ status: number; port: number | undefined; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = https.request(
+          { host: u.hostname, port: u.port, path: p, agent: a, ca: g.ca, ...client },
+          (res) => {
+            const port = res.socket.localPort;
+            let body = '';
+            res.setEncoding('utf8').on('data', (c: string) => (body += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, port, body }));
+          },
         );
-      } finally {
-        agent.destroy();
-      }
-    },
-  );
+        req.on('error', reject).end();
+      });
+    const get = (a: https.Agent | false): ReturnType<typeof getPath> => getPath(a, '/v2/');
+    try {
+      const first = await get(agent);
+      assert.equal(first.status, 200, 'control: the client certificate authenticates');
+      // The operator replaces the client CA bundle (the old CA is compromised) and sends SIGHUP.
+      let caFile = '';
+      g.rewriteConfig((raw) => (caFile = String((raw as Raw)['tls']!['clientCa'])));
+      const other = await generateDevCertificates({
+        dir: path.join(g.dir, 'new-ca'),
+        hosts: ['127.0.0.1'],
+      });
+      writeFileSync(caFile, readFileSync(other.caCert));
+      assert.equal(await g.tg.reload(), true);
+      assert.equal((await get(false)).status, 401, 'a new handshake still trusts the old CA');
+      const again = await get(agent);
+      assert.equal(again.port, first.port, 'the same connection was not reused');
+      assert.equal(
+        again.status,
+        401,
+        'the old CA still authenticates on a connection opened before the reload',
+      );
+      // The token endpoint on the same connection: the certificate names nobody now, so the
+      // token is anonymous and carries no pull grant.
+      const issued = await getPath(agent, '/token?service=trustgate&scope=repository:dev/app:pull');
+      assert.equal(issued.port, first.port, 'the same connection was not reused');
+      const token = (JSON.parse(issued.body) as { token: string }).token;
+      const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as {
+        sub: string;
+        access: unknown[];
+      };
+      assert.notEqual(claims.sub, 'mtls:CN=build-01', 'the token endpoint still names the old client');
+      assert.deepEqual(claims.access, []);
+    } finally {
+      agent.destroy();
+    }
+  });
 
   it('fixed (low, review 5): log.level raised to warn by SIGHUP silenced the audit records (decisions, admin changes) when log.auditFile was unset: the audit logger was a child of the main one and followed its level; now it is its own info logger on the same stream', async () => {
     const lines: Array<Record<string, unknown>> = [];
