@@ -220,7 +220,7 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
           reason: 'tag-not-bound',
           detail:
             ref.tag === undefined
-              ? `key ${k.name} signed it without a tag, and tag ${tag} must be signed`
+              ? `key ${k.name} signed it without a tag, and tag ${tag} must be signed (\`trustgate sign ${repo}:${tag} --format both\`)`
               : `key ${k.name} signed it as tag ${ref.tag}, not ${tag}`,
         });
         continue;
@@ -251,7 +251,7 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
       if (tagBinding && tag !== undefined) {
         fail({
           reason: 'tag-not-bound',
-          detail: `key ${signer.name} signed it in a Sigstore bundle, which names no tag, and tag ${tag} must be signed`,
+          detail: `key ${signer.name} signed it in a Sigstore bundle, which names no tag, and tag ${tag} must be signed (add one naming it: \`trustgate sign ${repo}:${tag} --format both\`)`,
         });
         continue;
       }
