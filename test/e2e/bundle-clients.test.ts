@@ -19,6 +19,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { attachArtifactToImage } from '@sigstore/oci';
+import { copyCommand } from '../../src/cli/copy.js';
 import { signCommand } from '../../src/cli/sign.js';
 import { MEDIA_TYPES } from '../../src/core/manifest.js';
 import {
@@ -304,6 +305,44 @@ describe(
     it('skopeo pulls each image', { skip: noSkopeo }, async () => {
       for (const v of Object.keys(VARIANTS) as Variant[]) ok(await skopeoPull(v), `skopeo pull of ${v}`);
     });
+
+    it(
+      'trustgate copy through trustgate carries the bundle referrer: skopeo pulls the copy',
+      { skip: noSkopeo },
+      async (t) => {
+        const mem = memoryIo({ TRUSTGATE_PASSWORD: PW.publisher });
+        const code = await copyCommand(
+          [
+            refOf('sigstore-oci'),
+            `${gate.host}/prod/copied`,
+            '--ca-file',
+            path.join(gate.certDir, 'ca.crt'),
+            '--username',
+            'publisher',
+          ],
+          mem.io,
+        );
+        assert.equal(code, 0, mem.err());
+        t.diagnostic(mem.out().trim());
+        assert.match(mem.out(), /; 1 Sigstore bundle referrer\(s\)\)\n$/);
+        const r = await runSkopeo([
+          'copy',
+          '--quiet',
+          '--src-cert-dir',
+          gate.certDir,
+          '--src-creds',
+          `consumer:${PW.consumer}`,
+          `docker://${gate.host}/prod/copied:v1`,
+          `dir:${path.join(work, 'pulled-copy')}`,
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        // Recorded by trustgate's referrers API (the client wrote no referrers tag), and no .sig.
+        assert.deepEqual((await registryTags('prod/copied')).sort(), [
+          `sha256-${images['sigstore-oci'].manifestDigest.slice(7)}`,
+          'v1',
+        ]);
+      },
+    );
 
     it('podman pulls each image', { skip: noPodman }, async () => {
       for (const v of Object.keys(VARIANTS) as Variant[]) ok(await podmanPull(v), `podman pull of ${v}`);
