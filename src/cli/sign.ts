@@ -15,11 +15,14 @@ import {
   buildCosignSignBundle,
   bundleSignerFor,
 } from '../core/evidence/bundle-writer.js';
+import { verifyBundle } from '../core/evidence/bundle.js';
 import { decryptCosignKey } from '../core/signature/keyfile.js';
-import { parsePublicKeyPem, publicKeyFingerprint } from '../core/signature/keys.js';
+import { parsePublicKeyPem, publicKeyFingerprint, type PublicKey } from '../core/signature/keys.js';
 import { buildSimpleSigningPayload } from '../core/signature/payload.js';
 import { publicKeyPemOf, signPayload } from '../core/signature/sign.js';
 import type { RegistryClient } from '../registry/client.js';
+import { bundleEvidence } from '../trust/evidence.js';
+import { clientEvidenceReader } from './evidence-reader.js';
 import { attachReferrer } from './evidence-writer.js';
 import { readPassphrase } from './passphrase.js';
 import {
@@ -40,7 +43,8 @@ import {
 
 export const SIGN_USAGE = `usage: trustgate sign HOST[:PORT]/REPO{:TAG|@DIGEST} --key NAME.key [--tag T] [--recursive] [--format bundle|legacy|both]
 
-Signs the manifest REF resolves to and stores the signature next to any signatures already there:
+Signs the manifest REF resolves to and stores the signature next to any signatures already there
+(a key that already signed it, in that format, adds nothing):
   --format bundle  (default) cosign 3's layout: a Sigstore bundle as an OCI 1.1 referrer of the digest.
                    A bundle names the digest only, never a tag: it does not satisfy tag binding
   --format legacy  cosign's .sig format, payload naming HOST/REPO[:TAG], at tag sha256-<hex>.sig (the
@@ -237,6 +241,27 @@ export async function signDigestBundle(i: {
   );
 }
 
+/**
+ * True when a bundle referrer of `digest` already holds a valid cosign signature by `key` (read
+ * through the evidence seam, judged by the core). Policy: signing again then writes nothing, as
+ * for an identical legacy signature, so repeated runs (CI retries) cannot fill the digest's
+ * referrer places with copies of one signature.
+ */
+export async function bundleSignedBy(
+  client: RegistryClient,
+  repo: string,
+  digest: string,
+  key: PublicKey,
+  now: Date,
+): Promise<boolean> {
+  const bundles = await bundleEvidence(clientEvidenceReader(client), repo, digest);
+  return bundles.some(
+    (b) =>
+      verifyBundle({ bundle: b.bytes, digest, keys: [{ name: 'signer', key }] }, { tlog: 'optional', now })
+        .ok,
+  );
+}
+
 export type SignFormat = 'bundle' | 'legacy' | 'both';
 
 /**
@@ -286,7 +311,8 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
     }
     const passphrase = await readPassphrase(io, { confirm: false, keyFile });
     const privateKey = decryptCosignKey(pem, passphrase);
-    const keyId = publicKeyFingerprint(parsePublicKeyPem(publicKeyPemOf(privateKey)));
+    const publicKey = parsePublicKeyPem(publicKeyPemOf(privateKey));
+    const keyId = publicKeyFingerprint(publicKey);
     const log = progress(io);
     const client = await clientFromArgs(ref.host, values, io);
     try {
@@ -330,7 +356,11 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
               : `already signed: ${ref.host}/${ref.repo}@${digest} has this exact signature\n`,
           );
         }
-        if (format !== 'legacy') {
+        if (format !== 'legacy' && (await bundleSignedBy(client, ref.repo, digest, publicKey, io.now()))) {
+          io.stdout.write(
+            `already signed: ${ref.host}/${ref.repo}@${digest} has a Sigstore bundle by this key\n`,
+          );
+        } else if (format !== 'legacy') {
           const subject =
             digest === m.digest
               ? { digest, size: m.bytes.length, mediaType: m.mediaType }

@@ -250,6 +250,20 @@ test('sign writes a bundle by default: on a bare registry:2 the referrer and the
   const bound = await verify([`${host}/team/bundle-sign:v1`, '--key', key('bob', 'pub'), '--tag-binding']);
   assert.equal(bound.code, 1, bound.out);
   assert.match(bound.out, /tag-not-bound/);
+  // Signing again with the same key writes nothing; another key adds its own referrer.
+  const again = await sign([`${host}/team/bundle-sign:v1`, '--key', key('bob', 'key')]);
+  assert.equal(again.code, 0, again.err);
+  assert.match(
+    again.out,
+    /^already signed: .*team\/bundle-sign@sha256:[0-9a-f]{64} has a Sigstore bundle by this key\n$/,
+  );
+  const alice = await sign([`${host}/team/bundle-sign:v1`, '--key', key('alice', 'key')]);
+  assert.equal(alice.code, 0, alice.err);
+  const after = await client.getManifest('team/bundle-sign', `sha256-${img.digest.slice(7)}`);
+  assert.equal(
+    (JSON.parse(Buffer.from(after.bytes).toString()) as { manifests: unknown[] }).manifests.length,
+    2,
+  );
   const bad = await sign([`${host}/team/bundle-sign:v1`, '--key', key('bob', 'key'), '--format', 'cms']);
   assert.equal(bad.code, 2);
   assert.match(bad.err, /--format is bundle, legacy or both/);
