@@ -44,7 +44,7 @@ import {
 export const SIGN_USAGE = `usage: trustgate sign HOST[:PORT]/REPO{:TAG|@DIGEST} --key NAME.key [--tag T] [--recursive] [--format bundle|legacy|both]
 
 Signs the manifest REF resolves to and stores the signature next to any signatures already there
-(a key that already signed it, in that format, adds nothing):
+(a second bundle by the same key, or an identical legacy signature, is not added):
   --format bundle  (default) cosign 3's layout: a Sigstore bundle as an OCI 1.1 referrer of the digest.
                    A bundle names the digest only, never a tag: it does not satisfy tag binding
   --format legacy  cosign's .sig format, payload naming HOST/REPO[:TAG], at tag sha256-<hex>.sig (the
