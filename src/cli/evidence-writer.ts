@@ -34,10 +34,11 @@ export async function attachReferrer(
   log(`writing the referrer ${repo}@${digest}`);
   await client.putManifest(repo, digest, r.bytes, r.mediaType);
   // go-containerregistry probes the API after the push, and only then falls back to the tag.
-  if ((await client.getReferrers(repo, r.subject)) !== undefined) return digest;
+  // Read with the push token the write used: the subject may not verify (yet, or with this key).
+  if ((await client.getReferrers(repo, r.subject, { forPush: true })) !== undefined) return digest;
   const tag = referrersTagFor(r.subject);
   if (!tag) return digest;
-  const existing = await client.getManifestIfExists(repo, tag, [MEDIA_TYPES.ociIndex]);
+  const existing = await client.getManifestIfExists(repo, tag, [MEDIA_TYPES.ociIndex], { forPush: true });
   // The same descriptor trustgate's referrers API would list: built from the manifest itself.
   const index = withReferrer(
     existing ? parseManifest(existing.bytes, existing.mediaType) : undefined,

@@ -254,7 +254,7 @@ export async function bundleSignedBy(
   key: PublicKey,
   now: Date,
 ): Promise<boolean> {
-  const bundles = await bundleEvidence(clientEvidenceReader(client), repo, digest);
+  const bundles = await bundleEvidence(clientEvidenceReader(client, { forPush: true }), repo, digest);
   return bundles.some(
     (b) =>
       verifyBundle({ bundle: b.bytes, digest, keys: [{ name: 'signer', key }] }, { tlog: 'optional', now })
