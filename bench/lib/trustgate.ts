@@ -38,6 +38,8 @@ export async function writeTrustgateConfig(
     trust?: { rules: unknown[]; keys: Record<string, string> };
     /** More users, with pull only on bench/** (bench/starvation.ts: other identities). */
     pullUsers?: string[];
+    /** upstream.reads (default: the config's default, `direct`). */
+    reads?: string;
   },
 ): Promise<GateFiles> {
   mkdirSync(path.join(dir, 'keys', 'trusted'), { recursive: true });
@@ -59,7 +61,7 @@ export async function writeTrustgateConfig(
     listen: { host: '127.0.0.1', port },
     publicUrl: url,
     tls: { cert: o.cert, key: o.key },
-    upstream: { url: o.registryUrl, timeoutMs: 30_000 },
+    upstream: { url: o.registryUrl, timeoutMs: 30_000, ...(o.reads ? { reads: o.reads } : {}) },
     auth: { htpasswd, tokenKeyDir: path.join(dir, 'keys', 'token') },
     policy: {
       access: [{ repos: ['bench/**'], pull: [BENCH_USER, ...Object.keys(pullUsers)], push: [BENCH_USER] }],
@@ -76,6 +78,16 @@ export async function writeTrustgateConfig(
   const configPath = path.join(dir, 'trustgate.yaml');
   writeFileSync(configPath, JSON.stringify(raw, null, 2));
   return { configPath, raw, port, url, creds: { username: BENCH_USER, password }, pullUsers };
+}
+
+/**
+ * `BENCH_READS=direct,undici` starts one trustgate per upstream.reads value, measured in the same
+ * alternating runs: `trustgate` for the first, `trustgate-<reads>` for the others.
+ */
+export function benchReads(): Array<{ name: string; reads?: string }> {
+  const list = process.env['BENCH_READS']?.split(',').filter(Boolean) ?? [];
+  if (list.length === 0) return [{ name: 'trustgate' }];
+  return list.map((reads, i) => ({ name: i === 0 ? 'trustgate' : `trustgate-${reads}`, reads }));
 }
 
 export interface RunningGate {

@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { GateError } from '../core/errors.js';
 import { DirectReader } from './direct-reader.js';
+import { UndiciReader } from './undici-reader.js';
 
 /**
  * The upstream registry client: pooled keep-alive connections to registry:2, in two pools. Blob
@@ -105,7 +106,7 @@ export interface UpstreamOptions {
    */
   blobSockets?: number;
   /** `direct`: GET/HEAD answers from a plain-http registry are read by DirectReader. */
-  reads?: 'direct' | 'node';
+  reads?: 'direct' | 'node' | 'undici';
 }
 
 export class Upstream {
@@ -115,7 +116,7 @@ export class Upstream {
   /** Blob downloads through Node's http client (when DirectReader does not relay them). */
   readonly blobAgent: http.Agent;
   /** trustgate's own reader for GET/HEAD answers of a plain-http registry, when configured. */
-  readonly direct?: DirectReader;
+  readonly direct?: DirectReader | UndiciReader;
   private readonly timeoutMs: number;
 
   private readonly observe?: (kind: string, seconds: number) => void;
@@ -152,7 +153,15 @@ export class Upstream {
     this.agent = pool(opts.maxSockets - (blobSockets ?? 0));
     this.blobAgent = blobSockets === undefined ? this.agent : pool(blobSockets);
     this.timeoutMs = opts.timeoutMs;
-    if (opts.reads !== 'node' && this.target.protocol === 'http:') {
+    if (opts.reads === 'undici' && this.target.protocol === 'http:') {
+      const blobs = blobSockets ?? Math.floor(opts.maxSockets / 2);
+      this.direct = new UndiciReader({
+        origin: this.target.origin,
+        timeoutMs: opts.timeoutMs,
+        blobConnections: blobs,
+        controlConnections: opts.maxSockets - blobs,
+      });
+    } else if (opts.reads !== 'node' && this.target.protocol === 'http:') {
       this.direct = new DirectReader({
         host: this.target.hostname.replace(/^\[|\]$/g, ''),
         port: Number(this.target.port || 80),
