@@ -89,7 +89,7 @@ const configObject = z.strictObject({
      * manifests and signatures read whole) or `node` (Node's http client; http-proxy-3 for
      * blobs). An https upstream always uses `node`.
      */
-    reads: z.enum(['direct', 'node', 'undici']).default('direct'),
+    reads: z.enum(['direct', 'node']).default('direct'),
   }),
   auth: z
     .strictObject({

@@ -18,6 +18,7 @@ import { createVerdictCache, TieredVerdictCache, type VerdictCache } from '../ca
 import { ManifestCache } from '../cache/manifest-cache.js';
 import { Keyring } from '../keys/keyring.js';
 import { Upstream } from '../registry/upstream.js';
+import { subscribeFrom, upstreamFallbackChannel, type UpstreamFallbackEvent } from '../registry/events.js';
 import { TrustService } from '../trust/service.js';
 import { CredentialStore } from '../auth/credentials.js';
 import { TokenService } from '../auth/tokens.js';
@@ -126,13 +127,13 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   // Issue 12, item 4 (upstream pool starvation): blob relays have their own share of the upstream
   // pool and bounds per identity, per address and in all; the control plane keeps the rest.
   const { limits } = config;
-  const upstream = new Upstream(
-    { ...config.upstream, blobSockets: limits.blobRelays },
-    {
-      observe: (kind, seconds) => metrics.upstreamDuration.observe({ kind }, seconds),
-      onFallback: (why) => upstreamLog.debug({ why }, 'registry answer handed to the general path'),
-    },
-  );
+  const upstream = new Upstream({ ...config.upstream, blobSockets: limits.blobRelays });
+  const unwatchUpstream = [
+    metrics.watchUpstream(upstream),
+    subscribeFrom<UpstreamFallbackEvent>(upstreamFallbackChannel, upstream, ({ why }) =>
+      upstreamLog.debug({ why }, 'registry answer handed to the general path'),
+    ),
+  ];
   const relays = new RelayLimiter({
     global: limits.blobRelays,
     perIdentity: limits.blobRelaysPerIdentity,
@@ -431,6 +432,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       clearInterval(credentialsTimer);
       forwarder.close();
       upstream.close();
+      for (const unwatch of unwatchUpstream) unwatch();
       await metricsServer?.close();
       await cache.close();
     },

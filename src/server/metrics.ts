@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { VerdictCache } from '../cache/verdict-cache.js';
+import { subscribeFrom, upstreamRequestChannel, type UpstreamRequestEvent } from '../registry/events.js';
 
 /** Prometheus metrics, on a registry of their own (never the process-global one). */
 export class Metrics {
@@ -89,6 +90,13 @@ export class Metrics {
   });
 
   /** Exports the cache's own counters (per tier when it has tiers) at scrape time. */
+  /** Counts `upstream`'s buffered requests from its events; returns the unsubscribe. */
+  watchUpstream(upstream: object): () => void {
+    return subscribeFrom<UpstreamRequestEvent>(upstreamRequestChannel, upstream, ({ kind, seconds }) =>
+      this.upstreamDuration.observe({ kind }, seconds),
+    );
+  }
+
   watchCache(cache: VerdictCache): void {
     const seen = new Map<string, number>();
     const redisUp = this.redisUp;

@@ -25,7 +25,8 @@ import {
 import { isBundleReferrerRead } from '../core/serve-decision.js';
 import type { Upstream, UpstreamResponse } from '../registry/upstream.js';
 import { FreshCoalescer } from '../registry/fresh-coalescer.js';
-import { headerValue, upstreamFailure, upstreamRequestHeaders } from '../registry/upstream.js';
+import { headerValue, upstreamRequestHeaders } from '../registry/headers.js';
+import { upstreamFailure } from '../registry/upstream.js';
 import type { Audit, AuditEvent } from './audit.js';
 import type { Authenticator, Principal, RepoAction } from './authenticate.js';
 import type { StreamForwarder } from './forward.js';

@@ -12,7 +12,8 @@ import {
   type ParsedManifest,
 } from '../core/manifest.js';
 import { referrerDescriptor, referrersTagFor, withReferrer } from '../core/referrers.js';
-import { headerValue, upstreamFailure, type Upstream, type UpstreamResponse } from '../registry/upstream.js';
+import { headerValue } from '../registry/headers.js';
+import { upstreamFailure, type Upstream, type UpstreamResponse } from '../registry/upstream.js';
 import type { EvidenceReader } from './evidence.js';
 import type { ManifestCache } from '../cache/manifest-cache.js';
 
