@@ -112,7 +112,7 @@ async function main(): Promise<void> {
           ...(variant.reads ? { reads: variant.reads } : {}),
         });
         // Its own process, like nginx: sharing this event loop with the client would halve it.
-        const tg = await startTrustgateChild(files);
+        const tg = await startTrustgateChild(files, variant.dist);
         defer(() => tg.close());
         const client = new RegistryClient(tg.url, { ca: env.ca, creds: files.creds });
         targets.push({
@@ -122,7 +122,9 @@ async function main(): Promise<void> {
             return measured(tg.pid, () => client.getBlob(repo, digest))();
           },
         });
-        console.log(`${variant.name} ${tg.url} (pid ${tg.pid}, reads ${variant.reads ?? 'default'})`);
+        console.log(
+          `${variant.name} ${tg.url} (pid ${tg.pid}, reads ${variant.reads ?? 'default'}${variant.dist ? `, build ${variant.dist}` : ''})`,
+        );
       }
     } else {
       console.log(`SKIP trustgate: ${lib.reason}`);

@@ -116,7 +116,7 @@ async function main(): Promise<void> {
         trust: { rules: [{ repos: ['bench/**'], keys: ['release'] }], keys: { release: key.publicKeyPem } },
         ...(variant.reads ? { reads: variant.reads } : {}),
       });
-      const g = await startTrustgateChild(f);
+      const g = await startTrustgateChild(f, variant.dist);
       defer(() => g.close());
       files ??= f;
       gates.push({

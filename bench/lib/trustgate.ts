@@ -81,13 +81,21 @@ export async function writeTrustgateConfig(
 }
 
 /**
- * `BENCH_READS=direct,undici` starts one trustgate per upstream.reads value, measured in the same
- * alternating runs: `trustgate` for the first, `trustgate-<reads>` for the others.
+ * The trustgate processes a benchmark measures, in the same alternating runs: `trustgate` (this
+ * build, the config's default upstream.reads); with `BENCH_READS=direct,node` one per reads value
+ * (`trustgate` for the first, `trustgate-<reads>` for the others); with
+ * `BENCH_BASELINE=/path/to/other/dist` also `trustgate-baseline`, started from that build of
+ * trustgate (before and after a change, in one invocation).
  */
-export function benchReads(): Array<{ name: string; reads?: string }> {
+export function benchReads(): Array<{ name: string; reads?: string; dist?: string }> {
   const list = process.env['BENCH_READS']?.split(',').filter(Boolean) ?? [];
-  if (list.length === 0) return [{ name: 'trustgate' }];
-  return list.map((reads, i) => ({ name: i === 0 ? 'trustgate' : `trustgate-${reads}`, reads }));
+  const gates: Array<{ name: string; reads?: string; dist?: string }> =
+    list.length === 0
+      ? [{ name: 'trustgate' }]
+      : list.map((reads, i) => ({ name: i === 0 ? 'trustgate' : `trustgate-${reads}`, reads }));
+  const baseline = process.env['BENCH_BASELINE'];
+  if (baseline) gates.push({ name: 'trustgate-baseline', dist: baseline });
+  return gates;
 }
 
 export interface RunningGate {
@@ -143,8 +151,14 @@ export async function startTrustgateInProcess(
 }
 
 /** trustgate in a child Node process (bench/lib/trustgate-child.ts), ready when it prints its port. */
-export async function startTrustgateChild(files: GateFiles): Promise<RunningGate & { proc: Managed }> {
-  const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'trustgate-child.js');
+export async function startTrustgateChild(
+  files: GateFiles,
+  /** Another build's dist/ (BENCH_BASELINE); default: this one. */
+  dist?: string,
+): Promise<RunningGate & { proc: Managed }> {
+  const child = dist
+    ? path.join(dist, 'bench', 'lib', 'trustgate-child.js')
+    : path.join(path.dirname(fileURLToPath(import.meta.url)), 'trustgate-child.js');
   // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the gate alone.
   const nodeArgs = process.env['BENCH_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
   const proc = spawnManaged(process.execPath, [...nodeArgs, child, files.configPath]);
