@@ -3,7 +3,7 @@ import net from 'node:net';
 import type http from 'node:http';
 import { GateError } from '../core/errors.js';
 import { upstreamFallbackChannel, type UpstreamFallbackEvent } from './events.js';
-import { stripHopByHop } from './headers.js';
+import { HeadReader, requestHead, Unsupported, type Head } from './http1.js';
 
 /**
  * GET/HEAD answers from a plain-http registry:2, read over pooled keep-alive TCP connections:
@@ -18,10 +18,10 @@ import { stripHopByHop } from './headers.js';
  * (no Content-Length, Transfer-Encoding, 1xx, an oversized head) is handed back ('fallback')
  * before a byte reaches the client, and Node's http client asks again.
  *
- * Why not undici: measured against this reader (bench/blob.ts and bench/manifest.ts with
- * BENCH_READS=direct,undici, 2026-12-04), undici 8 spent about three times this reader's CPU per
- * MiB of blob (it reads the socket as a stream, 64 KiB at a time, and copies each read into its
- * WebAssembly parser) and more CPU per manifest request. See bench/README.md.
+ * Why not undici: measured against this reader in the same runs (bench/README.md, session 4),
+ * undici 8 spent about three times this reader's CPU per MiB of blob (it reads the socket as a
+ * stream, 64 KiB at a time, and copies each read into its WebAssembly parser) and about a fifth
+ * more per manifest read.
  *
  * One exchange (`Exchange`) runs every request: send, head, body, then complete or failed (or
  * handed back before the head was used), its transitions asserted. What the answer goes to is a
@@ -29,11 +29,8 @@ import { stripHopByHop } from './headers.js';
  * `onError`): `BufferSink` reads an answer whole, `RelaySink` relays it to a client.
  */
 
-const HEAD_LIMIT = 64 * 1024;
 /** Read buffers per transfer that may be on their way to the client at once. */
 const IN_FLIGHT = 2;
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 export type RelayResult = 'done' | 'fallback';
 
@@ -62,89 +59,6 @@ export interface DirectReaderOptions {
    * the Upstream that owns it. Default: the reader itself.
    */
   source?: object;
-}
-
-interface Head {
-  status: number;
-  headers: http.OutgoingHttpHeaders;
-  /** Body bytes to relay; 0 for HEAD, 204, 304. */
-  length: number;
-  keepAlive: boolean;
-}
-
-/** Thrown for an upstream response outside what this reader relays itself. */
-class Unsupported extends Error {}
-
-/** Parses a response head (status line and fields, without the final CRLF CRLF). */
-export function parseResponseHead(text: string, method: string): Head {
-  const lines = text.split('\r\n');
-  const status = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: [^\r\n]*)?$/.exec(lines[0] ?? '');
-  if (!status) throw new Unsupported(`bad status line ${JSON.stringify((lines[0] ?? '').slice(0, 80))}`);
-  const code = Number(status[2]);
-  if (code < 200) throw new Unsupported(`interim response ${code}`);
-  const headers: Record<string, string | string[]> = {};
-  for (const line of lines.slice(1)) {
-    const colon = line.indexOf(':');
-    const name = line.slice(0, colon).toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    // Policy: no obs-fold, no whitespace before the colon, no control bytes: a head another
-    // parser could read differently is not relayed by this one.
-    if (colon <= 0 || !TOKEN.test(name) || !FIELD_VALUE.test(value)) {
-      throw new Unsupported(`bad header line ${JSON.stringify(line.slice(0, 80))}`);
-    }
-    const prev = headers[name];
-    headers[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
-  }
-  if (headers['transfer-encoding'] !== undefined) throw new Unsupported('transfer-encoding');
-  const cl = headers['content-length'];
-  const noBody = method === 'HEAD' || code === 204 || code === 304;
-  if (typeof cl !== 'string' || !/^\d{1,15}$/.test(cl)) {
-    if (!noBody || cl !== undefined) throw new Unsupported('no single valid content-length');
-  }
-  const connection = String(headers['connection'] ?? '').toLowerCase();
-  const keepAlive = status[1] === '1' && !/\bclose\b/.test(connection);
-  stripHopByHop(headers);
-  return { status: code, headers, length: noBody ? 0 : Number(cl), keepAlive };
-}
-
-/** Collects a response head across reads. */
-class HeadReader {
-  private text = '';
-  constructor(private readonly method: string) {}
-
-  /** No byte of the answer has arrived yet. */
-  get empty(): boolean {
-    return this.text === '';
-  }
-
-  /**
-   * Adds one read; returns the parsed head and where the body starts in this read once the head
-   * is complete. Throws (Unsupported) for a head this reader does not relay or over 64 KiB.
-   */
-  push(buf: Buffer, n: number): { head: Head; bodyStart: number } | undefined {
-    const before = this.text.length;
-    this.text += buf.toString('latin1', 0, n);
-    const end = this.text.indexOf('\r\n\r\n');
-    if (end < 0) {
-      if (this.text.length > HEAD_LIMIT) throw new Unsupported('response head over 64 KiB');
-      return undefined;
-    }
-    return { head: parseResponseHead(this.text.slice(0, end), this.method), bodyStart: end + 4 - before };
-  }
-}
-
-/** Serialises a GET/HEAD request; refuses header bytes that could split it. */
-function requestHead(method: string, path: string, headers: http.OutgoingHttpHeaders): string {
-  let out = `${method} ${path} HTTP/1.1\r\n`;
-  for (const [name, raw] of Object.entries(headers)) {
-    if (raw === undefined) continue;
-    for (const v of Array.isArray(raw) ? raw : [raw]) {
-      const value = String(v);
-      if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) throw new Unsupported(`header ${name}`);
-      out += `${name}: ${value}\r\n`;
-    }
-  }
-  return `${out}\r\n`;
 }
 
 /** Large read buffers, kept for reuse up to a bound. */
