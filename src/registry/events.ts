@@ -3,8 +3,8 @@ import diagnostics_channel from 'node:diagnostics_channel';
 /**
  * What the upstream layer tells observers, as `node:diagnostics_channel` events (as undici does):
  * the layer knows nothing of metrics or logs; src/server/metrics.ts and the composition root
- * subscribe. Every event names the Upstream it came from (`source`), so two gates in one process
- * (tests, benchmarks) each count only their own.
+ * subscribe (src/server/observe.ts). Every event names the Upstream it came from (`source`), so
+ * two gates in one process (tests, benchmarks) each count only their own.
  */
 
 /** A buffered registry request (manifest, signature, catalog, probe…) read whole. */
@@ -23,16 +23,3 @@ export interface UpstreamFallbackEvent {
 
 export const upstreamRequestChannel = diagnostics_channel.channel('trustgate:upstream:request');
 export const upstreamFallbackChannel = diagnostics_channel.channel('trustgate:upstream:fallback');
-
-/** Subscribes `on` to `channel`'s events from `source` only; returns the unsubscribe. */
-export function subscribeFrom<E extends { source: object }>(
-  channel: diagnostics_channel.Channel,
-  source: object,
-  on: (event: E) => void,
-): () => void {
-  const listener = (message: unknown): void => {
-    if ((message as E).source === source) on(message as E);
-  };
-  channel.subscribe(listener);
-  return () => void channel.unsubscribe(listener);
-}

@@ -18,7 +18,8 @@ import { createVerdictCache, TieredVerdictCache, type VerdictCache } from '../ca
 import { ManifestCache } from '../cache/manifest-cache.js';
 import { Keyring } from '../keys/keyring.js';
 import { Upstream } from '../registry/upstream.js';
-import { subscribeFrom, upstreamFallbackChannel, type UpstreamFallbackEvent } from '../registry/events.js';
+import { upstreamFallbackChannel, type UpstreamFallbackEvent } from '../registry/events.js';
+import { subscribeFrom } from './observe.js';
 import { TrustService } from '../trust/service.js';
 import { CredentialStore } from '../auth/credentials.js';
 import { TokenService } from '../auth/tokens.js';
@@ -180,8 +181,8 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     positiveTtlSeconds: config.cache.positiveTtlSeconds,
     negativeTtlSeconds: config.cache.negativeTtlSeconds,
     now,
-    onVerify: (seconds) => metrics.verifyDuration.observe(seconds),
   });
+  const unwatchTrust = metrics.watchTrust(trust);
 
   const tokenKeys = await loadOrCreateTokenKeys(
     config.auth.tokenKeyDir,
@@ -432,7 +433,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       clearInterval(credentialsTimer);
       forwarder.close();
       upstream.close();
-      for (const unwatch of unwatchUpstream) unwatch();
+      for (const unwatch of [...unwatchUpstream, unwatchTrust]) unwatch();
       await metricsServer?.close();
       await cache.close();
     },

@@ -2,7 +2,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { VerdictCache } from '../cache/verdict-cache.js';
-import { subscribeFrom, upstreamRequestChannel, type UpstreamRequestEvent } from '../registry/events.js';
+import { upstreamRequestChannel, type UpstreamRequestEvent } from '../registry/events.js';
+import { verifyChannel, type VerifyEvent } from '../trust/events.js';
+import { subscribeFrom } from './observe.js';
 
 /** Prometheus metrics, on a registry of their own (never the process-global one). */
 export class Metrics {
@@ -94,6 +96,13 @@ export class Metrics {
   watchUpstream(upstream: object): () => void {
     return subscribeFrom<UpstreamRequestEvent>(upstreamRequestChannel, upstream, ({ kind, seconds }) =>
       this.upstreamDuration.observe({ kind }, seconds),
+    );
+  }
+
+  /** Times `trust`'s cold verifications from its events; returns the unsubscribe. */
+  watchTrust(trust: object): () => void {
+    return subscribeFrom<VerifyEvent>(verifyChannel, trust, ({ seconds }) =>
+      this.verifyDuration.observe(seconds),
     );
   }
 
