@@ -2,8 +2,8 @@
  * `trustgate copy SRC DST`: copies an image or index between repositories of one registry through
  * the API, byte-identical (same digests), mounting blobs where the registry allows.
  */
-import { parseManifest } from '../core/manifest.js';
-import { MANIFEST_ACCEPT, type RegistryClient } from '../registry/client.js';
+import { MANIFEST_ACCEPT, parseManifest } from '../core/manifest.js';
+import type { RegistryClient } from './registry-client.js';
 import {
   REGISTRY_OPTS,
   REGISTRY_OPTS_USAGE,

@@ -21,7 +21,7 @@ import { decryptCosignKey } from '../core/signature/keyfile.js';
 import { parsePublicKeyPem, publicKeyFingerprint } from '../core/signature/keys.js';
 import { buildSimpleSigningPayload } from '../core/signature/payload.js';
 import { publicKeyPemOf, signPayload } from '../core/signature/sign.js';
-import type { RegistryClient } from '../registry/client.js';
+import type { RegistryClient } from './registry-client.js';
 import { readPassphrase } from './passphrase.js';
 import {
   REGISTRY_OPTS,

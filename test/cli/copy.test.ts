@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyCommand } from '../../src/cli/copy.js';
-import { RegistryClient } from '../../src/registry/client.js';
+import { RegistryClient } from '../../src/cli/registry-client.js';
 import { makeTempDir, startRegistry, type RegistryHandle } from '../helpers/stack.js';
 import { makeCerts, memoryIo, pushImage, pushIndex, startTokenFront } from './support.js';
 
