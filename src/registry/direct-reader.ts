@@ -355,7 +355,7 @@ class Exchange<T> implements ConnectionOwner, ExchangeControl {
   }
 
   private to(next: State): void {
-    assert.ok(TRANSITIONS[this.state].includes(next), `upstream exchange: ${this.state} → ${next}`);
+    if (!TRANSITIONS[this.state].includes(next)) assert.fail(`upstream exchange: ${this.state} → ${next}`);
     this.state = next;
   }
 }
