@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type http from 'node:http';
-import { GateError } from '../core/errors.js';
+import { InternalFailure } from '../core/errors.js';
 import { upstreamFallbackChannel, type UpstreamFallbackEvent } from './events.js';
 import { HeadReader, requestHead, Unsupported, type Head } from './http1.js';
 
@@ -609,8 +609,8 @@ export class DirectReader {
 }
 
 /** A registry answer over what its reader may buffer: refused, never truncated. */
-export function responseTooLarge(maxBytes: number): GateError {
-  return new GateError('MANIFEST_INVALID', `upstream response exceeds ${maxBytes} bytes`, { status: 502 });
+export function responseTooLarge(maxBytes: number): InternalFailure {
+  return new InternalFailure('upstream-body-too-large', `upstream response exceeds ${maxBytes} bytes`);
 }
 
 function raise(err: unknown): never {

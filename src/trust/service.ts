@@ -56,6 +56,12 @@ export interface TrustServiceOptions {
   evidence: EvidenceReader;
   /** The Sigstore trusted root transparency-log entries of bundles are verified with, if any. */
   trustedRoot?: SigstoreTrustedRoot;
+  /**
+   * The current Sigstore trusted roots (keyless certificates and log entries verify against any
+   * one of them), read at every cold verification so a refreshed list applies at once. Joined with
+   * `trustedRoot`.
+   */
+  trustedRoots?: () => readonly SigstoreTrustedRoot[];
   keyring: Keyring;
   cache: VerdictCache;
   ruleFor: (repo: string) => EffectiveTrustRule;
@@ -98,6 +104,11 @@ export class TrustService {
 
   ruleFor(repo: string): EffectiveTrustRule {
     return this.o.ruleFor(repo);
+  }
+
+  /** The Sigstore trusted roots in force now. */
+  private roots(): SigstoreTrustedRoot[] {
+    return [...(this.o.trustedRoots?.() ?? []), ...(this.o.trustedRoot ? [this.o.trustedRoot] : [])];
   }
 
   /**
@@ -326,6 +337,8 @@ export class TrustService {
             digest,
             signatures: [cand],
             keys,
+            identities: rule.identities,
+            bundleOptions: { tlog: rule.tlog, trustedRoots: this.roots() },
             threshold: 1,
             tagBinding: false,
             now: this.now(),
@@ -400,7 +413,11 @@ export class TrustService {
       digest,
       signatures,
       bundles: evidence.bundles.map((b) => b.bytes),
-      bundleOptions: { tlog: rule.tlog, trustedRoot: this.o.trustedRoot },
+      bundleOptions: {
+        tlog: rule.tlog,
+        trustedRoots: this.roots(),
+      },
+      identities: rule.identities,
       keys,
       threshold: rule.threshold,
       now,
