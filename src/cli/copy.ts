@@ -3,12 +3,12 @@
  * the API, byte-identical (same digests), mounting blobs where the registry allows, with the
  * Sigstore bundle referrers of every manifest it copies (read through the evidence seam).
  */
-import { MEDIA_TYPES, parseManifest } from '../core/manifest.js';
+import { MANIFEST_ACCEPT, MEDIA_TYPES, parseManifest } from '../core/manifest.js';
 import { isBundleReferrer } from '../core/referrers.js';
-import { MANIFEST_ACCEPT, type RegistryClient } from '../registry/client.js';
 import { EVIDENCE_LIMITS, type EvidenceReader } from '../trust/evidence.js';
 import { clientEvidenceReader } from './evidence-reader.js';
 import { attachReferrer } from './evidence-writer.js';
+import type { RegistryClient } from './registry-client.js';
 import {
   REGISTRY_OPTS,
   REGISTRY_OPTS_USAGE,

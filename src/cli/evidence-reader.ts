@@ -4,7 +4,7 @@
  * limits (src/trust/evidence.ts).
  */
 import { parseManifest, type ParsedManifest } from '../core/manifest.js';
-import type { RegistryClient } from '../registry/client.js';
+import type { RegistryClient } from './registry-client.js';
 import type { EvidenceReader } from '../trust/evidence.js';
 import { referrersTagFor } from '../core/referrers.js';
 

@@ -6,7 +6,7 @@
  */
 import { MEDIA_TYPES, digestOf, parseManifest } from '../core/manifest.js';
 import { referrerDescriptor, referrersTagFor, withReferrer } from '../core/referrers.js';
-import type { RegistryClient } from '../registry/client.js';
+import type { RegistryClient } from './registry-client.js';
 
 export interface ReferrerToAttach {
   /** The referrer manifest's exact bytes (pushed by digest, so they never change). */

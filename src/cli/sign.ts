@@ -20,10 +20,10 @@ import { decryptCosignKey } from '../core/signature/keyfile.js';
 import { parsePublicKeyPem, publicKeyFingerprint, type PublicKey } from '../core/signature/keys.js';
 import { buildSimpleSigningPayload } from '../core/signature/payload.js';
 import { publicKeyPemOf, signPayload } from '../core/signature/sign.js';
-import type { RegistryClient } from '../registry/client.js';
 import { bundleEvidence } from '../trust/evidence.js';
 import { clientEvidenceReader } from './evidence-reader.js';
 import { attachReferrer } from './evidence-writer.js';
+import type { RegistryClient } from './registry-client.js';
 import { readPassphrase } from './passphrase.js';
 import {
   REGISTRY_OPTS,

@@ -17,6 +17,7 @@ import { createSharedState, type ReplicaBus, type VerdictCache } from '../cache/
 import { ManifestCache } from '../cache/manifest-cache.js';
 import { Keyring } from '../keys/keyring.js';
 import { Upstream } from '../registry/upstream.js';
+import { upstreamFallbackChannel, type UpstreamFallbackEvent } from '../registry/events.js';
 import { TrustService } from '../trust/service.js';
 import { TokenService, type TokenSettings } from '../auth/tokens.js';
 import { loadOrCreateTokenKeys } from '../auth/token-keys.js';
@@ -30,6 +31,7 @@ import { Authenticator } from './authenticate.js';
 import { StreamForwarder } from './forward.js';
 import { loggerOptions, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
+import { subscribeFrom } from './observe.js';
 import { isClosing, lingeringClose } from './body.js';
 import { sendError, writeRawError } from './respond.js';
 import { answerPlainHttp } from './plain-http.js';
@@ -87,6 +89,8 @@ export interface Parts {
   clientCa: ClientCaAnchors;
   /** Blob relays at once, per identity and per address (limits.*). */
   relays: RelayLimiter;
+  /** Ends the parts' event subscriptions (metrics, the upstream's fallback log). */
+  unobserve(): void;
 }
 
 /** Builds the request-independent parts: upstream, keys, cache, trust and token services. */
@@ -115,13 +119,13 @@ export async function buildParts(
   // Issue 12, item 4 (upstream pool starvation): blob relays have their own share of the upstream
   // pool and bounds per identity, per address and in all; the control plane keeps the rest.
   const { limits } = config;
-  const upstream = new Upstream(
-    { ...config.upstream, blobSockets: limits.blobRelays },
-    {
-      observe: (kind, seconds) => metrics.upstreamDuration.observe({ kind }, seconds),
-      onFallback: (why) => upstreamLog.debug({ why }, 'registry answer handed to the general path'),
-    },
-  );
+  const upstream = new Upstream({ ...config.upstream, blobSockets: limits.blobRelays });
+  const observers = [
+    metrics.watchUpstream(upstream),
+    subscribeFrom<UpstreamFallbackEvent>(upstreamFallbackChannel, upstream, ({ why }) =>
+      upstreamLog.debug({ why }, 'registry answer handed to the general path'),
+    ),
+  ];
   const relays = new RelayLimiter({
     global: limits.blobRelays,
     perIdentity: limits.blobRelaysPerIdentity,
@@ -147,8 +151,8 @@ export async function buildParts(
     positiveTtlSeconds: config.cache.positiveTtlSeconds,
     negativeTtlSeconds: config.cache.negativeTtlSeconds,
     now,
-    onVerify: (seconds) => metrics.verifyDuration.observe(seconds),
   });
+  observers.push(metrics.watchTrust(trust));
 
   const tokenKeys = await loadOrCreateTokenKeys(
     config.auth.tokenKeyDir,
@@ -180,6 +184,9 @@ export async function buildParts(
     auth,
     clientCa,
     relays,
+    unobserve: () => {
+      for (const unsubscribe of observers.splice(0)) unsubscribe();
+    },
   };
 }
 

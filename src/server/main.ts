@@ -109,6 +109,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       clearInterval(credentialsTimer);
       parts.forwarder.close();
       parts.upstream.close();
+      parts.unobserve();
       await metricsServer?.close();
       await parts.cache.close();
     },

@@ -17,6 +17,7 @@ import {
   type SignatureEvidence,
 } from '../core/serve-decision.js';
 import type { VerdictCache } from '../cache/verdict-cache.js';
+import { verifyChannel, type VerifyEvent } from './events.js';
 import type { KeyEntry, Keyring } from '../keys/keyring.js';
 import {
   collectEvidence,
@@ -69,8 +70,6 @@ export interface TrustServiceOptions {
   positiveTtlSeconds: number;
   negativeTtlSeconds: number;
   now?: () => Date;
-  /** Told how long each cold verification took (signature fetch plus verify). */
-  onVerify?: (seconds: number) => void;
 }
 
 /**
@@ -444,7 +443,12 @@ export class TrustService {
       boundTags,
       at: now.getTime(),
     };
-    this.o.onVerify?.((performance.now() - started) / 1000);
+    if (verifyChannel.hasSubscribers) {
+      verifyChannel.publish({
+        source: this,
+        seconds: (performance.now() - started) / 1000,
+      } satisfies VerifyEvent);
+    }
     const ttl = v.ok ? this.o.positiveTtlSeconds : this.o.negativeTtlSeconds;
     // Policy: a verdict is stored under the epoch it was computed with, and not at all when the
     // keys or rules changed meanwhile (the caller still gets it: its pull began before the change).

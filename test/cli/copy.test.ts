@@ -9,13 +9,13 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { copyCommand } from '../../src/cli/copy.js';
+import { RegistryClient } from '../../src/cli/registry-client.js';
 import { signCommand } from '../../src/cli/sign.js';
 import { verifyCommand } from '../../src/cli/verify.js';
 import { MEDIA_TYPES } from '../../src/core/manifest.js';
 import { EMPTY_JSON_DIGEST } from '../../src/core/referrers.js';
 import { encryptCosignKey } from '../../src/core/signature/keyfile.js';
 import { generateKeyPair } from '../../src/core/signature/sign.js';
-import { RegistryClient } from '../../src/registry/client.js';
 import { makeTempDir, startRegistry, type RegistryHandle } from '../helpers/stack.js';
 import { makeCerts, memoryIo, pushImage, pushIndex, startTokenFront } from './support.js';
 

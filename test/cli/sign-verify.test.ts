@@ -11,7 +11,7 @@ import { verifyCommand, type VerifyReport } from '../../src/cli/verify.js';
 import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES } from '../../src/core/manifest.js';
 import { parsePublicKeyPem } from '../../src/core/signature/keys.js';
 import { verifySignature } from '../../src/core/signature/verify.js';
-import { RegistryClient } from '../../src/registry/client.js';
+import { RegistryClient } from '../../src/cli/registry-client.js';
 import {
   buildBundleReferrerManifest,
   buildCosignSignBundle,
