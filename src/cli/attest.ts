@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { MEDIA_TYPES, parseManifest } from '../core/manifest.js';
-import { bundleSignerFor } from '../core/evidence/bundle-writer.js';
+import { buildBundleReferrerManifest, bundleSignerFor } from '../core/evidence/bundle-writer.js';
 import { MEDIA_TYPE_DSSE_ENVELOPE } from '../core/attestation/envelope.js';
 import {
   isPredicateTypeSpelling,
@@ -23,7 +23,8 @@ import { COSIGN_SIGNATURE_ANNOTATION } from '../core/manifest.js';
 import { decryptCosignKey } from '../core/signature/keyfile.js';
 import { parsePublicKeyPem, publicKeyFingerprint } from '../core/signature/keys.js';
 import { publicKeyPemOf } from '../core/signature/sign.js';
-import type { RegistryClient } from '../registry/client.js';
+import type { RegistryClient } from './registry-client.js';
+import { attachReferrer } from './evidence-writer.js';
 import { ATTESTATION_LIMITS, attestationTagFor } from '../trust/evidence.js';
 import { readPassphrase } from './passphrase.js';
 import {
@@ -40,7 +41,7 @@ import {
   runCommand,
   type CliIo,
 } from './registry-opts.js';
-import { pushBundleReferrer, signatureConfig, signatureManifest } from './sign.js';
+import { signatureConfig, signatureManifest } from './sign.js';
 
 export const ATTEST_USAGE = `usage: trustgate attest HOST[:PORT]/REPO{:TAG|@DIGEST} --predicate FILE --type TYPE --key NAME.key [--format legacy|bundle]
 
@@ -181,16 +182,20 @@ export async function attestCommand(argv: string[], io: CliIo = defaultIo()): Pr
           `attested ${ref.host}/${ref.repo}@${m.digest} (${predicateType}) with ${keyId} (${r.layers} attestation(s) in ${r.tag})\n`,
         );
       } else {
-        const referrer = await pushBundleReferrer({
-          client,
-          repo: ref.repo,
-          digest: m.digest,
-          size: m.bytes.length,
+        const subject = { digest: m.digest, size: m.bytes.length, mediaType: m.mediaType };
+        const built = buildBundleReferrerManifest({
           bundle: bytes,
+          subject,
+          created: io.now(),
           predicateType,
-          now: io.now(),
-          log,
         });
+        for (const b of built.blobs) await client.uploadBlob(ref.repo, b.bytes);
+        const referrer = await attachReferrer(
+          client,
+          ref.repo,
+          { bytes: built.manifest, mediaType: built.mediaType, subject: m.digest },
+          log,
+        );
         io.stdout.write(
           `attested ${ref.host}/${ref.repo}@${m.digest} (${predicateType}) with ${keyId} (Sigstore bundle in referrer ${referrer})\n`,
         );

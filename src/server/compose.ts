@@ -18,9 +18,11 @@ import { ManifestCache } from '../cache/manifest-cache.js';
 import { Keyring } from '../keys/keyring.js';
 import { ExceptionStore } from '../keys/exceptions.js';
 import { Upstream } from '../registry/upstream.js';
+import { upstreamFallbackChannel, type UpstreamFallbackEvent } from '../registry/events.js';
 import { TrustService } from '../trust/service.js';
 import { TokenService, type TokenSettings } from '../auth/tokens.js';
 import { loadOrCreateTokenKeys } from '../auth/token-keys.js';
+import { ClientCaAnchors } from '../auth/mtls.js';
 import { createTokenRouter } from '../auth/token-endpoint.js';
 import { ReferrersStore, upstreamEvidenceReader } from '../trust/referrers.js';
 import { loadTrustedRoot } from '../core/evidence/trusted-root.js';
@@ -30,6 +32,7 @@ import { Authenticator } from './authenticate.js';
 import { StreamForwarder } from './forward.js';
 import { loggerOptions, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
+import { subscribeFrom } from './observe.js';
 import { isClosing, lingeringClose } from './body.js';
 import { sendError, writeRawError } from './respond.js';
 import { answerPlainHttp } from './plain-http.js';
@@ -85,8 +88,12 @@ export interface Parts {
   trust: TrustService;
   tokens: TokenService;
   auth: Authenticator;
+  /** The client CA certificates in force; a reload replaces them (tls.clientCa's contents). */
+  clientCa: ClientCaAnchors;
   /** Blob relays at once, per identity and per address (limits.*). */
   relays: RelayLimiter;
+  /** Ends the parts' event subscriptions (metrics, the upstream's fallback log). */
+  unobserve(): void;
 }
 
 /** Builds the request-independent parts: upstream, keys, cache, trust and token services. */
@@ -100,20 +107,28 @@ export async function buildParts(
   const auditLog = config.log.auditFile
     ? // The audit file gets the same redaction as the main log.
       pino(loggerOptions('info'), pino.destination({ dest: config.log.auditFile, mkdir: true, sync: false }))
-    : log.child({ stream: 'audit' });
+    : // Policy: audit records never depend on log.level (a SIGHUP to `warn` must not silence them),
+      // so they get a logger of their own at info, writing to the main log's own stream: a child
+      // would follow the parent's level (pino passes level changes on to children).
+      pino(
+        loggerOptions('info'),
+        (log as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym],
+      ).child({
+        stream: 'audit',
+      });
   const audit = new Audit(auditLog, metrics);
 
   const upstreamLog = log.child({ component: 'upstream' });
   // Issue 12, item 4 (upstream pool starvation): blob relays have their own share of the upstream
   // pool and bounds per identity, per address and in all; the control plane keeps the rest.
   const { limits } = config;
-  const upstream = new Upstream(
-    { ...config.upstream, blobSockets: limits.blobRelays },
-    {
-      observe: (kind, seconds) => metrics.upstreamDuration.observe({ kind }, seconds),
-      onFallback: (why) => upstreamLog.debug({ why }, 'registry answer handed to the general path'),
-    },
-  );
+  const upstream = new Upstream({ ...config.upstream, blobSockets: limits.blobRelays });
+  const observers = [
+    metrics.watchUpstream(upstream),
+    subscribeFrom<UpstreamFallbackEvent>(upstreamFallbackChannel, upstream, ({ why }) =>
+      upstreamLog.debug({ why }, 'registry answer handed to the general path'),
+    ),
+  ];
   const relays = new RelayLimiter({
     global: limits.blobRelays,
     perIdentity: limits.blobRelaysPerIdentity,
@@ -146,10 +161,10 @@ export async function buildParts(
     positiveTtlSeconds: config.cache.positiveTtlSeconds,
     negativeTtlSeconds: config.cache.negativeTtlSeconds,
     now,
-    onVerify: (seconds) => metrics.verifyDuration.observe(seconds),
     attestationRuleFor: (repo) => live.attestationRuleFor(repo),
     exceptions: () => exceptions.current(),
   });
+  observers.push(metrics.watchTrust(trust));
 
   const tokenKeys = await loadOrCreateTokenKeys(
     config.auth.tokenKeyDir,
@@ -157,10 +172,13 @@ export async function buildParts(
     config.auth.signingKid,
   );
   const tokens = new TokenService({ keys: tokenKeys, ...tokenSettings(config) });
+  const clientCa = new ClientCaAnchors();
+  clientCa.replace(config.tls.clientCa ? readFileSync(config.tls.clientCa) : undefined);
   const auth = new Authenticator({
     tokens,
     policy: () => live.policy,
     mtlsIdentity: config.auth.mtlsIdentity,
+    clientCa,
     now,
   });
   return {
@@ -177,7 +195,11 @@ export async function buildParts(
     trust,
     tokens,
     auth,
+    clientCa,
     relays,
+    unobserve: () => {
+      for (const unsubscribe of observers.splice(0)) unsubscribe();
+    },
   };
 }
 
@@ -266,6 +288,7 @@ export function buildHandlers(c: HandlerContext): {
       // Restart-only (tls.clientCa, auth.mtlsIdentity): read from the config in force, which
       // keeps their start values.
       mtlsIdentity: live.config.tls.clientCa ? live.config.auth.mtlsIdentity : undefined,
+      clientCa: p.clientCa,
       policy: () => live.policy,
       now,
       logger: log.child({ component: 'token' }),

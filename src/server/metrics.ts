@@ -2,6 +2,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { VerdictCache } from '../cache/verdict-cache.js';
+import { upstreamRequestChannel, type UpstreamRequestEvent } from '../registry/events.js';
+import { verifyChannel, type VerifyEvent } from '../trust/events.js';
+import { subscribeFrom } from './observe.js';
 
 /** Prometheus metrics, on a registry of their own (never the process-global one). */
 export class Metrics {
@@ -89,6 +92,20 @@ export class Metrics {
   });
 
   /** Exports the cache's own counters (per tier when it has tiers) at scrape time. */
+  /** Counts `upstream`'s buffered requests from its events; returns the unsubscribe. */
+  watchUpstream(upstream: object): () => void {
+    return subscribeFrom<UpstreamRequestEvent>(upstreamRequestChannel, upstream, ({ kind, seconds }) =>
+      this.upstreamDuration.observe({ kind }, seconds),
+    );
+  }
+
+  /** Times `trust`'s cold verifications from its events; returns the unsubscribe. */
+  watchTrust(trust: object): () => void {
+    return subscribeFrom<VerifyEvent>(verifyChannel, trust, ({ seconds }) =>
+      this.verifyDuration.observe(seconds),
+    );
+  }
+
   watchCache(cache: VerdictCache): void {
     const seen = new Map<string, number>();
     const redisUp = this.redisUp;

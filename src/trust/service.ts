@@ -18,6 +18,7 @@ import {
   type SignatureEvidence,
 } from '../core/serve-decision.js';
 import type { VerdictCache } from '../cache/verdict-cache.js';
+import { verifyChannel, type VerifyEvent } from './events.js';
 import type { KeyEntry, Keyring } from '../keys/keyring.js';
 import type { EffectiveAttestationRule } from '../core/attestation/rule.js';
 import {
@@ -87,8 +88,6 @@ export interface TrustServiceOptions {
   positiveTtlSeconds: number;
   negativeTtlSeconds: number;
   now?: () => Date;
-  /** Told how long each cold verification took (signature fetch plus verify). */
-  onVerify?: (seconds: number) => void;
   /** The attestation rule of a repository (trust.attestations); none: no attestation gate. */
   attestationRuleFor?: (repo: string) => EffectiveAttestationRule | undefined;
   /** The vulnerability exceptions in force (read at every decision, never cached with it). */
@@ -591,7 +590,12 @@ export class TrustService {
       boundTags,
       at: now.getTime(),
     };
-    this.o.onVerify?.((performance.now() - started) / 1000);
+    if (verifyChannel.hasSubscribers) {
+      verifyChannel.publish({
+        source: this,
+        seconds: (performance.now() - started) / 1000,
+      } satisfies VerifyEvent);
+    }
     const ttl = v.ok ? this.o.positiveTtlSeconds : this.o.negativeTtlSeconds;
     // Policy: a verdict is stored under the epoch it was computed with, and not at all when the
     // keys or rules changed meanwhile (the caller still gets it: its pull began before the change).

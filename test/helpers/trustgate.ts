@@ -22,6 +22,8 @@ export interface TestGateOptions {
   trustedRoot?: unknown;
   /** Request client certificates signed by the test CA. */
   mtls?: boolean;
+  /** More names for the server certificate (besides localhost and 127.0.0.1). */
+  certHosts?: string[];
   redisUrl?: string;
   /** Share a trusted-keys directory between gates (replicas); default: a fresh one. */
   keysDir?: string;
@@ -57,7 +59,7 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'trustgate-test-'));
   const certs = await generateDevCertificates({
     dir: path.join(dir, 'certs'),
-    hosts: ['localhost', '127.0.0.1'],
+    hosts: ['localhost', '127.0.0.1', ...(o.certHosts ?? [])],
     clientNames: o.mtls ? ['build-01'] : [],
   });
   const certDir = path.join(dir, 'skopeo-certs');
