@@ -3,7 +3,7 @@ import path from 'node:path';
 import YAML, { isMap, isScalar, isSeq, LineCounter, type Document, type ErrorCode, type Node } from 'yaml';
 import { z } from 'zod';
 import { isSecretKey } from '../core/redact.js';
-import { configSchema, type Config } from './schema.js';
+import { configSchema, isMirrorUrl, type Config } from './schema.js';
 
 /**
  * Environment overrides: secrets and ports can come from the environment so that config files
@@ -112,6 +112,16 @@ function resolvePaths(c: Config, baseDir: string): Config {
       ...c.trust,
       keysDir: r(c.trust.keysDir),
       ...(c.trust.trustedRoot ? { trustedRoot: r(c.trust.trustedRoot) } : {}),
+      sigstoreSources: c.trust.sigstoreSources.map((s) =>
+        s.kind === 'file'
+          ? { ...s, trustedRoot: r(s.trustedRoot) }
+          : {
+              ...s,
+              mirror: isMirrorUrl(s.mirror) ? s.mirror : r(s.mirror),
+              root: r(s.root),
+              cacheDir: r(s.cacheDir),
+            },
+      ),
     },
     log: { ...c.log, auditFile: o(c.log.auditFile) },
   };

@@ -7,7 +7,14 @@ import { decodeStrictBase64, publicKeyFingerprint } from './signature/keys.js';
 import { tryParseDockerReference } from './reference.js';
 import { parseSimpleSigningPayload } from './signature/payload.js';
 import { verifySignature } from './signature/verify.js';
-import { BUNDLE_FAILURE_RANK, verifyBundle, type BundleVerifyOptions } from './evidence/bundle.js';
+import {
+  BUNDLE_FAILURE_RANK,
+  verifyBundle,
+  type BundleInput,
+  type BundleVerdict,
+  type BundleVerifyOptions,
+} from './evidence/bundle.js';
+import type { SigstoreTrustedRoot } from './evidence/trusted-root.js';
 import { keyUsability, type TrustedKey } from './trusted-key.js';
 
 export { keyUsability, type TrustedKey };
@@ -64,7 +71,9 @@ export type TrustReason =
   | 'malformed-bundle'
   | 'unsupported-bundle'
   | 'tlog-missing'
-  | 'tlog-invalid';
+  | 'tlog-invalid'
+  // A rule needs a transparency-log entry and no Sigstore trusted root is available (issue 15)
+  | 'no-trusted-root';
 
 export interface TrustVerdict {
   ok: boolean;
@@ -84,8 +93,11 @@ export interface TrustInput {
   signatures: SignatureCandidate[];
   /** Sigstore bundles found as referrers of the digest (bytes as stored; verified here). */
   bundles?: readonly Uint8Array[];
-  /** How bundles are verified: the rule's transparency-log policy and the trusted root. */
-  bundleOptions?: Pick<BundleVerifyOptions, 'tlog' | 'trustedRoot'>;
+  /**
+   * How bundles are verified: the rule's transparency-log policy and the Sigstore trusted roots in
+   * force (all of them trusted; an entry must verify under one). Empty or absent: none available.
+   */
+  bundleOptions?: Pick<BundleVerifyOptions, 'tlog'> & { trustedRoots?: readonly SigstoreTrustedRoot[] };
   /** The manifest bytes, for message-signature bundles (signed over the bytes themselves). */
   artifact?: Uint8Array;
   /** Keys trusted for this repository (already selected by policy). */
@@ -105,6 +117,7 @@ export interface TrustInput {
  */
 const FAILURE_RANK: Partial<Record<TrustReason, number>> = {
   ...BUNDLE_FAILURE_RANK,
+  'no-trusted-root': 6.4,
   'digest-mismatch': 9,
   'wrong-repository': 8,
   'tag-not-bound': 7,
@@ -235,9 +248,11 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
   }
 
   for (const bundle of bundles) {
-    const v = verifyBundle(
+    const v = verifyBundleUnderRoots(
       { bundle, digest, keys, ...(input.artifact ? { artifact: input.artifact } : {}) },
-      { tlog: input.bundleOptions?.tlog ?? 'optional', trustedRoot: input.bundleOptions?.trustedRoot, now },
+      input.bundleOptions?.tlog ?? 'optional',
+      input.bundleOptions?.trustedRoots ?? [],
+      now,
     );
     if (!v.ok) {
       fail({ reason: v.reason, detail: `a Sigstore bundle: ${v.detail}` });
@@ -305,4 +320,38 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
     signers: signerList,
     message: `${subject} has no valid signature from a key trusted for this repository: ${f.detail} (${trustedList})`,
   };
+}
+
+/**
+ * Verifies a bundle under the trusted roots in force: it passes when it verifies under one of them.
+ *
+ * Policy: a rule that requires a transparency-log entry, with no trusted root available (a TUF
+ * source that never verified, issue 15), fails closed with `no-trusted-root`; the signature is
+ * still checked first, so a bundle from an untrusted key is refused for that instead.
+ */
+function verifyBundleUnderRoots(
+  input: BundleInput,
+  tlog: BundleVerifyOptions['tlog'],
+  roots: readonly SigstoreTrustedRoot[],
+  now: Date,
+): BundleVerdict | { ok: false; reason: TrustReason; detail: string } {
+  if (roots.length === 0) {
+    const v = verifyBundle(input, { tlog: 'optional', now });
+    if (!v.ok || tlog !== 'required') return v;
+    return {
+      ok: false,
+      reason: 'no-trusted-root',
+      detail: `${v.signers.map((s) => s.name).join(', ')} signed it, but this repository requires a transparency-log entry and no Sigstore trusted root is available to verify it (trust.sigstore: no source has a valid root)`,
+    };
+  }
+  let first: BundleVerdict | undefined;
+  for (const trustedRoot of roots) {
+    const v = verifyBundle(input, { tlog, trustedRoot, now });
+    if (v.ok) return v;
+    first ??= v;
+  }
+  if (first && !first.ok && roots.length > 1) {
+    return { ...first, detail: `under none of the ${roots.length} trusted roots: ${first.detail}` };
+  }
+  return first!;
 }

@@ -34,7 +34,7 @@ import { sendError, writeRawError } from './respond.js';
 import { answerPlainHttp } from './plain-http.js';
 import { createV2Handler } from './v2.js';
 import { ReferrersStore, upstreamEvidenceReader } from '../trust/referrers.js';
-import { loadTrustedRoot } from '../core/evidence/trusted-root.js';
+import { SigstoreRoots } from '../trust/sigstore-roots.js';
 import { WriteIdleWatch } from './write-idle.js';
 
 export interface Trustgate {
@@ -166,12 +166,29 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     onManifestDeleted = (repo, digest) => void cache.publish(MANIFEST_DELETED_CHANNEL, `${repo}@${digest}`);
   }
   const referrers = new ReferrersStore(upstream, manifests);
+  // Sigstore trusted roots (issue 15): files read now, TUF repositories checked once now and then
+  // in the background. Sources are read at start: changing them takes a restart.
+  const sigstoreRoots = new SigstoreRoots(config.trust.sigstoreSources, {
+    log: log.child({ component: 'sigstore-roots' }),
+    observe: (e) => {
+      metrics.sigstoreRootRefreshes.inc({ source: e.source, outcome: e.outcome });
+      metrics.sigstoreRootValid.set({ source: e.source }, e.hasRoot ? 1 : 0);
+      if (e.lastSuccess) metrics.sigstoreRootVerified.set({ source: e.source }, e.lastSuccess.getTime() / 1000);
+    },
+  });
+  await sigstoreRoots.start();
+  for (const s of sigstoreRoots.status()) {
+    metrics.sigstoreRootValid.set({ source: s.name }, s.ok ? 1 : 0);
+    if (s.lastSuccess) metrics.sigstoreRootVerified.set({ source: s.name }, s.lastSuccess.getTime() / 1000);
+  }
+  // A new root changes sigstoreRoots.version(), part of the trust epoch: verdicts made under the
+  // old root are not read again.
+  sigstoreRoots.onChange((roots) =>
+    log.info({ roots: roots.length }, 'Sigstore trusted roots changed: cached verdicts retired'),
+  );
   const trust = new TrustService({
     evidence: upstreamEvidenceReader(upstream, referrers),
-    // Read at start: a new trusted root takes a restart (like the listener and the upstream).
-    ...(config.trust.trustedRoot
-      ? { trustedRoot: loadTrustedRoot(readFileSync(config.trust.trustedRoot)) }
-      : {}),
+    trustedRoots: sigstoreRoots,
     keyring,
     cache,
     ruleFor: (repo) => live.ruleFor(repo),
@@ -427,6 +444,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
         await closed;
       }
       keyring.stop();
+      await sigstoreRoots.stop();
       writeIdle.close();
       clearInterval(credentialsTimer);
       forwarder.close();

@@ -88,6 +88,25 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly sigstoreRootRefreshes = new Counter({
+    name: 'trustgate_sigstore_root_refreshes_total',
+    help: 'TUF refreshes of Sigstore trusted roots by source and outcome (updated, unchanged, failed)',
+    labelNames: ['source', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly sigstoreRootValid = new Gauge({
+    name: 'trustgate_sigstore_root_valid',
+    help: '1 when the Sigstore source has a valid trusted root in force (the last good one after a failed refresh), 0 when none',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly sigstoreRootVerified = new Gauge({
+    name: 'trustgate_sigstore_root_last_success_timestamp_seconds',
+    help: 'When the Sigstore source last verified its trusted root (TUF refresh or file load), Unix seconds',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
   /** Exports the cache's own counters (per tier when it has tiers) at scrape time. */
   watchCache(cache: VerdictCache): void {
     const seen = new Map<string, number>();

@@ -50,11 +50,22 @@ interface CachedVerdict extends SignatureEvidence {
   at: number;
 }
 
+/** The supply of Sigstore trusted roots the service reads (SigstoreRoots implements it). */
+export interface TrustedRootSupply {
+  /** The roots in force now (empty: none valid; rules that need one fail closed). */
+  current(): readonly SigstoreTrustedRoot[];
+  /** Changes whenever current() does (a hash of the roots' bytes); '' when no source is configured. */
+  version(): string;
+}
+
 export interface TrustServiceOptions {
   /** Where signature evidence comes from (registry:2, through the evidence seam). */
   evidence: EvidenceReader;
-  /** The Sigstore trusted root transparency-log entries of bundles are verified with, if any. */
-  trustedRoot?: SigstoreTrustedRoot;
+  /**
+   * The Sigstore trusted roots in force (src/trust/sigstore-roots.ts: files and TUF repositories).
+   * Read once per decision; its version is part of the epoch, so a new root retires old verdicts.
+   */
+  trustedRoots?: TrustedRootSupply;
   keyring: Keyring;
   cache: VerdictCache;
   ruleFor: (repo: string) => EffectiveTrustRule;
@@ -74,7 +85,7 @@ export interface TrustServiceOptions {
 export class TrustService {
   private readonly inflight = new Map<string, Promise<CachedVerdict>>();
   private readonly now: () => Date;
-  private epochOf = { keys: '', policy: '', value: '' };
+  private epochOf = { keys: '', policy: '', roots: '', value: '' };
   private identityCache?: { keys: ReadonlyMap<string, KeyEntry>; value: Map<string, string> };
   private readonly admitted: LRUCache<string, true>;
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
@@ -85,14 +96,20 @@ export class TrustService {
     this.admitted = new LRUCache({ max: 10_000, ttl: Math.min(60, o.positiveTtlSeconds / 2) * 1000 });
   }
 
-  /** Hash of the trusted keys and the trust policy: every cache key carries it. */
+  /**
+   * Hash of the trusted keys, the trust policy and the Sigstore trusted roots: every cache key
+   * carries it, so a new key, rule or root (a TUF update) retires every verdict made before it.
+   */
   epoch(): string {
     const keys = this.o.keyring.snapshot.contentHash;
     const policy = this.o.policyHash();
-    // Recomputed only when the keys or the policy changed: this runs several times per pull.
-    if (this.epochOf.keys !== keys || this.epochOf.policy !== policy) {
-      const value = createHash('sha256').update(keys).update('\0').update(policy).digest('hex').slice(0, 32);
-      this.epochOf = { keys, policy, value };
+    const roots = this.o.trustedRoots?.version() ?? '';
+    // Recomputed only when one of them changed: this runs several times per pull.
+    if (this.epochOf.keys !== keys || this.epochOf.policy !== policy || this.epochOf.roots !== roots) {
+      const h = createHash('sha256').update(keys).update('\0').update(policy);
+      // Without a Sigstore source the epoch is what it was before roots were part of it.
+      if (roots !== '') h.update('\0').update(roots);
+      this.epochOf = { keys, policy, roots, value: h.digest('hex').slice(0, 32) };
     }
     return this.epochOf.value;
   }
@@ -157,6 +174,7 @@ export class TrustService {
     const epoch = this.epoch();
     const rule = this.o.ruleFor(repo);
     const keys = this.o.keyring.snapshot.keys;
+    const roots = this.o.trustedRoots?.current() ?? [];
     const input = {
       repo,
       digest,
@@ -178,7 +196,7 @@ export class TrustService {
       cached = false;
       evidence = await this.singleFlight(
         key,
-        () => this.compute(repo, digest, rule, keys, epoch),
+        () => this.compute(repo, digest, rule, keys, roots, epoch),
         opts.fresh === true,
       );
     }
@@ -388,6 +406,7 @@ export class TrustService {
     digest: string,
     rule: EffectiveTrustRule,
     keySet: ReadonlyMap<string, KeyEntry>,
+    trustedRoots: readonly SigstoreTrustedRoot[],
     epoch: string,
   ): Promise<CachedVerdict> {
     const started = performance.now();
@@ -401,7 +420,7 @@ export class TrustService {
       digest,
       signatures,
       bundles: evidence.bundles.map((b) => b.bytes),
-      bundleOptions: { tlog: rule.tlog, trustedRoot: this.o.trustedRoot },
+      bundleOptions: { tlog: rule.tlog, trustedRoots },
       keys,
       threshold: rule.threshold,
       now,
