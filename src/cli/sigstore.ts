@@ -46,7 +46,8 @@ export async function sigstoreCommand(argv: string[], io: CliIo = defaultIo()): 
       return 0;
     }
     const [sub, ...extra] = positionals;
-    if (sub !== 'refresh') throw new UsageError(sub ? `unknown subcommand ${sub}` : 'a subcommand is required');
+    if (sub !== 'refresh')
+      throw new UsageError(sub ? `unknown subcommand ${sub}` : 'a subcommand is required');
     if (extra.length > 0) throw new UsageError(`unexpected argument ${extra[0]}`);
     const out = values.out as string | undefined;
     if (out === undefined || out === '') throw new UsageError('--out DIR is required');

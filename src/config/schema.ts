@@ -78,7 +78,12 @@ export const sigstoreSourceSchema = z
         /** The target holding the trusted root. */
         target: z.string().min(1).default('trusted_root.json'),
         /** How often the repository is checked for a new trusted root. */
-        refreshSeconds: z.number().int().min(60).max(7 * 86_400).default(3600),
+        refreshSeconds: z
+          .number()
+          .int()
+          .min(60)
+          .max(7 * 86_400)
+          .default(3600),
         /** Time allowed for one metadata or target download. */
         timeoutSeconds: z.number().int().min(1).max(300).default(30),
       })
@@ -116,7 +121,11 @@ function defaultSourceName(s: z.infer<typeof sigstoreSourceSchema>): string {
       base = where;
     }
   } else {
-    base = where.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? where;
+    base =
+      where
+        .replace(/[\\/]+$/, '')
+        .split(/[\\/]/)
+        .pop() ?? where;
   }
   const clean = base.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '');
   return (clean || 'sigstore').slice(0, 64);

@@ -44,6 +44,8 @@ export interface Trustgate {
   log: Logger;
   trust: TrustService;
   keyring: Keyring;
+  /** The Sigstore trusted roots in force (trust.sigstore). */
+  sigstoreRoots: SigstoreRoots;
   cache: VerdictCache;
   metrics: Metrics;
   metricsPort?: number;
@@ -173,7 +175,8 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     observe: (e) => {
       metrics.sigstoreRootRefreshes.inc({ source: e.source, outcome: e.outcome });
       metrics.sigstoreRootValid.set({ source: e.source }, e.hasRoot ? 1 : 0);
-      if (e.lastSuccess) metrics.sigstoreRootVerified.set({ source: e.source }, e.lastSuccess.getTime() / 1000);
+      if (e.lastSuccess)
+        metrics.sigstoreRootVerified.set({ source: e.source }, e.lastSuccess.getTime() / 1000);
     },
   });
   await sigstoreRoots.start();
@@ -396,6 +399,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     log,
     trust,
     keyring,
+    sigstoreRoots,
     cache,
     metrics,
     metricsPort: metricsServer?.port,

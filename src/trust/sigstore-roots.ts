@@ -260,7 +260,8 @@ export class SigstoreRoots {
     this.roots = withRoot.map((s) => s.root!.trusted);
     const h = createHash('sha256');
     for (const s of withRoot) h.update(`${s.source.name}\0${s.root!.sha256}\0`);
-    const next = this.states.length === 0 ? '' : withRoot.length === 0 ? 'none' : h.digest('hex').slice(0, 32);
+    const next =
+      this.states.length === 0 ? '' : withRoot.length === 0 ? 'none' : h.digest('hex').slice(0, 32);
     if (next === this.versionValue) return;
     this.versionValue = next;
     for (const l of this.listeners) l(this.roots);

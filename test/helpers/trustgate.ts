@@ -24,6 +24,8 @@ export interface TestGateOptions {
   /** Share the token signing keys between gates (replicas); default: a fresh one. */
   tokenKeyDir?: string;
   extra?: Record<string, unknown>;
+  /** trust.sigstore sources (Sigstore trusted roots: files, TUF repositories). */
+  sigstore?: unknown[];
   /** Use this logger (e.g. to capture audit events); default: silent unless TRUSTGATE_TEST_LOG. */
   logger?: Logger;
   /** Configure an (empty) robots file, so robots can be added through the admin API. */
@@ -85,7 +87,7 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
       ...(o.robots ? { robotsFile: robotsFileFor(dir) } : {}),
     },
     policy: { admins: [], groups: {}, access: [], ...o.policy },
-    trust: { keysDir, rules: o.trustRules ?? [] },
+    trust: { keysDir, rules: o.trustRules ?? [], ...(o.sigstore ? { sigstore: o.sigstore } : {}) },
     cache: {
       negativeTtlSeconds: 1,
       ...(o.redisUrl ? { redisUrl: o.redisUrl, hmacSecret: 'x'.repeat(32) } : {}),
