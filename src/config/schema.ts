@@ -53,6 +53,9 @@ export const trustRuleSchema = z.strictObject({
   tlog: z.enum(['required', 'optional']).default('optional'),
 });
 
+/** True when a mirror is an http(s) URL, false for a directory. */
+export const isMirrorUrl = (mirror: string): boolean => /^https?:\/\//i.test(mirror);
+
 /** A name for logs, metrics and denials: letters, digits, dot, dash, underscore. */
 const sourceName = z
   .string()
@@ -70,7 +73,12 @@ export const sigstoreSourceSchema = z
     tuf: z
       .strictObject({
         /** The repository: an http(s) URL (metadata at its root, targets under targets/) or a directory. */
-        mirror: z.string().min(1),
+        mirror: z
+          .string()
+          .min(1)
+          .refine((m) => !m.includes('://') || (isMirrorUrl(m) && URL.canParse(m)), {
+            message: 'a mirror is an http(s) URL or a directory',
+          }),
         /** The pinned TUF root.json the chain starts from (distributed out of band, offline-signed). */
         root: z.string().min(1),
         /** Where verified TUF metadata and the target are kept; default: tuf-cache/<name>. */
@@ -106,9 +114,6 @@ export type SigstoreSource =
       refreshSeconds: number;
       timeoutSeconds: number;
     };
-
-/** True when a mirror is an http(s) URL, false for a directory. */
-export const isMirrorUrl = (mirror: string): boolean => /^https?:\/\//i.test(mirror);
 
 /** The default name of a source: the mirror's host or the file's or directory's base name. */
 function defaultSourceName(s: z.infer<typeof sigstoreSourceSchema>): string {

@@ -191,7 +191,8 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
   );
   const trust = new TrustService({
     evidence: upstreamEvidenceReader(upstream, referrers),
-    trustedRoots: sigstoreRoots,
+    trustedRoots: () => sigstoreRoots.current(),
+    trustedRootsVersion: () => sigstoreRoots.version(),
     keyring,
     cache,
     ruleFor: (repo) => live.ruleFor(repo),
@@ -418,6 +419,12 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
           if (JSON.stringify(c[key]) !== JSON.stringify(live.config[key])) {
             log.warn({ key }, `config ${key} changed: takes effect after a restart, not a reload`);
           }
+        }
+        if (JSON.stringify(c.trust.sigstoreSources) !== JSON.stringify(config.trust.sigstoreSources)) {
+          log.warn(
+            { key: 'trust.sigstore' },
+            'config trust.sigstore changed: takes effect after a restart, not a reload',
+          );
         }
       } catch (err) {
         // Policy: a bad new config never replaces a good running one.

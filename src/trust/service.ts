@@ -50,22 +50,22 @@ interface CachedVerdict extends SignatureEvidence {
   at: number;
 }
 
-/** The supply of Sigstore trusted roots the service reads (SigstoreRoots implements it). */
-export interface TrustedRootSupply {
-  /** The roots in force now (empty: none valid; rules that need one fail closed). */
-  current(): readonly SigstoreTrustedRoot[];
-  /** Changes whenever current() does (a hash of the roots' bytes); '' when no source is configured. */
-  version(): string;
-}
-
 export interface TrustServiceOptions {
   /** Where signature evidence comes from (registry:2, through the evidence seam). */
   evidence: EvidenceReader;
+  /** The Sigstore trusted root transparency-log entries of bundles are verified with, if any. */
+  trustedRoot?: SigstoreTrustedRoot;
   /**
-   * The Sigstore trusted roots in force (src/trust/sigstore-roots.ts: files and TUF repositories).
-   * Read once per decision; its version is part of the epoch, so a new root retires old verdicts.
+   * The current Sigstore trusted roots (keyless certificates and log entries verify against any
+   * one of them), read at every cold verification so a refreshed list applies at once. Joined with
+   * `trustedRoot`.
    */
-  trustedRoots?: TrustedRootSupply;
+  trustedRoots?: () => readonly SigstoreTrustedRoot[];
+  /**
+   * Changes whenever trustedRoots() does (SigstoreRoots.version()): part of the epoch, so a new
+   * root (a TUF update) retires every verdict made before it.
+   */
+  trustedRootsVersion?: () => string;
   keyring: Keyring;
   cache: VerdictCache;
   ruleFor: (repo: string) => EffectiveTrustRule;
@@ -103,7 +103,7 @@ export class TrustService {
   epoch(): string {
     const keys = this.o.keyring.snapshot.contentHash;
     const policy = this.o.policyHash();
-    const roots = this.o.trustedRoots?.version() ?? '';
+    const roots = this.o.trustedRootsVersion?.() ?? '';
     // Recomputed only when one of them changed: this runs several times per pull.
     if (this.epochOf.keys !== keys || this.epochOf.policy !== policy || this.epochOf.roots !== roots) {
       const h = createHash('sha256').update(keys).update('\0').update(policy);
@@ -116,6 +116,11 @@ export class TrustService {
 
   ruleFor(repo: string): EffectiveTrustRule {
     return this.o.ruleFor(repo);
+  }
+
+  /** The Sigstore trusted roots in force now. */
+  private roots(): SigstoreTrustedRoot[] {
+    return [...(this.o.trustedRoots?.() ?? []), ...(this.o.trustedRoot ? [this.o.trustedRoot] : [])];
   }
 
   /**
@@ -174,7 +179,7 @@ export class TrustService {
     const epoch = this.epoch();
     const rule = this.o.ruleFor(repo);
     const keys = this.o.keyring.snapshot.keys;
-    const roots = this.o.trustedRoots?.current() ?? [];
+    const roots = this.roots();
     const input = {
       repo,
       digest,

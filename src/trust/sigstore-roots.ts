@@ -389,8 +389,11 @@ function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
+/** An error's message, with what tuf-js and fetch keep aside (HTTP status, the network cause). */
 function describe(err: unknown): string {
-  const e = err as Error;
+  const e = err as Error & { statusCode?: number; cause?: { code?: string; message?: string } };
   const name = e?.name && e.name !== 'Error' ? `${e.name}: ` : '';
-  return `${name}${e?.message ?? String(err)}`;
+  const status = typeof e?.statusCode === 'number' ? ` (HTTP ${e.statusCode})` : '';
+  const cause = e?.cause?.code ?? e?.cause?.message;
+  return `${name}${e?.message ?? String(err)}${status}${cause ? ` (${cause})` : ''}`;
 }

@@ -139,6 +139,10 @@ describe('config loading', () => {
       /trust\.sigstore\.0\.tuf\.root/,
     );
     assert.match(
+      problems({ sigstore: [{ tuf: { mirror: 'ftp://mirror.example', root: 'r' } }] }).join('\n'),
+      /trust\.sigstore\.0\.tuf\.mirror: a mirror is an http\(s\) URL or a directory/,
+    );
+    assert.match(
       problems({ sigstore: [{ tuf: { mirror: 'm', root: 'r', refreshSeconds: 5 } }] }).join('\n'),
       /trust\.sigstore\.0\.tuf\.refreshSeconds/,
     );
