@@ -437,6 +437,9 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       server.setSecureContext(tls);
       live = next;
       keyring.reload();
+      // SIGHUP also checks the TUF repositories now (an operator who updated a directory mirror
+      // need not wait for refreshSeconds); a failure keeps the last good root, as always.
+      void sigstoreRoots.refresh();
       log.info(
         { config: opts.configPath },
         'configuration reloaded (certificates, policy, trust rules, credentials, keys)',

@@ -120,7 +120,21 @@ export class SigstoreRoots {
       this.loadCachedTarget(state, s);
     }
     this.publish();
-    await this.refresh();
+    // Policy: the start waits for the first check at most one download timeout (the longest of
+    // the sources'); a slower mirror finishes in the background, and until then its source has
+    // the root loaded from the cache, or none (rules that need one deny meanwhile).
+    const waitMs =
+      Math.max(0, ...this.states.map((st) => (st.source.kind === 'tuf' ? st.source.timeoutSeconds : 0))) *
+      1000;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.refresh(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, waitMs);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
     for (const state of this.states) {
       if (state.source.kind !== 'tuf' || this.stopped) continue;
       state.timer = setInterval(() => void this.refreshOne(state), state.source.refreshSeconds * 1000);

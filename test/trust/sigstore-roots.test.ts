@@ -9,6 +9,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -50,7 +53,12 @@ function repository(target: Buffer = PUBLIC_GOOD): { repo: TestTufRepository; pi
   return { repo, pin };
 }
 
-function tufSource(mirror: string, pin: string, cacheDir = tempDir(), name = 'test-repo'): SigstoreSource {
+function tufSource(
+  mirror: string,
+  pin: string,
+  cacheDir = tempDir(),
+  name = 'test-repo',
+): Extract<SigstoreSource, { kind: 'tuf' }> {
   return {
     kind: 'tuf',
     name,
@@ -240,6 +248,36 @@ describe('Sigstore trusted roots through TUF', () => {
       assert.equal(again.events.at(-1)?.outcome, 'failed');
     } finally {
       await again.roots.stop();
+    }
+  });
+
+  it('a slow mirror does not hold the start beyond one download timeout; its update finishes in the background', async () => {
+    const { repo, pin } = repository();
+    // Fault injection (the one fake here): a loopback server that answers each file of the real
+    // test repository only after 400 ms, so a whole update (5 files) takes longer than the 1 s
+    // the start waits, while no single download reaches its 1 s timeout.
+    const slow = http.createServer((req, res) => {
+      const rel = new URL(req.url ?? '/', 'http://x').pathname.replace(/^\/+/, '');
+      setTimeout(() => {
+        readFile(path.join(repo.dir, rel)).then(
+          (b) => res.end(b),
+          () => res.writeHead(404).end(),
+        );
+      }, 400);
+    });
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`;
+    const { roots } = supply([{ ...tufSource(url, pin), timeoutSeconds: 1 }]);
+    try {
+      await roots.start();
+      assert.equal(roots.status()[0]?.ok, false, 'the start did not wait for the whole update');
+      // The update under way is joined, not started again, and completes.
+      assert.deepEqual(await roots.refresh(), ['updated']);
+      assert.equal(roots.status()[0]?.sha256, sha(PUBLIC_GOOD));
+    } finally {
+      await roots.stop();
+      slow.closeAllConnections();
+      await new Promise<void>((r) => slow.close(() => r()));
     }
   });
 
