@@ -10,7 +10,7 @@
  * several private instances need the Updater itself (a fetcher of our own reads directories).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -208,6 +208,15 @@ export class SigstoreRoots {
         // is not (loadTrustedRoot's checks) is refused like a tampered one, the last good stays.
         state.root = { trusted: loadTrustedRoot(got.bytes), sha256: sha };
         outcome = 'updated';
+        try {
+          saveLastGood(s, got.bytes);
+        } catch (err) {
+          // The root is in force; only a restart with the mirror down would miss it.
+          this.o.log.warn(
+            { source: s.name, err: describe(err) },
+            'could not keep a copy of the trusted root',
+          );
+        }
       }
       state.lastSuccess = new Date();
       state.lastError = undefined;
@@ -254,7 +263,7 @@ export class SigstoreRoots {
    * not a usable trusted root is ignored.
    */
   private loadCachedTarget(state: SourceState, s: TufSource): void {
-    const file = path.join(tufCacheDir(s, readFileSync(s.root)), 'targets', encodeURIComponent(s.target));
+    const file = lastGoodFile(s);
     if (!existsSync(file)) return;
     try {
       const bytes = readFileSync(file);
@@ -303,6 +312,22 @@ export function readPinnedRoot(s: Pick<TufSource, 'name' | 'root'>): Buffer {
  */
 function tufCacheDir(s: Pick<TufSource, 'cacheDir'>, pinned: Buffer): string {
   return path.join(s.cacheDir, sha256Hex(pinned).slice(0, 16));
+}
+
+/**
+ * Where the last trusted root accepted from a source is kept: its own copy, written only after
+ * loadTrustedRoot accepted it (tuf-js's copy of the target is written before that check).
+ */
+function lastGoodFile(s: Pick<TufSource, 'cacheDir' | 'root' | 'target'>): string {
+  return path.join(tufCacheDir(s, readFileSync(s.root)), `last-good.${encodeURIComponent(s.target)}`);
+}
+
+function saveLastGood(s: TufSource, bytes: Buffer): void {
+  const file = lastGoodFile(s);
+  const tmp = `${file}.${process.pid}.tmp`;
+  // Replaced whole (write then rename): a crash never leaves half a root to load at start.
+  writeFileSync(tmp, bytes, { mode: 0o600 });
+  renameSync(tmp, file);
 }
 
 export interface TufFetchResult {

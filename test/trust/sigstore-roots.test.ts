@@ -163,9 +163,10 @@ describe('Sigstore trusted roots through TUF', () => {
     }
   });
 
-  it('a target the chain vouches for but that is no usable trusted root is refused too', async () => {
+  it('a target the chain vouches for but that is no usable trusted root is refused too, also after a restart', async () => {
     const { repo, pin } = repository();
-    const { roots } = supply([tufSource(repo.dir, pin)]);
+    const cacheDir = tempDir();
+    const { roots } = supply([tufSource(repo.dir, pin, cacheDir)]);
     try {
       await roots.start();
       repo.setTarget('trusted_root.json', Buffer.from('{"mediaType":"not a trusted root"}'));
@@ -174,6 +175,16 @@ describe('Sigstore trusted roots through TUF', () => {
       assert.match(roots.status()[0]?.lastError ?? '', /media type/);
     } finally {
       await roots.stop();
+    }
+    // tuf-js keeps the (hash-verified) junk as its cached target; the restart still starts from
+    // the last root trustgate accepted.
+    const again = supply([tufSource(repo.dir, pin, cacheDir)]);
+    try {
+      await again.roots.start();
+      assert.equal(again.roots.status()[0]?.sha256, sha(PUBLIC_GOOD));
+      assert.equal(again.events.at(-1)?.outcome, 'failed');
+    } finally {
+      await again.roots.stop();
     }
   });
 
