@@ -112,16 +112,20 @@ function resolvePaths(c: Config, baseDir: string): Config {
       ...c.trust,
       keysDir: r(c.trust.keysDir),
       ...(c.trust.trustedRoot ? { trustedRoot: r(c.trust.trustedRoot) } : {}),
-      sigstoreSources: c.trust.sigstoreSources.map((s) =>
-        s.kind === 'file'
-          ? { ...s, trustedRoot: r(s.trustedRoot) }
-          : {
-              ...s,
-              mirror: isMirrorUrl(s.mirror) ? s.mirror : r(s.mirror),
-              root: r(s.root),
-              cacheDir: r(s.cacheDir),
-            },
-      ),
+      sigstore: c.trust.sigstore.map((s) => ({
+        ...s,
+        ...(s.trustedRoot !== undefined ? { trustedRoot: r(s.trustedRoot) } : {}),
+        ...(s.tuf
+          ? {
+              tuf: {
+                ...s.tuf,
+                mirror: isMirrorUrl(s.tuf.mirror) ? s.tuf.mirror : r(s.tuf.mirror),
+                root: r(s.tuf.root),
+                ...(s.tuf.cacheDir !== undefined ? { cacheDir: r(s.tuf.cacheDir) } : {}),
+              },
+            }
+          : {}),
+      })),
     },
     log: { ...c.log, auditFile: o(c.log.auditFile) },
   };

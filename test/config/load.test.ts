@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { sigstoreSourcesOf } from '../../src/config/schema.js';
 
 const minimal = {
   tls: { cert: 'c.pem', key: 'k.pem' },
@@ -90,7 +91,7 @@ describe('config loading', () => {
       {},
       dir,
     );
-    assert.deepEqual(c.trust.sigstoreSources, [
+    assert.deepEqual(sigstoreSourcesOf(c.trust), [
       { kind: 'file', name: 'trustedRoot', trustedRoot: path.join(dir, 'legacy.json') },
       { kind: 'file', name: 'offline.json', trustedRoot: path.join(dir, 'roots/offline.json') },
       {
