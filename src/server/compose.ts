@@ -191,7 +191,10 @@ async function startSigstoreRoots(config: Config, metrics: Metrics, log: Logger)
   await roots.start();
   for (const s of roots.status()) {
     metrics.sigstoreRootValid.set({ source: s.name }, s.ok ? 1 : 0);
-    if (s.lastSuccess) metrics.sigstoreRootVerified.set({ source: s.name }, s.lastSuccess.getTime() / 1000);
+    // File sources have no freshness to watch (they are read once); TUF sources do.
+    if (s.kind === 'tuf' && s.lastSuccess) {
+      metrics.sigstoreRootVerified.set({ source: s.name }, s.lastSuccess.getTime() / 1000);
+    }
   }
   roots.onChange((r) =>
     rootsLog.info({ roots: r.length }, 'Sigstore trusted roots changed: cached verdicts retired'),

@@ -102,7 +102,7 @@ export class Metrics {
   });
   readonly sigstoreRootVerified = new Gauge({
     name: 'trustgate_sigstore_root_last_success_timestamp_seconds',
-    help: 'When the Sigstore source last verified its trusted root (TUF refresh or file load), Unix seconds',
+    help: 'When the Sigstore TUF source last verified its trusted root through TUF, Unix seconds',
     labelNames: ['source'] as const,
     registers: [this.registry],
   });
