@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { validateIdentityRule } from '../core/evidence/identity.js';
 import { reloadable, restartOnly } from './reloads.js';
 
 /**
@@ -47,10 +48,49 @@ export const accessRuleSchema = z.strictObject({
   delete: z.array(principal).default([]),
 });
 
+/**
+ * A keyless identity (Fulcio certificate): the OIDC issuer and the SAN, each exact or an anchored
+ * regular expression (it must match the whole value), plus optional GitHub Actions claims read
+ * from Fulcio's certificate extensions (exact).
+ */
+export const identityRuleSchema = z
+  .strictObject({
+    issuer: z.string().min(1).optional(),
+    issuerRegExp: z.string().min(1).optional(),
+    subject: z.string().min(1).optional(),
+    subjectRegExp: z.string().min(1).optional(),
+    github: z
+      .strictObject({
+        /** `owner/repo` */
+        repository: z.string().min(1).optional(),
+        /** e.g. `refs/tags/v1.2.3` */
+        workflowRef: z.string().min(1).optional(),
+        /** e.g. `push` */
+        trigger: z.string().min(1).optional(),
+        /** the commit SHA */
+        sha: z.string().min(1).optional(),
+        /** `github-hosted` or `self-hosted` */
+        runnerEnvironment: z.string().min(1).optional(),
+      })
+      .optional(),
+  })
+  .superRefine((r, ctx) => {
+    try {
+      validateIdentityRule(r);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  });
+
 export const trustRuleSchema = z.strictObject({
   repos: z.array(z.string().min(1)).min(1),
   /** Names of trusted keys (files `<name>.pub` in trust.keysDir). */
   keys: z.array(z.string().min(1)).default([]),
+  /**
+   * Keyless identities trusted for these repositories, with or instead of keys. The threshold
+   * counts distinct keys and distinct identities (issuer and subject) together.
+   */
+  identities: z.array(identityRuleSchema).max(64).default([]),
   threshold: z.number().int().min(1).default(1),
   mode: z.enum(['enforce', 'audit', 'off']).default('enforce'),
   /** A pull by tag also needs a signature whose docker-reference names that tag. */
@@ -321,6 +361,19 @@ const configObject = z.strictObject({
         });
       }
     })
+    // Policy: a keyless identity can only be verified against a trusted root (Fulcio CAs, CT and
+    // Rekor logs); a rule naming identities without one would refuse every keyless signature.
+    .refine(
+      (t) =>
+        t.trustedRoot !== undefined ||
+        t.sigstore.length > 0 ||
+        t.rules.every((r) => r.identities.length === 0),
+      {
+        message:
+          'a trust rule with identities needs a Sigstore trusted root: configure trust.sigstore (or trust.trustedRoot)',
+        path: ['sigstore'],
+      },
+    )
     // Names and cache folders filled in, in the same shape (the parsed config parses again: a
     // SIGHUP validates the effective config); load.ts resolves the paths against the config folder.
     .transform((t) => ({

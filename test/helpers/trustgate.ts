@@ -16,6 +16,8 @@ export interface TestGateOptions {
   trustRules?: Array<Partial<TrustRule> & { repos: string[] }>;
   /** name -> PEM public key, written to the trusted keys directory. */
   trustedKeys?: Record<string, string>;
+  /** A Sigstore trusted_root.json (its JSON value), written to a file named by trust.trustedRoot. */
+  trustedRoot?: unknown;
   /** Request client certificates signed by the test CA. */
   mtls?: boolean;
   redisUrl?: string;
@@ -87,7 +89,12 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
       ...(o.robots ? { robotsFile: robotsFileFor(dir) } : {}),
     },
     policy: { admins: [], groups: {}, access: [], ...o.policy },
-    trust: { keysDir, rules: o.trustRules ?? [], ...(o.sigstore ? { sigstore: o.sigstore } : {}) },
+    trust: {
+      keysDir,
+      rules: o.trustRules ?? [],
+      ...(o.sigstore ? { sigstore: o.sigstore } : {}),
+      ...(o.trustedRoot !== undefined ? { trustedRoot: trustedRootFile(dir, o.trustedRoot) } : {}),
+    },
     cache: {
       negativeTtlSeconds: 1,
       ...(o.redisUrl ? { redisUrl: o.redisUrl, hmacSecret: 'x'.repeat(32) } : {}),
@@ -123,6 +130,12 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+function trustedRootFile(dir: string, root: unknown): string {
+  const f = path.join(dir, 'trusted_root.json');
+  writeFileSync(f, JSON.stringify(root));
+  return f;
 }
 
 function robotsFileFor(dir: string): string {
