@@ -15,7 +15,8 @@ const LISTENER = 'the HTTPS listener and its HTTP parser are set up at start';
 const UPSTREAM = 'the upstream connection pool is built at start';
 const CACHE = 'the verdict cache (and its Redis connection) is built at start';
 const LIMITS = 'the relay limiter and write-idle watch are built at start';
-const CREDENTIALS = 'the credential store is rebuilt; failure counters (lockouts) carry over';
+const CREDENTIALS =
+  'the credential store is rebuilt and the new failure limits apply at once; failure counters (lockouts) carry over';
 const POLICY = 'the access policy is rebuilt and read per request';
 
 const principal = z

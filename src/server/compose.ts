@@ -99,7 +99,15 @@ export async function buildParts(
   const auditLog = config.log.auditFile
     ? // The audit file gets the same redaction as the main log.
       pino(loggerOptions('info'), pino.destination({ dest: config.log.auditFile, mkdir: true, sync: false }))
-    : log.child({ stream: 'audit' });
+    : // Policy: audit records never depend on log.level (a SIGHUP to `warn` must not silence them),
+      // so they get a logger of their own at info, writing to the main log's own stream: a child
+      // would follow the parent's level (pino passes level changes on to children).
+      pino(
+        loggerOptions('info'),
+        (log as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym],
+      ).child({
+        stream: 'audit',
+      });
   const audit = new Audit(auditLog, metrics);
 
   const upstreamLog = log.child({ component: 'upstream' });
