@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { decideAccess, type AccessFacts, type Grants } from '../../src/core/access-decision.js';
+import { ERRORS, InternalFailure, toGateError } from '../../src/core/errors.js';
 import { MEDIA_TYPES } from '../../src/core/manifest.js';
 import type { RepoAction } from '../../src/core/policy.js';
 import { generateKeyPair } from '../../src/core/signature/sign.js';
@@ -101,6 +102,50 @@ describe('security: review 6 (one access decision)', () => {
         if (mount.decision === 'allow' && !g.can('push', 'r/src')) assert.equal(mount.dropMount, true, name);
         const refs = decideAccess({ route: routes[8]!, grants: g, facts: { subjectPullable: 'no' } });
         if (!g.can('push', 'r/app')) assert.notEqual(refs.decision, 'allow', name);
+      }
+    });
+  });
+
+  describe('the error table', () => {
+    // The status each OCI code had before the table (77ba6f5's ociErrorStatus).
+    const before: Record<string, number> = {
+      BLOB_UNKNOWN: 404,
+      BLOB_UPLOAD_INVALID: 400,
+      BLOB_UPLOAD_UNKNOWN: 404,
+      DIGEST_INVALID: 400,
+      MANIFEST_BLOB_UNKNOWN: 404,
+      MANIFEST_INVALID: 400,
+      MANIFEST_UNKNOWN: 404,
+      NAME_INVALID: 400,
+      NAME_UNKNOWN: 404,
+      SIZE_INVALID: 400,
+      UNAUTHORIZED: 401,
+      DENIED: 403,
+      UNSUPPORTED: 405,
+      TOOMANYREQUESTS: 429,
+      UNAVAILABLE: 503,
+      UNKNOWN: 500,
+    };
+
+    it('HELD: no refusal became a 5xx (a client retries those) and no failure became a 4xx; the one OCI status that moved (MANIFEST_BLOB_UNKNOWN 404 -> 400) stays a 4xx', () => {
+      for (const [name, d] of Object.entries(ERRORS)) {
+        const was = before[name];
+        if (was !== undefined && name !== 'MANIFEST_BLOB_UNKNOWN') assert.equal(d.status, was, name);
+        const fiveHundred = d.status >= 500;
+        const failure = name === 'UNAVAILABLE' || name === 'UNKNOWN' || name === 'UPSTREAM_FAILED';
+        assert.equal(fiveHundred, failure, `${name}: ${d.status}`);
+      }
+      assert.equal(ERRORS.MANIFEST_BLOB_UNKNOWN.status, 400);
+      // The registry's failures stay 502/503, as before (UNAVAILABLE code; it was MANIFEST_INVALID on a 502).
+      for (const [kind, status] of [
+        ['upstream-unreachable', 503],
+        ['upstream-failed', 502],
+        ['upstream-body-too-large', 502],
+        ['upstream-digest-mismatch', 502],
+      ] as const) {
+        const e = toGateError(new InternalFailure(kind, 'x'));
+        assert.equal(e.status, status, kind);
+        assert.equal(e.code, 'UNAVAILABLE', kind);
       }
     });
   });
