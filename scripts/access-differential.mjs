@@ -142,6 +142,12 @@ async function startStack(root) {
   const robotSecret = robot.json().secret;
   const ids = {
     anonymous: {},
+    // A token asked for without credentials: policy grants `anonymous` pull on open/**.
+    'anonymous-token': {
+      headers: helpers.bearer(
+        await helpers.getToken(gate.url, gate.ca, undefined, undefined, allScopes('pull,push')),
+      ),
+    },
     puller: { headers: helpers.bearer(await tok('puller', PW.puller)) },
     pusher: { headers: helpers.bearer(await tok('pusher', PW.pusher)) },
     publisher: { headers: helpers.bearer(await tok('publisher', PW.publisher)) },
@@ -285,6 +291,12 @@ async function run(s) {
   // After the writes: the reads again (admission and referrers state moved).
   for (const id of Object.keys(s.ids))
     for (const [label, o] of matrix(s, id)) await send(`after ${label}`, o, id);
+  // The registry gone (connection refused): the same reads, for the answers of a failing upstream.
+  await s.registry.kill();
+  for (const id of ['anonymous', 'puller', 'publisher', 'builder'])
+    for (const [label, o] of matrix(s, id)) await send(`registry down ${label}`, o, id);
+  for (const id of ['puller', 'publisher'])
+    for (const [label, o] of writes(s, id)) await send(`registry down ${label}`, o, id);
   return results;
 }
 
