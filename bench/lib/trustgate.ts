@@ -35,7 +35,7 @@ export async function writeTrustgateConfig(
     key: string;
     logLevel?: string;
     /** Trust rules for bench/** (default: mode off, only the proxy path is measured) and keys. */
-    trust?: { rules: unknown[]; keys: Record<string, string> };
+    trust?: { rules: unknown[]; keys: Record<string, string>; trustedRoot?: unknown };
     /** More users, with pull only on bench/** (bench/starvation.ts: other identities). */
     pullUsers?: string[];
   },
@@ -67,9 +67,13 @@ export async function writeTrustgateConfig(
     trust: {
       keysDir: path.join(dir, 'keys', 'trusted'),
       rules: o.trust?.rules ?? [{ repos: ['bench/**'], mode: 'off' }],
+      ...(o.trust?.trustedRoot !== undefined ? { trustedRoot: path.join(dir, 'trusted_root.json') } : {}),
     },
     log: { level: o.logLevel ?? 'warn' },
   };
+  if (o.trust?.trustedRoot !== undefined) {
+    writeFileSync(path.join(dir, 'trusted_root.json'), JSON.stringify(o.trust.trustedRoot));
+  }
   for (const [name, pem] of Object.entries(o.trust?.keys ?? {})) {
     writeFileSync(path.join(dir, 'keys', 'trusted', `${name}.pub`), pem);
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { validateIdentityRule } from '../core/evidence/identity.js';
 import { reloadable, restartOnly } from './reloads.js';
 
 /**
@@ -14,7 +15,8 @@ const LISTENER = 'the HTTPS listener and its HTTP parser are set up at start';
 const UPSTREAM = 'the upstream connection pool is built at start';
 const CACHE = 'the verdict cache (and its Redis connection) is built at start';
 const LIMITS = 'the relay limiter and write-idle watch are built at start';
-const CREDENTIALS = 'the credential store is rebuilt; failure counters (lockouts) carry over';
+const CREDENTIALS =
+  'the credential store is rebuilt and the new failure limits apply at once; failure counters (lockouts) carry over';
 const POLICY = 'the access policy is rebuilt and read per request';
 
 const principal = z
@@ -47,10 +49,49 @@ export const accessRuleSchema = z.strictObject({
   delete: z.array(principal).default([]),
 });
 
+/**
+ * A keyless identity (Fulcio certificate): the OIDC issuer and the SAN, each exact or an anchored
+ * regular expression (it must match the whole value), plus optional GitHub Actions claims read
+ * from Fulcio's certificate extensions (exact).
+ */
+export const identityRuleSchema = z
+  .strictObject({
+    issuer: z.string().min(1).optional(),
+    issuerRegExp: z.string().min(1).optional(),
+    subject: z.string().min(1).optional(),
+    subjectRegExp: z.string().min(1).optional(),
+    github: z
+      .strictObject({
+        /** `owner/repo` */
+        repository: z.string().min(1).optional(),
+        /** e.g. `refs/tags/v1.2.3` */
+        workflowRef: z.string().min(1).optional(),
+        /** e.g. `push` */
+        trigger: z.string().min(1).optional(),
+        /** the commit SHA */
+        sha: z.string().min(1).optional(),
+        /** `github-hosted` or `self-hosted` */
+        runnerEnvironment: z.string().min(1).optional(),
+      })
+      .optional(),
+  })
+  .superRefine((r, ctx) => {
+    try {
+      validateIdentityRule(r);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  });
+
 export const trustRuleSchema = z.strictObject({
   repos: z.array(z.string().min(1)).min(1),
   /** Names of trusted keys (files `<name>.pub` in trust.keysDir). */
   keys: z.array(z.string().min(1)).default([]),
+  /**
+   * Keyless identities trusted for these repositories, with or instead of keys. The threshold
+   * counts distinct keys and distinct identities (issuer and subject) together.
+   */
+  identities: z.array(identityRuleSchema).max(64).default([]),
   threshold: z.number().int().min(1).default(1),
   mode: z.enum(['enforce', 'audit', 'off']).default('enforce'),
   /** A pull by tag also needs a signature whose docker-reference names that tag. */
@@ -184,6 +225,12 @@ const configObject = z.strictObject({
     })
     .refine((t) => t.trustedRoot !== undefined || t.rules.every((r) => r.tlog !== 'required'), {
       message: 'a trust rule with tlog: required needs trust.trustedRoot',
+      path: ['trustedRoot'],
+    })
+    // Policy: a keyless identity can only be verified against a trusted root (Fulcio CAs, CT and
+    // Rekor logs); a rule naming identities without one would refuse every keyless signature.
+    .refine((t) => t.trustedRoot !== undefined || t.rules.every((r) => r.identities.length === 0), {
+      message: 'a trust rule with identities needs trust.trustedRoot (the Sigstore trusted root)',
       path: ['trustedRoot'],
     })
     .prefault({}),

@@ -643,13 +643,18 @@ export class RegistryClient {
    * The OCI 1.1 referrers of `digest` (trustgate serves this API over registry:2): the digests it
    * lists; undefined from a registry without the API (404).
    */
-  async getReferrers(repo: string, digest: string): Promise<string[] | undefined> {
+  async getReferrers(
+    repo: string,
+    digest: string,
+    opts: { forPush?: boolean } = {},
+  ): Promise<string[] | undefined> {
     const operation = `GET referrers ${repo}@${digest}`;
     const r = await this.requestFollow({
       method: 'GET',
       url: `/v2/${encodeRepo(repo)}/referrers/${digest}`,
       headers: { accept: MEDIA_TYPES.ociIndex },
-      scopes: [pullScope(repo)],
+      // trustgate lists the referrers of an unsigned digest only to a token that grants push.
+      scopes: [opts.forPush === true ? pushScope(repo) : pullScope(repo)],
       operation,
     });
     if (r.status === 404) {
@@ -665,8 +670,13 @@ export class RegistryClient {
   }
 
   /** GET a small blob whole; its bytes must hash to `digest`. */
-  async getBlob(repo: string, digest: string, maxBytes = DEFAULT_MAX_BLOB_BYTES): Promise<Uint8Array> {
-    const { stream } = await this.openBlob(repo, digest);
+  async getBlob(
+    repo: string,
+    digest: string,
+    maxBytes = DEFAULT_MAX_BLOB_BYTES,
+    opts: { forPush?: boolean } = {},
+  ): Promise<Uint8Array> {
+    const { stream } = await this.openBlob(repo, digest, opts);
     const bytes = new Uint8Array(await readAll(stream, maxBytes, `blob ${digest}`));
     const got = digestOf(bytes, digest);
     if (got !== digest) {
@@ -681,12 +691,16 @@ export class RegistryClient {
   }
 
   /** Opens a blob as a stream (for copying large blobs; the receiving registry checks the digest). */
-  async openBlob(repo: string, digest: string): Promise<{ stream: http.IncomingMessage; size?: number }> {
+  async openBlob(
+    repo: string,
+    digest: string,
+    opts: { forPush?: boolean } = {},
+  ): Promise<{ stream: http.IncomingMessage; size?: number }> {
     const operation = `GET blob ${repo}@${digest}`;
     const r = await this.requestFollow({
       method: 'GET',
       url: `/v2/${encodeRepo(repo)}/blobs/${checkDigest(digest)}`,
-      scopes: [pullScope(repo)],
+      scopes: [opts.forPush === true ? pushScope(repo) : pullScope(repo)],
       operation,
     });
     if (r.status !== 200) return this.fail(r, operation);

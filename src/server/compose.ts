@@ -20,6 +20,7 @@ import { Upstream } from '../registry/upstream.js';
 import { TrustService } from '../trust/service.js';
 import { TokenService, type TokenSettings } from '../auth/tokens.js';
 import { loadOrCreateTokenKeys } from '../auth/token-keys.js';
+import { ClientCaAnchors } from '../auth/mtls.js';
 import { createTokenRouter } from '../auth/token-endpoint.js';
 import { ReferrersStore, upstreamEvidenceReader } from '../trust/referrers.js';
 import { loadTrustedRoot } from '../core/evidence/trusted-root.js';
@@ -82,6 +83,8 @@ export interface Parts {
   trust: TrustService;
   tokens: TokenService;
   auth: Authenticator;
+  /** The client CA certificates in force; a reload replaces them (tls.clientCa's contents). */
+  clientCa: ClientCaAnchors;
   /** Blob relays at once, per identity and per address (limits.*). */
   relays: RelayLimiter;
 }
@@ -97,7 +100,15 @@ export async function buildParts(
   const auditLog = config.log.auditFile
     ? // The audit file gets the same redaction as the main log.
       pino(loggerOptions('info'), pino.destination({ dest: config.log.auditFile, mkdir: true, sync: false }))
-    : log.child({ stream: 'audit' });
+    : // Policy: audit records never depend on log.level (a SIGHUP to `warn` must not silence them),
+      // so they get a logger of their own at info, writing to the main log's own stream: a child
+      // would follow the parent's level (pino passes level changes on to children).
+      pino(
+        loggerOptions('info'),
+        (log as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym],
+      ).child({
+        stream: 'audit',
+      });
   const audit = new Audit(auditLog, metrics);
 
   const upstreamLog = log.child({ component: 'upstream' });
@@ -145,10 +156,13 @@ export async function buildParts(
     config.auth.signingKid,
   );
   const tokens = new TokenService({ keys: tokenKeys, ...tokenSettings(config) });
+  const clientCa = new ClientCaAnchors();
+  clientCa.replace(config.tls.clientCa ? readFileSync(config.tls.clientCa) : undefined);
   const auth = new Authenticator({
     tokens,
     policy: () => live.policy,
     mtlsIdentity: config.auth.mtlsIdentity,
+    clientCa,
     now,
   });
   return {
@@ -164,6 +178,7 @@ export async function buildParts(
     trust,
     tokens,
     auth,
+    clientCa,
     relays,
   };
 }
@@ -253,6 +268,7 @@ export function buildHandlers(c: HandlerContext): {
       // Restart-only (tls.clientCa, auth.mtlsIdentity): read from the config in force, which
       // keeps their start values.
       mtlsIdentity: live.config.tls.clientCa ? live.config.auth.mtlsIdentity : undefined,
+      clientCa: p.clientCa,
       policy: () => live.policy,
       now,
       logger: log.child({ component: 'token' }),

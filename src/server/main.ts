@@ -117,7 +117,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
 
 interface Running {
   live: LiveSettings;
-  parts: Pick<Parts, 'tokens' | 'auth' | 'keyring'>;
+  parts: Pick<Parts, 'tokens' | 'auth' | 'keyring' | 'clientCa'>;
   listener: Pick<Listener, 'server'>;
   log: Logger;
 }
@@ -129,7 +129,6 @@ interface Running {
 async function reload(configPath: string, r: Running): Promise<boolean> {
   const { live, log } = r;
   let plan: ReloadPlan<Config>;
-  let tls: https.ServerOptions;
   let commit: () => void;
   try {
     plan = planReload(configSchema, live.config, loadConfigFile(configPath));
@@ -143,8 +142,13 @@ async function reload(configPath: string, r: Running): Promise<boolean> {
         `with the restart-only keys at their running values (${[...plan.needRestart, ...plan.undeclared].join(', ')}) the configuration does not validate (${keys}): restart to apply it`,
       );
     }
-    tls = tlsOptions(plan.effective);
+    const tls = tlsOptions(plan.effective);
     commit = live.prepare(plan.effective);
+    // Last of the checks, and the first change: it throws (a key that does not match its
+    // certificate, a file that is not PEM) before anything else changed, and changes nothing then.
+    r.listener.server.setSecureContext(tls);
+    // Connections opened under the old client CAs keep them; each is checked against these.
+    r.parts.clientCa.replace(tls.ca as Buffer | undefined);
   } catch (err) {
     // Policy: a bad new config never replaces a good running one.
     log.error(
@@ -155,7 +159,6 @@ async function reload(configPath: string, r: Running): Promise<boolean> {
   }
   const previousLevel = live.config.log.level;
   const c = plan.effective;
-  r.listener.server.setSecureContext(tls);
   commit();
   r.parts.tokens.configure(tokenSettings(c));
   r.parts.auth.forgetVerifiedTokens();

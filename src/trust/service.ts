@@ -55,6 +55,12 @@ export interface TrustServiceOptions {
   evidence: EvidenceReader;
   /** The Sigstore trusted root transparency-log entries of bundles are verified with, if any. */
   trustedRoot?: SigstoreTrustedRoot;
+  /**
+   * The current Sigstore trusted roots (keyless certificates and log entries verify against any
+   * one of them), read at every cold verification so a refreshed list applies at once. Joined with
+   * `trustedRoot`.
+   */
+  trustedRoots?: () => readonly SigstoreTrustedRoot[];
   keyring: Keyring;
   cache: VerdictCache;
   ruleFor: (repo: string) => EffectiveTrustRule;
@@ -99,6 +105,11 @@ export class TrustService {
 
   ruleFor(repo: string): EffectiveTrustRule {
     return this.o.ruleFor(repo);
+  }
+
+  /** The Sigstore trusted roots in force now. */
+  private roots(): SigstoreTrustedRoot[] {
+    return [...(this.o.trustedRoots?.() ?? []), ...(this.o.trustedRoot ? [this.o.trustedRoot] : [])];
   }
 
   /**
@@ -327,6 +338,8 @@ export class TrustService {
             digest,
             signatures: [cand],
             keys,
+            identities: rule.identities,
+            bundleOptions: { tlog: rule.tlog, trustedRoots: this.roots() },
             threshold: 1,
             tagBinding: false,
             now: this.now(),
@@ -401,7 +414,11 @@ export class TrustService {
       digest,
       signatures,
       bundles: evidence.bundles.map((b) => b.bytes),
-      bundleOptions: { tlog: rule.tlog, trustedRoot: this.o.trustedRoot },
+      bundleOptions: {
+        tlog: rule.tlog,
+        trustedRoots: this.roots(),
+      },
+      identities: rule.identities,
       keys,
       threshold: rule.threshold,
       now,
