@@ -182,6 +182,9 @@ export function validateIdentityRule(rule: IdentityRule): void {
   ] as const) {
     if (v === undefined) continue;
     try {
+      // Policy: the expression must compile on its own too, so that it cannot close the anchoring
+      // group: `A)|(?:B` compiles only wrapped, as `^(?:A)|(?:B)$`, where A is not anchored at the end.
+      new RegExp(v, 'u');
       anchoredRegExp(v);
     } catch (err) {
       throw new TypeError(
