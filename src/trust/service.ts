@@ -91,11 +91,16 @@ export class TrustService {
     this.admitted = new LRUCache({ max: 10_000, ttl: Math.min(60, o.positiveTtlSeconds / 2) * 1000 });
   }
 
-  /** Hash of the trusted keys and the trust policy: every cache key carries it. */
+  /** Hash of the trusted keys, the trust policy and the Sigstore trusted roots: every cache key carries it. */
   epoch(): string {
-    const keys = this.o.keyring.snapshot.contentHash;
+    // Policy: the trusted roots are part of the epoch (review 7): a verdict reached under one set
+    // of Fulcio CAs and logs is never served once they changed (a refreshed or restarted root,
+    // another replica sharing Redis with a different root).
+    const keys = `${this.o.keyring.snapshot.contentHash}\0${this.roots()
+      .map((r) => r.contentHash)
+      .join(',')}`;
     const policy = this.o.policyHash();
-    // Recomputed only when the keys or the policy changed: this runs several times per pull.
+    // Recomputed only when the keys, roots or policy changed: this runs several times per pull.
     if (this.epochOf.keys !== keys || this.epochOf.policy !== policy) {
       const value = createHash('sha256').update(keys).update('\0').update(policy).digest('hex').slice(0, 32);
       this.epochOf = { keys, policy, value };
