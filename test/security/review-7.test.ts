@@ -11,7 +11,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { verifyBundle, type BundleVerdict } from '../../src/core/evidence/bundle.js';
+import { verifyBundle, verifySigstoreBundle, type BundleVerdict } from '../../src/core/evidence/bundle.js';
+import { readShared } from '../helpers/fixtures.js';
 import {
   compileIdentityRules,
   validateIdentityRule,
@@ -388,5 +389,79 @@ describe('review 7: a cached pass outlives a change of trusted root', { timeout:
     trust.o.trustedRoots = () => [replacement];
     const again = await stack.pull(repo, 'v1');
     assert.equal(again.status, 403, 'a pass verified under a withdrawn CA is not served from the cache');
+  });
+});
+
+describe('review 7: real public-good bundles (sigstore-conformance, shared part)', () => {
+  const CONF = 'fixtures/sigstore-conformance/bundle-verify';
+  const PUBLIC_GOOD = loadTrustedRoot(readShared('fixtures/sigstore-public-good/trusted_root.json'));
+  const artifact = readShared(`${CONF}/a.txt`);
+  const BEACON =
+    'https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main';
+  const real = (c: string): Uint8Array => readShared(`${CONF}/${c}/bundle.sigstore.json`);
+  const check = (bundle: Uint8Array, rules: IdentityRule[]) =>
+    verifySigstoreBundle(
+      { bundle, digest: sha256(artifact), artifact, keys: [], identities: compileIdentityRules(rules) },
+      { tlog: 'required', trustedRoot: PUBLIC_GOOD, now: NOW },
+    );
+
+  test('HELD: a real Fulcio certificate: GitHub claims read from it; a fork, a prefix rule, a trailing slash are refused', () => {
+    const b = real('happy-path-v0.3-new-mediaType');
+    const ok = check(b, [
+      {
+        issuer: GH,
+        subject: BEACON,
+        github: { repository: 'sigstore-conformance/extremely-dangerous-public-oidc-beacon' },
+      },
+    ]);
+    assert.equal(ok.ok, true, ok.ok ? '' : ok.detail);
+    for (const rule of [
+      {
+        issuer: GH,
+        subject: BEACON,
+        github: { repository: 'mallory/extremely-dangerous-public-oidc-beacon' },
+      },
+      { issuer: GH, subjectRegExp: 'https://github\\.com/sigstore-conformance/' },
+      { issuer: `${GH}/`, subject: BEACON },
+      { issuer: GH, subject: BEACON.replace('refs/heads/main', 'refs/heads/mai') },
+    ]) {
+      const v = check(b, [rule]);
+      assert.equal(v.ok, false, JSON.stringify(rule));
+      if (!v.ok) assert.equal(v.reason, 'untrusted-identity');
+    }
+  });
+
+  test("HELD: a real certificate spliced with another real bundle's log entry (same CA, same identity) is refused", () => {
+    const other = JSON.parse(Buffer.from(real('happy-path-v0.2')).toString('utf8')) as J;
+    const b = edit(real('happy-path-v0.3-new-mediaType'), (j) => {
+      j['verificationMaterial'].tlogEntries = other.verificationMaterial.tlogEntries;
+    });
+    const v = check(b, [{ issuer: GH, subject: BEACON }]);
+    assert.equal(v.ok, false);
+    if (!v.ok) assert.equal(v.reason, 'tlog-invalid', v.detail);
+  });
+
+  test('HELD: a real Rekor v2 bundle with its TSA timestamp removed has no signing time and is refused', () => {
+    const root = loadTrustedRoot(readShared(`${CONF}/rekor2-dsse-happy-path/trusted_root.json`));
+    const run = (bundle: Uint8Array) =>
+      verifySigstoreBundle(
+        {
+          bundle,
+          digest: sha256(artifact),
+          keys: [],
+          identities: compileIdentityRules([{ issuer: GH, subject: BEACON }]),
+        },
+        { tlog: 'required', trustedRoot: root, now: NOW },
+      );
+    const original = real('rekor2-dsse-happy-path');
+    const baseline = run(original);
+    assert.equal(baseline.ok, true, baseline.ok ? '' : baseline.detail);
+    const v = run(
+      edit(original, (j) => {
+        delete j['verificationMaterial'].timestampVerificationData;
+      }),
+    );
+    assert.equal(v.ok, false);
+    if (!v.ok) assert.match(v.detail, /timestamp/i);
   });
 });
