@@ -381,6 +381,30 @@ describe('review 7: a cached pass outlives a change of trusted root', { timeout:
     await stack?.stop();
   });
 
+  async function attach(repo: string, img: { digest: string; bytes: Buffer }, id: TestIdentity) {
+    const r = buildBundleReferrerManifest({
+      bundle: sigstore.dsseBundle(buildCosignSignStatement(img.digest), id),
+      subject: { mediaType: MEDIA_TYPES.ociManifest, digest: img.digest, size: img.bytes.length },
+      created: new Date('2026-12-04T12:00:00Z'),
+    });
+    for (const b of r.blobs) await pushBlob(stack.registry.url, repo, Buffer.from(b.bytes));
+    const put = await stack.push(repo, r.digest, Buffer.from(r.manifest), MEDIA_TYPES.ociManifest);
+    assert.equal(put.status, 201, put.body.toString());
+  }
+
+  test('HELD: a certificate subject carrying CR LF and a header line does not reach the status line or headers of the denial', async () => {
+    const repo = 'prod/crlf';
+    const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+    await attach(repo, img, { issuer: GH, subject: 'https://evil.example/x\r\nX-Injected: yes\r\n' });
+    const r = await stack.pull(repo, 'v1');
+    assert.equal(r.status, 403);
+    assert.equal(r.headers['x-injected'], undefined);
+    assert.doesNotMatch(r.statusMessage, /[\r\n]/);
+    // The body is JSON with the subject escaped inside the message, not a second line.
+    const body = r.json() as { errors: Array<{ message: string }> };
+    assert.match(body.errors[0]!.message, /evil\.example\/x\r\nX-Injected: yes/);
+  });
+
   test('fixed (stale verdict across a trusted-root change, medium): the epoch carries the trusted roots, so a removed CA stops admitting at once', async () => {
     const repo = 'prod/rootswap';
     const img = await pushRandomImage(stack.registry.url, repo, 'v1');
