@@ -27,7 +27,7 @@ import {
 import { startNginx } from './lib/nginx.js';
 import { benchEnv, runMain, withCleanup } from './lib/setup.js';
 import { envInt, fmt, median, ratio, table } from './lib/stats.js';
-import { startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
+import { benchReads, startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
 import { cpuSeconds } from './lib/cpu.js';
 
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
@@ -118,35 +118,57 @@ async function main(): Promise<void> {
     const { serverCert: cert, serverKey: certKey } = env.certs;
     const nginx = await startNginx({ upstream: registry.url, cert, key: certKey, variant: 'tuned' });
     defer(() => nginx.stop());
-    const files = await writeTrustgateConfig(path.join(env.dir, 'trustgate'), {
-      registryUrl: registry.url,
-      cert,
-      key: certKey,
-      trust: {
-        rules: [
-          {
-            repos: ['bench/keyless/**'],
-            identities: [{ issuer: KEYLESS_ID.issuer, subjectRegExp: 'https://github\\.com/bench/.*' }],
-          },
-          { repos: ['bench/**'], keys: ['release'] },
-        ],
-        keys: { release: key.publicKeyPem },
-        trustedRoot: sigstore.trustedRoot(),
-      },
-    });
-    const tg = await startTrustgateChild(files);
-    defer(() => tg.close());
-    const tokenRes = await fetchToken(tg.url, env.ca, files.creds, 'bench/app');
+    const gates: Array<{ name: string; url: string; pid: number; token: string }> = [];
+    let files: Awaited<ReturnType<typeof writeTrustgateConfig>> | undefined;
+    const keyed = {
+      rules: [{ repos: ['bench/**'], keys: ['release'] }],
+      keys: { release: key.publicKeyPem },
+    };
+    for (const variant of benchReads()) {
+      const f = await writeTrustgateConfig(path.join(env.dir, variant.name), {
+        registryUrl: registry.url,
+        cert,
+        key: certKey,
+        // The first gate also verifies keyless signatures (measured below); the others, which may
+        // be an older build (BENCH_BASELINE), get the keyed rule only.
+        trust: files
+          ? keyed
+          : {
+              ...keyed,
+              rules: [
+                {
+                  repos: ['bench/keyless/**'],
+                  identities: [{ issuer: KEYLESS_ID.issuer, subjectRegExp: 'https://github\\.com/bench/.*' }],
+                },
+                ...keyed.rules,
+              ],
+              trustedRoot: sigstore.trustedRoot(),
+            },
+        ...(variant.reads ? { reads: variant.reads } : {}),
+      });
+      const g = await startTrustgateChild(f, variant.dist);
+      defer(() => g.close());
+      files ??= f;
+      gates.push({
+        name: variant.name,
+        url: g.url,
+        pid: g.pid,
+        token: await fetchToken(g.url, env.ca, f.creds, 'bench/app'),
+      });
+    }
+    const [tg] = gates;
+    if (!tg || !files) throw new Error('no trustgate started');
+    const tokenRes = tg.token;
 
     const targets: Array<{ name: string; base: string; headers: Record<string, string>; pid?: number }> = [
       { name: 'registry', base: registry.url, headers: { accept: ACCEPT } },
       { name: 'nginx-tuned', base: nginx.url, headers: { accept: ACCEPT }, pid: nginx.pid },
-      {
-        name: 'trustgate',
-        base: tg.url,
-        headers: { accept: ACCEPT, authorization: `Bearer ${tokenRes}` },
-        pid: tg.pid,
-      },
+      ...gates.map((g) => ({
+        name: g.name,
+        base: g.url,
+        headers: { accept: ACCEPT, authorization: `Bearer ${g.token}` },
+        pid: g.pid,
+      })),
     ];
     // `tags`: each request names one of TAGS tags (all on the same signed image), so concurrent
     // pulls rarely share a tag: the figure without trustgate's sharing of tag answers.
@@ -221,6 +243,14 @@ async function main(): Promise<void> {
           ratio(rps('trustgate by tags'), rps('nginx-tuned by tags')),
         ],
         ['trustgate/nginx-tuned by digest', ratio(rps('trustgate by digest'), rps('nginx-tuned by digest'))],
+        ...gates
+          .slice(1)
+          .flatMap((g) =>
+            ['tag', 'tags', 'digest'].map((r) => [
+              `${g.name}/trustgate by ${r}`,
+              ratio(rps(`${g.name} by ${r}`), rps(`trustgate by ${r}`)),
+            ]),
+          ),
       ]),
     );
 

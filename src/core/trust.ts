@@ -195,7 +195,7 @@ function checkSimpleSigningPayload(
       reason: 'tag-not-bound',
       detail:
         ref.tag === undefined
-          ? `${who} signed it without a tag, and tag ${tag} must be signed`
+          ? `${who} signed it without a tag, and tag ${tag} must be signed (\`trustgate sign ${repo}:${tag} --format both\`)`
           : `${who} signed it as tag ${ref.tag}, not ${tag}`,
     };
   }
@@ -328,7 +328,7 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
       if (tagBinding && tag !== undefined) {
         fail({
           reason: 'tag-not-bound',
-          detail: `${signer.kind === 'key' ? `key ${signer.name}` : signer.name} signed it in a Sigstore bundle, which names no tag, and tag ${tag} must be signed`,
+          detail: `${signer.kind === 'key' ? `key ${signer.name}` : signer.name} signed it in a Sigstore bundle, which names no tag, and tag ${tag} must be signed (add one naming it: \`trustgate sign ${repo}:${tag} --format both\`)`,
         });
         continue;
       }

@@ -17,6 +17,7 @@ import {
   type SignatureEvidence,
 } from '../core/serve-decision.js';
 import type { VerdictCache } from '../cache/verdict-cache.js';
+import { verifyChannel, type VerifyEvent } from './events.js';
 import type { KeyEntry, Keyring } from '../keys/keyring.js';
 import {
   collectEvidence,
@@ -61,6 +62,11 @@ export interface TrustServiceOptions {
    * `trustedRoot`.
    */
   trustedRoots?: () => readonly SigstoreTrustedRoot[];
+  /**
+   * Changes whenever trustedRoots() does (SigstoreRoots.version()): part of the epoch, so a new
+   * root (a TUF update) retires every verdict made before it.
+   */
+  trustedRootsVersion?: () => string;
   keyring: Keyring;
   cache: VerdictCache;
   ruleFor: (repo: string) => EffectiveTrustRule;
@@ -69,8 +75,6 @@ export interface TrustServiceOptions {
   positiveTtlSeconds: number;
   negativeTtlSeconds: number;
   now?: () => Date;
-  /** Told how long each cold verification took (signature fetch plus verify). */
-  onVerify?: (seconds: number) => void;
 }
 
 /**
@@ -80,7 +84,7 @@ export interface TrustServiceOptions {
 export class TrustService {
   private readonly inflight = new Map<string, Promise<CachedVerdict>>();
   private readonly now: () => Date;
-  private epochOf = { keys: '', policy: '', value: '' };
+  private epochOf = { keys: '', policy: '', roots: '', value: '' };
   private identityCache?: { keys: ReadonlyMap<string, KeyEntry>; value: Map<string, string> };
   private readonly admitted: LRUCache<string, true>;
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
@@ -91,19 +95,20 @@ export class TrustService {
     this.admitted = new LRUCache({ max: 10_000, ttl: Math.min(60, o.positiveTtlSeconds / 2) * 1000 });
   }
 
-  /** Hash of the trusted keys, the trust policy and the Sigstore trusted roots: every cache key carries it. */
+  /**
+   * Hash of the trusted keys, the trust policy and the Sigstore trusted roots: every cache key
+   * carries it, so a new key, rule or root (a TUF update) retires every verdict made before it.
+   */
   epoch(): string {
-    // Policy: the trusted roots are part of the epoch (review 7): a verdict reached under one set
-    // of Fulcio CAs and logs is never served once they changed (a refreshed or restarted root,
-    // another replica sharing Redis with a different root).
-    const keys = `${this.o.keyring.snapshot.contentHash}\0${this.roots()
-      .map((r) => r.contentHash)
-      .join(',')}`;
+    const keys = this.o.keyring.snapshot.contentHash;
     const policy = this.o.policyHash();
-    // Recomputed only when the keys, roots or policy changed: this runs several times per pull.
-    if (this.epochOf.keys !== keys || this.epochOf.policy !== policy) {
-      const value = createHash('sha256').update(keys).update('\0').update(policy).digest('hex').slice(0, 32);
-      this.epochOf = { keys, policy, value };
+    const roots = this.o.trustedRootsVersion?.() ?? '';
+    // Recomputed only when one of them changed: this runs several times per pull.
+    if (this.epochOf.keys !== keys || this.epochOf.policy !== policy || this.epochOf.roots !== roots) {
+      const h = createHash('sha256').update(keys).update('\0').update(policy);
+      // Without a Sigstore source the epoch is what it was before roots were part of it.
+      if (roots !== '') h.update('\0').update(roots);
+      this.epochOf = { keys, policy, roots, value: h.digest('hex').slice(0, 32) };
     }
     return this.epochOf.value;
   }
@@ -173,6 +178,7 @@ export class TrustService {
     const epoch = this.epoch();
     const rule = this.o.ruleFor(repo);
     const keys = this.o.keyring.snapshot.keys;
+    const roots = this.roots();
     const input = {
       repo,
       digest,
@@ -194,7 +200,7 @@ export class TrustService {
       cached = false;
       evidence = await this.singleFlight(
         key,
-        () => this.compute(repo, digest, rule, keys, epoch),
+        () => this.compute(repo, digest, rule, keys, roots, epoch),
         opts.fresh === true,
       );
     }
@@ -406,6 +412,7 @@ export class TrustService {
     digest: string,
     rule: EffectiveTrustRule,
     keySet: ReadonlyMap<string, KeyEntry>,
+    trustedRoots: readonly SigstoreTrustedRoot[],
     epoch: string,
   ): Promise<CachedVerdict> {
     const started = performance.now();
@@ -419,10 +426,7 @@ export class TrustService {
       digest,
       signatures,
       bundles: evidence.bundles.map((b) => b.bytes),
-      bundleOptions: {
-        tlog: rule.tlog,
-        trustedRoots: this.roots(),
-      },
+      bundleOptions: { tlog: rule.tlog, trustedRoots },
       identities: rule.identities,
       keys,
       threshold: rule.threshold,
@@ -449,7 +453,12 @@ export class TrustService {
       boundTags,
       at: now.getTime(),
     };
-    this.o.onVerify?.((performance.now() - started) / 1000);
+    if (verifyChannel.hasSubscribers) {
+      verifyChannel.publish({
+        source: this,
+        seconds: (performance.now() - started) / 1000,
+      } satisfies VerifyEvent);
+    }
     const ttl = v.ok ? this.o.positiveTtlSeconds : this.o.negativeTtlSeconds;
     // Policy: a verdict is stored under the epoch it was computed with, and not at all when the
     // keys or rules changed meanwhile (the caller still gets it: its pull began before the change).

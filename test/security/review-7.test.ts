@@ -405,31 +405,23 @@ describe('review 7: a cached pass outlives a change of trusted root', { timeout:
     assert.match(body.errors[0]!.message, /evil\.example\/x\r\nX-Injected: yes/);
   });
 
-  test('fixed (stale verdict across a trusted-root change, medium): the epoch carries the trusted roots, so a removed CA stops admitting at once', async () => {
+  test('fixed on main by the tuf merge a2c5671 (stale verdict across a trusted-root change, medium): a withdrawn CA stops admitting at once', async () => {
+    // BROKEN on 8c2dcfc: the cache epoch hashed the keys and rules only, so a pass verified under
+    // a Fulcio CA stayed cached after the roots changed. Main since puts the roots' version in the
+    // epoch (SigstoreRoots.version()); this is the same attack against that.
     const repo = 'prod/rootswap';
     const img = await pushRandomImage(stack.registry.url, repo, 'v1');
-    const r = buildBundleReferrerManifest({
-      bundle: sigstore.dsseBundle(buildCosignSignStatement(img.digest), releaseId),
-      subject: { mediaType: MEDIA_TYPES.ociManifest, digest: img.digest, size: img.bytes.length },
-      created: new Date('2026-12-04T12:00:00Z'),
-    });
-    for (const b of r.blobs) await pushBlob(stack.registry.url, repo, Buffer.from(b.bytes));
-    assert.equal(
-      (await stack.push(repo, r.digest, Buffer.from(r.manifest), MEDIA_TYPES.ociManifest)).status,
-      201,
-    );
+    await attach(repo, img, releaseId);
     assert.equal((await stack.pull(repo, 'v1')).status, 200, 'signed by the trusted workflow under CA A');
 
-    // The trusted roots change: CA A is withdrawn (a compromised Fulcio CA), another instance is
-    // trusted instead. TrustService reads `trustedRoots()` at every cold verification "so a
-    // refreshed list applies at once" (its doc); this is that refresh, done in process (the same
-    // happens across replicas sharing Redis when one restarts with a new trust.trustedRoot).
-    const trust = stack.gate.tg.trust as unknown as {
-      o: { trustedRoot?: SigstoreTrustedRoot; trustedRoots?: () => readonly SigstoreTrustedRoot[] };
+    // The trusted root changes as a TUF update changes it (SigstoreRoots' source state, then
+    // publish()): CA A is withdrawn (a compromised Fulcio CA), another instance is trusted.
+    const roots = stack.gate.tg.sigstoreRoots as unknown as {
+      states: Array<{ root?: { trusted: SigstoreTrustedRoot; sha256: string } }>;
+      publish(): void;
     };
-    const replacement = rootOf(new TestSigstore());
-    delete trust.o.trustedRoot;
-    trust.o.trustedRoots = () => [replacement];
+    roots.states[0]!.root = { trusted: rootOf(new TestSigstore()), sha256: 'f'.repeat(64) };
+    roots.publish();
     const again = await stack.pull(repo, 'v1');
     assert.equal(again.status, 403, 'a pass verified under a withdrawn CA is not served from the cache');
   });

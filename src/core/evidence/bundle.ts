@@ -445,9 +445,6 @@ function validateOptions(input: BundleInput, options: BundleVerifyOptions): numb
     throw new TypeError(`tlog must be 'required' or 'optional', got ${JSON.stringify(options.tlog)}`);
   }
   const roots = rootsOf(options);
-  if (options.tlog === 'required' && roots.length === 0) {
-    throw new TypeError("tlog 'required' needs a trustedRoot to verify the entries against");
-  }
   if (roots.some((r) => r.kind !== 'sigstore-trusted-root')) {
     throw new TypeError('trustedRoot must come from loadTrustedRoot');
   }
@@ -689,6 +686,14 @@ function verifyInternal(
     const t = verifyTlog(bundle, content, keyObject, roots, options.tlog === 'required');
     if (typeof t !== 'string') return t;
     tlog = t;
+  } else if (options.tlog === 'required') {
+    // Policy: a rule that requires a transparency-log entry, with no trusted root available (a
+    // TUF source that never verified, issue 15), fails closed; the signature was checked first,
+    // so a bundle from an untrusted key is refused for that instead.
+    return failure(
+      'no-trusted-root',
+      `${names} signed it, but this repository requires a transparency-log entry and no Sigstore trusted root is available to verify it (trust.sigstore: no source has a valid root)`,
+    );
   }
   return { ...base, signers: keyed.signers, tlog };
 }

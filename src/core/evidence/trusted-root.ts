@@ -3,7 +3,6 @@
  * trust material that @sigstore/verify checks transparency-log entries against. Pure: the caller
  * reads the file (and, later, fetches it over TUF); this module only validates and converts it.
  */
-import { createHash } from 'node:crypto';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toTrustMaterial, type TrustMaterial } from '@sigstore/verify';
 import { isJsonObject, parseStrictJson } from '../json-strict.js';
@@ -21,11 +20,6 @@ export interface SigstoreTrustedRoot {
   readonly material: Omit<TrustMaterial, 'publicKey'>;
   /** Number of transparency logs (Rekor instances) the root trusts. */
   readonly tlogCount: number;
-  /**
-   * `sha256:<hex>` of the root's JSON as read: verdict caches carry it (with the keys and rules) so
-   * that a verdict reached under one set of CAs and logs is never served under another.
-   */
-  readonly contentHash: string;
 }
 
 export class TrustedRootError extends Error {
@@ -79,8 +73,7 @@ export function loadTrustedRoot(input: Uint8Array | unknown): SigstoreTrustedRoo
     const { publicKey: _unused, ...material } = toTrustMaterial(root, () => {
       throw new TrustedRootError('no key finder');
     });
-    const contentHash = `sha256:${createHash('sha256').update(JSON.stringify(doc)).digest('hex')}`;
-    return { kind: 'sigstore-trusted-root', material, tlogCount: material.tlogs.length, contentHash };
+    return { kind: 'sigstore-trusted-root', material, tlogCount: material.tlogs.length };
   } catch (err) {
     throw new TrustedRootError(`trusted root is invalid: ${(err as Error).message}`, { cause: err });
   }

@@ -402,7 +402,18 @@ test('config: identity rules are validated at load (exactly one of exact/regexp,
     trust: { rules: [{ repos: ['a'], identities: [{ issuer: GH, subject: 'x' }] }] },
   });
   assert.equal(noRoot.success, false);
-  assert.match(JSON.stringify(noRoot.error?.issues), /needs trust\.trustedRoot/);
+  assert.match(
+    JSON.stringify(noRoot.error?.issues),
+    /needs a Sigstore trusted root: configure trust\.sigstore \(or trust\.trustedRoot\)/,
+  );
+  const withTuf = configSchema.safeParse({
+    ...base,
+    trust: {
+      sigstore: [{ tuf: { mirror: 'https://tuf.example', root: 'root.json' } }],
+      rules: [{ repos: ['a'], identities: [{ issuer: GH, subject: 'x' }] }],
+    },
+  });
+  assert.equal(withTuf.success, true, JSON.stringify(withTuf.error?.issues));
   const withRoot = configSchema.safeParse({
     ...base,
     trust: { trustedRoot: 'r.json', rules: [{ repos: ['a'], identities: [{ issuer: GH, subject: 'x' }] }] },
