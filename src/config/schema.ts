@@ -89,7 +89,7 @@ export const trustRuleSchema = z.strictObject({
   keys: z.array(z.string().min(1)).default([]),
   /**
    * Keyless identities trusted for these repositories, with or instead of keys. The threshold
-   * counts distinct keys and distinct identities (issuer and subject) together.
+   * counts distinct keys and distinct identity entries it names together (a certificate counts as the first entry it matches).
    */
   identities: z.array(identityRuleSchema).max(64).default([]),
   threshold: z.number().int().min(1).default(1),

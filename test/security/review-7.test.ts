@@ -346,24 +346,18 @@ describe('review 7: legacy .sig and threshold counting', () => {
     assert.equal(two.ok, true, two.message);
   });
 
-  test(
-    'BROKEN (threshold inflation by one workflow, medium, design): one regular-expression rule satisfied by one workflow on two tags counts as two signers',
-    {
-      todo: 'BROKEN on main 8c2dcfc: the threshold counts distinct (issuer, subject), and a GitHub subject carries the ref; see the review-7 report',
-    },
-    () => {
-      // One principal (whoever can push a tag to acme/app) signs with the same workflow on v1.2.0
-      // and v1.3.0: two subjects, one rule, one repository. A threshold of 2 is meant to need two
-      // independent signers; counting each identity rule at most once (as each key counts once)
-      // would make it so.
-      const v = trust(
-        [legacy(releaseId)],
-        [dsse({ ...releaseId, subject: RELEASE.replace('v1.2.0', 'v1.3.0') })],
-        2,
-      );
-      assert.equal(v.ok, false, `one workflow met a threshold of 2: ${v.message}`);
-    },
-  );
+  test('fixed (threshold inflation by one workflow, medium): one regular-expression rule satisfied by one workflow on two tags counted as two signers; now each identity rule entry counts once', () => {
+    // One principal (whoever can push a tag to acme/app) signs with the same workflow on v1.2.0
+    // and v1.3.0: two subjects, one rule, one repository. A threshold of 2 is meant to need two
+    // independent signers; counting each identity rule at most once (as each key counts once)
+    // would make it so.
+    const v = trust(
+      [legacy(releaseId)],
+      [dsse({ ...releaseId, subject: RELEASE.replace('v1.2.0', 'v1.3.0') })],
+      2,
+    );
+    assert.equal(v.ok, false, `one workflow met a threshold of 2: ${v.message}`);
+  });
 });
 
 describe('review 7: a cached pass outlives a change of trusted root', { timeout: 120_000 }, () => {

@@ -560,13 +560,17 @@ function verifyKeylessSigner(
       `it is signed by ${describeIdentity(v.identity)}, which is not an identity trusted for this repository (expected: ${expected})`,
     );
   }
-  const identity = `oidc:${v.identity.issuer} ${v.identity.subject}`;
+  // Policy: toward a threshold, a keyless signer counts as the identity rule entry it satisfies
+  // (the first one), not as its certificate subject: a GitHub subject carries the ref, so one
+  // workflow signing on two tags would otherwise be two signers under one regular-expression entry
+  // (review 7). Distinct signers need distinct entries (exact subjects), as keys need distinct keys.
+  const ruleEntry = `oidc-rule:${matched[0]!.description}`;
   return [
     {
       kind: 'identity',
       name: describeIdentity(v.identity),
-      identity,
-      fingerprint: identity,
+      identity: ruleEntry,
+      fingerprint: `oidc:${v.identity.issuer} ${v.identity.subject}`,
       certificate: {
         identity: v.identity,
         signingTimes: v.signingTimes,
