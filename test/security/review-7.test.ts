@@ -266,18 +266,7 @@ describe('review 7: legacy .sig and threshold counting', () => {
   const payload = Buffer.from(
     buildSimpleSigningPayload({ dockerReference: 'registry.test/acme/app', manifestDigest: DIGEST }),
   );
-  const legacy = (id: TestIdentity, o = {}): SignatureCandidate => {
-    const s = sigstore.sign(payload, id, o);
-    return {
-      payload,
-      signature: s.signature.toString('base64'),
-      keyless: {
-        certificate: toPem(s.certificate),
-        chain: toPem(sigstore.caCertificate),
-        rekorBundle: s.cosignBundle,
-      },
-    };
-  };
+  const legacy = (id: TestIdentity, o = {}): SignatureCandidate => sigstore.legacySignature(payload, id, o);
   const trust = (
     signatures: SignatureCandidate[],
     bundles: Uint8Array[],
