@@ -91,7 +91,7 @@ function get(url: string, ca: string, headers: Record<string, string>, agent: ht
 async function main(): Promise<void> {
   const runs = envInt('RUNS', 3, 1, 20);
   const seconds = envInt('WRK_SECONDS', 5, 1, 60);
-  const verifyImages = envInt('VERIFY_IMAGES', 30, 1, 500);
+  const verifyImages = envInt('VERIFY_IMAGES', 30, 0, 500);
   await withCleanup(async (defer) => {
     const env = await benchEnv('manifest');
     defer(env.cleanup);
@@ -135,11 +135,17 @@ async function main(): Promise<void> {
       rotate,
       `local i = math.random(${TAGS})\nrequest = function()\n  i = i % ${TAGS} + 1\n  return wrk.format(nil, "/v2/bench/app/manifests/t" .. (i - 1))\nend\n`,
     );
-    const refs = { tag: 'v1', tags: 't0', digest: img.digest };
+    // BENCH_TARGETS=trustgate,nginx-tuned and BENCH_REFS=tags narrow a run while iterating.
+    const onlyTargets = process.env['BENCH_TARGETS']?.split(',');
+    const onlyRefs = process.env['BENCH_REFS']?.split(',');
+    const refs = Object.fromEntries(
+      Object.entries({ tag: 'v1', tags: 't0', digest: img.digest }).filter(([k]) => !onlyRefs || onlyRefs.includes(k)),
+    );
     const results = new Map<string, WrkResult[]>();
     for (let round = 0; round < runs; round++) {
       for (const [refName, ref] of Object.entries(refs)) {
         for (const t of targets) {
+          if (onlyTargets && !onlyTargets.includes(t.name)) continue;
           const pids: Record<string, number> = { registry: registry.pid };
           if (t.pid !== undefined) pids['proxy'] = t.pid;
           const r = wrk(

@@ -31,7 +31,11 @@ export interface DirectReaderOptions {
   /** Time allowed from sending the request to a complete response head. */
   timeoutMs: number;
   bufferBytes?: number;
-  /** Idle keep-alive connections kept at most. */
+  /**
+   * Idle keep-alive connections kept at most (default 64). With 8, 32 concurrent manifest reads
+   * opened and closed a registry connection for every read beyond the eighth (connect, accept and
+   * close on both sides).
+   */
   maxIdle?: number;
   /**
    * Direct reads at once; beyond this, blob reads take the general forwarder. Each holds up to
@@ -128,15 +132,19 @@ function requestHead(method: string, path: string, headers: http.OutgoingHttpHea
 /** Large read buffers, kept for reuse up to a bound. */
 class BufferPool {
   private readonly free: Buffer[] = [];
+  /** Buffers this pool handed out: only those come back (never a connection's own buffer). */
+  private readonly mine = new WeakSet<Buffer>();
   constructor(
     readonly size: number,
     private readonly keep: number,
   ) {}
   take(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    const b = this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    this.mine.add(b);
+    return b;
   }
   give(b: Buffer): void {
-    if (b.length === this.size && this.free.length < this.keep) this.free.push(b);
+    if (this.mine.has(b) && this.free.length < this.keep) this.free.push(b);
   }
 }
 
@@ -150,6 +158,7 @@ interface Sink {
 
 /** Reads before a body is being relayed (a response head, an idle connection) are small. */
 const SMALL_READ = 16 * 1024;
+const EMPTY = Buffer.alloc(0);
 
 /** One TCP connection whose reads land in pooled buffers. */
 class Connection {
@@ -157,13 +166,20 @@ class Connection {
   sink?: Sink;
   /** Requests sent on this connection, so a stale keep-alive connection can be retried once. */
   uses = 0;
+  /**
+   * The buffer every read lands in until a body is relayed (heads, small answers, idle reads),
+   * allocated once per connection: a fresh 16 KiB buffer per read cost one slow allocation each
+   * and, at about a thousand manifest reads a second, a full garbage collection every second or
+   * two (external memory pressure). Valid only until the next read, so sinks copy what they keep.
+   */
+  readonly small = Buffer.allocUnsafeSlow(SMALL_READ);
 
   constructor(opts: DirectReaderOptions, pool: BufferPool) {
     this.socket = net.connect({
       host: opts.host,
       port: opts.port,
       onread: {
-        buffer: () => (this.sink?.relaying ? pool.take() : Buffer.allocUnsafeSlow(SMALL_READ)),
+        buffer: () => (this.sink?.relaying ? pool.take() : this.small),
         callback: (n, buf) => {
           if (this.sink) this.sink.data(buf as Buffer, n);
           else {
@@ -190,7 +206,7 @@ export class DirectReader {
   private active = 0;
 
   constructor(private readonly opts: DirectReaderOptions) {
-    this.maxIdle = opts.maxIdle ?? 8;
+    this.maxIdle = opts.maxIdle ?? 64;
     this.maxActive = opts.maxActive ?? 16;
     this.pool = new BufferPool(opts.bufferBytes ?? 1024 * 1024, 2 * IN_FLIGHT + 2);
   }
@@ -287,7 +303,9 @@ export class DirectReader {
       const head = new HeadReader(method);
       let parsed: Head | undefined;
       let left = 0;
-      const chunks: Buffer[] = [];
+      // Reads land in the connection's reused buffer: the body is copied into its own buffer.
+      let body = EMPTY;
+      let filled = 0;
       let finished = false;
       let timedOut = false;
       const timer = setTimeout(() => {
@@ -307,12 +325,7 @@ export class DirectReader {
       const complete = (): void => {
         if (finished || !parsed) return;
         end(parsed.keepAlive);
-        const size = chunks.reduce((n, c) => n + c.length, 0);
-        resolve({
-          status: parsed.status,
-          headers: parsed.headers as http.IncomingHttpHeaders,
-          body: Buffer.concat(chunks, size),
-        });
+        resolve({ status: parsed.status, headers: parsed.headers as http.IncomingHttpHeaders, body });
       };
       conn.sink = {
         relaying: false,
@@ -340,11 +353,12 @@ export class DirectReader {
                 }),
               );
             }
+            body = left > 0 ? Buffer.allocUnsafe(left) : EMPTY;
           }
           const take = Math.min(left, n - start);
           // Policy: bytes past the declared length are dropped with the connection.
           if (n - start > take) parsed.keepAlive = false;
-          if (take > 0) chunks.push(buf.subarray(start, start + take));
+          if (take > 0) filled += buf.copy(body, filled, start, start + take);
           left -= take;
           if (left === 0) complete();
         },
@@ -446,6 +460,12 @@ export class DirectReader {
         }
         if (from === to) {
           pool.give(buf);
+          return;
+        }
+        if (buf === conn.small) {
+          // The connection's reused buffer (the read that held the head): its bytes are copied,
+          // since the next read may land in it before this write has gone out.
+          res.write(Buffer.from(buf.subarray(from, to)));
           return;
         }
         inFlight++;
