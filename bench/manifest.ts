@@ -139,7 +139,9 @@ async function main(): Promise<void> {
     const onlyTargets = process.env['BENCH_TARGETS']?.split(',');
     const onlyRefs = process.env['BENCH_REFS']?.split(',');
     const refs = Object.fromEntries(
-      Object.entries({ tag: 'v1', tags: 't0', digest: img.digest }).filter(([k]) => !onlyRefs || onlyRefs.includes(k)),
+      Object.entries({ tag: 'v1', tags: 't0', digest: img.digest }).filter(
+        ([k]) => !onlyRefs || onlyRefs.includes(k),
+      ),
     );
     const results = new Map<string, WrkResult[]>();
     for (let round = 0; round < runs; round++) {

@@ -146,7 +146,9 @@ describe('blob reader against registry:2', { timeout: 60_000 }, () => {
             const chunks: Buffer[] = [];
             res.on('data', (c: Buffer) => chunks.push(c));
             res.on('end', () =>
-              res.statusCode === 200 ? resolve(Buffer.concat(chunks)) : reject(new Error(`${res.statusCode}`)),
+              res.statusCode === 200
+                ? resolve(Buffer.concat(chunks))
+                : reject(new Error(`${res.statusCode}`)),
             );
           })
           .on('error', reject);
