@@ -5,9 +5,10 @@
  *    manifest by tag and by digest through trustgate (enforce mode, Ed25519 key, token auth),
  *    through nginx (tuned variant, TLS) and from registry:2 directly (plain http); RUNS
  *    alternating rounds; medians of requests/s, p50 and p99.
- * 2. Verification latency: VERIFY_IMAGES freshly signed images; the first GET of each (cold:
- *    signature fetch plus verify) and the second (warm: cached verdict), sequential, keep-alive;
- *    medians.
+ * 2. Verification latency: VERIFY_IMAGES freshly signed images per evidence format (a legacy
+ *    `.sig` signature, or a cosign 3 bundle referrer listed in the referrers tag); the first GET of
+ *    each (cold: evidence fetch plus verify) and the second (warm: cached verdict), sequential,
+ *    keep-alive; medians.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/manifest.js
  */
@@ -16,7 +17,14 @@ import https from 'node:https';
 import path from 'node:path';
 import { generateKeyPair } from '../src/core/signature/sign.js';
 import { startRegistry } from '../test/helpers/stack.js';
-import { pushManifest, pushRandomImage } from '../test/helpers/registry-direct.js';
+import { pushBlob, pushManifest, pushRandomImage } from '../test/helpers/registry-direct.js';
+import {
+  BUNDLE_REFERRER_ARTIFACT_TYPE,
+  buildBundleReferrerManifest,
+  buildCosignSignBundle,
+  bundleSignerFor,
+} from '../src/core/evidence/bundle-writer.js';
+import { MEDIA_TYPES } from '../src/core/manifest.js';
 import { writeFileSync } from 'node:fs';
 import { signDirect } from '../test/helpers/sign.js';
 import { startNginx } from './lib/nginx.js';
@@ -210,43 +218,97 @@ async function main(): Promise<void> {
       ]),
     );
 
-    // Cold versus warm verification: fresh signed images, first and second GET of each.
+    // Cold versus warm verification: fresh signed images, first and second GET of each, in both
+    // evidence formats, alternating (legacy, bundle, legacy, …) so drift is shared.
     const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
     defer(() => agent.destroy());
-    const cold: number[] = [];
-    const warm: number[] = [];
+    const formats = ['legacy', 'bundle'] as const;
+    const latency = Object.fromEntries(
+      formats.map((f) => [f, { cold: [] as number[], warm: [] as number[] }]),
+    );
+    const bundleSigner = bundleSignerFor(key.pkcs8Der);
     for (let i = 0; i < verifyImages; i++) {
-      const repo = `bench/v${i}`;
-      const im = await pushRandomImage(registry.url, repo, 'v1', 1, 1024);
-      await signDirect(registry.url, repo, im.digest, key.pkcs8Der, { dockerReference: `localhost/${repo}` });
-      const t = await fetchToken(tg.url, env.ca, files.creds, repo);
-      const h = { accept: ACCEPT, authorization: `Bearer ${t}` };
-      const url = `${tg.url}/v2/${repo}/manifests/${im.digest}`;
-      await get(
-        `${tg.url}/v2/bench/app/manifests/v1`,
-        env.ca,
-        { ...h, authorization: `Bearer ${tokenRes}` },
-        agent,
-      );
-      cold.push(await get(url, env.ca, h, agent));
-      warm.push(await get(url, env.ca, h, agent));
+      for (const format of formats) {
+        const repo = `bench/${format}${i}`;
+        const im = await pushRandomImage(registry.url, repo, 'v1', 1, 1024);
+        if (format === 'legacy') {
+          await signDirect(registry.url, repo, im.digest, key.pkcs8Der, {
+            dockerReference: `localhost/${repo}`,
+          });
+        } else {
+          await pushBundleReferrer(registry.url, repo, im, buildCosignSignBundle(im.digest, bundleSigner));
+        }
+        const t = await fetchToken(tg.url, env.ca, files.creds, repo);
+        const h = { accept: ACCEPT, authorization: `Bearer ${t}` };
+        const url = `${tg.url}/v2/${repo}/manifests/${im.digest}`;
+        await get(
+          `${tg.url}/v2/bench/app/manifests/v1`,
+          env.ca,
+          { ...h, authorization: `Bearer ${tokenRes}` },
+          agent,
+        );
+        latency[format]!.cold.push(await get(url, env.ca, h, agent));
+        latency[format]!.warm.push(await get(url, env.ca, h, agent));
+      }
     }
     console.log(
-      `\nverification latency through trustgate, ${verifyImages} fresh signed images (Ed25519), ms`,
+      `\nverification latency through trustgate, ${verifyImages} fresh signed images per format (Ed25519), ms`,
     );
+    const row = (name: string, xs: number[]): string[] => [
+      name,
+      fmt(median(xs), 2),
+      fmt(Math.min(...xs), 2),
+      fmt(Math.max(...xs), 2),
+    ];
     console.log(
       table([
         ['', 'median', 'min', 'max'],
-        [
-          'cold (fetch .sig + payload, verify)',
-          fmt(median(cold), 2),
-          fmt(Math.min(...cold), 2),
-          fmt(Math.max(...cold), 2),
-        ],
-        ['warm (cached verdict)', fmt(median(warm), 2), fmt(Math.min(...warm), 2), fmt(Math.max(...warm), 2)],
+        row('cold, legacy (fetch .sig + payload, verify)', latency['legacy']!.cold),
+        row('cold, bundle (fetch referrers + bundle, verify)', latency['bundle']!.cold),
+        row('warm, legacy (cached verdict)', latency['legacy']!.warm),
+        row('warm, bundle (cached verdict)', latency['bundle']!.warm),
       ]),
     );
   });
+}
+
+/**
+ * Attaches `bundle` to `img` as cosign 3 leaves it on a registry without the referrers API: the
+ * referrer manifest pushed by digest (its blobs first), and the referrers tag
+ * `sha256-<hex>` listing it.
+ */
+async function pushBundleReferrer(
+  registryUrl: string,
+  repo: string,
+  img: { digest: string; bytes: Buffer },
+  bundle: Uint8Array,
+): Promise<void> {
+  const ref = buildBundleReferrerManifest({
+    bundle,
+    subject: { mediaType: ACCEPT, digest: img.digest, size: img.bytes.length },
+    created: new Date(),
+  });
+  for (const b of ref.blobs) await pushBlob(registryUrl, repo, Buffer.from(b.bytes));
+  await pushManifest(registryUrl, repo, ref.digest, Buffer.from(ref.manifest), ACCEPT);
+  const index = {
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPES.ociIndex,
+    manifests: [
+      {
+        mediaType: ACCEPT,
+        digest: ref.digest,
+        size: ref.manifest.length,
+        artifactType: BUNDLE_REFERRER_ARTIFACT_TYPE,
+      },
+    ],
+  };
+  await pushManifest(
+    registryUrl,
+    repo,
+    `sha256-${img.digest.slice('sha256:'.length)}`,
+    Buffer.from(JSON.stringify(index)),
+    MEDIA_TYPES.ociIndex,
+  );
 }
 
 async function fetchToken(
