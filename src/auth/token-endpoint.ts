@@ -35,7 +35,6 @@ export interface TokenRouterDeps {
   credentials: TokenCredentials;
   /** The current policy (re-read on every request, so a reload applies at once). */
   policy: () => Policy;
-  service: string;
   now?: () => Date;
   logger: { info(o: object, m: string): void; warn(o: object, m: string): void };
   /** Writes an OCI error response; defaults to GateError's own body. */
@@ -98,9 +97,9 @@ export function createTokenRouter(d: TokenRouterDeps): Router {
   const checkService = (service: string | undefined): void => {
     // Policy: a token request names the service it is for, and it must be ours.
     if (service === undefined)
-      throw badParam(`parameter service is required (this service is ${JSON.stringify(d.service)})`);
-    if (service !== d.service)
-      throw badParam(`unknown service: this token service is ${JSON.stringify(d.service)}`);
+      throw badParam(`parameter service is required (this service is ${JSON.stringify(d.tokens.service)})`);
+    if (service !== d.tokens.service)
+      throw badParam(`unknown service: this token service is ${JSON.stringify(d.tokens.service)}`);
   };
 
   const withGroups = (id: Identity, policy: Policy): Identity =>
@@ -160,7 +159,7 @@ export function createTokenRouter(d: TokenRouterDeps): Router {
       const e = toGateError(err);
       d.logger.warn({ code: e.code, detail: e.logDetail }, 'token request refused');
       if (e.status === 401 && !e.headers['WWW-Authenticate']) {
-        e.headers['WWW-Authenticate'] = `Basic realm=${JSON.stringify(d.service)}, charset="UTF-8"`;
+        e.headers['WWW-Authenticate'] = `Basic realm=${JSON.stringify(d.tokens.service)}, charset="UTF-8"`;
       }
       sendError(res, e);
     }

@@ -51,8 +51,12 @@ export interface IssueOptions {
   accountVersion?: string;
 }
 
-export interface TokenServiceOptions {
+export interface TokenServiceOptions extends TokenSettings {
   keys: TokenKeySet;
+}
+
+/** What a reload may change (auth.issuer, auth.service, auth.tokenTtlSeconds, auth.refreshTtlSeconds). */
+export interface TokenSettings {
   issuer: string;
   /** The `service` name; it is the registry access token's audience (admin: `<service>#admin`). */
   service: string;
@@ -85,15 +89,10 @@ const invalid = (logDetail: unknown, cause?: unknown): GateError =>
 export class TokenService {
   private keys: TokenKeySet;
   private readonly keyResolver: JWTVerifyGetKey;
+  private o: TokenSettings;
 
-  constructor(private readonly o: TokenServiceOptions) {
-    if (!Number.isInteger(o.ttlSeconds) || o.ttlSeconds < 60) {
-      throw new TypeError('TokenService: ttlSeconds must be an integer >= 60 (the token spec minimum)');
-    }
-    if (!Number.isInteger(o.refreshTtlSeconds) || o.refreshTtlSeconds < 60) {
-      throw new TypeError('TokenService: refreshTtlSeconds must be an integer >= 60');
-    }
-    if (!o.issuer || !o.service) throw new TypeError('TokenService: issuer and service are required');
+  constructor(o: TokenServiceOptions) {
+    this.o = checkSettings(o);
     this.keys = o.keys;
     // Policy: the verification key is looked up by kid in OUR key set only. The jwk, x5c and jku
     // headers are never consulted, so a token cannot bring its own key; a token without a kid,
@@ -103,6 +102,18 @@ export class TokenService {
       if (!key) throw invalid({ reason: 'unknown kid', kid: header.kid });
       return key;
     };
+  }
+
+  /**
+   * New settings (a SIGHUP): tokens issued from now on use them, and verification checks them, so
+   * a new issuer or service ends the tokens of the old one and a lower lifetime shortens old tokens.
+   */
+  configure(settings: TokenSettings): void {
+    this.o = checkSettings(settings);
+  }
+
+  get service(): string {
+    return this.o.service;
   }
 
   /** Swaps in a reloaded key set (after `rotateTokenKey`); tokens of keys still present stay valid. */
@@ -272,6 +283,18 @@ export class TokenService {
     if (Array.isArray(payload.aud) && payload.aud.length !== 1) throw invalid('several audiences');
     return payload;
   }
+}
+
+function checkSettings(o: TokenSettings): TokenSettings {
+  if (!Number.isInteger(o.ttlSeconds) || o.ttlSeconds < 60) {
+    throw new TypeError('TokenService: ttlSeconds must be an integer >= 60 (the token spec minimum)');
+  }
+  if (!Number.isInteger(o.refreshTtlSeconds) || o.refreshTtlSeconds < 60) {
+    throw new TypeError('TokenService: refreshTtlSeconds must be an integer >= 60');
+  }
+  if (!o.issuer || !o.service) throw new TypeError('TokenService: issuer and service are required');
+  const { issuer, service, ttlSeconds, refreshTtlSeconds } = o;
+  return { issuer, service, ttlSeconds, refreshTtlSeconds };
 }
 
 function kindOf(p: JWTPayload): Identity['kind'] {

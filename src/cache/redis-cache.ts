@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createClient, ErrorReply } from 'redis';
+import type { ReplicaBus } from './bus.js';
 import type { VerdictCache } from './verdict-cache.js';
 
 /** The logger the cache reports state transitions to (pino's Logger fits). */
@@ -60,7 +61,7 @@ const FAILED: unique symbol = Symbol('failed');
 const REFUSED: unique symbol = Symbol('refused');
 
 /**
- * The shared verdict tier. Every value is `base64url(HMAC-SHA256(k, redisKey + '\0' + json)) + '.'
+ * The shared verdict tier, and the replicas' bus (Redis pub/sub on a second connection). Every value is `base64url(HMAC-SHA256(k, redisKey + '\0' + json)) + '.'
  * + json` where json is `{"e":<expiry ms since epoch>,"v":<value>}` and k is derived from the
  * configured secret. Reads verify the MAC over the key they were read from, so an entry forged in
  * Redis, or a genuine one copied under another key, is a miss.
@@ -69,7 +70,7 @@ const REFUSED: unique symbol = Symbol('refused');
  * write is dropped, and the cache reports `degraded` until Redis answers again. Nothing here
  * throws or rejects, and no client event can crash the process.
  */
-export class RedisVerdictCache implements VerdictCache {
+export class RedisVerdictCache implements VerdictCache, ReplicaBus {
   readonly keyPrefix: string;
   private readonly client: Client;
   private subscriber: Client | undefined;

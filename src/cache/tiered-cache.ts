@@ -68,18 +68,6 @@ export class TieredVerdictCache implements VerdictCache {
     await this.redis.delete(key);
   }
 
-  /** The key-change nudge across replicas (see RedisVerdictCache.publish). */
-  publish(channel: string, message: string): Promise<boolean> {
-    return this.redis.publish(channel, message);
-  }
-
-  subscribe(
-    channel: string,
-    handler: (message: string, channel: string) => void,
-  ): Promise<() => Promise<void>> {
-    return this.redis.subscribe(channel, handler);
-  }
-
   stats(): TieredCacheStats {
     const redis = this.redis.stats();
     return {

@@ -1,9 +1,21 @@
 import { z } from 'zod';
+import { reloadable, restartOnly } from './reloads.js';
 
 /**
  * The one configuration schema. `config/load.ts` reads YAML, applies environment overrides,
  * and validates with this; errors name the key path and the problem.
+ *
+ * Every leaf key says what a SIGHUP does with it: `reloadable(schema, how)` or
+ * `restartOnly(schema, why)` around its whole schema (config/reloads.ts; docs/operating.md,
+ * "Signals: reload and drain"). test/config/reloads.test.ts fails on a key without one.
  */
+
+const LISTENER = 'the HTTPS listener and its HTTP parser are set up at start';
+const UPSTREAM = 'the upstream connection pool is built at start';
+const CACHE = 'the verdict cache (and its Redis connection) is built at start';
+const LIMITS = 'the relay limiter and write-idle watch are built at start';
+const CREDENTIALS = 'the credential store is rebuilt; failure counters (lockouts) carry over';
+const POLICY = 'the access policy is rebuilt and read per request';
 
 const principal = z
   .string()
@@ -56,83 +68,119 @@ export const trustRuleSchema = z.strictObject({
 const configObject = z.strictObject({
   listen: z
     .strictObject({
-      host: z.string().default('127.0.0.1'),
-      port: z.number().int().min(0).max(65535).default(5443),
+      host: restartOnly(z.string().default('127.0.0.1'), LISTENER),
+      port: restartOnly(z.number().int().min(0).max(65535).default(5443), LISTENER),
       /** Request head limits: bytes (request line and header fields) and header lines; more is 431. */
-      maxHeaderBytes: z
-        .number()
-        .int()
-        .min(8 * 1024)
-        .max(1024 * 1024)
-        .default(32 * 1024),
-      maxHeaders: z.number().int().min(32).max(1000).default(100),
+      maxHeaderBytes: restartOnly(
+        z
+          .number()
+          .int()
+          .min(8 * 1024)
+          .max(1024 * 1024)
+          .default(32 * 1024),
+        LISTENER,
+      ),
+      maxHeaders: restartOnly(z.number().int().min(32).max(1000).default(100), LISTENER),
     })
     .prefault({}),
   /** The URL clients use to reach trustgate (token realm); defaults to https://host:port. */
-  publicUrl: z.url().optional(),
+  publicUrl: reloadable(z.url().optional(), 'new challenges name the new token realm'),
   tls: z.strictObject({
-    cert: z.string().min(1),
-    key: z.string().min(1),
+    cert: reloadable(z.string().min(1), 'new TLS handshakes use the new certificate'),
+    key: reloadable(z.string().min(1), 'new TLS handshakes use the new key'),
     /** CA bundle for mTLS client certificates; when set, client certificates are requested (not required). */
-    clientCa: z.string().min(1).optional(),
-    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+    clientCa: restartOnly(
+      z.string().min(1).optional(),
+      'whether client certificates are requested is fixed when the listener starts (the file itself is re-read on every SIGHUP)',
+    ),
+    minVersion: reloadable(
+      z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+      'new TLS handshakes use the new minimum',
+    ),
   }),
   upstream: z.strictObject({
-    url: z.url(),
+    url: restartOnly(z.url(), UPSTREAM),
     /** Time allowed for the upstream to answer headers. */
-    timeoutMs: z.number().int().min(100).default(30_000),
+    timeoutMs: restartOnly(z.number().int().min(100).default(30_000), UPSTREAM),
     /** Pooled connections to the registry: blob relays (limits.blobRelays) and the rest together. */
-    maxSockets: z.number().int().min(2).default(256),
+    maxSockets: restartOnly(z.number().int().min(2).default(256), UPSTREAM),
     /**
      * How GET/HEAD answers are read from a plain-http registry: `direct` (trustgate's pooled
      * reader, src/registry/direct-reader.ts: blob bodies relayed with 1 MiB reads and no copy,
      * manifests and signatures read whole) or `node` (Node's http client; http-proxy-3 for
      * blobs). An https upstream always uses `node`.
      */
-    reads: z.enum(['direct', 'node']).default('direct'),
+    reads: restartOnly(z.enum(['direct', 'node']).default('direct'), UPSTREAM),
   }),
   auth: z
     .strictObject({
-      service: z.string().min(1).default('trustgate'),
-      issuer: z.string().min(1).default('trustgate'),
-      tokenTtlSeconds: z.number().int().min(60).max(86_400).default(300),
-      refreshTtlSeconds: z
-        .number()
-        .int()
-        .min(60)
-        .default(7 * 86_400),
+      service: reloadable(
+        z.string().min(1).default('trustgate'),
+        'challenges, the token endpoint and new tokens use the new service; tokens for the old one stop verifying',
+      ),
+      issuer: reloadable(
+        z.string().min(1).default('trustgate'),
+        'new tokens carry the new issuer; tokens of the old one stop verifying',
+      ),
+      tokenTtlSeconds: reloadable(
+        z.number().int().min(60).max(86_400).default(300),
+        'new tokens get the new lifetime; a lower one also ends older tokens sooner',
+      ),
+      refreshTtlSeconds: reloadable(
+        z
+          .number()
+          .int()
+          .min(60)
+          .default(7 * 86_400),
+        'new refresh tokens get the new lifetime; a lower one also ends older ones sooner',
+      ),
       /** Directory holding the token signing keys (created on first start). */
-      tokenKeyDir: z.string().default('keys/token'),
+      tokenKeyDir: restartOnly(
+        z.string().default('keys/token'),
+        'token keys are loaded at start (docs/operating.md, token-signing key rotation)',
+      ),
       /** The kid (RFC 7638 thumbprint) of the token key that signs; default: the newest file. */
-      signingKid: z
-        .string()
-        .regex(/^[A-Za-z0-9_-]{43}$/, 'a kid is the 43-character base64url RFC 7638 thumbprint')
-        .optional(),
-      htpasswd: z.string().optional(),
+      signingKid: restartOnly(
+        z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{43}$/, 'a kid is the 43-character base64url RFC 7638 thumbprint')
+          .optional(),
+        'token keys are loaded at start (docs/operating.md, token-signing key rotation)',
+      ),
+      htpasswd: reloadable(z.string().optional(), CREDENTIALS),
       /** Robot accounts: name -> bcrypt hash of the secret. */
-      robotsFile: z.string().optional(),
+      robotsFile: reloadable(z.string().optional(), CREDENTIALS),
       /** mTLS: which certificate subject field names the identity. */
-      mtlsIdentity: z.enum(['CN', 'subject']).default('CN'),
+      mtlsIdentity: restartOnly(
+        z.enum(['CN', 'subject']).default('CN'),
+        'the authenticator is built at start',
+      ),
       /** Failed logins per account before 429, and the window. */
-      maxFailures: z.number().int().min(1).default(5),
-      failureWindowSeconds: z.number().int().min(1).default(300),
+      maxFailures: reloadable(z.number().int().min(1).default(5), CREDENTIALS),
+      failureWindowSeconds: reloadable(z.number().int().min(1).default(300), CREDENTIALS),
       /** Failed logins from one client address (socket address; IPv6 by /64) before 429; default 4 x maxFailures. */
-      maxFailuresPerAddress: z.number().int().min(1).optional(),
+      maxFailuresPerAddress: reloadable(z.number().int().min(1).optional(), CREDENTIALS),
     })
     .prefault({}),
   policy: z
     .strictObject({
-      admins: z.array(principal).default([]),
-      groups: z.record(z.string(), z.array(z.string())).default({}),
-      access: z.array(accessRuleSchema).default([]),
+      admins: reloadable(z.array(principal).default([]), POLICY),
+      groups: reloadable(z.record(z.string(), z.array(z.string())).default({}), POLICY),
+      access: reloadable(z.array(accessRuleSchema).default([]), POLICY),
     })
     .prefault({}),
   trust: z
     .strictObject({
-      keysDir: z.string().default('keys/trusted'),
-      rules: z.array(trustRuleSchema).default([]),
+      keysDir: reloadable(
+        z.string().default('keys/trusted'),
+        'the keyring reads and watches the new directory (a new trust epoch when the keys differ)',
+      ),
+      rules: reloadable(
+        z.array(trustRuleSchema).default([]),
+        'new verifications use the new rules (a new trust epoch)',
+      ),
       /** A Sigstore trusted_root.json: the Rekor keys transparency-log entries are verified with. */
-      trustedRoot: z.string().optional(),
+      trustedRoot: restartOnly(z.string().optional(), 'the trusted root is read at start'),
     })
     .refine((t) => t.trustedRoot !== undefined || t.rules.every((r) => r.tlog !== 'required'), {
       message: 'a trust rule with tlog: required needs trust.trustedRoot',
@@ -141,13 +189,13 @@ const configObject = z.strictObject({
     .prefault({}),
   cache: z
     .strictObject({
-      redisUrl: z.string().optional(),
+      redisUrl: restartOnly(z.string().optional(), CACHE),
       /** HMAC secret for values in Redis; required with redisUrl. */
-      hmacSecret: z.string().min(32).optional(),
-      positiveTtlSeconds: z.number().int().min(1).default(3600),
-      negativeTtlSeconds: z.number().int().min(1).default(5),
-      localEntries: z.number().int().min(16).default(10_000),
-      redisTimeoutMs: z.number().int().min(10).default(250),
+      hmacSecret: restartOnly(z.string().min(32).optional(), CACHE),
+      positiveTtlSeconds: restartOnly(z.number().int().min(1).default(3600), CACHE),
+      negativeTtlSeconds: restartOnly(z.number().int().min(1).default(5), CACHE),
+      localEntries: restartOnly(z.number().int().min(16).default(10_000), CACHE),
+      redisTimeoutMs: restartOnly(z.number().int().min(10).default(250), CACHE),
     })
     .prefault({})
     .refine((c) => !c.redisUrl || c.hmacSecret, {
@@ -163,8 +211,8 @@ const configObject = z.strictObject({
        */
       layerUrls: z
         .strictObject({
-          allow: z.array(regexSource).default([]),
-          deny: z.array(regexSource).default([]),
+          allow: reloadable(z.array(regexSource).default([]), 'new pushes are checked against the new list'),
+          deny: reloadable(z.array(regexSource).default([]), 'new pushes are checked against the new list'),
         })
         .prefault({}),
     })
@@ -172,8 +220,8 @@ const configObject = z.strictObject({
   /** Prometheus metrics on a plain-HTTP listener of their own; off when unset. */
   metrics: z
     .strictObject({
-      host: z.string().default('127.0.0.1'),
-      port: z.number().int().min(0).max(65535),
+      host: restartOnly(z.string().default('127.0.0.1'), 'the metrics listener is bound at start'),
+      port: restartOnly(z.number().int().min(0).max(65535), 'the metrics listener is bound at start'),
     })
     .optional(),
   /**
@@ -183,24 +231,30 @@ const configObject = z.strictObject({
   limits: z
     .strictObject({
       /** A client connection with response bytes waiting that accepts none for this long is closed. */
-      writeIdleSeconds: z.number().int().min(1).max(3600).default(30),
+      writeIdleSeconds: restartOnly(z.number().int().min(1).max(3600).default(30), LIMITS),
       /**
        * Blob downloads relayed at once by this process; below upstream.maxSockets. Default: half
        * of upstream.maxSockets (128 of 256).
        */
-      blobRelays: z.number().int().min(1).optional(),
+      blobRelays: restartOnly(z.number().int().min(1).optional(), LIMITS),
       /** Blob downloads at once for one authenticated identity (beyond: 429). */
-      blobRelaysPerIdentity: z.number().int().min(1).default(32),
+      blobRelaysPerIdentity: restartOnly(z.number().int().min(1).default(32), LIMITS),
       /** Blob downloads at once from one client address (socket address; IPv6 by /64; beyond: 429). */
-      blobRelaysPerAddress: z.number().int().min(1).default(32),
+      blobRelaysPerAddress: restartOnly(z.number().int().min(1).default(32), LIMITS),
     })
     .prefault({}),
   /** SIGTERM: stop accepting, let in-flight transfers finish for this long, then close. */
-  shutdownGraceSeconds: z.number().int().min(0).max(3600).default(30),
+  shutdownGraceSeconds: reloadable(
+    z.number().int().min(0).max(3600).default(30),
+    'the next SIGTERM drains for the new period',
+  ),
   log: z
     .strictObject({
-      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-      auditFile: z.string().optional(),
+      level: reloadable(
+        z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        'the log level changes at once (every component logger follows it)',
+      ),
+      auditFile: restartOnly(z.string().optional(), 'the audit file is opened at start'),
     })
     .prefault({}),
 });

@@ -150,16 +150,37 @@ export class Keyring {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<(s: KeyringSnapshot) => void>();
+  private current: string;
 
   constructor(
-    readonly dir: string,
+    dir: string,
     private readonly log: KeyringLogger,
     private readonly checkIntervalMs = 1000,
     private readonly parse: (c: KeyDirContent) => KeyringSnapshot = parseKeyDir,
   ) {
+    this.current = dir;
     mkdirSync(dir, { recursive: true });
     this.snap = this.parse(readKeyDir(dir));
     this.report();
+  }
+
+  /** The directory read (trust.keysDir). */
+  get dir(): string {
+    return this.current;
+  }
+
+  /**
+   * Moves to another directory (trust.keysDir changed on a reload): reads it at once (listeners
+   * hear of it when its keys differ) and watches it instead of the old one. Policy: a directory
+   * that cannot be read trusts no key (as in reload), it is not created here.
+   */
+  moveTo(dir: string): void {
+    if (dir === this.current) return;
+    const watching = this.timer !== undefined;
+    this.stop();
+    this.current = dir;
+    this.reload();
+    if (watching) this.start();
   }
 
   get snapshot(): KeyringSnapshot {
@@ -204,7 +225,9 @@ export class Keyring {
 
   stop(): void {
     this.watcher?.close();
+    this.watcher = undefined;
     if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   private report(): void {

@@ -49,9 +49,10 @@ export interface AdminDeps {
   upstream: Upstream;
   audit: Audit;
   log: Logger;
-  service: string;
+  /** The token service named in challenges (read per request: follows a reload). */
+  service: () => string;
   /** Token endpoint URL for the challenge; derived from the Host header when not configured. */
-  realm?: string | undefined;
+  realm: () => string | undefined;
   /** Re-reads the credential files after a change (swaps the server's CredentialStore). */
   reloadCredentials: () => void;
   now?: () => Date;
@@ -141,8 +142,8 @@ export function createAdminRouter(d: AdminDeps): Router {
   // Every 401 names the admin scope, so a token client asks /token for the right grant.
   const challenge = (req: http.IncomingMessage, insufficientScope: boolean): string => {
     const host = headerValue(req.headers.host) ?? 'localhost';
-    const realm = d.realm ?? `https://${host}/token`;
-    return `Bearer realm="${realm}",service="${d.service}",scope="${ADMIN_SCOPE}"${
+    const realm = d.realm() ?? `https://${host}/token`;
+    return `Bearer realm="${realm}",service="${d.service()}",scope="${ADMIN_SCOPE}"${
       insufficientScope ? ',error="insufficient_scope"' : ''
     }`;
   };

@@ -65,6 +65,14 @@ export class Authenticator {
     return claims;
   }
 
+  /**
+   * Drops the remembered tokens (after a reload changed the token settings). Policy: a new
+   * issuer or service, or a shorter lifetime, applies to tokens already seen too, not a minute later.
+   */
+  forgetVerifiedTokens(): void {
+    this.verified.clear();
+  }
+
   async authenticate(req: http.IncomingMessage): Promise<Principal> {
     const token = bearerToken(req, '/v2');
     if (token !== undefined) {

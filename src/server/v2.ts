@@ -73,9 +73,10 @@ export interface PipelineDeps {
   manifests?: ManifestCache;
   /** Told after a manifest DELETE by digest went upstream (to tell the other replicas). */
   onManifestDeleted?: (repo: string, digest: string) => void;
-  service: string;
+  /** The token service named in challenges (read per request: follows a reload). */
+  service: () => string;
   /** Token endpoint URL for the challenge; derived from the Host header when not configured. */
-  realm?: string;
+  realm: () => string | undefined;
   isAdmin: (p: Principal) => boolean;
   /** Which layer URLs a pushed manifest may carry (manifests.layerUrls); default: none. */
   layerUrls?: () => LayerUrlPolicy;
@@ -281,8 +282,8 @@ function authorise(ctx: Ctx): void {
 
 function challenge(d: Pipeline, req: http.IncomingMessage, event: AuditEvent): string {
   const host = headerValue(req.headers.host) ?? 'localhost';
-  const realm = d.realm ?? `https://${host}/token`;
-  let value = `Bearer realm="${realm}",service="${d.service}"`;
+  const realm = d.realm() ?? `https://${host}/token`;
+  let value = `Bearer realm="${realm}",service="${d.service()}"`;
   if (event.route === 'catalog') value += ',scope="registry:catalog:*"';
   else if (event.repo) {
     const actions = event.action === 'push' ? 'pull,push' : event.action;

@@ -63,7 +63,6 @@ describe('token endpoint', () => {
           accountVersion: (...a) => credentials.accountVersion(...a),
         },
         policy: () => policy,
-        service: 'svc',
         now: () => clock,
         logger: quiet,
       }),

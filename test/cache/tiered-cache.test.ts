@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createClient } from 'redis';
-import { createVerdictCache } from '../../src/cache/index.js';
+import { createSharedState, createVerdictCache, singleReplicaBus } from '../../src/cache/index.js';
 import { RedisVerdictCache } from '../../src/cache/redis-cache.js';
 import { TieredVerdictCache } from '../../src/cache/tiered-cache.js';
 import { MemoryVerdictCache } from '../../src/cache/verdict-cache.js';
@@ -130,12 +130,12 @@ describe('TieredVerdictCache against a real redis-server', () => {
     assert.equal(a.stats().redis.hits, 1);
   });
 
-  test('pub/sub through the tiered cache reaches the other replica', async () => {
+  test('pub/sub through the replica bus (the Redis tier) reaches the other replica', async () => {
     const a = await replica();
     const b = await replica();
     const got: string[] = [];
-    await a.subscribe('tg:keys', (m) => void got.push(m));
-    assert.equal(await b.publish('tg:keys', 'nudge'), true);
+    await a.redis.subscribe('tg:keys', (m) => void got.push(m));
+    assert.equal(await b.redis.publish('tg:keys', 'nudge'), true);
     assert.ok(await waitFor(() => got.length > 0, 2000));
     assert.deepEqual(got, ['nudge']);
   });
@@ -192,6 +192,29 @@ describe('createVerdictCache', () => {
       assert.deepEqual(log.lines, []);
     } finally {
       await Promise.all([c.close(), other.close()]);
+      await redis.stop();
+    }
+  });
+
+  test('createSharedState: with redisUrl the bus is Redis pub/sub between replicas; without, nobody is on it', async () => {
+    const alone = createSharedState(configSchema.parse(base).cache, recordingLogger());
+    assert.equal(alone.bus, singleReplicaBus);
+    assert.equal(await alone.bus.publish('tg:keys', 'x'), true);
+    await alone.cache.close();
+    const redis = await startRedis();
+    const cfg = configSchema.parse({ ...base, cache: { redisUrl: redis.url, hmacSecret: SECRET } });
+    const [a, b] = [
+      createSharedState(cfg.cache, recordingLogger()),
+      createSharedState(cfg.cache, recordingLogger()),
+    ];
+    try {
+      const got: string[] = [];
+      await a.bus.subscribe('tg:manifest-deleted', (m) => void got.push(m));
+      assert.equal(await b.bus.publish('tg:manifest-deleted', 'r@sha256:0'), true);
+      assert.ok(await waitFor(() => got.length > 0, 2000));
+      assert.deepEqual(got, ['r@sha256:0']);
+    } finally {
+      await Promise.all([a.cache.close(), b.cache.close()]);
       await redis.stop();
     }
   });

@@ -131,6 +131,46 @@ describe('trustgate serve: health, metrics, reload, drain', { timeout: 120_000 }
     assert.equal((await request(url, ca, { path: '/v2/ops/b/tags/list', headers: bearer(t) })).status, 200);
   });
 
+  it('SIGHUP: a reloadable key applies (auth.tokenTtlSeconds) and a restart-only one is named (metrics.port)', async () => {
+    const from = output.length;
+    const newMetricsPort = await freePort();
+    writeFileSync(
+      configFile,
+      YAML.stringify({
+        ...config,
+        policy: { access: [{ repos: ['ops/*'], pull: ['ops'], push: ['ops'] }] },
+        auth: { htpasswd: 'htpasswd', tokenTtlSeconds: 120 },
+        metrics: { host: '127.0.0.1', port: newMetricsPort },
+      }),
+    );
+    child.kill('SIGHUP');
+    await waitFor(
+      () => (output.slice(from).includes('configuration reloaded') ? true : undefined),
+      5000,
+      () => output,
+    );
+    assert.match(
+      output.slice(from),
+      /"key":"metrics\.port".*config metrics\.port changed: takes effect after a restart/,
+    );
+    const t = await getToken(url, ca, 'ops', password, ['repository:ops/a:pull']);
+    const c = JSON.parse(Buffer.from(t.split('.')[1]!, 'base64url').toString()) as {
+      exp: number;
+      iat: number;
+    };
+    assert.equal(c.exp - c.iat, 120);
+    // The metrics listener stays where it was started.
+    const metricsAnswer = await new Promise<number>((resolve, reject) =>
+      http
+        .get(`http://127.0.0.1:${metricsPort}/metrics`, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        })
+        .on('error', reject),
+    );
+    assert.equal(metricsAnswer, 200);
+  });
+
   it('SIGTERM drains: an in-flight download completes, new connections are refused, exit 0', async () => {
     const blob = randomBytes(32 * 1024 * 1024);
     const digest = await pushBlob(registry.url, 'ops/a', blob);
