@@ -389,9 +389,12 @@ async function serveManifest(
 ): Promise<void> {
   const { req, res, principal, event } = ctx;
   const reference = ref.digest ?? ref.tag ?? '';
-  // By digest, the evidence depends on the digest alone: its registry reads start now, alongside
-  // the manifest's (the decision still waits for the manifest and is made in verify below).
-  if (ref.digest && !principal.can('push', repo)) d.trust.prefetch(repo, ref.digest);
+  // By digest, the evidence depends on the digest alone: when the manifest must be read from the
+  // registry, the evidence reads start now, alongside it (the decision still waits for the
+  // manifest and is made in verify below).
+  if (ref.digest && !principal.can('push', repo) && !d.manifests?.get(repo, ref.digest)) {
+    d.trust.prefetch(repo, ref.digest);
+  }
   const fetched = await fetchManifest(d, ctx, repo, ref, reference);
   if (!fetched) return;
   const { bytes, contentType } = fetched;
