@@ -6,7 +6,7 @@
  */
 import type { TLSSocket } from 'node:tls';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import { GateError, toGateError } from '../core/errors.js';
+import { badRequest, GateError, toGateError } from '../core/errors.js';
 import type { Policy } from '../core/policy.js';
 import {
   checkRefreshUse,
@@ -24,7 +24,7 @@ import { identityFromPeerCertificate } from './mtls.js';
 import type { IssuedToken, TokenService } from './tokens.js';
 // The one bounded body reader (an HTTP helper with no dependency on the rest of the server).
 import { formBody } from '../server/body.js';
-import { reasonPhrase, sendOAuthError as writeOAuthError } from '../server/respond.js';
+import { sendOAuthError as writeOAuthError, writeError } from '../server/respond.js';
 
 /** What the endpoint needs from the credential store (a facade over a reloadable store will do). */
 export type TokenCredentials = Pick<CredentialStore, 'verify' | 'accountVersion'>;
@@ -37,7 +37,7 @@ export interface TokenRouterDeps {
   policy: () => Policy;
   now?: () => Date;
   logger: { info(o: object, m: string): void; warn(o: object, m: string): void };
-  /** Writes an OCI error response; defaults to GateError's own body. */
+  /** Logs and writes an OCI error response; default: server/respond.ts's writer, unlogged. */
   sendError?: (res: Response, err: unknown) => void;
   /** When set, a GET without Basic credentials over a verified client certificate gets that identity. */
   mtlsIdentity?: 'CN' | 'subject';
@@ -49,13 +49,11 @@ const MAX_PARAM = 4096;
 const MAX_FORM_BYTES = 16 * 1024;
 const MAX_FORM_PARAMS = 32;
 
-const badParam = (msg: string): GateError => new GateError('UNSUPPORTED', msg, { status: 400 });
-
 /** A parameter that may appear at most once. Policy: a repeated one is refused, not picked from. */
 function single(v: unknown, name: string): string | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'string') throw badParam(`parameter ${name} must be given at most once`);
-  if (v.length > MAX_PARAM) throw badParam(`parameter ${name} is too long`);
+  if (typeof v !== 'string') throw badRequest(`parameter ${name} must be given at most once`);
+  if (v.length > MAX_PARAM) throw badRequest(`parameter ${name} is too long`);
   return v;
 }
 
@@ -63,15 +61,14 @@ function list(v: unknown): string[] {
   if (v === undefined) return [];
   const all = typeof v === 'string' ? [v] : v;
   if (!Array.isArray(all) || !all.every((x) => typeof x === 'string' && x.length <= MAX_PARAM)) {
-    throw badParam('malformed scope parameter');
+    throw badRequest('malformed scope parameter');
   }
   return all as string[];
 }
 
+/** The OCI error answer through the one writer (server/respond.ts); the route logged it already. */
 function defaultSendError(res: Response, err: unknown): void {
-  const e = toGateError(err);
-  res.statusMessage = reasonPhrase(e.status, e.message);
-  res.status(e.status).set(e.headers).json(e.toBody());
+  writeError(res, err);
 }
 
 /** OAuth2 error response (RFC 6749 section 5.2). */
@@ -97,9 +94,9 @@ export function createTokenRouter(d: TokenRouterDeps): Router {
   const checkService = (service: string | undefined): void => {
     // Policy: a token request names the service it is for, and it must be ours.
     if (service === undefined)
-      throw badParam(`parameter service is required (this service is ${JSON.stringify(d.tokens.service)})`);
+      throw badRequest(`parameter service is required (this service is ${JSON.stringify(d.tokens.service)})`);
     if (service !== d.tokens.service)
-      throw badParam(`unknown service: this token service is ${JSON.stringify(d.tokens.service)}`);
+      throw badRequest(`unknown service: this token service is ${JSON.stringify(d.tokens.service)}`);
   };
 
   const withGroups = (id: Identity, policy: Policy): Identity =>
@@ -169,7 +166,7 @@ export function createTokenRouter(d: TokenRouterDeps): Router {
   const form = formBody(
     MAX_FORM_BYTES,
     MAX_FORM_PARAMS,
-    () => new GateError('SIZE_INVALID', 'request body too large', { status: 413 }),
+    () => new GateError('BODY_TOO_LARGE', 'request body too large'),
   );
 
   router.post('/token', form, async (req: Request, res: Response) => {

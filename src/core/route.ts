@@ -21,7 +21,7 @@
  * rather than normalising, so the raw request line can be forwarded unchanged and means the same
  * thing upstream.
  */
-import { GateError } from './errors.js';
+import { badRequest, GateError } from './errors.js';
 import { isValidDigest, isValidRepoName, isValidTag } from './reference.js';
 import type { Reference, Route } from './types.js';
 
@@ -89,16 +89,14 @@ type Matched =
   | { kind: 'upload-start'; repo: string }
   | { kind: 'upload'; repo: string; uuid: string };
 
-function badRequest(message: string, logDetail?: unknown): GateError {
-  return new GateError('UNSUPPORTED', message, { status: 400, logDetail });
-}
-
 function splitTarget(url: string): { path: string; query: string | undefined } {
   // Policy: origin-form only (`/path?query`). An absolute URI or `*` names a target that the
   // registry would resolve differently from us (and a proxy has no business relaying).
-  if (!url.startsWith('/')) throw badRequest('the request target must be an absolute path', { url });
+  if (!url.startsWith('/'))
+    throw badRequest('the request target must be an absolute path', { logDetail: { url } });
   // Policy: a fragment never belongs in a request line; Go would keep it as part of the path.
-  if (url.includes('#')) throw badRequest('the request target must not contain a fragment', { url });
+  if (url.includes('#'))
+    throw badRequest('the request target must not contain a fragment', { logDetail: { url } });
   const q = url.indexOf('?');
   if (q === -1) return { path: url, query: undefined };
   return { path: url.slice(0, q), query: url.slice(q + 1) };
@@ -140,8 +138,7 @@ function allowsTrailingSlash(segments: string[]): boolean {
 function notFound(path: string): GateError {
   // Policy: an unknown path is a plain 404 (registry:2 answers 404 with no error code). The code
   // is UNSUPPORTED: it is not NAME_UNKNOWN, because no repository was looked at.
-  return new GateError('UNSUPPORTED', 'unknown path: not a registry v2 API route', {
-    status: 404,
+  return new GateError('NO_SUCH_ENDPOINT', 'unknown path: not a registry v2 API route', {
     logDetail: { path },
   });
 }
@@ -248,7 +245,9 @@ function checkHeaderValues(raw: readonly string[]): void {
   for (let i = 1; i < raw.length; i += 2) {
     if (!HEADER_VALUE.test(raw[i]!)) {
       const name = raw[i - 1]!.toLowerCase();
-      throw badRequest(`the ${name.slice(0, 64)} header contains a byte outside printable ASCII`, { name });
+      throw badRequest(`the ${name.slice(0, 64)} header contains a byte outside printable ASCII`, {
+        logDetail: { name },
+      });
     }
   }
 }
@@ -267,8 +266,7 @@ function checkBody(req: RawRequest, kind: Route['kind']): void {
   if (req.contentLength === '0' && req.chunked !== true) return;
   const ct = req.contentType.toLowerCase();
   if (FORM_TYPES.some((t) => ct.includes(t))) {
-    throw new GateError('UNSUPPORTED', `a form body is not accepted on the ${kind} route`, {
-      status: 415,
+    throw new GateError('UNSUPPORTED_MEDIA_TYPE', `a form body is not accepted on the ${kind} route`, {
       logDetail: { contentType: req.contentType },
     });
   }
@@ -306,7 +304,7 @@ function parseQuery(query: string | undefined): Map<string, string> {
     const raw = eq === -1 ? '' : pair.slice(eq + 1);
     // Policy: keys are plain (no `%`, `+`, `;`, empty key or empty pair), so no layer decodes a key
     // differently from Go's ParseQuery.
-    if (!QUERY_KEY.test(key)) throw badRequest('invalid query key', { key });
+    if (!QUERY_KEY.test(key)) throw badRequest('invalid query key', { logDetail: { key } });
     // Policy: no duplicate keys, compared case-insensitively: FormValue takes the first, other
     // parsers the last, and a case variant invites a layer that folds case.
     const folded = key.toLowerCase();

@@ -29,8 +29,7 @@ export const MAX_SCOPES = 64;
 export const MAX_SCOPE_LENGTH = 512;
 
 const malformed = (why: string, scope: string): GateError =>
-  new GateError('UNSUPPORTED', `malformed scope: ${why}`, {
-    status: 400,
+  new GateError('BAD_REQUEST', `malformed scope: ${why}`, {
     logDetail: { scope: scope.slice(0, 80) },
   });
 
@@ -89,9 +88,7 @@ export function parseScopes(raw: readonly string[]): AccessClaim[] {
   const all = raw.flatMap((s) => s.split(' ')).filter((s) => s !== '');
   // Policy: too many scopes is refused outright, never silently truncated.
   if (all.length > MAX_SCOPES) {
-    throw new GateError('UNSUPPORTED', `too many scopes: at most ${MAX_SCOPES} per token request`, {
-      status: 400,
-    });
+    throw new GateError('BAD_REQUEST', `too many scopes: at most ${MAX_SCOPES} per token request`);
   }
   const out: AccessClaim[] = [];
   for (const s of all) {
@@ -127,9 +124,8 @@ export function tokenRequestUse(requested: readonly AccessClaim[]): TokenUse {
   const admin = requested.some(isAdminClaim);
   if (admin && requested.some((c) => !isAdminClaim(c))) {
     throw new GateError(
-      'UNSUPPORTED',
+      'BAD_REQUEST',
       `the scope ${ADMIN_SCOPE} must be asked for alone: an admin API token grants nothing on the registry and a registry token nothing on the admin API (make two token requests)`,
-      { status: 400 },
     );
   }
   return admin ? 'admin' : 'registry';
@@ -157,11 +153,10 @@ export function grantUse(granted: readonly AccessClaim[]): TokenUse {
 export function checkRefreshUse(refreshUse: TokenUse, requested: TokenUse): void {
   if (refreshUse === requested) return;
   throw new GateError(
-    'UNSUPPORTED',
+    'BAD_REQUEST',
     refreshUse === 'registry'
       ? `this refresh token was issued for the registry and cannot mint an admin API token: log in again asking for ${ADMIN_SCOPE}`
       : `this refresh token was issued for the admin API: ask for ${ADMIN_SCOPE}, or log in again for registry scopes`,
-    { status: 400 },
   );
 }
 

@@ -132,7 +132,6 @@ export async function withFileLock<T>(lockFile: string, fn: () => Promise<T>): P
     }
     if (Date.now() > deadline) {
       throw new GateError('UNAVAILABLE', 'another replica is changing the same files: try again', {
-        status: 503,
         logDetail: { lockFile },
       });
     }

@@ -8,7 +8,7 @@
  */
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { GateError } from '../core/errors.js';
+import { badRequest, GateError } from '../core/errors.js';
 import { compileGlob, PolicyError } from '../core/policy.js';
 import { parsePublicKeyPem, publicKeyFingerprint, publicKeyToPem, type PublicKey } from '../core/signature/keys.js';
 import { removeStaleTemps, withFileLock, writeFileAtomic } from './atomic.js';
@@ -64,9 +64,8 @@ export const MAX_ROTATION_GRACE_SECONDS = 90 * 24 * 3600;
 /** An add whose meta file exists without its .pub for longer than this crashed half-way. */
 const ORPHAN_META_MS = 60_000;
 
-const badRequest = (msg: string): GateError => new GateError('UNSUPPORTED', msg, { status: 400 });
 const notFound = (name: string): GateError =>
-  new GateError('NAME_UNKNOWN', `no trusted key named ${JSON.stringify(name)}`, { status: 404 });
+  new GateError('NAME_UNKNOWN', `no trusted key named ${JSON.stringify(name)}`);
 
 function statusOf(k: KeyEntry, now: Date): KeyInfo['status'] {
   if (k.revoked === true) return 'revoked';
@@ -102,16 +101,13 @@ export function keyFilePaths(dir: string, name: string): { pub: string; meta: st
     throw new GateError(
       'NAME_INVALID',
       `key name ${JSON.stringify(String(name).slice(0, 80))} is invalid: use 1-63 of a-z 0-9 . _ -, starting with a letter or digit (no path separators, no leading dot)`,
-      { status: 400 },
     );
   }
   const root = path.resolve(dir);
   const pub = path.resolve(root, `${name}.pub`);
   const meta = path.resolve(root, `${name}.meta.json`);
   if (path.dirname(pub) !== root || path.dirname(meta) !== root) {
-    throw new GateError('NAME_INVALID', `key name ${JSON.stringify(name)} would leave the key directory`, {
-      status: 400,
-    });
+    throw new GateError('NAME_INVALID', `key name ${JSON.stringify(name)} would leave the key directory`);
   }
   return { pub, meta };
 }
@@ -253,9 +249,7 @@ export class KeyStore {
     if (existsSync(pubFile)) throw badRequest(`a key named ${path.basename(pubFile, '.pub')} already exists`);
     const st = await fs.stat(metaFile);
     if (Date.now() - st.mtimeMs < ORPHAN_META_MS) {
-      throw new GateError('UNAVAILABLE', 'another change to this key name is in progress; try again', {
-        status: 409,
-      });
+      throw new GateError('CHANGE_IN_PROGRESS', 'another change to this key name is in progress; try again');
     }
     await writeFileAtomic(metaFile, text);
   }

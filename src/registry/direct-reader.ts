@@ -1,6 +1,6 @@
 import net from 'node:net';
 import type http from 'node:http';
-import { GateError } from '../core/errors.js';
+import { InternalFailure } from '../core/errors.js';
 import { stripHopByHop, type UpstreamResponse } from './upstream.js';
 
 /**
@@ -348,9 +348,7 @@ export class DirectReader {
             if (left > maxBytes) {
               end(false);
               return reject(
-                new GateError('MANIFEST_INVALID', `upstream response exceeds ${maxBytes} bytes`, {
-                  status: 502,
-                }),
+                new InternalFailure('upstream-body-too-large', `upstream response exceeds ${maxBytes} bytes`),
               );
             }
             body = left > 0 ? Buffer.allocUnsafe(left) : EMPTY;

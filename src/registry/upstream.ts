@@ -1,6 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import { GateError } from '../core/errors.js';
+import { GateError, InternalFailure } from '../core/errors.js';
 import { DirectReader } from './direct-reader.js';
 
 /**
@@ -210,9 +210,10 @@ export class Upstream {
             if (size > opts.maxBytes) {
               res.destroy();
               reject(
-                new GateError('MANIFEST_INVALID', `upstream response exceeds ${opts.maxBytes} bytes`, {
-                  status: 502,
-                }),
+                new InternalFailure(
+                  'upstream-body-too-large',
+                  `upstream response exceeds ${opts.maxBytes} bytes`,
+                ),
               );
               return;
             }
@@ -254,16 +255,23 @@ export class Upstream {
   }
 }
 
-/** Policy: an unreachable upstream is a 503 (retry later); one that breaks mid-answer is a 502. */
-export function upstreamFailure(err: unknown): GateError {
-  if (err instanceof GateError) return err;
+/**
+ * Policy: an unreachable upstream is a 503 (retry later); one that breaks mid-answer is a 502
+ * (core/errors.ts maps the kinds). A refusal or an internal failure already made passes as it is.
+ */
+export function upstreamFailure(err: unknown): GateError | InternalFailure {
+  if (err instanceof GateError || err instanceof InternalFailure) return err;
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   const unreachable = code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH';
-  return new GateError(
-    'UNAVAILABLE',
-    unreachable ? 'the registry behind trustgate is unavailable' : 'the registry behind trustgate failed',
-    { status: unreachable ? 503 : 502, logDetail: `${code ?? ''} ${String(err)}`, cause: err },
-  );
+  return unreachable
+    ? new InternalFailure('upstream-unreachable', 'the registry behind trustgate is unavailable', {
+        logDetail: `${code ?? ''} ${String(err)}`,
+        cause: err,
+      })
+    : new InternalFailure('upstream-failed', 'the registry behind trustgate failed', {
+        logDetail: `${code ?? ''} ${String(err)}`,
+        cause: err,
+      });
 }
 
 /** The first value of a header that may arrive as a list. */

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import bcrypt from 'bcryptjs';
-import { GateError } from '../core/errors.js';
+import { badRequest, GateError } from '../core/errors.js';
 import { MAX_PASSWORD_BYTES } from '../auth/basic.js';
 import { generateRobotSecret, ROBOT_NAME } from '../auth/credentials.js';
 import { withFileLock, writeFileAtomic } from '../keys/atomic.js';
@@ -20,8 +20,6 @@ const RESERVED = new Set(['anonymous']);
 export const MIN_PASSWORD = 12;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
-
-const badRequest = (msg: string): GateError => new GateError('UNSUPPORTED', msg, { status: 400 });
 
 export interface AccountFilesOptions {
   htpasswd: () => string | undefined;
@@ -61,9 +59,8 @@ export class AccountFiles {
     const f = kind === 'user' ? this.o.htpasswd() : this.o.robotsFile();
     if (!f) {
       throw new GateError(
-        'UNSUPPORTED',
+        'NOT_CONFIGURED',
         `${kind === 'user' ? 'auth.htpasswd' : 'auth.robotsFile'} is not configured, so ${kind}s cannot be managed here`,
-        { status: 409 },
       );
     }
     return f;
@@ -89,7 +86,6 @@ export class AccountFiles {
       throw new GateError(
         'NAME_INVALID',
         'user names are 1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter or digit, and not reserved',
-        { status: 400 },
       );
     }
     if (password.length < MIN_PASSWORD) throw badRequest(`passwords are at least ${MIN_PASSWORD} characters`);
@@ -112,9 +108,7 @@ export class AccountFiles {
   remove(kind: 'user' | 'robot', name: string): Promise<void> {
     return this.serial(kind, async (file) => {
       if (!linesOf(file).some((l) => nameOf(l) === name)) {
-        throw new GateError('NAME_UNKNOWN', `no ${kind} named ${JSON.stringify(name.slice(0, 80))}`, {
-          status: 404,
-        });
+        throw new GateError('NAME_UNKNOWN', `no ${kind} named ${JSON.stringify(name.slice(0, 80))}`);
       }
       await this.rewrite(file, (lines) => lines.filter((l) => nameOf(l) !== name));
     });
@@ -123,7 +117,7 @@ export class AccountFiles {
   /** Creates a robot account; the secret is returned once and only its bcrypt hash is stored. */
   addRobot(name: string): Promise<{ login: string; secret: string }> {
     if (!ROBOT_NAME.test(name)) {
-      throw new GateError('NAME_INVALID', `robot names must match ${ROBOT_NAME.source}`, { status: 400 });
+      throw new GateError('NAME_INVALID', `robot names must match ${ROBOT_NAME.source}`);
     }
     return this.serial('robot', async (file) => {
       if (linesOf(file).some((l) => nameOf(l) === name)) throw badRequest(`robot ${name} already exists`);

@@ -19,7 +19,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { VerdictCache } from '../cache/verdict-cache.js';
 import type { Config } from '../config/schema.js';
-import { GateError, toGateError } from '../core/errors.js';
+import { badRequest, GateError, InternalFailure, toGateError } from '../core/errors.js';
 import { digestOf, parseManifest } from '../core/manifest.js';
 import type { Policy } from '../core/policy.js';
 import { isValidRepoName, parseDockerReference } from '../core/reference.js';
@@ -95,11 +95,10 @@ function parseBody<T>(schema: z.ZodType<T>, body: unknown, allowEmpty = false): 
     const issue = r.error.issues[0];
     const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
     throw new GateError(
-      'UNSUPPORTED',
+      'BAD_REQUEST',
       value === undefined
         ? 'a JSON body (Content-Type: application/json) is required'
         : `invalid request body: ${where}${issue?.message ?? 'invalid'}`,
-      { status: 400 },
     );
   }
   return r.data;
@@ -191,7 +190,7 @@ export function createAdminRouter(d: AdminDeps): Router {
   router.use(
     jsonBody(
       MAX_ADMIN_BODY,
-      () => new GateError('SIZE_INVALID', `request body exceeds ${MAX_ADMIN_BODY} bytes`, { status: 413 }),
+      () => new GateError('BODY_TOO_LARGE', `request body exceeds ${MAX_ADMIN_BODY} bytes`),
     ),
   );
 
@@ -273,8 +272,7 @@ export function createAdminRouter(d: AdminDeps): Router {
       epoch: d.trust.epoch(),
     };
     if (repo !== undefined) {
-      if (!isValidRepoName(repo))
-        throw new GateError('NAME_INVALID', 'invalid repository name', { status: 400 });
+      if (!isValidRepoName(repo)) throw new GateError('NAME_INVALID', 'invalid repository name');
       const rule = d.trust.ruleFor(repo);
       out['repo'] = {
         name: repo,
@@ -314,14 +312,16 @@ export function createAdminRouter(d: AdminDeps): Router {
       maxBytes: MAX_MANIFEST_BYTES,
     });
     if (up.status === 404) {
-      throw new GateError('MANIFEST_UNKNOWN', `${repo}:${reference} is not in the registry`, { status: 404 });
+      throw new GateError('MANIFEST_UNKNOWN', `${repo}:${reference} is not in the registry`);
     }
     if (up.status !== 200) throw upstreamFailure(new Error(`manifest GET answered ${up.status}`));
     const digest = digestOf(up.body, ref.digest);
     if (ref.digest !== undefined && digest !== ref.digest) {
-      throw new GateError('MANIFEST_INVALID', `the registry returned bytes that do not match ${ref.digest}`, {
-        status: 502,
-      });
+      throw new InternalFailure(
+        'upstream-digest-mismatch',
+        `the registry returned bytes that do not match ${ref.digest}`,
+        { logDetail: { got: digest } },
+      );
     }
     const manifest = parseManifest(up.body, headerValue(up.headers['content-type']));
     const v = await d.trust.verify(repo, digest, manifest, ref.tag);
@@ -411,9 +411,10 @@ export function createAdminRouter(d: AdminDeps): Router {
   });
 
   router.use((req: Request) => {
-    throw new GateError('UNSUPPORTED', `no such admin endpoint: ${req.method} ${req.baseUrl}${req.path}`, {
-      status: 404,
-    });
+    throw new GateError(
+      'NO_SUCH_ENDPOINT',
+      `no such admin endpoint: ${req.method} ${req.baseUrl}${req.path}`,
+    );
   });
 
   // The one error writer (body errors are GateErrors already: server/body.ts).
@@ -425,10 +426,6 @@ export function createAdminRouter(d: AdminDeps): Router {
   });
 
   return router;
-}
-
-function badRequest(msg: string): GateError {
-  return new GateError('UNSUPPORTED', msg, { status: 400 });
 }
 
 /** A query parameter given at most once (Policy: a repeated one is refused, not picked from). */

@@ -149,7 +149,7 @@ export function readBody(req: http.IncomingMessage, max: number, tooLarge: () =>
     req.once('close', () => {
       if (settled) return;
       settled = true;
-      reject(new GateError('UNKNOWN', 'the client went away before its body ended', { status: 400 }));
+      reject(new GateError('CLIENT_ABORTED', 'the client went away before its body ended'));
     });
   });
 }
@@ -172,9 +172,10 @@ async function readText(req: http.IncomingMessage, max: number, tooLarge: () => 
     // Policy: no compressed or re-encoded bodies (nothing trustgate's clients send); a decoder is
     // one more parser an unauthenticated client could aim at.
     closeAfterAnswer(req);
-    throw new GateError('UNSUPPORTED', 'request bodies are accepted only as identity-encoded UTF-8', {
-      status: 415,
-    });
+    throw new GateError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      'request bodies are accepted only as identity-encoded UTF-8',
+    );
   }
   return (await readBody(req, max, tooLarge)).toString('utf8');
 }
@@ -193,13 +194,12 @@ export function jsonBody(max: number, tooLarge: () => GateError): RequestHandler
         try {
           value = JSON.parse(text);
         } catch (err) {
-          throw new GateError('UNSUPPORTED', 'request body is not valid JSON', {
-            status: 400,
+          throw new GateError('BAD_REQUEST', 'request body is not valid JSON', {
             logDetail: String(err),
           });
         }
         if (typeof value !== 'object' || value === null) {
-          throw new GateError('UNSUPPORTED', 'request body must be a JSON object', { status: 400 });
+          throw new GateError('BAD_REQUEST', 'request body must be a JSON object');
         }
         req.body = value;
         next();
@@ -223,9 +223,7 @@ export function formBody(max: number, maxParams: number, tooLarge: () => GateErr
         let count = 0;
         for (const [k, v] of params) {
           if (++count > maxParams) {
-            throw new GateError('UNSUPPORTED', `too many form parameters (at most ${maxParams})`, {
-              status: 400,
-            });
+            throw new GateError('BAD_REQUEST', `too many form parameters (at most ${maxParams})`);
           }
           const prev = out[k];
           out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];

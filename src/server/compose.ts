@@ -280,11 +280,7 @@ export function buildHandlers(c: HandlerContext): {
     }),
   );
   app.use((req, res) => {
-    sendError(
-      res,
-      new GateError('UNSUPPORTED', `no such endpoint: ${req.method} ${req.path}`, { status: 404 }),
-      log,
-    );
+    sendError(res, new GateError('NO_SUCH_ENDPOINT', `no such endpoint: ${req.method} ${req.path}`), log);
   });
   return { v2, app };
 }
@@ -345,9 +341,9 @@ export function buildListener(
   const { maxHeaderBytes, maxHeaders } = config.listen;
   const headTooLarge = (what: string): GateError =>
     new GateError(
-      'UNSUPPORTED',
+      'HEADERS_TOO_LARGE',
       `request header section too large: ${what} (at most ${maxHeaderBytes} bytes and ${maxHeaders} header lines)`,
-      { status: 431, headers: { connection: 'close' } },
+      { headers: { connection: 'close' } },
     );
   const server = https.createServer(
     {
@@ -387,10 +383,10 @@ export function buildListener(
       err.code === 'HPE_HEADER_OVERFLOW'
         ? headTooLarge(`more than ${maxHeaderBytes} bytes`)
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? new GateError('UNSUPPORTED', 'the request head did not arrive in time', { status: 408 })
+          ? new GateError('REQUEST_TIMEOUT', 'the request head did not arrive in time')
           : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW'
-            ? new GateError('UNSUPPORTED', 'chunk extensions too large', { status: 413 })
-            : new GateError('UNSUPPORTED', 'malformed HTTP request', { status: 400, logDetail: err.code });
+            ? new GateError('BODY_TOO_LARGE', 'chunk extensions too large')
+            : new GateError('BAD_REQUEST', 'malformed HTTP request', { logDetail: err.code });
     writeRawError(socket, e, log, { client: socket.remoteAddress });
     lingeringClose(socket);
   });

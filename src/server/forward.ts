@@ -79,7 +79,7 @@ export class StreamForwarder {
       res.setHeader('connection', 'close');
       sendError(
         res,
-        new GateError('UNSUPPORTED', `a ${req.method ?? ''} request must not carry a body`, { status: 400 }),
+        new GateError('BAD_REQUEST', `a ${req.method ?? ''} request must not carry a body`),
         this.log,
       );
       return Promise.resolve();

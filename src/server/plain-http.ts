@@ -63,7 +63,7 @@ export function answerPlainHttp(
         socket.on('error', () => socket.destroy());
         writeRawError(
           socket,
-          new GateError('UNSUPPORTED', 'HTTP request to an HTTPS server: use https://', { status: 400 }),
+          new GateError('BAD_REQUEST', 'HTTP request to an HTTPS server: use https://'),
           o.log,
           { client: socket.remoteAddress },
         );

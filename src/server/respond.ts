@@ -41,6 +41,15 @@ export function sendError(
   const e = toGateError(err);
   const level = e.status >= 500 ? 'error' : 'info';
   log[level]({ ...context, code: e.code, status: e.status, detail: e.logDetail ?? e.detail }, e.message);
+  return writeError(res, e);
+}
+
+/**
+ * Writes the OCI error answer of `err` (mapped at the edge by toGateError), for a caller that
+ * logged it already: the one writer of OCI error JSON, status and reason phrase.
+ */
+export function writeError(res: http.ServerResponse, err: unknown): GateError {
+  const e = toGateError(err);
   if (res.headersSent) {
     // Policy: a stream that already started cannot carry an error body; cut it so the client
     // sees a truncated transfer and never mistakes a partial body for a complete one.

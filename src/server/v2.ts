@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
-import { GateError, toGateError } from '../core/errors.js';
+import { GateError, InternalFailure, toGateError } from '../core/errors.js';
 import {
   MEDIA_TYPES,
   parseManifest,
@@ -11,6 +11,15 @@ import {
   digestOf,
 } from '../core/manifest.js';
 import { parseRoute } from '../core/route.js';
+import {
+  catalogLists,
+  decideAccess,
+  type AccessFact,
+  type AccessFacts,
+  type AccessOutcome,
+  type DecidedAccess,
+  type Grants,
+} from '../core/access-decision.js';
 import type { Route } from '../core/types.js';
 import type { TrustService, Verdict } from '../trust/service.js';
 import type { ReferrersStore } from '../trust/referrers.js';
@@ -27,7 +36,7 @@ import type { Upstream, UpstreamResponse } from '../registry/upstream.js';
 import { FreshCoalescer } from '../registry/fresh-coalescer.js';
 import { headerValue, upstreamFailure, upstreamRequestHeaders } from '../registry/upstream.js';
 import type { Audit, AuditEvent } from './audit.js';
-import type { Authenticator, Principal, RepoAction } from './authenticate.js';
+import type { Authenticator, Principal } from './authenticate.js';
 import type { StreamForwarder } from './forward.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -91,13 +100,35 @@ interface Pipeline extends PipelineDeps {
   tagAnswers: FreshCoalescer<RegistryAnswer>;
 }
 
+/** A request answer that is not an access decision, kept for the audit event. */
+type Answered = { decision: 'answered'; reason: 'not-acceptable' | 'upstream-404' | 'upstream-400' };
+
+/** What one request has established so far; the audit event is built from it (auditEvent). */
+interface RequestRecord {
+  requestId: string;
+  client: string | undefined;
+  method: string;
+  route?: Route;
+  principal?: Principal;
+  /** The digest of the manifest served or pushed (computed from the bytes). */
+  digest?: string;
+  /** The facts gathered for the access decision. */
+  facts: AccessFacts;
+  /** Every decision and answer, in order. */
+  outcomes: Array<DecidedAccess | Answered>;
+}
+
 interface Ctx {
   req: http.IncomingMessage;
   res: http.ServerResponse;
   route: Route;
   principal: Principal;
-  event: AuditEvent;
+  grants: Grants;
+  record: RequestRecord;
 }
+
+/** How to fetch a fact the access decision asks for (only when it asks). */
+type Gatherers = { [K in AccessFact]?: () => Promise<AccessFacts[K]> | AccessFacts[K] };
 
 /**
  * The /v2 pipeline. A request flows one way:
@@ -112,43 +143,110 @@ export function createV2Handler(
   };
   return (req, res) => {
     const started = performance.now();
-    const event: AuditEvent = {
+    const record: RequestRecord = {
       requestId: randomUUID(),
-      identity: 'anonymous',
       client: req.socket.remoteAddress,
-      action: req.method ?? '',
       method: req.method ?? '',
-      route: 'unknown',
-      verdict: 'allow',
-      reason: 'ok',
+      facts: {},
+      outcomes: [],
     };
+    let failure: GateError | undefined;
     res.setHeader('docker-distribution-api-version', 'registry/2.0');
-    handle(d, req, res, event)
+    handle(d, req, res, record)
       .catch((err: unknown) => {
         const e = toGateError(err);
-        event.verdict = e.status >= 500 ? 'error' : 'deny';
-        event.reason = event.reason === 'ok' ? e.code : event.reason;
+        failure = e;
         if (e.status === 401 && !e.headers['WWW-Authenticate']) {
-          e.headers['WWW-Authenticate'] = challenge(d, req, event);
+          e.headers['WWW-Authenticate'] = challenge(d, req, record);
         }
-        sendError(res, e, d.log, { reqId: event.requestId, path: req.url });
+        sendError(res, e, d.log, { reqId: record.requestId, path: req.url });
       })
       .finally(() => {
         res.once('close', () => {
-          event.status = res.statusCode;
-          event.latencyMs = Math.round((performance.now() - started) * 10) / 10;
-          d.audit.decision(event);
+          const latencyMs = Math.round((performance.now() - started) * 10) / 10;
+          d.audit.decision(auditEvent(record, failure, res.statusCode, latencyMs));
         });
         if (res.writableFinished || res.destroyed) res.emit('close');
       });
   };
 }
 
+/**
+ * The one place an audit event is made: from the parsed route, the identity, and the request's
+ * outcomes. The last outcome with a reason names it; a failure after an allow keeps that reason
+ * (the error code when there is none) and is a `deny`, or an `error` when trustgate or the
+ * registry failed (5xx).
+ */
+function auditEvent(
+  r: RequestRecord,
+  failure: GateError | undefined,
+  status: number,
+  latencyMs: number,
+): AuditEvent {
+  const route = r.route;
+  const event: AuditEvent = {
+    requestId: r.requestId,
+    identity: r.principal?.identity.subject ?? 'anonymous',
+    client: r.client,
+    action: route ? (route.action ?? 'ping') : r.method,
+    method: r.method,
+    route: route?.kind ?? 'unknown',
+    verdict: 'allow',
+    reason: 'ok',
+  };
+  if (route && 'repo' in route) event.repo = route.repo;
+  if (route?.kind === 'manifest') event.reference = route.ref.tag ?? route.ref.digest;
+  if (route?.kind === 'blob') event.digest = route.digest;
+  if (r.digest) event.digest = r.digest;
+  for (const o of r.outcomes) {
+    if (o.reason !== 'ok') event.reason = o.reason;
+    if (o.decision !== 'answered' && o.keys) event.keys = [...o.keys];
+    if (o.decision === 'audit-allow' || o.decision === 'deny') event.verdict = o.decision;
+  }
+  if (failure) {
+    event.verdict = failure.status >= 500 ? 'error' : 'deny';
+    if (event.reason === 'ok') event.reason = failure.code;
+  }
+  event.status = status;
+  event.latencyMs = latencyMs;
+  return event;
+}
+
+/**
+ * Asks the access decision, fetching each fact it needs with `gather`, until it decides or needs
+ * a fact not to be had yet (the caller asks again once it has it). A denial is thrown.
+ */
+async function decide(ctx: Ctx, gather: Gatherers = {}): Promise<AccessOutcome> {
+  const { record } = ctx;
+  for (;;) {
+    const outcome = decideAccess({ route: ctx.route, grants: ctx.grants, facts: record.facts });
+    if (outcome.decision === 'need') {
+      const fetch = gather[outcome.fact];
+      if (!fetch) return outcome;
+      await gatherFact(record.facts, outcome.fact, fetch);
+      continue;
+    }
+    record.outcomes.push(outcome);
+    if (outcome.decision === 'deny') throw outcome.error;
+    return outcome;
+  }
+}
+
+async function gatherFact<K extends AccessFact>(
+  facts: AccessFacts,
+  fact: K,
+  fetch: () => Promise<AccessFacts[K]> | AccessFacts[K],
+): Promise<void> {
+  const value = await fetch();
+  if (value === undefined) throw new TypeError(`access fact ${fact} was asked for and not found`);
+  facts[fact] = value;
+}
+
 async function handle(
   d: Pipeline,
   req: http.IncomingMessage,
   res: http.ServerResponse,
-  event: AuditEvent,
+  record: RequestRecord,
 ): Promise<void> {
   // parse
   const route = parseRoute({
@@ -159,17 +257,29 @@ async function handle(
     chunked: req.headers['transfer-encoding'] !== undefined,
     rawHeaders: req.rawHeaders,
   });
-  event.route = route.kind;
-  if ('repo' in route) event.repo = route.repo;
-  if (route.kind === 'manifest') event.reference = route.ref.tag ?? route.ref.digest;
-  if (route.kind === 'blob') event.digest = route.digest;
-  event.action = route.action ?? 'ping';
+  record.route = route;
   // authenticate
   const principal = await d.auth.authenticate(req);
-  event.identity = principal.identity.subject;
-  const ctx: Ctx = { req, res, route, principal, event };
-  // authorise
-  authorise(ctx);
+  record.principal = principal;
+  const grants: Grants = {
+    subject: principal.identity.subject,
+    credentialed: principal.credentialed,
+    can: (action, repo) => principal.can(action, repo),
+    policyAllows: (action, repo) => principal.policyAllows(action, repo),
+    canCatalog: () => principal.canCatalog(),
+    isAdmin: () => d.isAdmin(principal),
+  };
+  const ctx: Ctx = { req, res, route, principal, grants, record };
+  // authorise: the facts a route's decision may need before anything is forwarded
+  const access = await decide(ctx, {
+    blobAdmitted: () => route.kind === 'blob' && d.trust.isBlobAdmitted(route.repo, route.digest),
+    mountBlobAdmitted: () =>
+      route.kind === 'upload-start' &&
+      route.mount !== undefined &&
+      d.trust.isBlobAdmitted(route.mount.from, route.mount.digest),
+    subjectPullable: () =>
+      route.kind === 'referrers' ? pullableByDigest(d, ctx, route.repo, route.digest) : undefined,
+  });
   // trust check and forward
   switch (route.kind) {
     case 'base':
@@ -177,7 +287,7 @@ async function handle(
       res.end('{}');
       return;
     case 'catalog':
-      return serveCatalog(d, ctx);
+      return serveCatalog(d, ctx, access.decision === 'allow' && access.listAll === true);
     case 'tags':
       return d.forwarder.forward(req, res, req.url ?? '');
     case 'referrers':
@@ -199,27 +309,13 @@ async function handle(
       }
       return d.forwarder.forward(req, res, req.url ?? '');
     case 'blob':
-      if (route.action === 'pull' && !principal.can('push', route.repo)) {
-        if (!(await d.trust.isBlobAdmitted(route.repo, route.digest))) {
-          event.reason = 'blob-not-admitted';
-          // Policy: for a caller without push on the repository, a blob outside every verified
-          // manifest of it does not exist: 404 BLOB_UNKNOWN, as registry:2 answers for an absent
-          // blob, and the same answer whether or not registry:2 holds it (nothing is asked
-          // upstream). containers/image (podman, buildah, skopeo) HEADs each layer before a push
-          // and gives up on anything but 200/404, so a 403 here hid the push denial that follows.
-          // Callers with no pull at all were refused by authorise() (401/403) and never get here;
-          // pushers read upstream's own answer. The message (body and reason phrase) still says
-          // what to do for a GET by hand.
-          throw new GateError(
-            'BLOB_UNKNOWN',
-            `blob unknown: ${route.digest} belongs to no verified manifest of ${route.repo} (pull the image by tag or digest, which checks its signature first)`,
-          );
-        }
-      }
       return d.forwarder.forwardBlobRead(req, res, req.url ?? '', principal);
-    case 'upload-start':
+    case 'upload-start': {
       asBlobBody(req);
-      return d.forwarder.forward(req, res, await uploadStartPath(d, ctx, route));
+      const url = req.url ?? '';
+      const dropMount = access.decision === 'allow' && access.dropMount === true;
+      return d.forwarder.forward(req, res, dropMount ? withoutMount(url) : url);
+    }
     case 'upload':
       asBlobBody(req);
       return d.forwarder.forward(req, res, req.url ?? '');
@@ -238,88 +334,29 @@ function asBlobBody(req: http.IncomingMessage): void {
   }
 }
 
-/** Refuses what the principal may not do to the repository the route touches. */
-function authorise(ctx: Ctx): void {
-  const { route, principal, event } = ctx;
-  if (route.kind === 'base') {
-    // Policy: the ping answers 200 only to a credentialed caller; everyone else gets the
-    // challenge that tells the client where the token endpoint is.
-    if (!principal.credentialed) throw new GateError('UNAUTHORIZED', 'authentication required');
-    return;
-  }
-  if (route.kind === 'catalog') {
-    if (!principal.credentialed) {
-      event.reason = 'no-credentials';
-      throw new GateError('UNAUTHORIZED', 'authentication required to list repositories');
-    }
-    if (!principal.canCatalog()) {
-      // Any signed-in caller may have it (the listing is filtered); the token just did not ask.
-      event.reason = 'insufficient-scope';
-      throw new GateError('UNAUTHORIZED', 'the token does not grant registry:catalog:*');
-    }
-    return;
-  }
-  const needed: RepoAction[] =
-    route.action === 'pull' ? ['pull'] : route.action === 'push' ? ['pull', 'push'] : [route.action];
-  const missing = needed.filter((a) => !principal.can(a, route.repo));
-  if (missing.length === 0) return;
-  if (!principal.credentialed) {
-    event.reason = 'no-credentials';
-    throw new GateError('UNAUTHORIZED', `authentication required to ${route.action} ${route.repo}`);
-  }
-  if (missing.every((a) => principal.policyAllows(a, route.repo))) {
-    // The identity may do this, its token just did not ask: the client fetches a wider token.
-    event.reason = 'insufficient-scope';
-    throw new GateError('UNAUTHORIZED', `the token does not grant ${missing.join(',')} on ${route.repo}`);
-  }
-  event.reason = 'not-allowlisted';
-  // Policy: the answer is the same whether or not the repository exists (nothing was asked upstream).
-  throw new GateError(
-    'DENIED',
-    `${missing.join(' and ')} access to ${route.repo} is not allowed for ${principal.identity.subject}: no access rule grants it (ask an admin to add ${principal.identity.subject} to a rule for ${route.repo})`,
-  );
-}
-
-function challenge(d: Pipeline, req: http.IncomingMessage, event: AuditEvent): string {
+function challenge(d: Pipeline, req: http.IncomingMessage, record: RequestRecord): string {
   const host = headerValue(req.headers.host) ?? 'localhost';
   const realm = d.realm() ?? `https://${host}/token`;
   let value = `Bearer realm="${realm}",service="${d.service()}"`;
-  if (event.route === 'catalog') value += ',scope="registry:catalog:*"';
-  else if (event.repo) {
-    const actions = event.action === 'push' ? 'pull,push' : event.action;
-    value += `,scope="repository:${event.repo}:${actions}"`;
+  const route = record.route;
+  if (route?.kind === 'catalog') value += ',scope="registry:catalog:*"';
+  else if (route && 'repo' in route) {
+    const actions = route.action === 'push' ? 'pull,push' : route.action;
+    value += `,scope="repository:${route.repo}:${actions}"`;
   }
-  if (event.reason === 'insufficient-scope') value += ',error="insufficient_scope"';
+  if (record.outcomes.some((o) => o.reason === 'insufficient-scope')) value += ',error="insufficient_scope"';
   return value;
 }
 
-/**
- * A blob mount needs pull on `from` (I4), and the blob must be one the caller could GET from
- * `from`: a pull-only caller only gets blobs of verified manifests there (I1), and a mount into
- * its own repository must not be a way round that. Policy: otherwise the mount is dropped and a
- * plain upload starts, which the spec allows and which leaks nothing.
- */
-async function uploadStartPath(
-  d: Pipeline,
-  ctx: Ctx,
-  route: Extract<Route, { kind: 'upload-start' }>,
-): Promise<string> {
-  const url = ctx.req.url ?? '';
-  if (!route.mount) return url;
-  const { from, digest } = route.mount;
-  const readable =
-    ctx.principal.can('pull', from) &&
-    (ctx.principal.can('push', from) || (await d.trust.isBlobAdmitted(from, digest)));
-  if (readable) return url;
-  ctx.event.reason = 'mount-dropped';
+/** The upload URL without its mount (the access decision dropped it: a plain upload starts). */
+function withoutMount(url: string): string {
   const u = new URL(url, 'http://x');
   u.searchParams.delete('mount');
   u.searchParams.delete('from');
   return u.pathname + u.search;
 }
 
-async function serveCatalog(d: Pipeline, ctx: Ctx): Promise<void> {
-  const admin = d.isAdmin(ctx.principal);
+async function serveCatalog(d: Pipeline, ctx: Ctx, admin: boolean): Promise<void> {
   const n = Number(new URL(ctx.req.url ?? '', 'http://x').searchParams.get('n') ?? '') || undefined;
   const visible: string[] = [];
   const asked = new URL(ctx.req.url ?? '/v2/_catalog', 'http://x').searchParams.get('last');
@@ -358,7 +395,7 @@ async function serveCatalog(d: Pipeline, ctx: Ctx): Promise<void> {
         more = true;
         break;
       }
-      if (typeof r === 'string' && ctx.principal.policyAllows('pull', r)) visible.push(r);
+      if (typeof r === 'string' && catalogLists(ctx.grants, r)) visible.push(r);
     }
     const next = /^<(\/v2\/_catalog\?[^>]*)>/.exec(headerValue(up.headers.link) ?? '')?.[1];
     if (!next) break;
@@ -387,7 +424,7 @@ async function serveManifest(
   repo: string,
   ref: { tag?: string; digest?: string },
 ): Promise<void> {
-  const { req, res, principal, event } = ctx;
+  const { req, res, record } = ctx;
   const reference = ref.digest ?? ref.tag ?? '';
   // By digest, the evidence depends on the digest alone: when the manifest must be read from the
   // registry, the evidence reads start now, alongside it (the decision still waits for the
@@ -400,13 +437,14 @@ async function serveManifest(
   const { bytes, contentType } = fetched;
   // Policy: the digest is computed from the bytes we hold, never taken from Docker-Content-Digest.
   const digest = digestOf(bytes, ref.digest);
-  event.digest = digest;
+  record.digest = digest;
   if (ref.digest && digest !== ref.digest) {
     d.manifests?.delete(repo, ref.digest);
-    throw new GateError('MANIFEST_INVALID', `the registry returned bytes that do not match ${ref.digest}`, {
-      status: 502,
-      logDetail: { got: digest },
-    });
+    throw new InternalFailure(
+      'upstream-digest-mismatch',
+      `the registry returned bytes that do not match ${ref.digest}`,
+      { logDetail: { got: digest } },
+    );
   }
   // Bytes under a digest never change: the strict parse is done once per (digest, content type).
   const known = fetched.parsed ? fetched : d.manifests?.get(repo, digest);
@@ -414,25 +452,23 @@ async function serveManifest(
     known?.parsed && known.contentType === contentType ? known.parsed : parseManifest(bytes, contentType);
   if (!fetched.parsed) d.manifests?.set(repo, digest, { bytes, contentType, parsed: manifest });
   if (ref.tag) d.manifests?.rememberTag(repo, ref.tag, digest);
-  if (!principal.can('push', repo)) {
-    // Policy: identities with push rights on a repository may read its unsigned manifests, so a
-    // publisher can resolve and sign what it pushed. Everyone else gets verified bytes only.
-    const subjectPullable = isBundleReferrerRead({ tag: ref.tag, manifest })
-      ? (await pullableByDigest(d, ctx, repo, manifest.subject!.digest)) === 'yes'
-      : undefined;
-    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag, { subjectPullable });
-    recordVerdict(event, verdict);
-    if (!verdict.allow) throw new GateError('DENIED', denial(repo, digest, verdict, d));
-    await admit(d, repo, digest, manifest, verdict);
-  } else {
-    event.reason = 'publisher-read';
-  }
+  let verdict: Verdict | undefined;
+  await decide(ctx, {
+    manifestVerdict: async () => {
+      const subjectPullable = isBundleReferrerRead({ tag: ref.tag, manifest })
+        ? (await pullableByDigest(d, ctx, repo, manifest.subject!.digest)) === 'yes'
+        : undefined;
+      verdict = await d.trust.verify(repo, digest, manifest, ref.tag, { subjectPullable });
+      return { ...verdict, digest };
+    },
+    trustedKeys: () => d.trust.trustedKeyNames(repo),
+  });
+  if (verdict) await admit(d, repo, digest, manifest, verdict);
   if (!acceptable(req.headers.accept, manifest.mediaType)) {
-    event.reason = 'not-acceptable';
+    record.outcomes.push({ decision: 'answered', reason: 'not-acceptable' });
     throw new GateError(
       'MANIFEST_UNKNOWN',
       `${repo}:${reference} is stored as ${manifest.mediaType}, which the client's Accept header excludes; trustgate never converts manifests`,
-      { status: 404 },
     );
   }
   res.writeHead(200, {
@@ -456,7 +492,7 @@ async function fetchManifest(
   ref: { tag?: string; digest?: string },
   reference: string,
 ): Promise<CachedManifest | undefined> {
-  const { req, res, event } = ctx;
+  const { req, res, record } = ctx;
   if (ref.digest) {
     const hit = d.manifests?.get(repo, ref.digest);
     if (hit) return hit;
@@ -474,7 +510,10 @@ async function fetchManifest(
       'content-length': String(up.body.length),
     });
     res.end(req.method === 'HEAD' ? undefined : up.body);
-    event.reason = 'upstream-' + up.status;
+    record.outcomes.push({
+      decision: 'answered',
+      reason: up.status === 404 ? 'upstream-404' : 'upstream-400',
+    });
     return undefined;
   }
   if (up.status !== 200) throw upstreamFailure(new Error(`manifest GET answered ${up.status}`));
@@ -513,22 +552,6 @@ async function askRegistry(
   }
   if (previous && up.status === 200) d.metrics?.tagRevalidations.inc({ result: 'moved' });
   return { up };
-}
-
-function recordVerdict(event: AuditEvent, v: Verdict): void {
-  event.reason = v.reason;
-  event.keys = v.signers;
-  if (!v.allow) event.verdict = 'deny';
-  else if (!v.ok) event.verdict = 'audit-allow';
-}
-
-/** The client's denial line: names the image, what was missing, and the keys that would do. */
-function denial(repo: string, digest: string, v: Verdict, d: Pipeline): string {
-  const subject = v.message.startsWith(repo) ? '' : `${repo}@${digest}: `;
-  const trusted = v.message.includes('trusted:')
-    ? ''
-    : ` (trusted for ${v.rule}: ${d.trust.trustedKeyNames(repo).join(', ') || 'none'})`;
-  return `${subject}${v.message}${trusted}`;
 }
 
 async function admit(
@@ -595,13 +618,6 @@ async function serveReferrers(
   route: Extract<Route, { kind: 'referrers' }>,
 ): Promise<void> {
   const { repo, digest, artifactType } = route;
-  if ((await pullableByDigest(d, ctx, repo, digest)) === 'no') {
-    ctx.event.reason = 'subject-not-verified';
-    throw new GateError(
-      'DENIED',
-      `${repo}@${digest} has no valid signature from a key trusted for this repository, so its referrers are not listed`,
-    );
-  }
   const listed = (await d.referrers.list(repo, digest)).map((r) => r.descriptor);
   const { body, filtered } = referrersIndex(listed, artifactType);
   const headers: Record<string, string> = {
@@ -628,7 +644,7 @@ function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
   return readBoundedBody(
     req,
     max,
-    () => new GateError('MANIFEST_INVALID', `manifest exceeds ${max} bytes`, { status: 413 }),
+    () => new GateError('MANIFEST_TOO_LARGE', `manifest exceeds ${max} bytes`),
   );
 }
 
@@ -638,7 +654,7 @@ async function putManifest(
   repo: string,
   ref: { tag?: string; digest?: string },
 ): Promise<void> {
-  const { req, res, event } = ctx;
+  const { req, res, record } = ctx;
   const body = await readBody(req, MAX_MANIFEST_BYTES);
   const contentType = headerValue(req.headers['content-type']);
   // Policy: the manifest is parsed the strict way (duplicate or case-variant keys refused) so
@@ -647,44 +663,24 @@ async function putManifest(
   // Policy: foreign layers only from allowlisted URLs (registry:2 would answer 500, or skip them).
   checkLayerUrls(manifest, d.layerUrls?.() ?? NO_LAYER_URLS);
   const digest = digestOf(body);
-  event.digest = digest;
+  record.digest = digest;
   if (ref.digest && ref.digest !== digest) {
     throw new GateError('DIGEST_INVALID', `manifest bytes hash to ${digest}, not ${ref.digest}`);
   }
   const rule = d.trust.ruleFor(repo);
-  if (isSignatureTag(ref.tag)) {
-    if (rule.mode !== 'off') {
-      const { signers } = await d.trust.checkSignaturePush(repo, ref.tag, manifest);
-      event.keys = signers;
-      event.reason = 'signature-push';
-    }
-  } else if (isReferrersTag(ref.tag)) {
-    // Checked below, under the subject's lock, together with the write.
-    event.reason = 'referrers-tag-push';
-  } else if (rule.mode !== 'off' && isSignatureArtifact(manifest)) {
-    // Policy (I1): signature artifacts are served unverified, so one under an ordinary tag, or
-    // pushed by digest (then pulled by that digest), would be an unsigned image in disguise
-    // (moby's pull does not check layer media types). They enter only through their
-    // sha256-<hex>.sig tag, where every added signature is verified.
-    event.reason = 'signature-artifact-misplaced';
-    throw new GateError(
-      'DENIED',
-      `${repo}${ref.tag ? `:${ref.tag}` : `@${digest}`}: a cosign signature artifact may only be pushed under its sha256-<hex>.sig tag`,
-    );
-  } else if (ref.tag && rule.signedPush && rule.mode !== 'off') {
-    const verdict = await d.trust.verify(repo, digest, manifest, ref.tag, {
-      fresh: true,
-      purpose: 'signed-push',
-    });
-    if (!verdict.ok) {
-      event.reason = 'signed-push-required';
-      throw new GateError(
-        'DENIED',
-        `${repo} requires signed pushes: push ${repo}@${digest} by digest, sign it with a key trusted for ${rule.pattern} (trusted: ${d.trust.trustedKeyNames(repo).join(', ') || 'none'}), e.g. \`trustgate sign ${repo}@${digest} --tag ${ref.tag}\`, then tag it`,
-      );
-    }
-    event.keys = verdict.signers;
-  }
+  await decide(ctx, {
+    pushed: () => ({
+      digest,
+      signatureTag: isSignatureTag(ref.tag),
+      referrersTag: isReferrersTag(ref.tag),
+      signatureArtifact: isSignatureArtifact(manifest),
+      rule: { mode: rule.mode, signedPush: rule.signedPush === true, pattern: rule.pattern },
+    }),
+    signaturePushSigners: async () => (await d.trust.checkSignaturePush(repo, ref.tag!, manifest)).signers,
+    signedPushVerdict: () =>
+      d.trust.verify(repo, digest, manifest, ref.tag, { fresh: true, purpose: 'signed-push' }),
+    trustedKeys: () => d.trust.trustedKeyNames(repo),
+  });
   const headers = upstreamRequestHeaders(req.headers);
   const send = (): Promise<UpstreamResponse> =>
     d.upstream.request({

@@ -3,7 +3,7 @@
  * core/referrers.ts). All I/O of the referrers API happens here: reading the tag and each referrer
  * manifest, and recording a new referrer. What is listed is decided by the core.
  */
-import { GateError } from '../core/errors.js';
+import { GateError, isInternalFailure } from '../core/errors.js';
 import {
   MEDIA_TYPES,
   digestOf,
@@ -178,7 +178,6 @@ async function getStoredManifest(
   if (up.status === 404) return undefined;
   if (up.status !== 200) {
     throw new GateError('UNAVAILABLE', 'could not read signature evidence from the registry', {
-      status: 503,
       logDetail: `${kind} GET answered ${up.status}`,
     });
   }
@@ -216,13 +215,12 @@ export function upstreamEvidenceReader(upstream: Upstream, store: ReferrersStore
         });
       } catch (err) {
         // Over the bound: not evidence (the caller skips it). Anything else fails closed.
-        if (err instanceof GateError && err.code === 'MANIFEST_INVALID') return undefined;
+        if (isInternalFailure(err, 'upstream-body-too-large')) return undefined;
         throw err;
       }
       if (up.status === 404) return undefined;
       if (up.status !== 200) {
         throw new GateError('UNAVAILABLE', 'could not read a signature payload from the registry', {
-          status: 503,
           logDetail: `payload blob GET answered ${up.status}`,
         });
       }

@@ -126,7 +126,8 @@ test('property: injecting a duplicate or case-variant key into any object is ref
   );
 });
 
-test('parses a 4 MiB manifest quickly', () => {
+// Its speed is not asserted here (no timed tests): a quadratic parser would show in the benches.
+test('parses a 4 MiB manifest of 30,000 layers exactly as JSON.parse does', () => {
   const layers = Array.from({ length: 30000 }, (_, i) => ({
     mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
     digest: `sha256:${i.toString(16).padStart(64, '0')}`,
@@ -136,9 +137,6 @@ test('parses a 4 MiB manifest quickly', () => {
   const text = JSON.stringify({ schemaVersion: 2, layers });
   assert.ok(text.length > 4 * 1024 * 1024);
   const bytes = enc(text);
-  const t0 = performance.now();
   const v = parseStrictJson(bytes, 'manifest');
-  const ms = performance.now() - t0;
   assert.deepEqual(v, JSON.parse(text));
-  assert.ok(ms < 1500, `took ${ms} ms`);
 });

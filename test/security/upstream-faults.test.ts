@@ -241,6 +241,20 @@ describe('security: upstream faults (fake upstream)', { timeout: 120_000 }, () =
     assert.equal(r2.status, 502, 'bytes that do not hash to the requested digest are refused');
   });
 
+  it('an oversized upstream manifest, or bytes that miss the digest: 502 UNAVAILABLE, never MANIFEST_INVALID (issue 17)', async () => {
+    // MANIFEST_INVALID is the client's fault in the distribution spec; these are the registry's.
+    for (const [kind, ref] of [
+      ['huge-manifest', undefined],
+      ['lying-digest', `sha256:${'f'.repeat(64)}`],
+    ] as const) {
+      const { r } = await pull(kind, ref);
+      assert.ok(!(r instanceof Error), `${kind}: no answer`);
+      assert.equal(r.status, 502, kind);
+      const body = JSON.parse(r.body.toString()) as { errors: Array<{ code: string }> };
+      assert.equal(body.errors[0]?.code, 'UNAVAILABLE', `${kind}: ${r.body.toString()}`);
+    }
+  });
+
   it('enforce mode: a signature lookup that breaks fails closed (I3), never serves', async () => {
     behaviours['enforced'] = (s) =>
       s.end(

@@ -71,6 +71,21 @@ describe('logs: audit events and no secrets', { timeout: 60_000 }, () => {
     assert.equal(e['reason'], 'no-signature');
   });
 
+  it('a ping without credentials is audited as no-credentials, the reason the alerts leave out', async () => {
+    // Before: reason UNAUTHORIZED, so every `docker login` ping counted as an unexpected denial
+    // (docs/dashboards.md alert on reason!~"not-allowlisted|no-credentials|insufficient-scope").
+    const r = await request(gate.url, gate.ca, { path: '/v2/' });
+    assert.equal(r.status, 401);
+    await new Promise((res) => setTimeout(res, 100));
+    const events = lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((e) => e['audit'] === 'decision' && e['route'] === 'base');
+    assert.equal(events.length, 1, JSON.stringify(events));
+    assert.equal(events[0]!['verdict'], 'deny');
+    assert.equal(events[0]!['reason'], 'no-credentials');
+    assert.equal(events[0]!['status'], 401);
+  });
+
   it('no password, token or refresh token appears in any log line, even at debug level', async () => {
     const t = await getToken(gate.url, gate.ca, 'alice', password, ['repository:logs/app:pull']);
     await request(gate.url, gate.ca, { path: '/v2/logs/app/tags/list', headers: bearer(t) });

@@ -35,7 +35,7 @@ const NONCE_BYTES = 24;
 const KEY_BYTES = 32;
 
 function keyfileError(msg: string, opts: { cause?: unknown } = {}): GateError {
-  return new GateError('UNSUPPORTED', `encrypted private key: ${msg}`, { status: 400, ...opts });
+  return new GateError('BAD_REQUEST', `encrypted private key: ${msg}`, { ...opts });
 }
 
 function deriveKey(passphrase: string, salt: Uint8Array, N: number): Uint8Array {

@@ -8,14 +8,10 @@
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { Point } from '@noble/ed25519';
-import { GateError } from '../errors.js';
+import { badRequest, GateError } from '../errors.js';
 
 export type PublicKey =
   { alg: 'ed25519'; raw: Uint8Array } | { alg: 'ecdsa-p256'; spkiDer: Uint8Array; keyObject: KeyObject };
-
-function keyError(msg: string): GateError {
-  return new GateError('UNSUPPORTED', msg, { status: 400 });
-}
 
 // SPKI DER prefix of an Ed25519 key (RFC 8410): SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING (33) }.
 const ED25519_SPKI_PREFIX = Uint8Array.from([
@@ -46,16 +42,16 @@ export function decodePem(
     /^\s*-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]+?)\r?\n?-----END ([A-Z0-9 ]+)-----\s*$/.exec(
       pem,
     );
-  if (m === null) throw keyError(`${what}: expected exactly one PEM block`);
+  if (m === null) throw badRequest(`${what}: expected exactly one PEM block`);
   const [, label, body, endLabel] = m as unknown as [string, string, string, string];
-  if (label !== endLabel) throw keyError(`${what}: PEM BEGIN/END labels differ`);
+  if (label !== endLabel) throw badRequest(`${what}: PEM BEGIN/END labels differ`);
   if (!labels.includes(label)) {
-    throw keyError(
+    throw badRequest(
       `${what}: PEM type "${label}" is not supported (expected ${labels.map((l) => `"${l}"`).join(' or ')})`,
     );
   }
   const der = decodeStrictBase64(body.replace(/\r?\n/g, ''));
-  if (der === null || der.length === 0) throw keyError(`${what}: PEM body is not valid base64`);
+  if (der === null || der.length === 0) throw badRequest(`${what}: PEM body is not valid base64`);
   return { label, der };
 }
 
@@ -78,7 +74,7 @@ export function ed25519KeyProblem(raw: Uint8Array): string | null {
 /** Builds a validated Ed25519 PublicKey from its 32 raw bytes. Throws when the key is refused. */
 export function ed25519PublicKeyFromRaw(raw: Uint8Array): PublicKey {
   const problem = ed25519KeyProblem(raw);
-  if (problem !== null) throw keyError(`public key refused: ${problem}`);
+  if (problem !== null) throw badRequest(`public key refused: ${problem}`);
   return { alg: 'ed25519', raw: Uint8Array.from(raw) };
 }
 
@@ -88,8 +84,7 @@ export function parsePublicKeyDer(spki: Uint8Array): PublicKey {
   try {
     ko = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
   } catch (err) {
-    throw new GateError('UNSUPPORTED', 'public key is not a valid SubjectPublicKeyInfo', {
-      status: 400,
+    throw new GateError('BAD_REQUEST', 'public key is not a valid SubjectPublicKeyInfo', {
       cause: err,
     });
   }
@@ -97,28 +92,28 @@ export function parsePublicKeyDer(spki: Uint8Array): PublicKey {
   // so a key has one fingerprint.
   const canonical = new Uint8Array(ko.export({ format: 'der', type: 'spki' }));
   if (Buffer.compare(Buffer.from(canonical), Buffer.from(spki)) !== 0) {
-    throw keyError('public key is not in canonical DER SubjectPublicKeyInfo form');
+    throw badRequest('public key is not in canonical DER SubjectPublicKeyInfo form');
   }
   const type = ko.asymmetricKeyType;
   if (type === 'ed25519') {
     if (canonical.length !== 44 || !Buffer.from(canonical.subarray(0, 12)).equals(ED25519_SPKI_PREFIX)) {
-      throw keyError('unexpected Ed25519 SubjectPublicKeyInfo layout');
+      throw badRequest('unexpected Ed25519 SubjectPublicKeyInfo layout');
     }
     return ed25519PublicKeyFromRaw(canonical.subarray(12));
   }
   if (type === 'ec') {
     const curve = ko.asymmetricKeyDetails?.namedCurve;
     if (curve !== 'prime256v1') {
-      throw keyError(`ECDSA curve ${curve ?? 'unknown'} is not supported; use P-256 or Ed25519`);
+      throw badRequest(`ECDSA curve ${curve ?? 'unknown'} is not supported; use P-256 or Ed25519`);
     }
     // Policy: uncompressed point only (91-byte SPKI, 0x04 prefix), as Go's x509 (and so cosign) parses
     // it; a compressed spelling would give the same key a second fingerprint.
     if (canonical.length !== 91 || canonical[26] !== 0x04) {
-      throw keyError('ECDSA public key must use the uncompressed point encoding (canonical SPKI)');
+      throw badRequest('ECDSA public key must use the uncompressed point encoding (canonical SPKI)');
     }
     return { alg: 'ecdsa-p256', spkiDer: canonical, keyObject: ko };
   }
-  throw keyError(`${type ?? 'unknown'} keys are not supported; use Ed25519 or ECDSA P-256`);
+  throw badRequest(`${type ?? 'unknown'} keys are not supported; use Ed25519 or ECDSA P-256`);
 }
 
 /** Parses a PEM `PUBLIC KEY` (SPKI), as cosign writes it in cosign.pub. */

@@ -22,8 +22,7 @@ function toKeyObject(key: PrivateKeyMaterial): KeyObject {
     try {
       return createPrivateKey({ key: Buffer.from(key), format: 'der', type: 'pkcs8' });
     } catch (err) {
-      throw new GateError('UNSUPPORTED', 'private key is not a valid PKCS#8 key', {
-        status: 400,
+      throw new GateError('BAD_REQUEST', 'private key is not a valid PKCS#8 key', {
         cause: err,
       });
     }
@@ -39,9 +38,7 @@ export function privateKeyType(key: PrivateKeyMaterial): KeyType {
   if (ko.asymmetricKeyType === 'ec' && ko.asymmetricKeyDetails?.namedCurve === 'prime256v1')
     return 'ecdsa-p256';
   // Policy: same algorithm set as verification, so we never produce a signature we would refuse.
-  throw new GateError('UNSUPPORTED', 'only Ed25519 and ECDSA P-256 private keys are supported', {
-    status: 400,
-  });
+  throw new GateError('BAD_REQUEST', 'only Ed25519 and ECDSA P-256 private keys are supported');
 }
 
 /**
