@@ -22,7 +22,7 @@ import { startNginx } from './lib/nginx.js';
 import { RegistryClient, type Transfer } from './lib/registry-client.js';
 import { benchEnv, runMain, withCleanup } from './lib/setup.js';
 import { alternate, envInt, fmt, median, MiB, ratio, table, type Target } from './lib/stats.js';
-import { loadTrustgate, startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
+import { benchReads, loadTrustgate, startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
 
 async function writeRandomFile(file: string, bytes: number): Promise<string> {
   const hash = createHash('sha256');
@@ -104,23 +104,28 @@ async function main(): Promise<void> {
 
     const lib = await loadTrustgate();
     if (lib.ok) {
-      const files = await writeTrustgateConfig(path.join(env.dir, 'trustgate'), {
-        registryUrl: registry.url,
-        cert,
-        key,
-      });
-      // Its own process, like nginx: sharing this event loop with the client would halve it.
-      const tg = await startTrustgateChild(files);
-      defer(() => tg.close());
-      const client = new RegistryClient(tg.url, { ca: env.ca, creds: files.creds });
-      targets.push({
-        name: 'trustgate',
-        run: async () => {
-          await client.login([`repository:${repo}:pull`]); // untimed: a fresh token per run
-          return measured(tg.pid, () => client.getBlob(repo, digest))();
-        },
-      });
-      console.log(`trustgate ${tg.url} (pid ${tg.pid})`);
+      for (const variant of benchReads()) {
+        const files = await writeTrustgateConfig(path.join(env.dir, variant.name), {
+          registryUrl: registry.url,
+          cert,
+          key,
+          ...(variant.reads ? { reads: variant.reads } : {}),
+        });
+        // Its own process, like nginx: sharing this event loop with the client would halve it.
+        const tg = await startTrustgateChild(files, variant.dist);
+        defer(() => tg.close());
+        const client = new RegistryClient(tg.url, { ca: env.ca, creds: files.creds });
+        targets.push({
+          name: variant.name,
+          run: async () => {
+            await client.login([`repository:${repo}:pull`]); // untimed: a fresh token per run
+            return measured(tg.pid, () => client.getBlob(repo, digest))();
+          },
+        });
+        console.log(
+          `${variant.name} ${tg.url} (pid ${tg.pid}, reads ${variant.reads ?? 'default'}${variant.dist ? `, build ${variant.dist}` : ''})`,
+        );
+      }
     } else {
       console.log(`SKIP trustgate: ${lib.reason}`);
     }
@@ -135,7 +140,7 @@ async function main(): Promise<void> {
     // Untimed warm-up that also checks content.
     for (const t of targets) {
       if (t.name === 'ceiling') await t.run();
-      else if (t.name === 'trustgate') await t.run();
+      else if (t.name.startsWith('trustgate')) await t.run();
       else {
         const base =
           {
@@ -191,6 +196,9 @@ async function main(): Promise<void> {
         ['trustgate/nginx-tuned', ratio(med('trustgate'), med('nginx-tuned'))],
         ['trustgate/ceiling', ratio(med('trustgate'), med('ceiling'))],
         ['trustgate/direct-tls', ratio(med('trustgate'), med('direct-tls'))],
+        ...benchReads()
+          .slice(1)
+          .map((v) => [`${v.name}/trustgate`, ratio(med(v.name), med('trustgate'))]),
       ]),
     );
   });

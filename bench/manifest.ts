@@ -12,23 +12,94 @@
  *
  *   npx tsc -p tsconfig.json && node dist/bench/manifest.js
  */
+import { spawnSync } from 'node:child_process';
 import https from 'node:https';
 import path from 'node:path';
 import { generateKeyPair } from '../src/core/signature/sign.js';
 import { startRegistry } from '../test/helpers/stack.js';
 import { pushManifest, pushRandomImage } from '../test/helpers/registry-direct.js';
 import { buildCosignSignBundle, bundleSignerFor } from '../src/core/evidence/bundle-writer.js';
+import { pushBundleReferrer } from './lib/manifest-load.js';
 import { writeFileSync } from 'node:fs';
 import { signDirect } from '../test/helpers/sign.js';
+import { TestSigstore, toPem } from '../test/helpers/keyless-ca.js';
+import {
+  COSIGN_BUNDLE_ANNOTATION,
+  COSIGN_CERTIFICATE_ANNOTATION,
+} from '../src/core/evidence/legacy-keyless.js';
 import { startNginx } from './lib/nginx.js';
 import { benchEnv, runMain, withCleanup } from './lib/setup.js';
 import { envInt, fmt, median, ratio, table } from './lib/stats.js';
-import { startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
-import { ACCEPT, fetchToken, get, pushBundleReferrer, wrk, type WrkResult } from './lib/manifest-load.js';
+import { benchReads, startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
+import { cpuSeconds } from './lib/cpu.js';
+
+const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
 /** wrk connections (the issue's figure is at 32). */
 const CONNECTIONS = envInt('WRK_CONNECTIONS', 32, 2, 1000);
 /** Distinct tags in the `by tags` runs. */
 const TAGS = envInt('TAGS', 64, 2, 10_000);
+
+interface WrkResult {
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  errors: number;
+  /** CPU microseconds per request, by process (from /proc). */
+  cpuUs: Record<string, number>;
+}
+
+function toMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
+}
+
+function wrk(
+  url: string,
+  headers: Record<string, string>,
+  seconds: number,
+  pids: Record<string, number>,
+  script?: string,
+): WrkResult {
+  const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuSeconds(p)]));
+  const args = ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '--timeout', '5s'];
+  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
+  if (script) args.push('-s', script);
+  const r = spawnSync('wrk', [...args, url], { encoding: 'utf8', timeout: (seconds + 30) * 1000 });
+  if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr || r.error}`);
+  const out = r.stdout;
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const p50 = /\s50%\s+(\S+)/.exec(out)?.[1] ?? '';
+  const p99 = /\s99%\s+(\S+)/.exec(out)?.[1] ?? '';
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = non2xx + (sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+  const cpuUs = Object.fromEntries(
+    Object.entries(pids).map(([k, p]) => [k, ((cpuSeconds(p) - (cpu0[k] ?? 0)) * 1e6) / requests]),
+  );
+  return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors, cpuUs };
+}
+
+function get(url: string, ca: string, headers: Record<string, string>, agent: https.Agent): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const req = https.get(url, { ca, headers, agent }, (res) => {
+      res.resume();
+      res.on('end', () => {
+        if (res.statusCode !== 200) reject(new Error(`${url}: ${res.statusCode}`));
+        else resolve(performance.now() - started);
+      });
+    });
+    req.on('error', reject);
+  });
+}
+
+const KEYLESS_ID = {
+  issuer: 'https://token.actions.githubusercontent.com',
+  subject: 'https://github.com/bench/app/.github/workflows/release.yml@refs/tags/v1',
+};
 
 async function main(): Promise<void> {
   const runs = envInt('RUNS', 3, 1, 20);
@@ -40,6 +111,8 @@ async function main(): Promise<void> {
     const registry = await startRegistry();
     defer(() => registry.stop());
     const key = generateKeyPair('ed25519');
+    // Keyless: a TEST Sigstore instance (generated CA, CT log and Rekor log; test/helpers/keyless-ca.ts).
+    const sigstore = new TestSigstore();
     const img = await pushRandomImage(registry.url, 'bench/app', 'v1', 2, 4096);
     await signDirect(registry.url, 'bench/app', img.digest, key.pkcs8Der, {
       dockerReference: 'localhost/bench/app',
@@ -48,25 +121,57 @@ async function main(): Promise<void> {
     const { serverCert: cert, serverKey: certKey } = env.certs;
     const nginx = await startNginx({ upstream: registry.url, cert, key: certKey, variant: 'tuned' });
     defer(() => nginx.stop());
-    const files = await writeTrustgateConfig(path.join(env.dir, 'trustgate'), {
-      registryUrl: registry.url,
-      cert,
-      key: certKey,
-      trust: { rules: [{ repos: ['bench/**'], keys: ['release'] }], keys: { release: key.publicKeyPem } },
-    });
-    const tg = await startTrustgateChild(files);
-    defer(() => tg.close());
-    const tokenRes = await fetchToken(tg.url, env.ca, files.creds, 'bench/app');
+    const gates: Array<{ name: string; url: string; pid: number; token: string }> = [];
+    let files: Awaited<ReturnType<typeof writeTrustgateConfig>> | undefined;
+    const keyed = {
+      rules: [{ repos: ['bench/**'], keys: ['release'] }],
+      keys: { release: key.publicKeyPem },
+    };
+    for (const variant of benchReads()) {
+      const f = await writeTrustgateConfig(path.join(env.dir, variant.name), {
+        registryUrl: registry.url,
+        cert,
+        key: certKey,
+        // The first gate also verifies keyless signatures (measured below); the others, which may
+        // be an older build (BENCH_BASELINE), get the keyed rule only.
+        trust: files
+          ? keyed
+          : {
+              ...keyed,
+              rules: [
+                {
+                  repos: ['bench/keyless/**'],
+                  identities: [{ issuer: KEYLESS_ID.issuer, subjectRegExp: 'https://github\\.com/bench/.*' }],
+                },
+                ...keyed.rules,
+              ],
+              trustedRoot: sigstore.trustedRoot(),
+            },
+        ...(variant.reads ? { reads: variant.reads } : {}),
+      });
+      const g = await startTrustgateChild(f, variant.dist);
+      defer(() => g.close());
+      files ??= f;
+      gates.push({
+        name: variant.name,
+        url: g.url,
+        pid: g.pid,
+        token: await fetchToken(g.url, env.ca, f.creds, 'bench/app'),
+      });
+    }
+    const [tg] = gates;
+    if (!tg || !files) throw new Error('no trustgate started');
+    const tokenRes = tg.token;
 
     const targets: Array<{ name: string; base: string; headers: Record<string, string>; pid?: number }> = [
       { name: 'registry', base: registry.url, headers: { accept: ACCEPT } },
       { name: 'nginx-tuned', base: nginx.url, headers: { accept: ACCEPT }, pid: nginx.pid },
-      {
-        name: 'trustgate',
-        base: tg.url,
-        headers: { accept: ACCEPT, authorization: `Bearer ${tokenRes}` },
-        pid: tg.pid,
-      },
+      ...gates.map((g) => ({
+        name: g.name,
+        base: g.url,
+        headers: { accept: ACCEPT, authorization: `Bearer ${g.token}` },
+        pid: g.pid,
+      })),
     ];
     // `tags`: each request names one of TAGS tags (all on the same signed image), so concurrent
     // pulls rarely share a tag: the figure without trustgate's sharing of tag answers.
@@ -93,7 +198,6 @@ async function main(): Promise<void> {
           const pids: Record<string, number> = { registry: registry.pid };
           if (t.pid !== undefined) pids['proxy'] = t.pid;
           const r = wrk(
-            CONNECTIONS,
             `${t.base}/v2/bench/app/manifests/${ref}`,
             t.headers,
             seconds,
@@ -150,11 +254,19 @@ async function main(): Promise<void> {
           ratio(rps('trustgate by tags'), rps('nginx-tuned by tags')),
         ],
         ['trustgate/nginx-tuned by digest', ratio(rps('trustgate by digest'), rps('nginx-tuned by digest'))],
+        ...gates
+          .slice(1)
+          .flatMap((g) =>
+            ['tag', 'tags', 'digest'].map((r) => [
+              `${g.name}/trustgate by ${r}`,
+              ratio(rps(`${g.name} by ${r}`), rps(`trustgate by ${r}`)),
+            ]),
+          ),
       ]),
     );
 
     // Cold versus warm verification: fresh signed images, first and second GET of each, in both
-    // evidence formats, alternating (legacy, bundle, legacy, …) so drift is shared.
+    // key-based evidence formats, alternating (legacy, bundle, legacy, …) so drift is shared.
     const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
     defer(() => agent.destroy());
     const formats = ['legacy', 'bundle'] as const;
@@ -204,6 +316,76 @@ async function main(): Promise<void> {
         row('warm, bundle (cached verdict)', latency['bundle']!.warm),
       ]),
     );
+
+    // The same for keyless signatures: cosign 2.x keyless .sig layers (Fulcio-like certificate with
+    // an SCT, Rekor v1 SET and inclusion proof), verified against a trusted root.
+    const kcold: number[] = [];
+    const kwarm: number[] = [];
+    for (let i = 0; i < verifyImages; i++) {
+      const repo = `bench/keyless/v${i}`;
+      const im = await pushRandomImage(registry.url, repo, 'v1', 1, 1024);
+      await signDirect(registry.url, repo, im.digest, new Uint8Array(), {
+        dockerReference: `localhost/${repo}`,
+        signWith: (payload) => {
+          const sig = sigstore.sign(payload, KEYLESS_ID);
+          return {
+            signature: sig.signature.toString('base64'),
+            annotations: {
+              [COSIGN_CERTIFICATE_ANNOTATION]: toPem(sig.certificate),
+              [COSIGN_BUNDLE_ANNOTATION]: sig.cosignBundle,
+            },
+          };
+        },
+      });
+      const t = await fetchToken(tg.url, env.ca, files.creds, repo);
+      const h = { accept: ACCEPT, authorization: `Bearer ${t}` };
+      const url = `${tg.url}/v2/${repo}/manifests/${im.digest}`;
+      kcold.push(await get(url, env.ca, h, agent));
+      kwarm.push(await get(url, env.ca, h, agent));
+    }
+    console.log(
+      `\nkeyless verification latency through trustgate, ${verifyImages} fresh keyless-signed images, ms`,
+    );
+    console.log(
+      table([
+        ['', 'median', 'min', 'max'],
+        [
+          'cold (fetch .sig + payload, chain, SCT, Rekor SET, identity)',
+          fmt(median(kcold), 2),
+          fmt(Math.min(...kcold), 2),
+          fmt(Math.max(...kcold), 2),
+        ],
+        [
+          'warm (cached verdict)',
+          fmt(median(kwarm), 2),
+          fmt(Math.min(...kwarm), 2),
+          fmt(Math.max(...kwarm), 2),
+        ],
+      ]),
+    );
+  });
+}
+
+async function fetchToken(
+  base: string,
+  ca: string,
+  creds: { username: string; password: string },
+  repo: string,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
+    const req = https.get(
+      `${base}/token?service=trustgate&scope=repository:${repo}:pull`,
+      { ca, headers: { authorization: `Basic ${auth}` }, agent: false },
+      (res) => {
+        let b = '';
+        res.on('data', (c: Buffer) => (b += c.toString()));
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve((JSON.parse(b) as { token: string }).token) : reject(new Error(b)),
+        );
+      },
+    );
+    req.on('error', reject);
   });
 }
 

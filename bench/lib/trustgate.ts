@@ -35,9 +35,11 @@ export async function writeTrustgateConfig(
     key: string;
     logLevel?: string;
     /** Trust rules for bench/** (default: mode off, only the proxy path is measured) and keys. */
-    trust?: { rules: unknown[]; keys: Record<string, string> };
+    trust?: { rules: unknown[]; keys: Record<string, string>; trustedRoot?: unknown };
     /** More users, with pull only on bench/** (bench/starvation.ts: other identities). */
     pullUsers?: string[];
+    /** upstream.reads (default: the config's default, `direct`). */
+    reads?: string;
   },
 ): Promise<GateFiles> {
   mkdirSync(path.join(dir, 'keys', 'trusted'), { recursive: true });
@@ -59,7 +61,7 @@ export async function writeTrustgateConfig(
     listen: { host: '127.0.0.1', port },
     publicUrl: url,
     tls: { cert: o.cert, key: o.key },
-    upstream: { url: o.registryUrl, timeoutMs: 30_000 },
+    upstream: { url: o.registryUrl, timeoutMs: 30_000, ...(o.reads ? { reads: o.reads } : {}) },
     auth: { htpasswd, tokenKeyDir: path.join(dir, 'keys', 'token') },
     policy: {
       access: [{ repos: ['bench/**'], pull: [BENCH_USER, ...Object.keys(pullUsers)], push: [BENCH_USER] }],
@@ -67,15 +69,37 @@ export async function writeTrustgateConfig(
     trust: {
       keysDir: path.join(dir, 'keys', 'trusted'),
       rules: o.trust?.rules ?? [{ repos: ['bench/**'], mode: 'off' }],
+      ...(o.trust?.trustedRoot !== undefined ? { trustedRoot: path.join(dir, 'trusted_root.json') } : {}),
     },
     log: { level: o.logLevel ?? 'warn' },
   };
+  if (o.trust?.trustedRoot !== undefined) {
+    writeFileSync(path.join(dir, 'trusted_root.json'), JSON.stringify(o.trust.trustedRoot));
+  }
   for (const [name, pem] of Object.entries(o.trust?.keys ?? {})) {
     writeFileSync(path.join(dir, 'keys', 'trusted', `${name}.pub`), pem);
   }
   const configPath = path.join(dir, 'trustgate.yaml');
   writeFileSync(configPath, JSON.stringify(raw, null, 2));
   return { configPath, raw, port, url, creds: { username: BENCH_USER, password }, pullUsers };
+}
+
+/**
+ * The trustgate processes a benchmark measures, in the same alternating runs: `trustgate` (this
+ * build, the config's default upstream.reads); with `BENCH_READS=direct,node` one per reads value
+ * (`trustgate` for the first, `trustgate-<reads>` for the others); with
+ * `BENCH_BASELINE=/path/to/other/dist` also `trustgate-baseline`, started from that build of
+ * trustgate (before and after a change, in one invocation).
+ */
+export function benchReads(): Array<{ name: string; reads?: string; dist?: string }> {
+  const list = process.env['BENCH_READS']?.split(',').filter(Boolean) ?? [];
+  const gates: Array<{ name: string; reads?: string; dist?: string }> =
+    list.length === 0
+      ? [{ name: 'trustgate' }]
+      : list.map((reads, i) => ({ name: i === 0 ? 'trustgate' : `trustgate-${reads}`, reads }));
+  const baseline = process.env['BENCH_BASELINE'];
+  if (baseline) gates.push({ name: 'trustgate-baseline', dist: baseline });
+  return gates;
 }
 
 export interface RunningGate {
@@ -131,8 +155,14 @@ export async function startTrustgateInProcess(
 }
 
 /** trustgate in a child Node process (bench/lib/trustgate-child.ts), ready when it prints its port. */
-export async function startTrustgateChild(files: GateFiles): Promise<RunningGate & { proc: Managed }> {
-  const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'trustgate-child.js');
+export async function startTrustgateChild(
+  files: GateFiles,
+  /** Another build's dist/ (BENCH_BASELINE); default: this one. */
+  dist?: string,
+): Promise<RunningGate & { proc: Managed }> {
+  const child = dist
+    ? path.join(dist, 'bench', 'lib', 'trustgate-child.js')
+    : path.join(path.dirname(fileURLToPath(import.meta.url)), 'trustgate-child.js');
   // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the gate alone.
   const nodeArgs = process.env['BENCH_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
   const proc = spawnManaged(process.execPath, [...nodeArgs, child, files.configPath]);

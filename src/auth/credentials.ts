@@ -168,12 +168,19 @@ const MAX_TRACKED = 100_000;
  *   window, even with the right password.
  */
 export class FailureLimiter {
-  private readonly state = new Map<string, FailureState>();
-
   constructor(
     private readonly windowMs: number,
     private readonly limitOf: (key: string) => number,
+    private readonly state = new Map<string, FailureState>(),
   ) {}
+
+  /**
+   * This limiter's limits over `other`'s counters (a reload): the new limits apply at once, and
+   * counts and lockouts carry over, so a reload never lifts a lockout.
+   */
+  withCountsOf(other: FailureLimiter): FailureLimiter {
+    return new FailureLimiter(this.windowMs, this.limitOf, other.state);
+  }
 
   /** Starts an attempt for `keys`: throws 429 when any key is locked or at its limit. */
   begin(keys: readonly string[], now: number): void {
@@ -296,12 +303,14 @@ export class CredentialStore {
   }
 
   /**
-   * Re-reads the account files into a new store that shares this one's failure limiter, so a
-   * config or file reload neither forgets failures nor lifts a lockout.
+   * Re-reads the account files into a new store that shares this one's failure counters (under
+   * the limits of `opts`), so a config or file reload neither forgets failures nor lifts a lockout.
    */
   reload(opts: CredentialOptions, log: CredentialLogger): CredentialStore {
     const next = CredentialStore.load(opts, log, { now: this.now, sleep: this.sleep });
-    next.limiter = this.limiter;
+    // Policy: the new file's limits (auth.maxFailures, failureWindowSeconds, maxFailuresPerAddress)
+    // apply at once; the failures counted so far carry over.
+    next.limiter = next.limiter.withCountsOf(this.limiter);
     return next;
   }
 

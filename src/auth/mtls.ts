@@ -1,4 +1,5 @@
-import type { PeerCertificate } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
 import type { Identity } from '../core/types.js';
 
 const MAX_SUBJECT = 1024;
@@ -53,4 +54,64 @@ export function identityFromPeerCertificate(
   }
   if (name.length > MAX_SUBJECT) return null;
   return { subject: `mtls:${name}`, kind: 'mtls', groups: [] };
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+/** Longest issuer chain walked; Node completes it up to the self-signed anchor. */
+const MAX_CHAIN = 10;
+
+/**
+ * The client CA certificates in force, by SHA-256 fingerprint. A TLS connection keeps the CA set
+ * of its handshake, so after a SIGHUP replaced `tls.clientCa`'s contents a keep-alive connection
+ * would still carry a certificate the new set no longer trusts (review 5).
+ * - Policy: a client certificate names someone only while its verified chain still ends in (or
+ *   passes through) a certificate of the current set; each connection is checked once per set.
+ */
+export class ClientCaAnchors {
+  private fingerprints = new Set<string>();
+  private generation = 0;
+  private readonly checked = new WeakMap<TLSSocket, { generation: number; anchored: boolean }>();
+
+  /** Takes the client CA bundle now in force (PEM), or none. */
+  replace(pem: Buffer | string | undefined): void {
+    const next = new Set<string>();
+    for (const block of String(pem ?? '').match(PEM_CERTIFICATE) ?? []) {
+      next.add(new X509Certificate(block).fingerprint256);
+    }
+    this.fingerprints = next;
+    this.generation++;
+  }
+
+  /** Whether the verified chain of this connection's client certificate is anchored in the set. */
+  anchors(socket: TLSSocket): boolean {
+    const seen = this.checked.get(socket);
+    if (seen?.generation === this.generation) return seen.anchored;
+    let anchored = false;
+    let cert: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+    for (let i = 0; i < MAX_CHAIN && cert?.fingerprint256; i++) {
+      if (this.fingerprints.has(cert.fingerprint256)) {
+        anchored = true;
+        break;
+      }
+      const issuer: DetailedPeerCertificate | undefined = cert.issuerCertificate;
+      if (!issuer || issuer === cert || issuer.fingerprint256 === cert.fingerprint256) break;
+      cert = issuer;
+    }
+    this.checked.set(socket, { generation: this.generation, anchored });
+    return anchored;
+  }
+}
+
+/**
+ * The identity of the client certificate of a TLS connection, or null: verified at the handshake
+ * (see identityFromPeerCertificate) and still anchored in the client CA set in force.
+ */
+export function connectionIdentity(
+  socket: TLSSocket,
+  mode: 'CN' | 'subject',
+  anchors: ClientCaAnchors,
+): Identity | null {
+  if (typeof socket.getPeerCertificate !== 'function' || socket.authorized !== true) return null;
+  if (!anchors.anchors(socket)) return null;
+  return identityFromPeerCertificate(socket.getPeerCertificate(), true, mode);
 }

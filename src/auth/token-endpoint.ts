@@ -20,7 +20,7 @@ import {
 import type { Identity } from '../core/types.js';
 import { basicCredentialsOf } from './basic.js';
 import type { CredentialStore } from './credentials.js';
-import { identityFromPeerCertificate } from './mtls.js';
+import { connectionIdentity, type ClientCaAnchors } from './mtls.js';
 import type { IssuedToken, TokenService } from './tokens.js';
 // The one bounded body reader (an HTTP helper with no dependency on the rest of the server).
 import { formBody } from '../server/body.js';
@@ -41,6 +41,8 @@ export interface TokenRouterDeps {
   sendError?: (res: Response, err: unknown) => void;
   /** When set, a GET without Basic credentials over a verified client certificate gets that identity. */
   mtlsIdentity?: 'CN' | 'subject';
+  /** The client CA set in force (a SIGHUP may replace it); without it no certificate names anyone. */
+  clientCa?: ClientCaAnchors;
 }
 
 const ANONYMOUS: Identity = Object.freeze({ subject: 'anonymous', kind: 'anonymous', groups: [] });
@@ -131,16 +133,8 @@ export function createTokenRouter(d: TokenRouterDeps): Router {
           throw new GateError('UNAUTHORIZED', 'the account parameter does not match the credentials');
         }
         identity = withGroups(await d.credentials.verify(creds.user, creds.password, clientOf(req)), policy);
-      } else if (d.mtlsIdentity) {
-        const socket = req.socket as TLSSocket;
-        const fromCert =
-          typeof socket.getPeerCertificate === 'function'
-            ? identityFromPeerCertificate(
-                socket.getPeerCertificate(),
-                socket.authorized === true,
-                d.mtlsIdentity,
-              )
-            : null;
+      } else if (d.mtlsIdentity && d.clientCa) {
+        const fromCert = connectionIdentity(req.socket as TLSSocket, d.mtlsIdentity, d.clientCa);
         if (fromCert) identity = withGroups(fromCert, policy);
       }
       // No credentials: the anonymous identity, granted only what anonymous callers may pull.

@@ -5,7 +5,7 @@
  * certificate is used). Every decision is the server's; these only format requests and answers.
  */
 import { readFileSync } from 'node:fs';
-import { RegistryError } from '../registry/client.js';
+import { RegistryError } from './registry-client.js';
 import {
   REGISTRY_OPTS,
   REGISTRY_OPTS_USAGE,

@@ -1,9 +1,14 @@
 /**
  * `trustgate copy SRC DST`: copies an image or index between repositories of one registry through
- * the API, byte-identical (same digests), mounting blobs where the registry allows.
+ * the API, byte-identical (same digests), mounting blobs where the registry allows, with the
+ * Sigstore bundle referrers of every manifest it copies (read through the evidence seam).
  */
-import { parseManifest } from '../core/manifest.js';
-import { MANIFEST_ACCEPT, type RegistryClient } from '../registry/client.js';
+import { MANIFEST_ACCEPT, MEDIA_TYPES, parseManifest } from '../core/manifest.js';
+import { isBundleReferrer } from '../core/referrers.js';
+import { EVIDENCE_LIMITS, type EvidenceReader } from '../trust/evidence.js';
+import { clientEvidenceReader } from './evidence-reader.js';
+import { attachReferrer } from './evidence-writer.js';
+import type { RegistryClient } from './registry-client.js';
 import {
   REGISTRY_OPTS,
   REGISTRY_OPTS_USAGE,
@@ -23,7 +28,10 @@ export const COPY_USAGE = `usage: trustgate copy HOST/SRC{:TAG|@DIGEST} HOST/DST
 Copies a manifest (an index with all its children) and its blobs between two repositories of the same
 registry; manifests are copied byte for byte, so digests stay the same. Blobs are mounted from SRC
 when the registry allows, else streamed. Without a tag or digest, DST gets SRC's tag (or the digest).
-Signatures are NOT copied: they name SRC's repository; sign the copy with \`trustgate sign\`.
+Signatures: the Sigstore bundle referrers (cosign 3's format, \`trustgate sign\`'s default) of every
+copied manifest are copied with it: a bundle names the digest only, so it holds in DST wherever
+DST's trust rule trusts its key. Legacy .sig signatures are NOT copied: they name SRC's repository
+and would be refused in DST; sign the copy with \`trustgate sign\` where DST needs them.
 ${REGISTRY_OPTS_USAGE}`;
 
 export interface CopyStats {
@@ -31,59 +39,78 @@ export interface CopyStats {
   blobsMounted: number;
   blobsUploaded: number;
   blobsPresent: number;
+  /** Sigstore bundle referrers carried to DST. */
+  bundles: number;
 }
 
-async function copyBlob(
-  client: RegistryClient,
-  src: string,
-  dst: string,
-  digest: string,
-  stats: CopyStats,
-  done: Set<string>,
-): Promise<void> {
-  if (done.has(digest)) return;
-  done.add(digest);
-  if ((await client.headBlob(dst, digest)).exists) {
-    stats.blobsPresent++;
+interface CopyContext {
+  client: RegistryClient;
+  evidence: EvidenceReader;
+  src: string;
+  dst: string;
+  stats: CopyStats;
+  /** Blobs already handled in DST. */
+  done: Set<string>;
+  log: (msg: string) => void;
+}
+
+async function copyBlob(c: CopyContext, digest: string): Promise<void> {
+  if (c.done.has(digest)) return;
+  c.done.add(digest);
+  if ((await c.client.headBlob(c.dst, digest)).exists) {
+    c.stats.blobsPresent++;
     return;
   }
-  const how = await client.mountBlob(dst, src, digest);
-  if (how === 'mounted') stats.blobsMounted++;
-  else stats.blobsUploaded++;
+  const how = await c.client.mountBlob(c.dst, c.src, digest);
+  if (how === 'mounted') c.stats.blobsMounted++;
+  else c.stats.blobsUploaded++;
 }
 
 /** Copies children first, then the manifest itself, so DST never names content it lacks. */
 async function copyManifest(
-  client: RegistryClient,
-  src: string,
-  dst: string,
+  c: CopyContext,
   ref: string,
   m: { bytes: Uint8Array; mediaType: string; digest: string },
-  stats: CopyStats,
-  done: Set<string>,
-  log: (msg: string) => void,
   depth = 0,
 ): Promise<void> {
   const parsed = parseManifest(m.bytes, m.mediaType);
   if (parsed.kind === 'index') {
     if (depth > 4) throw new Error('indexes nested more than 4 deep are not copied');
     for (const child of parsed.manifests) {
-      const cm = await client.getManifest(src, child.digest, [
+      const cm = await c.client.getManifest(c.src, child.digest, [
         ...new Set([child.mediaType, ...MANIFEST_ACCEPT]),
       ]);
-      await copyManifest(client, src, dst, child.digest, cm, stats, done, log, depth + 1);
+      await copyManifest(c, child.digest, cm, depth + 1);
     }
   } else {
     const blobs = [...(parsed.config ? [parsed.config] : []), ...parsed.layers];
     for (const b of blobs) {
       // Policy: foreign (non-distributable) layers live at their `urls`, not in the registry.
       if (b.urls !== undefined && b.urls.length > 0) continue;
-      await copyBlob(client, src, dst, b.digest, stats, done);
+      await copyBlob(c, b.digest);
     }
   }
-  await client.putManifest(dst, ref, m.bytes, m.mediaType);
-  stats.manifests++;
-  log(`copied ${m.digest}`);
+  await c.client.putManifest(c.dst, ref, m.bytes, m.mediaType);
+  c.stats.manifests++;
+  c.log(`copied ${m.digest}`);
+  await copyBundleReferrers(c, m.digest);
+}
+
+/**
+ * Carries the Sigstore bundle referrers of `digest` (after the digest itself, so DST never lists a
+ * referrer of an absent subject): found as the evidence seam finds them, with its bound, and copied
+ * byte for byte with their two blobs. Nothing is verified here; DST's trust rule weighs them.
+ */
+async function copyBundleReferrers(c: CopyContext, digest: string): Promise<void> {
+  const referrers = (await c.evidence.referrers(c.src, digest))
+    .filter((r) => isBundleReferrer(r.manifest))
+    .slice(0, EVIDENCE_LIMITS.maxBundleReferrers);
+  for (const r of referrers) {
+    const m = await c.client.getManifest(c.src, r.digest, [MEDIA_TYPES.ociManifest]);
+    for (const b of [r.manifest.config!, ...r.manifest.layers]) await copyBlob(c, b.digest);
+    await attachReferrer(c.client, c.dst, { bytes: m.bytes, mediaType: m.mediaType, subject: digest }, c.log);
+    c.stats.bundles++;
+  }
 }
 
 export async function copyImage(
@@ -92,12 +119,17 @@ export async function copyImage(
   dst: { repo: string; ref: string },
   log: (msg: string) => void = () => undefined,
 ): Promise<CopyStats & { digest: string }> {
-  const stats: CopyStats = { manifests: 0, blobsMounted: 0, blobsUploaded: 0, blobsPresent: 0 };
+  const stats: CopyStats = { manifests: 0, blobsMounted: 0, blobsUploaded: 0, blobsPresent: 0, bundles: 0 };
   const m = await client.getManifest(src.repo, src.ref);
   if (dst.ref.includes(':') && dst.ref !== m.digest) {
     throw new Error(`${src.repo}:${src.ref} is ${m.digest}, not the requested ${dst.ref}`);
   }
-  await copyManifest(client, src.repo, dst.repo, dst.ref, m, stats, new Set(), log);
+  const evidence = clientEvidenceReader(client);
+  await copyManifest(
+    { client, evidence, src: src.repo, dst: dst.repo, stats, done: new Set(), log },
+    dst.ref,
+    m,
+  );
   return { ...stats, digest: m.digest };
 }
 
@@ -130,7 +162,7 @@ export async function copyCommand(argv: string[], io: CliIo = defaultIo()): Prom
       io.stdout.write(
         `copied ${formatRef(src)} -> ${dst.host}/${dst.repo}${dstRef.includes(':') ? '@' : ':'}${dstRef} (${r.digest}; ` +
           `${r.manifests} manifest(s), blobs: ${r.blobsMounted} mounted, ${r.blobsUploaded} uploaded, ` +
-          `${r.blobsPresent} already there)\n`,
+          `${r.blobsPresent} already there; ${r.bundles} Sigstore bundle referrer(s))\n`,
       );
     } finally {
       client.close();

@@ -4,19 +4,26 @@
  * limits (src/trust/evidence.ts).
  */
 import { parseManifest, type ParsedManifest } from '../core/manifest.js';
-import type { RegistryClient } from '../registry/client.js';
+import type { RegistryClient } from './registry-client.js';
 import type { EvidenceReader } from '../trust/evidence.js';
 import { referrersTagFor } from '../core/referrers.js';
 
-export function clientEvidenceReader(client: RegistryClient): EvidenceReader {
+/**
+ * `forPush`: read with a pull,push token (a publisher about to sign): trustgate shows an unsigned
+ * digest's referrers, and their blobs, only to a token that grants push on the repository.
+ */
+export function clientEvidenceReader(
+  client: RegistryClient,
+  opts: { forPush?: boolean } = {},
+): EvidenceReader {
   return {
     async manifest(repo, ref) {
-      const m = await client.getManifestIfExists(repo, ref);
+      const m = await client.getManifestIfExists(repo, ref, undefined, opts);
       return m === null ? undefined : { bytes: m.bytes, contentType: m.mediaType };
     },
     async blob(repo, digest, max) {
       try {
-        return await client.getBlob(repo, digest, max);
+        return await client.getBlob(repo, digest, max, opts);
       } catch {
         // Absent, larger than `max`, or other bytes: not evidence (the verdict says what is missing).
         return undefined;
@@ -24,8 +31,8 @@ export function clientEvidenceReader(client: RegistryClient): EvidenceReader {
     },
     async referrers(repo, subject) {
       const out: Array<{ digest: string; manifest: ParsedManifest }> = [];
-      for (const digest of await listReferrers(client, repo, subject)) {
-        const m = await client.getManifestIfExists(repo, digest);
+      for (const digest of await listReferrers(client, repo, subject, opts)) {
+        const m = await client.getManifestIfExists(repo, digest, undefined, opts);
         if (m === null) continue;
         let manifest: ParsedManifest;
         try {
@@ -46,11 +53,16 @@ export function clientEvidenceReader(client: RegistryClient): EvidenceReader {
  * none (bare registry:2), from the referrers tag `sha256-<hex>` as distribution-spec 1.1's fallback
  * and cosign 3.0.x write it. Entries are only candidates: each is read and checked by the caller.
  */
-async function listReferrers(client: RegistryClient, repo: string, subject: string): Promise<string[]> {
-  const listed = await client.getReferrers(repo, subject);
+async function listReferrers(
+  client: RegistryClient,
+  repo: string,
+  subject: string,
+  opts: { forPush?: boolean },
+): Promise<string[]> {
+  const listed = await client.getReferrers(repo, subject, opts);
   if (listed !== undefined) return listed;
   const tag = referrersTagFor(subject);
-  const index = tag ? await client.getManifestIfExists(repo, tag) : null;
+  const index = tag ? await client.getManifestIfExists(repo, tag, undefined, opts) : null;
   if (!index) return [];
   try {
     return parseManifest(index.bytes, index.mediaType).manifests.map((d) => d.digest);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tryParseDockerReference } from '../core/reference.js';
 import { redactText } from '../core/redact.js';
-import { isLoopbackHost, RegistryClient } from '../registry/client.js';
+import { isLoopbackHost, RegistryClient } from './registry-client.js';
 
 /** A mistake in the command line: exit code 2. */
 export class UsageError extends Error {

@@ -1,7 +1,7 @@
 /**
- * `trustgate sign REF --key NAME.key`: signs an image in cosign's "legacy" `.sig` format, or with
- * `--format bundle` in cosign 3's Sigstore-bundle referrer layout, through the registry API
- * (trustgate or a plain registry:2).
+ * `trustgate sign REF --key NAME.key`: signs an image in cosign 3's Sigstore-bundle referrer layout
+ * (the default), in cosign's "legacy" `.sig` format (`--format legacy`), or both, through the
+ * registry API (trustgate or a plain registry:2).
  */
 import { readFileSync } from 'node:fs';
 import {
@@ -11,17 +11,19 @@ import {
   parseManifest,
 } from '../core/manifest.js';
 import {
-  BUNDLE_REFERRER_ARTIFACT_TYPE,
   buildBundleReferrerManifest,
   buildCosignSignBundle,
   bundleSignerFor,
 } from '../core/evidence/bundle-writer.js';
-import { referrersTagFor, withReferrer } from '../core/referrers.js';
+import { verifyBundle } from '../core/evidence/bundle.js';
 import { decryptCosignKey } from '../core/signature/keyfile.js';
-import { parsePublicKeyPem, publicKeyFingerprint } from '../core/signature/keys.js';
+import { parsePublicKeyPem, publicKeyFingerprint, type PublicKey } from '../core/signature/keys.js';
 import { buildSimpleSigningPayload } from '../core/signature/payload.js';
 import { publicKeyPemOf, signPayload } from '../core/signature/sign.js';
-import type { RegistryClient } from '../registry/client.js';
+import { bundleEvidence } from '../trust/evidence.js';
+import { clientEvidenceReader } from './evidence-reader.js';
+import { attachReferrer } from './evidence-writer.js';
+import type { RegistryClient } from './registry-client.js';
 import { readPassphrase } from './passphrase.js';
 import {
   REGISTRY_OPTS,
@@ -39,13 +41,17 @@ import {
   type CliIo,
 } from './registry-opts.js';
 
-export const SIGN_USAGE = `usage: trustgate sign HOST[:PORT]/REPO{:TAG|@DIGEST} --key NAME.key [--tag T] [--recursive] [--format legacy|bundle]
+export const SIGN_USAGE = `usage: trustgate sign HOST[:PORT]/REPO{:TAG|@DIGEST} --key NAME.key [--tag T] [--recursive] [--format bundle|legacy|both]
 
-Signs the manifest REF resolves to and stores the signature next to any signatures already there:
-  --format legacy  (default) cosign .sig format, payload naming HOST/REPO[:TAG], at tag sha256-<hex>.sig
-  --format bundle  cosign 3's layout: a Sigstore bundle as an OCI 1.1 referrer of the digest (names no
-                   tag, so it does not satisfy tag binding)
-  --tag T        with REF by digest: the payload names REPO:T, and T is pointed at the digest after signing
+Signs the manifest REF resolves to and stores the signature next to any signatures already there
+(a second bundle by the same key, or an identical legacy signature, is not added):
+  --format bundle  (default) cosign 3's layout: a Sigstore bundle as an OCI 1.1 referrer of the digest.
+                   A bundle names the digest only, never a tag: it does not satisfy tag binding
+  --format legacy  cosign's .sig format, payload naming HOST/REPO[:TAG], at tag sha256-<hex>.sig (the
+                   only format that binds a tag: needed where the repository's rule has tagBinding)
+  --format both    both of the above
+  --tag T        with REF by digest: the legacy payload names REPO:T, and T is pointed at the digest
+                 after signing. Without --format, --tag signs in both formats (the tag is bound)
   --recursive    for an index: also sign every manifest it lists (same reference)
 Passphrase: TRUSTGATE_KEY_PASSPHRASE or COSIGN_PASSWORD, else typed on the terminal.
 ${REGISTRY_OPTS_USAGE}`;
@@ -212,46 +218,62 @@ export async function signDigest(i: SignOneInput): Promise<SignOneResult> {
 
 /**
  * Signs one digest in cosign 3's layout: a Sigstore bundle in an OCI 1.1 referrer manifest pushed
- * by digest with the digest as subject. Through trustgate, the referrers API records it; on a
- * registry without the API (bare registry:2) the referrers tag `sha256-<hex>` is updated as
- * distribution-spec 1.1 (and cosign) do. Returns the referrer's digest.
+ * by digest with the digest as subject (evidence-writer.ts records it where the registry has no
+ * referrers API). Returns the referrer's digest.
  */
 export async function signDigestBundle(i: {
   client: RegistryClient;
   repo: string;
-  digest: string;
-  size: number;
+  /** The signed manifest's descriptor (the referrer's subject). */
+  subject: { digest: string; size: number; mediaType: string };
   privateKey: Uint8Array;
   now: Date;
   log: (msg: string) => void;
 }): Promise<string> {
-  const bundle = buildCosignSignBundle(i.digest, bundleSignerFor(i.privateKey));
-  const ref = buildBundleReferrerManifest({
-    bundle,
-    subject: { mediaType: MEDIA_TYPES.ociManifest, digest: i.digest, size: i.size },
-    created: i.now,
-  });
+  const bundle = buildCosignSignBundle(i.subject.digest, bundleSignerFor(i.privateKey));
+  const ref = buildBundleReferrerManifest({ bundle, subject: i.subject, created: i.now });
   for (const b of ref.blobs) await i.client.uploadBlob(i.repo, b.bytes);
-  i.log(`writing the bundle referrer ${i.repo}@${ref.digest}`);
-  await i.client.putManifest(i.repo, ref.digest, ref.manifest, ref.mediaType);
-  if ((await i.client.getReferrers(i.repo, i.digest)) === undefined) {
-    const tag = referrersTagFor(i.digest);
-    if (tag) {
-      const existing = await i.client.getManifestIfExists(i.repo, tag);
-      const parsed = existing ? parseManifest(existing.bytes, existing.mediaType) : undefined;
-      const bytes = withReferrer(parsed, {
-        mediaType: ref.mediaType,
-        digest: ref.digest,
-        size: ref.manifest.length,
-        artifactType: BUNDLE_REFERRER_ARTIFACT_TYPE,
-      });
-      if (bytes) {
-        i.log(`the registry has no referrers API: updating ${i.repo}:${tag}`);
-        await i.client.putManifest(i.repo, tag, bytes, MEDIA_TYPES.ociIndex);
-      }
-    }
-  }
-  return ref.digest;
+  return attachReferrer(
+    i.client,
+    i.repo,
+    { bytes: ref.manifest, mediaType: ref.mediaType, subject: i.subject.digest },
+    i.log,
+  );
+}
+
+/**
+ * True when a bundle referrer of `digest` already holds a valid cosign signature by `key` (read
+ * through the evidence seam, judged by the core). Policy: signing again then writes nothing, as
+ * for an identical legacy signature, so repeated runs (CI retries) cannot fill the digest's
+ * referrer places with copies of one signature.
+ */
+export async function bundleSignedBy(
+  client: RegistryClient,
+  repo: string,
+  digest: string,
+  key: PublicKey,
+  now: Date,
+): Promise<boolean> {
+  const bundles = await bundleEvidence(clientEvidenceReader(client, { forPush: true }), repo, digest);
+  return bundles.some(
+    (b) =>
+      verifyBundle({ bundle: b.bytes, digest, keys: [{ name: 'signer', key }] }, { tlog: 'optional', now })
+        .ok,
+  );
+}
+
+export type SignFormat = 'bundle' | 'legacy' | 'both';
+
+/**
+ * The formats to write. Policy: the bundle (cosign 3's default) unless asked otherwise; but `--tag`
+ * asks for a signature naming the tag, which only the legacy format can carry, so without an
+ * explicit `--format` it writes both (`signedPush` refusals recommend exactly
+ * `trustgate sign REPO@DIGEST --tag T`, which must keep working under tag binding).
+ */
+export function signFormats(format: string | undefined, newTag: string | undefined): SignFormat {
+  if (format === undefined) return newTag !== undefined ? 'both' : 'bundle';
+  if (format === 'bundle' || format === 'legacy' || format === 'both') return format;
+  throw new UsageError(`--format is bundle, legacy or both, not ${JSON.stringify(format)}`);
 }
 
 export async function signCommand(argv: string[], io: CliIo = defaultIo()): Promise<number> {
@@ -264,10 +286,8 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
       format: { type: 'string' },
       help: { type: 'boolean' },
     });
-    const format = (values.format as string | undefined) ?? 'legacy';
-    if (format !== 'legacy' && format !== 'bundle') {
-      throw new UsageError(`--format is legacy or bundle, not ${JSON.stringify(format)}`);
-    }
+    const newTag = values.tag as string | undefined;
+    const format = signFormats(values.format as string | undefined, newTag);
     if (values.help === true) {
       io.stdout.write(SIGN_USAGE);
       return 0;
@@ -276,7 +296,6 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
     const ref = parseImageRef(positionals[0] as string);
     const keyFile = values.key as string | undefined;
     if (keyFile === undefined) throw new UsageError('--key NAME.key is required');
-    const newTag = values.tag as string | undefined;
     if (newTag !== undefined) {
       if (ref.digest === undefined) throw new UsageError('--tag needs REF by digest (HOST/REPO@sha256:…)');
       if (!/^[\w][\w.-]{0,127}$/.test(newTag)) throw new UsageError(`invalid tag ${JSON.stringify(newTag)}`);
@@ -292,7 +311,8 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
     }
     const passphrase = await readPassphrase(io, { confirm: false, keyFile });
     const privateKey = decryptCosignKey(pem, passphrase);
-    const keyId = publicKeyFingerprint(parsePublicKeyPem(publicKeyPemOf(privateKey)));
+    const publicKey = parsePublicKeyPem(publicKeyPemOf(privateKey));
+    const keyId = publicKeyFingerprint(publicKey);
     const log = progress(io);
     const client = await clientFromArgs(ref.host, values, io);
     try {
@@ -318,16 +338,39 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
         log('note: this is an index; its children are not signed (use --recursive to sign them too)');
       }
       for (const digest of targets) {
-        if (format === 'bundle') {
-          const size =
-            digest === m.digest
-              ? m.bytes.length
-              : (await client.getManifest(ref.repo, digest, undefined, { forPush: true })).bytes.length;
-          const referrer = await signDigestBundle({
+        if (format !== 'bundle') {
+          // Legacy first: a `.sig` tag holding something else stops the run before anything is written.
+          const r = await signDigest({
             client,
             repo: ref.repo,
             digest,
-            size,
+            dockerReference,
+            privateKey,
+            now: io.now(),
+            log,
+          });
+          io.stdout.write(
+            r.added
+              ? `signed ${ref.host}/${ref.repo}@${digest} as ${dockerReference} with ${keyId} ` +
+                  `(${r.layers} signature(s) in ${r.signatureTag})\n`
+              : `already signed: ${ref.host}/${ref.repo}@${digest} has this exact signature\n`,
+          );
+        }
+        if (format !== 'legacy' && (await bundleSignedBy(client, ref.repo, digest, publicKey, io.now()))) {
+          io.stdout.write(
+            `already signed: ${ref.host}/${ref.repo}@${digest} has a Sigstore bundle by this key\n`,
+          );
+        } else if (format !== 'legacy') {
+          const subject =
+            digest === m.digest
+              ? { digest, size: m.bytes.length, mediaType: m.mediaType }
+              : await client
+                  .getManifest(ref.repo, digest, undefined, { forPush: true })
+                  .then((c) => ({ digest, size: c.bytes.length, mediaType: c.mediaType }));
+          const referrer = await signDigestBundle({
+            client,
+            repo: ref.repo,
+            subject,
             privateKey,
             now: io.now(),
             log,
@@ -335,22 +378,13 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
           io.stdout.write(
             `signed ${ref.host}/${ref.repo}@${digest} with ${keyId} (Sigstore bundle in referrer ${referrer})\n`,
           );
-          continue;
         }
-        const r = await signDigest({
-          client,
-          repo: ref.repo,
-          digest,
-          dockerReference,
-          privateKey,
-          now: io.now(),
-          log,
-        });
-        io.stdout.write(
-          r.added
-            ? `signed ${ref.host}/${ref.repo}@${digest} as ${dockerReference} with ${keyId} ` +
-                `(${r.layers} signature(s) in ${r.signatureTag})\n`
-            : `already signed: ${ref.host}/${ref.repo}@${digest} has this exact signature\n`,
+      }
+      if (format === 'bundle' && tag !== undefined) {
+        // Not progress: the publisher needs this to sign for a repository whose rule binds tags.
+        io.stderr.write(
+          `note: a Sigstore bundle names no tag; if the trust rule of ${ref.repo} binds tags (tagBinding), ` +
+            `a pull of ${ref.repo}:${tag} also needs a signature naming the tag: sign again with --format both\n`,
         );
       }
       if (newTag !== undefined) {

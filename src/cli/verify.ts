@@ -14,6 +14,8 @@ import { isJsonObject, parseStrictJson } from '../core/json-strict.js';
 import { readSignatureArtifact } from './sign.js';
 import { clientEvidenceReader } from './evidence-reader.js';
 import { collectEvidence } from '../trust/evidence.js';
+import { compileIdentityRules, validateIdentityRule, type IdentityRule } from '../core/evidence/identity.js';
+import { loadTrustedRoot, type SigstoreTrustedRoot } from '../core/evidence/trusted-root.js';
 import {
   REGISTRY_OPTS,
   REGISTRY_OPTS_USAGE,
@@ -28,17 +30,26 @@ import {
   type CliIo,
 } from './registry-opts.js';
 
-export const VERIFY_USAGE = `usage: trustgate verify HOST[:PORT]/REPO{:TAG|@DIGEST} --key FILE.pub [--key …] [--json]
-       trustgate verify --offline --manifest FILE --signature FILE [--signature …] --key FILE.pub --repo REPO
+export const VERIFY_USAGE = `usage: trustgate verify HOST[:PORT]/REPO{:TAG|@DIGEST} {--key FILE.pub … | IDENTITY} [--json]
+       trustgate verify --offline --manifest FILE {--signature FILE … | --bundle FILE …} {--key FILE.pub … | IDENTITY} --repo REPO
 
-Fetches the manifest and its sha256-<hex>.sig signatures and decides as trustgate does, with the given
-keys (named after their files). Exit code: 0 trusted, 1 refused, 2 usage or I/O error.
+Fetches the manifest, its sha256-<hex>.sig signatures and its Sigstore bundle referrers and decides as
+trustgate does, with the given keys (named after their files) and keyless identities.
+Exit code: 0 trusted, 1 refused, 2 usage or I/O error.
   --key FILE.pub    a trusted public key (repeatable)
-  --threshold N     distinct keys that must have signed (default 1)
+  --threshold N     distinct keys and identities that must have signed (default 1)
   --tag-binding     pulled by tag: the signature must name that tag
   --json            machine-readable output
-  --offline         check files in the containers/image "dir" layout instead of a registry
-                    (--manifest, --signature "\\x00sigstore-json\\n"+JSON files, --repo, optional --tag)
+  --offline         check files instead of a registry: --manifest FILE, --repo REPO, optional --tag,
+                    and --signature files ("\\x00sigstore-json\\n"+JSON, containers/image "dir" layout)
+                    and/or --bundle FILE (a Sigstore bundle, .sigstore.json) (both repeatable)
+IDENTITY (keyless, Fulcio certificates; like cosign's flags, but regular expressions are anchored):
+  --certificate-identity S | --certificate-identity-regexp RE     the certificate SAN (URI or email)
+  --certificate-oidc-issuer S | --certificate-oidc-issuer-regexp RE  the OIDC issuer
+  --certificate-github-workflow-repository S, --certificate-github-workflow-ref S,
+  --certificate-github-workflow-trigger S, --certificate-github-workflow-sha S   GitHub claims (exact)
+  --trusted-root FILE  a Sigstore trusted_root.json (repeatable; needed for keyless signatures and to
+                       verify transparency-log entries)
 ${REGISTRY_OPTS_USAGE}`;
 
 export interface SignatureReport {
@@ -50,6 +61,8 @@ export interface SignatureReport {
   payload?: SimpleSigningPayload;
   payloadError?: string;
   verified: boolean;
+  /** A keyless (certificate) signature: judged in the verdict against the identities. */
+  keyless?: boolean;
   problem?: string;
 }
 
@@ -61,10 +74,81 @@ export interface VerifyReport {
   signatureTag?: string;
   signatureArtifactProblem?: string;
   keys: Array<{ name: string; file: string }>;
+  /** The keyless identities given (their descriptions). */
+  identities: string[];
   signatures: SignatureReport[];
   /** Referrers carrying Sigstore bundles (weighed in the verdict with the legacy signatures). */
   bundles: string[];
   verdict: TrustVerdict;
+}
+
+const IDENTITY_FLAGS = {
+  'certificate-identity': { type: 'string' },
+  'certificate-identity-regexp': { type: 'string' },
+  'certificate-oidc-issuer': { type: 'string' },
+  'certificate-oidc-issuer-regexp': { type: 'string' },
+  'certificate-github-workflow-repository': { type: 'string' },
+  'certificate-github-workflow-ref': { type: 'string' },
+  'certificate-github-workflow-trigger': { type: 'string' },
+  'certificate-github-workflow-sha': { type: 'string' },
+  'trusted-root': { type: 'string', multiple: true },
+} as const;
+
+/** The identity rule the flags describe (undefined when none is given); usage errors as cosign words them. */
+export function identityFromFlags(values: Record<string, unknown>): IdentityRule | undefined {
+  const str = (k: string): string | undefined => {
+    const v = values[k];
+    return typeof v === 'string' ? v : undefined;
+  };
+  const subject = str('certificate-identity');
+  const subjectRegExp = str('certificate-identity-regexp');
+  const issuer = str('certificate-oidc-issuer');
+  const issuerRegExp = str('certificate-oidc-issuer-regexp');
+  const github = {
+    ...(str('certificate-github-workflow-repository') !== undefined
+      ? { repository: str('certificate-github-workflow-repository')! }
+      : {}),
+    ...(str('certificate-github-workflow-ref') !== undefined
+      ? { workflowRef: str('certificate-github-workflow-ref')! }
+      : {}),
+    ...(str('certificate-github-workflow-trigger') !== undefined
+      ? { trigger: str('certificate-github-workflow-trigger')! }
+      : {}),
+    ...(str('certificate-github-workflow-sha') !== undefined
+      ? { sha: str('certificate-github-workflow-sha')! }
+      : {}),
+  };
+  const any = [subject, subjectRegExp, issuer, issuerRegExp].some((v) => v !== undefined);
+  if (!any && Object.keys(github).length === 0) return undefined;
+  if ((subject === undefined) === (subjectRegExp === undefined)) {
+    throw new UsageError('give exactly one of --certificate-identity and --certificate-identity-regexp');
+  }
+  if ((issuer === undefined) === (issuerRegExp === undefined)) {
+    throw new UsageError(
+      'give exactly one of --certificate-oidc-issuer and --certificate-oidc-issuer-regexp',
+    );
+  }
+  const rule: IdentityRule = {
+    ...(subject !== undefined ? { subject } : { subjectRegExp: subjectRegExp! }),
+    ...(issuer !== undefined ? { issuer } : { issuerRegExp: issuerRegExp! }),
+    ...(Object.keys(github).length > 0 ? { github } : {}),
+  };
+  try {
+    validateIdentityRule(rule);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  return rule;
+}
+
+function loadRoots(files: string[]): SigstoreTrustedRoot[] {
+  return files.map((f) => {
+    try {
+      return loadTrustedRoot(readFileSync(f));
+    } catch (err) {
+      throw new InputError(`--trusted-root ${f}: ${(err as Error).message}`);
+    }
+  });
 }
 
 function loadKeys(files: string[]): Array<TrustedKey & { file: string }> {
@@ -95,6 +179,7 @@ function describe(
   return cands.map((c) => {
     const sig = decodeStrictBase64(c.signature);
     const rep: SignatureReport = { source: c.source, signedBy: [], verified: false };
+    if (c.keyless !== undefined) rep.keyless = true;
     if (sig === null || sig.length === 0) rep.problem = 'the signature annotation is not valid base64';
     else rep.signedBy = keys.filter((k) => verifySignature(k.key, c.payload, sig)).map((k) => k.name);
     rep.verified = rep.signedBy.length > 0;
@@ -111,7 +196,8 @@ function render(r: VerifyReport): string {
   const lines: string[] = [];
   lines.push(`image:      ${r.reference}`);
   lines.push(`digest:     ${r.digest} (computed from the manifest bytes)`);
-  lines.push(`keys:       ${r.keys.map((k) => `${k.name} (${k.file})`).join(', ')}`);
+  if (r.keys.length > 0) lines.push(`keys:       ${r.keys.map((k) => `${k.name} (${k.file})`).join(', ')}`);
+  if (r.identities.length > 0) lines.push(`identities: ${r.identities.join('; ')}`);
   if (r.bundles.length > 0)
     lines.push(`bundles:    ${r.bundles.length} Sigstore bundle referrer(s): ${r.bundles.join(', ')}`);
   if (r.signatureArtifactProblem !== undefined)
@@ -194,6 +280,8 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
     async () => {
       const { values, positionals } = parseArgs(argv, {
         ...REGISTRY_OPTS,
+        ...IDENTITY_FLAGS,
+        bundle: { type: 'string', multiple: true },
         key: { type: 'string', multiple: true },
         json: { type: 'boolean' },
         threshold: { type: 'string' },
@@ -210,14 +298,25 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
         return 0;
       }
       const keyFiles = (values.key as string[] | undefined) ?? [];
-      if (keyFiles.length === 0) throw new UsageError('at least one --key FILE.pub is required');
+      const identity = identityFromFlags(values);
+      if (keyFiles.length === 0 && identity === undefined) {
+        throw new UsageError(
+          'give at least one --key FILE.pub, or a keyless identity (--certificate-identity…)',
+        );
+      }
+      const roots = loadRoots((values['trusted-root'] as string[] | undefined) ?? []);
+      if (identity !== undefined && roots.length === 0) {
+        throw new UsageError('a keyless identity needs --trusted-root FILE (a Sigstore trusted_root.json)');
+      }
+      const identities = compileIdentityRules(identity ? [identity] : []);
       const threshold = values.threshold === undefined ? 1 : Number(values.threshold);
       if (!Number.isSafeInteger(threshold) || threshold < 1)
         throw new UsageError('--threshold must be an integer >= 1');
       const keys = loadKeys(keyFiles);
-      let report: Omit<VerifyReport, 'verdict' | 'signatures' | 'keys' | 'bundles'>;
+      let report: Omit<VerifyReport, 'verdict' | 'signatures' | 'keys' | 'bundles' | 'identities'>;
       let cands: Array<SignatureCandidate & { source: string }>;
       let bundles: Array<{ bytes: Uint8Array; source: string }> = [];
+      let artifact: Uint8Array | undefined;
 
       if (values.offline === true) {
         if (positionals.length > 0) throw new UsageError('--offline takes no image reference');
@@ -227,8 +326,13 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
           throw new UsageError('--offline needs --manifest FILE and --repo REPO');
         }
         const manifest = readFileOr2(manifestFile, 'manifest');
+        artifact = manifest;
         const digest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
         const tag = values.tag as string | undefined;
+        bundles = ((values.bundle as string[] | undefined) ?? []).map((f) => ({
+          bytes: readFileOr2(f, 'bundle'),
+          source: path.basename(f),
+        }));
         cands = ((values.signature as string[] | undefined) ?? []).map((f) => {
           try {
             return { ...parseDirSignatureFile(readFileOr2(f, 'signature'), f), source: path.basename(f) };
@@ -244,7 +348,7 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
         };
         if (tag !== undefined) report.tag = tag;
       } else {
-        for (const o of ['manifest', 'signature', 'repo', 'tag']) {
+        for (const o of ['manifest', 'signature', 'bundle', 'repo', 'tag']) {
           if (values[o] !== undefined) throw new UsageError(`--${o} is only for --offline`);
         }
         if (positionals.length !== 1) throw new UsageError('verify takes exactly one image reference');
@@ -258,9 +362,11 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
           const art = await readSignatureArtifact(client, ref.repo, m.digest);
           // The same evidence, with the same limits, as trustgate reads (src/trust/evidence.ts).
           const evidence = await collectEvidence(clientEvidenceReader(client), ref.repo, m.digest);
+          artifact = m.bytes;
           cands = evidence.legacy.map((c) => ({
             payload: c.payload,
             signature: c.signature,
+            ...(c.keyless ? { keyless: c.keyless } : {}),
             source: c.layerDigest,
           }));
           bundles = evidence.bundles.map((b) => ({ bytes: b.bytes, source: b.referrer }));
@@ -281,8 +387,11 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
         repo: report.repository,
         digest: report.digest,
         ...(report.tag !== undefined ? { tag: report.tag } : {}),
-        signatures: cands.map(({ payload, signature }) => ({ payload, signature })),
+        signatures: cands.map(({ source: _source, ...c }) => c),
         bundles: bundles.map((b) => b.bytes),
+        ...(artifact ? { artifact } : {}),
+        bundleOptions: { tlog: 'optional', trustedRoots: roots },
+        identities,
         keys: keys.map(({ name, key }) => ({ name, key })),
         threshold,
         tagBinding: values['tag-binding'] === true,
@@ -291,6 +400,7 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
       const full: VerifyReport = {
         ...report,
         keys: keys.map((k) => ({ name: k.name, file: k.file })),
+        identities: identities.map((m) => m.description),
         signatures: describe(cands, keys),
         bundles: bundles.map((b) => b.source),
         verdict,

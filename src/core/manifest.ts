@@ -30,6 +30,27 @@ export const MEDIA_TYPES = {
   cosignSimpleSigning: MEDIA_TYPE_COSIGN_SIMPLESIGNING,
 } as const;
 
+/**
+ * Policy: registry:2 refuses manifests over 4 MiB; trustgate (reading from registry:2 or from a
+ * client) and its CLI refuse them too, before reading more.
+ */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Policy: every manifest GET, trustgate's to registry:2 and the CLI's, names every modern type
+ * and never schema1, so registry:2 neither converts a tag to schema1 (new bytes, new digest) nor
+ * collapses a list to its linux/amd64 child: the bytes verified are the bytes stored.
+ */
+export const MANIFEST_ACCEPT: readonly string[] = [
+  MEDIA_TYPE_OCI_MANIFEST,
+  MEDIA_TYPE_OCI_INDEX,
+  MEDIA_TYPE_DOCKER_MANIFEST,
+  MEDIA_TYPE_DOCKER_LIST,
+];
+
+/** MANIFEST_ACCEPT as one Accept header value. */
+export const MANIFEST_ACCEPT_HEADER = MANIFEST_ACCEPT.join(', ');
+
 /** The layer annotation that carries a cosign signature (standard padded base64). */
 export const COSIGN_SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
 

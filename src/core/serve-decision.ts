@@ -110,7 +110,7 @@ export function decideServe(input: ServeInput): ServeOutcome {
   if (ok && tagBound && !evidence.boundTags.includes(tag)) {
     ok = false;
     reason = 'tag-not-bound';
-    message = `${repo}:${tag} resolves to ${digest}, but no signature trusted for ${rule.pattern} names the tag ${tag} (tag binding is on): sign ${repo}:${tag} with a trusted key`;
+    message = `${repo}:${tag} resolves to ${digest}, but no signature trusted for ${rule.pattern} names the tag ${tag} (tag binding is on): sign ${repo}:${tag} with a trusted key in a format that names the tag (\`trustgate sign ${repo}:${tag} --format both\`; a Sigstore bundle names no tag)`;
   }
   const parent = input.indexParent;
   if (!ok && parent !== undefined && input.manifest.kind === 'image' && input.purpose === 'pull') {

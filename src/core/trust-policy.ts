@@ -1,9 +1,12 @@
 import { compileGlob } from './policy.js';
+import { compileIdentityRules, type IdentityMatcher, type IdentityRule } from './evidence/identity.js';
 
 export interface EffectiveTrustRule {
   /** The pattern that matched, for messages and audit (`(default)` when none did). */
   pattern: string;
   keys: readonly string[];
+  /** Keyless identities (Fulcio certificates) trusted alongside the keys. */
+  identities: readonly IdentityMatcher[];
   threshold: number;
   mode: 'enforce' | 'audit' | 'off';
   tagBinding: boolean;
@@ -20,6 +23,7 @@ export interface EffectiveTrustRule {
 export const DEFAULT_TRUST_RULE: EffectiveTrustRule = Object.freeze({
   pattern: '(default)',
   keys: [],
+  identities: [],
   threshold: 1,
   mode: 'enforce',
   tagBinding: false,
@@ -32,6 +36,7 @@ export const DEFAULT_TRUST_RULE: EffectiveTrustRule = Object.freeze({
 export interface TrustRuleInput {
   repos: readonly string[];
   keys: readonly string[];
+  identities?: readonly IdentityRule[];
   threshold: number;
   mode: EffectiveTrustRule['mode'];
   tagBinding: boolean;
@@ -40,19 +45,23 @@ export interface TrustRuleInput {
 }
 
 export function compileTrustRules(rules: readonly TrustRuleInput[]): (repo: string) => EffectiveTrustRule {
-  const compiled = rules.flatMap((r) =>
-    r.repos.map((pattern) => ({
+  const compiled = rules.flatMap((r) => {
+    // Compiled once per rule (anchored regular expressions); validated again here, so a rule that
+    // bypassed config validation fails loudly rather than matching nothing or everything.
+    const identities = Object.freeze(compileIdentityRules(r.identities ?? []));
+    return r.repos.map((pattern) => ({
       match: compileGlob(pattern),
       rule: Object.freeze({
         pattern,
         keys: [...r.keys],
+        identities,
         threshold: r.threshold,
         mode: r.mode,
         tagBinding: r.tagBinding,
         signedPush: r.signedPush,
         tlog: r.tlog,
       }),
-    })),
-  );
+    }));
+  });
   return (repo) => compiled.find((c) => c.match(repo))?.rule ?? DEFAULT_TRUST_RULE;
 }

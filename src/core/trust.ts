@@ -2,12 +2,22 @@
  * The trust decision (I1): is this manifest digest signed, for this repository, by enough keys that
  * an admin trusts for it? Pure: signatures, keys and the clock come in; a verdict goes out.
  */
+import { createHash } from 'node:crypto';
 import { isValidDigest } from './manifest.js';
 import { decodeStrictBase64, publicKeyFingerprint } from './signature/keys.js';
 import { tryParseDockerReference } from './reference.js';
 import { parseSimpleSigningPayload } from './signature/payload.js';
 import { verifySignature } from './signature/verify.js';
-import { BUNDLE_FAILURE_RANK, verifyBundle, type BundleVerifyOptions } from './evidence/bundle.js';
+import {
+  BUNDLE_FAILURE_RANK,
+  rootsOf,
+  verifyBundle,
+  verifySigstoreBundle,
+  type BundleSigner,
+  type BundleVerifyOptions,
+} from './evidence/bundle.js';
+import type { IdentityMatcher } from './evidence/identity.js';
+import { legacyKeylessBundle, type LegacyKeylessMaterial } from './evidence/legacy-keyless.js';
 import { keyUsability, type TrustedKey } from './trusted-key.js';
 
 export { keyUsability, type TrustedKey };
@@ -46,6 +56,8 @@ export interface SignatureCandidate {
   payload: Uint8Array;
   /** Layer annotation dev.cosignproject.cosign/signature: standard padded base64. */
   signature: string;
+  /** cosign 2.x keyless: the layer's certificate, chain, Rekor bundle and timestamp annotations. */
+  keyless?: LegacyKeylessMaterial;
 }
 
 export type TrustReason =
@@ -64,13 +76,24 @@ export type TrustReason =
   | 'malformed-bundle'
   | 'unsupported-bundle'
   | 'tlog-missing'
-  | 'tlog-invalid';
+  | 'tlog-invalid'
+  // keyless (core/evidence/keyless.ts, identity.ts)
+  | 'untrusted-identity'
+  | 'certificate-invalid'
+  | 'timestamp-invalid'
+  | 'signature-invalid'
+  | 'no-trusted-root';
 
 export interface TrustVerdict {
   ok: boolean;
   reason: TrustReason;
-  /** Distinct names of trusted keys that produced a valid signature, sorted. */
+  /**
+   * Distinct names of trusted keys, and `subject (issuer …)` of trusted keyless identities, that
+   * produced a valid signature, sorted.
+   */
   signers: string[];
+  /** The verified keyless certificates among the signers, as data (for audit and attestations). */
+  identities?: NonNullable<BundleSigner['certificate']>[];
   message: string;
 }
 
@@ -84,13 +107,15 @@ export interface TrustInput {
   signatures: SignatureCandidate[];
   /** Sigstore bundles found as referrers of the digest (bytes as stored; verified here). */
   bundles?: readonly Uint8Array[];
-  /** How bundles are verified: the rule's transparency-log policy and the trusted root. */
-  bundleOptions?: Pick<BundleVerifyOptions, 'tlog' | 'trustedRoot'>;
+  /** How bundles are verified: the rule's transparency-log policy and the trusted roots. */
+  bundleOptions?: Pick<BundleVerifyOptions, 'tlog' | 'trustedRoot' | 'trustedRoots'>;
+  /** Keyless identities trusted for this repository (compileIdentityRules). */
+  identities?: readonly IdentityMatcher[];
   /** The manifest bytes, for message-signature bundles (signed over the bytes themselves). */
   artifact?: Uint8Array;
   /** Keys trusted for this repository (already selected by policy). */
   keys: TrustedKey[];
-  /** Number of distinct trusted keys that must have signed (>= 1). */
+  /** Number of distinct trusted keys and keyless identities that must have signed (>= 1). */
   threshold: number;
   /** When true and `tag` is given, the signed docker-reference must carry that tag. */
   tagBinding: boolean;
@@ -121,9 +146,68 @@ interface Failure {
   detail: string;
 }
 
+/**
+ * The checks on a simple-signing payload that a trusted signer (`who`: `key NAME`, or a keyless
+ * identity) vouched for: strict parse, digest, repository, pinned digest, tag. Undefined when it
+ * admits `digest` of `repo`.
+ */
+function checkSimpleSigningPayload(
+  bytes: Uint8Array,
+  who: string,
+  repo: string,
+  digest: string,
+  tag: string | undefined,
+  tagBinding: boolean,
+): Failure | undefined {
+  let payload;
+  try {
+    payload = parseSimpleSigningPayload(bytes);
+  } catch (err) {
+    return {
+      reason: 'malformed-signature',
+      detail: `${who} signed a payload that is not a valid simple-signing document (${(err as Error).message})`,
+    };
+  }
+  if (payload.manifestDigest !== digest) {
+    return { reason: 'digest-mismatch', detail: `${who} signed ${payload.manifestDigest}, not this digest` };
+  }
+  const ref = tryParseDockerReference(payload.dockerReference);
+  if (ref === null) {
+    return {
+      reason: 'malformed-signature',
+      detail: `${who} signed an invalid docker-reference ${JSON.stringify(payload.dockerReference)}`,
+    };
+  }
+  // Policy: only the repository path is compared; the host is ignored because the same registry
+  // is reachable under several names, and the signature lives in this repository and is made by a
+  // signer trusted for it. The path stops a signature being transplanted from another repository.
+  if (ref.repo !== repo) {
+    return { reason: 'wrong-repository', detail: `${who} signed it for repository ${ref.repo}, not ${repo}` };
+  }
+  if (ref.digest !== undefined && ref.digest !== digest) {
+    return {
+      reason: 'digest-mismatch',
+      detail: `${who} signed a reference pinned to ${ref.digest}, not this digest`,
+    };
+  }
+  if (tagBinding && tag !== undefined && ref.tag !== tag) {
+    return {
+      reason: 'tag-not-bound',
+      detail:
+        ref.tag === undefined
+          ? `${who} signed it without a tag, and tag ${tag} must be signed (\`trustgate sign ${repo}:${tag} --format both\`)`
+          : `${who} signed it as tag ${ref.tag}, not ${tag}`,
+    };
+  }
+  return undefined;
+}
+
+const sha256Digest = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
 export function evaluateTrust(input: TrustInput): TrustVerdict {
   const { repo, digest, tag, signatures, keys, threshold, tagBinding, now } = input;
   const bundles = input.bundles ?? [];
+  const identities = input.identities ?? [];
   // Programming errors (config validation should have stopped these): fail loudly, never open.
   if (!Number.isSafeInteger(threshold) || threshold < 1)
     throw new TypeError('threshold must be an integer >= 1');
@@ -131,19 +215,38 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
   if (Number.isNaN(now.getTime())) throw new TypeError('invalid clock value');
 
   const subject = `${repo}@${digest}`;
-  const trusted = [...new Set(keys.map((k) => k.name))].sort();
+  const trusted = [
+    ...[...new Set(keys.map((k) => k.name))].sort(),
+    ...identities.map((m) => `identity ${m.description}`),
+  ];
   const trustedList = `trusted: ${trusted.length > 0 ? trusted.join(', ') : 'none'}`;
+  const aSigner = identities.length > 0 ? 'a key or identity' : 'a key';
+  const bundleOptions = {
+    tlog: input.bundleOptions?.tlog ?? 'optional',
+    trustedRoots: rootsOf(input.bundleOptions ?? {}),
+    now,
+  } as const;
 
   const signers = new Set<string>();
   // Policy: the threshold counts distinct key material, not names: two names for the same key
   // bytes (two .pub files, or one file copied under a second name) are one signer.
   const fingerprintOf = new Map(keys.map((k) => [k, publicKeyFingerprint(k.key)]));
   const signedKeys = new Set<string>();
-  // Policy: …and a rotated key and the key it replaces are one signer (TrustedKey.identity).
+  // Policy: …and a rotated key and the key it replaces are one signer (TrustedKey.identity); a
+  // keyless signer is its (issuer, subject): many short-lived certificates of one workflow are one.
   const signedIdentities = new Set<string>();
+  const certificates = new Map<string, NonNullable<BundleSigner['certificate']>>();
   let best: Failure | undefined;
   const fail = (f: Failure): void => {
     if (best === undefined || (FAILURE_RANK[f.reason] ?? 0) > (FAILURE_RANK[best.reason] ?? 0)) best = f;
+  };
+  const seen = (s: Pick<BundleSigner, 'name' | 'fingerprint' | 'identity'>): boolean =>
+    signers.has(s.name) || signedKeys.has(s.fingerprint) || signedIdentities.has(s.identity);
+  const add = (s: Pick<BundleSigner, 'name' | 'fingerprint' | 'identity' | 'certificate'>): void => {
+    signers.add(s.name);
+    signedKeys.add(s.fingerprint);
+    signedIdentities.add(s.identity);
+    if (s.certificate) certificates.set(s.name, s.certificate);
   };
 
   for (const cand of signatures) {
@@ -171,63 +274,37 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
         });
         continue;
       }
-      const identity = k.identity ?? k.name;
-      if (signers.has(k.name) || signedKeys.has(fingerprint) || signedIdentities.has(identity)) continue;
-      let payload;
-      try {
-        payload = parseSimpleSigningPayload(cand.payload);
-      } catch (err) {
-        fail({
-          reason: 'malformed-signature',
-          detail: `key ${k.name} signed a payload that is not a valid simple-signing document (${(err as Error).message})`,
-        });
+      const signer = { name: k.name, fingerprint, identity: k.identity ?? k.name };
+      if (seen(signer)) continue;
+      const f = checkSimpleSigningPayload(cand.payload, `key ${k.name}`, repo, digest, tag, tagBinding);
+      if (f) {
+        fail(f);
         continue;
       }
-      if (payload.manifestDigest !== digest) {
-        fail({
-          reason: 'digest-mismatch',
-          detail: `key ${k.name} signed ${payload.manifestDigest}, not this digest`,
-        });
+      add(signer);
+    }
+    // cosign 2.x keyless: the layer is the v0.1 bundle it amounts to, verified as bundles are.
+    if (!verifiedAny && cand.keyless !== undefined) {
+      const bundle = legacyKeylessBundle(cand.payload, cand.signature, cand.keyless);
+      if (typeof bundle === 'string') {
+        fail({ reason: 'malformed-signature', detail: `a keyless signature: ${bundle}` });
         continue;
       }
-      const ref = tryParseDockerReference(payload.dockerReference);
-      if (ref === null) {
-        fail({
-          reason: 'malformed-signature',
-          detail: `key ${k.name} signed an invalid docker-reference ${JSON.stringify(payload.dockerReference)}`,
-        });
+      const v = verifySigstoreBundle(
+        { bundle, digest: sha256Digest(cand.payload), artifact: cand.payload, keys: [], identities },
+        bundleOptions,
+      );
+      if (!v.ok) {
+        fail({ reason: v.reason, detail: `a keyless signature: ${v.detail}` });
         continue;
       }
-      // Policy: only the repository path is compared; the host is ignored because the same registry
-      // is reachable under several names, and the signature lives in this repository and is made by a
-      // key trusted for it. The path stops a signature being transplanted from another repository.
-      if (ref.repo !== repo) {
-        fail({
-          reason: 'wrong-repository',
-          detail: `key ${k.name} signed it for repository ${ref.repo}, not ${repo}`,
-        });
-        continue;
+      for (const signer of v.signers) {
+        if (seen(signer)) continue;
+        const f = checkSimpleSigningPayload(cand.payload, signer.name, repo, digest, tag, tagBinding);
+        if (f) fail(f);
+        else add(signer);
       }
-      if (ref.digest !== undefined && ref.digest !== digest) {
-        fail({
-          reason: 'digest-mismatch',
-          detail: `key ${k.name} signed a reference pinned to ${ref.digest}, not this digest`,
-        });
-        continue;
-      }
-      if (tagBinding && tag !== undefined && ref.tag !== tag) {
-        fail({
-          reason: 'tag-not-bound',
-          detail:
-            ref.tag === undefined
-              ? `key ${k.name} signed it without a tag, and tag ${tag} must be signed`
-              : `key ${k.name} signed it as tag ${ref.tag}, not ${tag}`,
-        });
-        continue;
-      }
-      signers.add(k.name);
-      signedKeys.add(fingerprint);
-      signedIdentities.add(identity);
+      continue;
     }
     if (!verifiedAny) {
       fail({ reason: 'untrusted-key', detail: 'no key trusted for this repository made its signatures' });
@@ -236,8 +313,8 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
 
   for (const bundle of bundles) {
     const v = verifyBundle(
-      { bundle, digest, keys, ...(input.artifact ? { artifact: input.artifact } : {}) },
-      { tlog: input.bundleOptions?.tlog ?? 'optional', trustedRoot: input.bundleOptions?.trustedRoot, now },
+      { bundle, digest, keys, identities, ...(input.artifact ? { artifact: input.artifact } : {}) },
+      bundleOptions,
     );
     if (!v.ok) {
       fail({ reason: v.reason, detail: `a Sigstore bundle: ${v.detail}` });
@@ -251,29 +328,25 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
       if (tagBinding && tag !== undefined) {
         fail({
           reason: 'tag-not-bound',
-          detail: `key ${signer.name} signed it in a Sigstore bundle, which names no tag, and tag ${tag} must be signed`,
+          detail: `${signer.kind === 'key' ? `key ${signer.name}` : signer.name} signed it in a Sigstore bundle, which names no tag, and tag ${tag} must be signed (add one naming it: \`trustgate sign ${repo}:${tag} --format both\`)`,
         });
         continue;
       }
-      // Policy: one key signing in both formats is one signer (thresholds count distinct keys).
-      if (
-        signers.has(signer.name) ||
-        signedKeys.has(signer.fingerprint) ||
-        signedIdentities.has(signer.identity)
-      )
-        continue;
-      signers.add(signer.name);
-      signedKeys.add(signer.fingerprint);
-      signedIdentities.add(signer.identity);
+      // Policy: one signer in both formats is one signer (thresholds count distinct signers).
+      if (seen(signer)) continue;
+      add(signer);
     }
   }
 
   const signerList = [...signers].sort();
+  const verified =
+    certificates.size > 0 ? { identities: signerList.flatMap((s) => certificates.get(s) ?? []) } : {};
   if (signerList.length >= threshold) {
     return {
       ok: true,
       reason: 'signed',
       signers: signerList,
+      ...verified,
       message: `${subject} is signed by ${signerList.join(', ')}`,
     };
   }
@@ -282,7 +355,7 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
       ok: false,
       reason: 'no-signature',
       signers: signerList,
-      message: `${subject} has no signature; sign it with a key trusted for this repository (${trustedList})`,
+      message: `${subject} has no signature; sign it with ${aSigner} trusted for this repository (${trustedList})`,
     };
   }
   if (signerList.length > 0) {
@@ -290,8 +363,9 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
       ok: false,
       reason: 'threshold-not-met',
       signers: signerList,
+      ...verified,
       message:
-        `${subject} has valid signatures from ${signerList.length} trusted key(s) (${signerList.join(', ')}) ` +
+        `${subject} has valid signatures from ${signerList.length} trusted ${identities.length > 0 ? 'signer(s)' : 'key(s)'} (${signerList.join(', ')}) ` +
         `but needs ${threshold} (${trustedList})`,
     };
   }
@@ -303,6 +377,6 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
     ok: false,
     reason: f.reason,
     signers: signerList,
-    message: `${subject} has no valid signature from a key trusted for this repository: ${f.detail} (${trustedList})`,
+    message: `${subject} has no valid signature from ${aSigner} trusted for this repository: ${f.detail} (${trustedList})`,
   };
 }

@@ -73,7 +73,10 @@ export function readKeyDir(dir: string): KeyDirContent {
       const pem = readFileSync(path.join(dir, file), 'utf8');
       const metaFile = path.join(dir, `${name}.meta.json`);
       const metaText = existsSync(metaFile) ? readFileSync(metaFile, 'utf8') : '';
-      h.update(`${file}\0${pem}\0${metaText}\0`);
+      // Policy: one encoding per key set: each file as a JSON array on its own line (JSON never
+      // holds a raw newline), so no bytes inside a file can imitate a file boundary, and two
+      // directories that trust different keys never hash alike (the hash is the trust epoch).
+      h.update(`${JSON.stringify([file, pem, metaText])}\n`);
       out.files.push({ file, name, pem, metaText });
     } catch (err) {
       out.errors.push({ file, error: (err as Error).message });

@@ -1,7 +1,9 @@
+import assert from 'node:assert/strict';
 import net from 'node:net';
 import type http from 'node:http';
 import { InternalFailure } from '../core/errors.js';
-import { stripHopByHop, type UpstreamResponse } from './upstream.js';
+import { upstreamFallbackChannel, type UpstreamFallbackEvent } from './events.js';
+import { HeadReader, requestHead, Unsupported, type Head } from './http1.js';
 
 /**
  * GET/HEAD answers from a plain-http registry:2, read over pooled keep-alive TCP connections:
@@ -15,15 +17,29 @@ import { stripHopByHop, type UpstreamResponse } from './upstream.js';
  * Only the response head is parsed, strictly; every answer this reader does not fully understand
  * (no Content-Length, Transfer-Encoding, 1xx, an oversized head) is handed back ('fallback')
  * before a byte reaches the client, and Node's http client asks again.
+ *
+ * Why not undici: measured against this reader in the same runs (bench/README.md, session 4),
+ * undici 8 spent about three times this reader's CPU per MiB of blob (it reads the socket as a
+ * stream, 64 KiB at a time, and copies each read into its WebAssembly parser) and about a fifth
+ * more per manifest read.
+ *
+ * One exchange (`Exchange`) runs every request: send, head, body, then complete or failed (or
+ * handed back before the head was used), its transitions asserted. What the answer goes to is a
+ * sink in undici's handler style (`onHeaders`, `onData` with backpressure, `onComplete` /
+ * `onError`): `BufferSink` reads an answer whole, `RelaySink` relays it to a client.
  */
 
-const HEAD_LIMIT = 64 * 1024;
 /** Read buffers per transfer that may be on their way to the client at once. */
 const IN_FLIGHT = 2;
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 export type RelayResult = 'done' | 'fallback';
+
+/** A registry answer read whole. */
+export interface UpstreamResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
 
 export interface DirectReaderOptions {
   host: string;
@@ -42,91 +58,11 @@ export interface DirectReaderOptions {
    * three read buffers while its client is slow, so this bounds the reader's memory.
    */
   maxActive?: number;
-  /** Told why an answer was handed back to the general path (for the log). */
-  onFallback?: (why: string) => void;
-}
-
-interface Head {
-  status: number;
-  headers: http.OutgoingHttpHeaders;
-  /** Body bytes to relay; 0 for HEAD, 204, 304. */
-  length: number;
-  keepAlive: boolean;
-}
-
-/** Thrown for an upstream response outside what this reader relays itself. */
-class Unsupported extends Error {}
-
-/** Parses a response head (status line and fields, without the final CRLF CRLF). */
-export function parseResponseHead(text: string, method: string): Head {
-  const lines = text.split('\r\n');
-  const status = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: [^\r\n]*)?$/.exec(lines[0] ?? '');
-  if (!status) throw new Unsupported(`bad status line ${JSON.stringify((lines[0] ?? '').slice(0, 80))}`);
-  const code = Number(status[2]);
-  if (code < 200) throw new Unsupported(`interim response ${code}`);
-  const headers: Record<string, string | string[]> = {};
-  for (const line of lines.slice(1)) {
-    const colon = line.indexOf(':');
-    const name = line.slice(0, colon).toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    // Policy: no obs-fold, no whitespace before the colon, no control bytes: a head another
-    // parser could read differently is not relayed by this one.
-    if (colon <= 0 || !TOKEN.test(name) || !FIELD_VALUE.test(value)) {
-      throw new Unsupported(`bad header line ${JSON.stringify(line.slice(0, 80))}`);
-    }
-    const prev = headers[name];
-    headers[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
-  }
-  if (headers['transfer-encoding'] !== undefined) throw new Unsupported('transfer-encoding');
-  const cl = headers['content-length'];
-  const noBody = method === 'HEAD' || code === 204 || code === 304;
-  if (typeof cl !== 'string' || !/^\d{1,15}$/.test(cl)) {
-    if (!noBody || cl !== undefined) throw new Unsupported('no single valid content-length');
-  }
-  const connection = String(headers['connection'] ?? '').toLowerCase();
-  const keepAlive = status[1] === '1' && !/\bclose\b/.test(connection);
-  stripHopByHop(headers);
-  return { status: code, headers, length: noBody ? 0 : Number(cl), keepAlive };
-}
-
-/** Collects a response head across reads. */
-class HeadReader {
-  private text = '';
-  constructor(private readonly method: string) {}
-
-  /** No byte of the answer has arrived yet. */
-  get empty(): boolean {
-    return this.text === '';
-  }
-
   /**
-   * Adds one read; returns the parsed head and where the body starts in this read once the head
-   * is complete. Throws (Unsupported) for a head this reader does not relay or over 64 KiB.
+   * Named as the `source` of the fallback events this reader publishes (upstreamFallbackChannel):
+   * the Upstream that owns it. Default: the reader itself.
    */
-  push(buf: Buffer, n: number): { head: Head; bodyStart: number } | undefined {
-    const before = this.text.length;
-    this.text += buf.toString('latin1', 0, n);
-    const end = this.text.indexOf('\r\n\r\n');
-    if (end < 0) {
-      if (this.text.length > HEAD_LIMIT) throw new Unsupported('response head over 64 KiB');
-      return undefined;
-    }
-    return { head: parseResponseHead(this.text.slice(0, end), this.method), bodyStart: end + 4 - before };
-  }
-}
-
-/** Serialises a GET/HEAD request; refuses header bytes that could split it. */
-function requestHead(method: string, path: string, headers: http.OutgoingHttpHeaders): string {
-  let out = `${method} ${path} HTTP/1.1\r\n`;
-  for (const [name, raw] of Object.entries(headers)) {
-    if (raw === undefined) continue;
-    for (const v of Array.isArray(raw) ? raw : [raw]) {
-      const value = String(v);
-      if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) throw new Unsupported(`header ${name}`);
-      out += `${name}: ${value}\r\n`;
-    }
-  }
-  return `${out}\r\n`;
+  source?: object;
 }
 
 /** Large read buffers, kept for reuse up to a bound. */
@@ -148,29 +84,29 @@ class BufferPool {
   }
 }
 
-/** What a connection's reads are delivered to while a transfer owns it. */
-interface Sink {
-  /** True once the head is relayed: reads then go into large pooled buffers. */
-  relaying: boolean;
+/** Reads before a body is being relayed (a response head, an idle connection) are small. */
+const SMALL_READ = 16 * 1024;
+
+/** What a connection's reads and its end are delivered to while an exchange owns it. */
+interface ConnectionOwner {
+  /** True while a relayed body flows: reads then go into large pooled buffers. */
+  readonly largeReads: boolean;
   data(buf: Buffer, n: number): void;
   end(err?: Error): void;
 }
 
-/** Reads before a body is being relayed (a response head, an idle connection) are small. */
-const SMALL_READ = 16 * 1024;
-const EMPTY = Buffer.alloc(0);
-
 /** One TCP connection whose reads land in pooled buffers. */
 class Connection {
   readonly socket: net.Socket;
-  sink?: Sink;
+  owner?: ConnectionOwner;
   /** Requests sent on this connection, so a stale keep-alive connection can be retried once. */
   uses = 0;
   /**
    * The buffer every read lands in until a body is relayed (heads, small answers, idle reads),
    * allocated once per connection: a fresh 16 KiB buffer per read cost one slow allocation each
    * and, at about a thousand manifest reads a second, a full garbage collection every second or
-   * two (external memory pressure). Valid only until the next read, so sinks copy what they keep.
+   * two (external memory pressure). Valid only until the next read: the exchange hands sinks a
+   * copy of what lands here.
    */
   readonly small = Buffer.allocUnsafeSlow(SMALL_READ);
 
@@ -179,9 +115,9 @@ class Connection {
       host: opts.host,
       port: opts.port,
       onread: {
-        buffer: () => (this.sink?.relaying ? pool.take() : this.small),
+        buffer: () => (this.owner?.largeReads ? pool.take() : this.small),
         callback: (n, buf) => {
-          if (this.sink) this.sink.data(buf as Buffer, n);
+          if (this.owner) this.owner.data(buf as Buffer, n);
           else {
             // Bytes on an idle connection: a protocol error; the connection is dropped.
             pool.give(buf as Buffer);
@@ -192,9 +128,379 @@ class Connection {
       },
     });
     this.socket.setNoDelay(true);
-    this.socket.on('error', (err) => this.sink?.end(err));
-    this.socket.on('end', () => this.sink?.end());
-    this.socket.on('close', () => this.sink?.end(new Error('upstream connection closed')));
+    this.socket.on('error', (err) => this.owner?.end(err));
+    this.socket.on('end', () => this.owner?.end());
+    this.socket.on('close', () => this.owner?.end(new Error('upstream connection closed')));
+  }
+}
+
+/** How a sink steers the exchange it is fed by (undici's dispatch controller). */
+interface ExchangeControl {
+  /** Stops reading from the registry (the sink's consumer is slow); the body-idle timer stops too. */
+  pause(): void;
+  resume(): void;
+  /** The sink's consumer went away: the exchange ends now (`onAbort`) and its connection is closed. */
+  abort(): void;
+  /** A body buffer handed to `onData` is no longer in use. */
+  recycle(buf: Buffer): void;
+}
+
+/**
+ * Where an answer goes, in undici's handler style. An exchange calls `onStart` once, `onHeaders`
+ * at most once, `onData` only after it, then at most one of `onComplete`, `onError` (the registry
+ * failed after the head) or `onAbort` (the sink called `abort`), and `onSettled` last, always. An
+ * answer handed back, or failed before `onHeaders` returned, settles without the three.
+ */
+interface Sink<T> {
+  /** `answer`: the upstream timeout bounds the whole answer; `head`: the head, then each idle gap. */
+  readonly deadline: 'answer' | 'head';
+  /** Body reads go into large pooled buffers (relays) rather than small ones. */
+  readonly largeReads: boolean;
+  onStart(control: ExchangeControl): void;
+  /**
+   * The parsed head; may lower `length` and `keepAlive`. Throw `Unsupported` to hand the request
+   * back (nothing of the answer was used), anything else to fail the exchange with it.
+   */
+  onHeaders(head: Head): void;
+  /** Body bytes `buf[from, to)`; `buf` is the sink's until it calls `recycle(buf)`. */
+  onData(buf: Buffer, from: number, to: number): void;
+  /** The body arrived whole: the exchange's result. */
+  onComplete(): T;
+  /** The registry failed after the head: the result, or throw to reject with it. */
+  onError(err: Error): T;
+  onAbort(): T;
+  onSettled(): void;
+}
+
+type State = 'awaitingHead' | 'body' | 'complete' | 'failed' | 'handedBack';
+
+/** The only moves an exchange makes; the last three states are final. */
+const TRANSITIONS: Readonly<Record<State, readonly State[]>> = {
+  awaitingHead: ['body', 'failed', 'handedBack'],
+  body: ['complete', 'failed'],
+  complete: [],
+  failed: [],
+  handedBack: [],
+};
+
+interface ExchangeEnv {
+  timeoutMs: number;
+  pool: BufferPool;
+  /** The exchange is over: its connection goes back to the pool or is closed. */
+  release(conn: Connection, reusable: boolean): void;
+  /** Told why an answer was handed back. */
+  handedBack(why: string): void;
+}
+
+/**
+ * One GET/HEAD on one connection: the request goes out, the head is read and given to the sink,
+ * the body's bytes follow (paused while the sink's consumer is slow), and the exchange settles
+ * once: complete (the connection may be reused), failed, or handed back. Resolves with the sink's
+ * result or 'fallback'; rejects when it failed before the sink took the head (a reused
+ * connection the registry had closed rejects with StaleConnection, so it can be sent again).
+ */
+class Exchange<T> implements ConnectionOwner, ExchangeControl {
+  private state: State = 'awaitingHead';
+  private readonly headReader: HeadReader;
+  private head?: Head;
+  private left = 0;
+  private paused = false;
+  private timedOut = false;
+  private deadline?: NodeJS.Timeout;
+  private idle?: NodeJS.Timeout;
+  private settle?: { resolve: (v: T | 'fallback') => void; reject: (err: unknown) => void };
+
+  constructor(
+    private readonly conn: Connection,
+    method: string,
+    private readonly sink: Sink<T>,
+    private readonly env: ExchangeEnv,
+  ) {
+    this.headReader = new HeadReader(method);
+  }
+
+  run(requestText: string): Promise<T | 'fallback'> {
+    return new Promise((resolve, reject) => {
+      this.settle = { resolve, reject };
+      const { conn, env } = this;
+      conn.uses++;
+      conn.owner = this;
+      this.deadline = setTimeout(() => {
+        this.timedOut = true;
+        const what = this.sink.deadline === 'answer' ? 'no complete answer' : 'no response head';
+        this.fail(new Error(`upstream gave ${what} in ${env.timeoutMs} ms`));
+      }, env.timeoutMs);
+      this.sink.onStart(this);
+      if (this.over) return;
+      // latin1: header bytes 0x80-0xff go out as the client sent them (Node reads them as latin1).
+      conn.socket.write(requestText, 'latin1');
+      if (conn.socket.isPaused()) conn.socket.resume();
+    });
+  }
+
+  get largeReads(): boolean {
+    return this.state === 'body' && this.sink.largeReads;
+  }
+
+  private get over(): boolean {
+    return TRANSITIONS[this.state].length === 0;
+  }
+
+  data(buf: Buffer, n: number): void {
+    const { pool } = this.env;
+    if (this.over) return pool.give(buf);
+    let start = 0;
+    if (this.state === 'awaitingHead') {
+      let got: ReturnType<HeadReader['push']>;
+      try {
+        got = this.headReader.push(buf, n);
+      } catch (err) {
+        pool.give(buf);
+        return this.handBack(err);
+      }
+      if (!got) return pool.give(buf);
+      if (!this.takeHead(got.head)) return pool.give(buf);
+      start = got.bodyStart;
+    }
+    const take = Math.min(this.left, n - start);
+    // Policy: bytes past the declared length are never used, and the connection that carried them
+    // is never reused (they could be read as a second response).
+    if (n - start > take && this.head) this.head.keepAlive = false;
+    this.left -= take;
+    if (take > 0 && buf === this.conn.small) {
+      // The connection's reused buffer: the sink keeps or relays a copy, since the next read
+      // lands there again.
+      this.sink.onData(Buffer.from(buf.subarray(start, start + take)), 0, take);
+    } else if (take > 0) this.sink.onData(buf, start, start + take);
+    else pool.give(buf);
+    if (this.state !== 'body') return; // the sink aborted
+    if (this.left === 0) this.complete();
+    else this.watchIdle();
+  }
+
+  end(err?: Error): void {
+    if (this.over) return;
+    this.fail(err ?? new Error('upstream closed before the answer ended'));
+  }
+
+  pause(): void {
+    if (this.over || this.paused) return;
+    this.paused = true;
+    this.conn.socket.pause();
+    clearTimeout(this.idle);
+    this.idle = undefined;
+  }
+
+  resume(): void {
+    if (this.over || !this.paused) return;
+    this.paused = false;
+    this.conn.socket.resume();
+    this.watchIdle();
+  }
+
+  abort(): void {
+    if (this.over) return;
+    this.finish('failed', false, () => this.sink.onAbort());
+  }
+
+  recycle(buf: Buffer): void {
+    this.env.pool.give(buf);
+  }
+
+  /** Gives the head to the sink; false when the exchange ended there (handed back or failed). */
+  private takeHead(head: Head): boolean {
+    try {
+      this.sink.onHeaders(head);
+    } catch (err) {
+      if (err instanceof Unsupported) this.handBack(err);
+      else this.finish('failed', false, () => raise(err));
+      return false;
+    }
+    this.head = head;
+    this.left = head.length;
+    this.to('body');
+    if (this.sink.deadline === 'head') clearTimeout(this.deadline);
+    return true;
+  }
+
+  /**
+   * Once the body flows, a registry that sends nothing for the upstream timeout while this
+   * exchange is not holding it back (paused for a slow client) fails it.
+   */
+  private watchIdle(): void {
+    if (this.sink.deadline === 'answer' || this.paused || this.over) return;
+    if (this.idle) this.idle.refresh();
+    else {
+      const ms = this.env.timeoutMs;
+      this.idle = setTimeout(() => this.fail(new Error(`upstream sent no body bytes for ${ms} ms`)), ms);
+    }
+  }
+
+  private complete(): void {
+    this.finish('complete', this.head?.keepAlive === true, () => this.sink.onComplete());
+  }
+
+  private handBack(err: unknown): void {
+    this.finish('handedBack', false, () => 'fallback');
+    this.env.handedBack(err instanceof Error ? err.message : String(err));
+  }
+
+  /** The registry failed: before the head the exchange rejects; after it the sink decides. */
+  private fail(err: Error): void {
+    if (this.over) return;
+    if (this.state === 'awaitingHead') {
+      const stale = this.headReader.empty && this.conn.uses > 1 && !this.timedOut;
+      this.finish('failed', false, () => raise(stale ? new StaleConnection(err) : err));
+      return;
+    }
+    this.finish('failed', false, () => this.sink.onError(err));
+  }
+
+  /** Moves to a final state, frees the connection, and settles with what `outcome` gives or throws. */
+  private finish(next: State, reusable: boolean, outcome: () => T | 'fallback'): void {
+    this.to(next);
+    clearTimeout(this.deadline);
+    clearTimeout(this.idle);
+    this.conn.owner = undefined;
+    this.env.release(this.conn, reusable);
+    const settle = this.settle;
+    assert.ok(settle, 'an exchange settles only after it ran');
+    try {
+      settle.resolve(outcome());
+    } catch (err) {
+      settle.reject(err);
+    } finally {
+      this.sink.onSettled();
+    }
+  }
+
+  private to(next: State): void {
+    if (!TRANSITIONS[this.state].includes(next)) assert.fail(`upstream exchange: ${this.state} → ${next}`);
+    this.state = next;
+  }
+}
+
+/** Reads an answer whole, at most `maxBytes` of body (more is a 502, never truncated). */
+class BufferSink implements Sink<UpstreamResponse> {
+  readonly deadline = 'answer';
+  readonly largeReads = false;
+  private head?: Head;
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  onStart(): void {}
+
+  onHeaders(head: Head): void {
+    if (head.length > this.maxBytes) throw responseTooLarge(this.maxBytes);
+    this.head = head;
+  }
+
+  onData(buf: Buffer, from: number, to: number): void {
+    this.chunks.push(buf.subarray(from, to));
+    this.size += to - from;
+  }
+
+  onComplete(): UpstreamResponse {
+    assert.ok(this.head, 'an answer completes after its head');
+    return {
+      status: this.head.status,
+      headers: this.head.headers as http.IncomingHttpHeaders,
+      body: Buffer.concat(this.chunks, this.size),
+    };
+  }
+
+  onError(err: Error): never {
+    throw err;
+  }
+
+  onAbort(): never {
+    throw new Error('upstream read aborted');
+  }
+
+  onSettled(): void {}
+}
+
+/**
+ * Relays an answer to a client: the head as it came (less hop-by-hop headers), then each read
+ * buffer handed to the client's socket without a copy, at most IN_FLIGHT of them on their way at
+ * once (reading pauses beyond that), each reused when its write has reached the kernel.
+ */
+class RelaySink implements Sink<RelayResult> {
+  readonly deadline = 'head';
+  readonly largeReads = true;
+  private control?: ExchangeControl;
+  private inFlight = 0;
+
+  constructor(
+    private readonly res: http.ServerResponse,
+    private readonly client: net.Socket,
+  ) {}
+
+  /** The client went away: the upstream transfer stops with it. */
+  private readonly onClientClose = (): void => this.control?.abort();
+
+  onStart(control: ExchangeControl): void {
+    this.control = control;
+    // The response's own 'close' does not come for a pipelined request whose turn never came;
+    // the connection's does.
+    this.res.once('close', this.onClientClose);
+    this.client.once('close', this.onClientClose);
+  }
+
+  onHeaders(head: Head): void {
+    if (head.status === 416) {
+      // registry:2 (2.8) declares the whole blob's length on a 416 and sends a few bytes of text:
+      // relayed as it is, the client would wait for bytes that never come.
+      // Policy: the status and Content-Range go out with an empty body; the connection is not reused.
+      head.headers['content-length'] = '0';
+      head.length = 0;
+      head.keepAlive = false;
+    }
+    try {
+      this.res.writeHead(head.status, head.headers);
+    } catch (err) {
+      // Node refused a header the registry sent: nothing went out yet.
+      throw new Unsupported(String(err));
+    }
+  }
+
+  onData(buf: Buffer, from: number, to: number): void {
+    const control = this.control;
+    assert.ok(control, 'data comes after the start');
+    if (this.res.destroyed) {
+      control.recycle(buf);
+      return control.abort();
+    }
+    this.inFlight++;
+    this.res.write(buf.subarray(from, to), () => {
+      this.inFlight--;
+      control.recycle(buf);
+      if (this.inFlight < IN_FLIGHT) control.resume();
+    });
+    if (this.inFlight >= IN_FLIGHT) control.pause();
+  }
+
+  onComplete(): RelayResult {
+    this.res.end();
+    return 'done';
+  }
+
+  onError(err: Error): RelayResult {
+    // Policy: after the head went out, a broken upstream ends the client's response early, so the
+    // client sees a short body (and its digest check fails), never a complete one.
+    this.res.destroy(err);
+    return 'done';
+  }
+
+  onAbort(): RelayResult {
+    return 'done';
+  }
+
+  onSettled(): void {
+    this.res.off('close', this.onClientClose);
+    this.client.off('close', this.onClientClose);
   }
 }
 
@@ -203,12 +509,24 @@ export class DirectReader {
   private readonly pool: BufferPool;
   private readonly maxIdle: number;
   private readonly maxActive: number;
+  private readonly env: ExchangeEnv;
   private active = 0;
 
   constructor(private readonly opts: DirectReaderOptions) {
     this.maxIdle = opts.maxIdle ?? 64;
     this.maxActive = opts.maxActive ?? 16;
     this.pool = new BufferPool(opts.bufferBytes ?? 1024 * 1024, 2 * IN_FLIGHT + 2);
+    const source = opts.source ?? this;
+    this.env = {
+      timeoutMs: opts.timeoutMs,
+      pool: this.pool,
+      release: (conn, reusable) => this.release(conn, reusable),
+      handedBack: (why) => {
+        if (upstreamFallbackChannel.hasSubscribers) {
+          upstreamFallbackChannel.publish({ source, why } satisfies UpstreamFallbackEvent);
+        }
+      },
+    };
   }
 
   /**
@@ -237,7 +555,9 @@ export class DirectReader {
     }
     this.active++;
     try {
-      return await this.withConnection((conn) => this.exchange(conn, method, head, res, client));
+      return await this.withConnection((conn) =>
+        new Exchange(conn, method, new RelaySink(res, client), this.env).run(head),
+      );
     } finally {
       this.active--;
     }
@@ -260,7 +580,9 @@ export class DirectReader {
     } catch {
       return 'fallback';
     }
-    return this.withConnection((conn) => this.exchangeWhole(conn, method, head, maxBytes));
+    return this.withConnection((conn) =>
+      new Exchange(conn, method, new BufferSink(maxBytes), this.env).run(head),
+    );
   }
 
   /**
@@ -284,264 +606,11 @@ export class DirectReader {
 
   /** An exchange is over: the connection goes back to the pool or is closed. */
   private release(conn: Connection, reusable: boolean): void {
-    conn.sink = undefined;
     if (reusable && this.idle.length < this.maxIdle) {
       // Reading while idle, so a close by the registry is noticed before the next use.
       conn.socket.resume();
       this.idle.push(conn);
     } else conn.socket.destroy();
-  }
-
-  private exchangeWhole(
-    conn: Connection,
-    method: string,
-    requestText: string,
-    maxBytes: number,
-  ): Promise<UpstreamResponse | 'fallback'> {
-    conn.uses++;
-    return new Promise((resolve, reject) => {
-      const head = new HeadReader(method);
-      let parsed: Head | undefined;
-      let left = 0;
-      // Reads land in the connection's reused buffer: the body is copied into its own buffer.
-      let body = EMPTY;
-      let filled = 0;
-      let finished = false;
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        fail(new Error(`upstream gave no complete answer in ${this.opts.timeoutMs} ms`));
-      }, this.opts.timeoutMs);
-      const end = (reusable: boolean): void => {
-        finished = true;
-        clearTimeout(timer);
-        this.release(conn, reusable);
-      };
-      const fail = (err: Error): void => {
-        if (finished) return;
-        end(false);
-        reject(!parsed && head.empty && conn.uses > 1 && !timedOut ? new StaleConnection(err) : err);
-      };
-      const complete = (): void => {
-        if (finished || !parsed) return;
-        end(parsed.keepAlive);
-        resolve({ status: parsed.status, headers: parsed.headers as http.IncomingHttpHeaders, body });
-      };
-      conn.sink = {
-        relaying: false,
-        data: (buf, n) => {
-          if (finished) return;
-          let start = 0;
-          if (!parsed) {
-            let got: ReturnType<HeadReader['push']>;
-            try {
-              got = head.push(buf, n);
-            } catch (err) {
-              this.opts.onFallback?.(err instanceof Error ? err.message : String(err));
-              end(false);
-              return resolve('fallback');
-            }
-            if (!got) return;
-            parsed = got.head;
-            start = got.bodyStart;
-            left = parsed.length;
-            if (left > maxBytes) {
-              end(false);
-              return reject(
-                new InternalFailure('upstream-body-too-large', `upstream response exceeds ${maxBytes} bytes`),
-              );
-            }
-            body = left > 0 ? Buffer.allocUnsafe(left) : EMPTY;
-          }
-          const take = Math.min(left, n - start);
-          // Policy: bytes past the declared length are dropped with the connection.
-          if (n - start > take) parsed.keepAlive = false;
-          if (take > 0) filled += buf.copy(body, filled, start, start + take);
-          left -= take;
-          if (left === 0) complete();
-        },
-        end: (err) => {
-          if (finished) return;
-          if (parsed && left === 0) return complete();
-          fail(err ?? new Error('upstream closed before the answer ended'));
-        },
-      };
-      conn.socket.write(requestText, 'latin1');
-      if (conn.socket.isPaused()) conn.socket.resume();
-    });
-  }
-
-  private exchange(
-    conn: Connection,
-    method: string,
-    requestText: string,
-    res: http.ServerResponse,
-    client: net.Socket,
-  ): Promise<RelayResult> {
-    const { socket } = conn;
-    const pool = this.pool;
-    conn.uses++;
-    return new Promise<RelayResult>((resolve, reject) => {
-      const headReader = new HeadReader(method);
-      let parsed: Head | undefined;
-      let left = 0;
-      let inFlight = 0;
-      let finished = false;
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        fail(new Error(`upstream gave no response head in ${this.opts.timeoutMs} ms`));
-      }, this.opts.timeoutMs);
-
-      // Once the body flows, a registry that sends nothing for the upstream timeout while this
-      // reader is not holding it back (paused for a slow client) ends the transfer early.
-      let stall: NodeJS.Timeout | undefined;
-      const watchStall = (on: boolean): void => {
-        if (!on || finished) {
-          clearTimeout(stall);
-          stall = undefined;
-        } else if (stall) stall.refresh();
-        else {
-          stall = setTimeout(
-            () => fail(new Error(`upstream sent no body bytes for ${this.opts.timeoutMs} ms`)),
-            this.opts.timeoutMs,
-          );
-        }
-      };
-      const detach = (reusable: boolean): void => {
-        finished = true;
-        clearTimeout(timer);
-        watchStall(false);
-        res.off('close', onClientClose);
-        client.off('close', onClientClose);
-        this.release(conn, reusable);
-      };
-      const finish = (outcome: RelayResult, reusable: boolean): void => {
-        if (finished) return;
-        detach(reusable);
-        resolve(outcome);
-      };
-      const fail = (err: Error): void => {
-        if (finished) return;
-        if (!parsed) {
-          detach(false);
-          reject(headReader.empty && conn.uses > 1 && !timedOut ? new StaleConnection(err) : err);
-          return;
-        }
-        // Policy: after the head went out, a broken upstream ends the client's response early, so
-        // the client sees a short body (and its digest check fails), never a complete one.
-        res.destroy(err);
-        finish('done', false);
-      };
-      const onClientClose = (): void => {
-        // The client went away: the upstream transfer stops with it.
-        if (!finished) finish('done', false);
-      };
-      // The response's own 'close' does not come for a pipelined request whose turn never came;
-      // the connection's does.
-      res.once('close', onClientClose);
-      client.once('close', onClientClose);
-
-      const release = (buf: Buffer) => (): void => {
-        inFlight--;
-        pool.give(buf);
-        if (!finished && inFlight < IN_FLIGHT && socket.isPaused()) {
-          socket.resume();
-          watchStall(true);
-        }
-      };
-      const relay = (buf: Buffer, from: number, to: number): void => {
-        if (res.destroyed) {
-          pool.give(buf);
-          finish('done', false);
-          return;
-        }
-        if (from === to) {
-          pool.give(buf);
-          return;
-        }
-        if (buf === conn.small) {
-          // The connection's reused buffer (the read that held the head): its bytes are copied,
-          // since the next read may land in it before this write has gone out.
-          res.write(Buffer.from(buf.subarray(from, to)));
-          return;
-        }
-        inFlight++;
-        res.write(buf.subarray(from, to), release(buf));
-        if (inFlight >= IN_FLIGHT) {
-          socket.pause();
-          watchStall(false);
-        }
-      };
-      const bodyDone = (): void => {
-        res.end();
-        finish('done', parsed?.keepAlive === true);
-      };
-
-      const sink: Sink = {
-        relaying: false,
-        data: (buf, n) => {
-          if (finished) return pool.give(buf);
-          let start = 0;
-          if (!parsed) {
-            let got: ReturnType<HeadReader['push']>;
-            try {
-              got = headReader.push(buf, n);
-            } catch (err) {
-              pool.give(buf);
-              return fallbackNow(err instanceof Error ? err.message : String(err));
-            }
-            if (!got) return pool.give(buf);
-            parsed = got.head;
-            clearTimeout(timer);
-            if (parsed.status === 416) {
-              // registry:2 (2.8) declares the whole blob's length on a 416 and sends a few bytes
-              // of text: relayed as it is, the client would wait for bytes that never come.
-              // Policy: the status and Content-Range go out with an empty body; the connection
-              // is not reused.
-              parsed.headers['content-length'] = '0';
-              parsed.length = 0;
-              parsed.keepAlive = false;
-            }
-            try {
-              res.writeHead(parsed.status, parsed.headers);
-            } catch (err) {
-              // Node refused a header the registry sent: nothing went out yet.
-              parsed = undefined;
-              pool.give(buf);
-              return fallbackNow(String(err));
-            }
-            left = parsed.length;
-            sink.relaying = left > 0;
-            start = got.bodyStart;
-          }
-          const take = Math.min(left, n - start);
-          watchStall(left - take > 0);
-          if (n - start > take) {
-            // Policy: bytes past the declared length are not relayed, and the connection that
-            // carried them is never reused (they could be read as a second response).
-            parsed.keepAlive = false;
-          }
-          left -= take;
-          relay(buf, start, start + take);
-          if (left === 0) bodyDone();
-        },
-        end: (err) => {
-          if (finished) return;
-          if (parsed && left === 0) return bodyDone();
-          fail(err ?? new Error('upstream closed before the response ended'));
-        },
-      };
-      conn.sink = sink;
-      const fallbackNow = (why: string): void => {
-        this.opts.onFallback?.(why);
-        finish('fallback', false);
-      };
-
-      // latin1: header bytes 0x80-0xff go out as the client sent them (Node reads them as latin1).
-      socket.write(requestText, 'latin1');
-      if (socket.isPaused()) socket.resume();
-    });
   }
 
   /** Direct reads at once at most (`maxActive`). */
@@ -557,6 +626,15 @@ export class DirectReader {
   close(): void {
     for (const c of this.idle.splice(0)) c.socket.destroy();
   }
+}
+
+/** A registry answer over what its reader may buffer: refused, never truncated. */
+export function responseTooLarge(maxBytes: number): InternalFailure {
+  return new InternalFailure('upstream-body-too-large', `upstream response exceeds ${maxBytes} bytes`);
+}
+
+function raise(err: unknown): never {
+  throw err;
 }
 
 /** A reused connection failed before any answer (the registry had closed it). */

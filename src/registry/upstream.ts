@@ -1,7 +1,10 @@
 import http from 'node:http';
 import https from 'node:https';
 import { GateError, InternalFailure } from '../core/errors.js';
-import { DirectReader } from './direct-reader.js';
+import { DirectReader, responseTooLarge, type UpstreamResponse } from './direct-reader.js';
+import { upstreamRequestChannel, type UpstreamRequestEvent } from './events.js';
+
+export type { UpstreamResponse } from './direct-reader.js';
 
 /**
  * The upstream registry client: pooled keep-alive connections to registry:2, in two pools. Blob
@@ -9,79 +12,6 @@ import { DirectReader } from './direct-reader.js';
  * manifest and signature requests, manifest pushes, tag lists, uploads, catalog) another, so a
  * blob relay held open by a client that does not read can never take a control-plane socket.
  */
-
-/** Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1). */
-export const HOP_BY_HOP = [
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-];
-
-/** Client headers that must never reach the registry. */
-const CLIENT_ONLY = [
-  ...HOP_BY_HOP,
-  // Policy: the client's forwarding claims are ignored, so upload Location headers always name
-  // trustgate's own address and registry:2 never sees a spoofed scheme or host.
-  'forwarded',
-  'x-forwarded-for',
-  'x-forwarded-host',
-  'x-forwarded-proto',
-  'x-forwarded-port',
-  'x-forwarded-prefix',
-  'x-real-ip',
-  // Policy: trustgate's own credentials stop here; registry:2 runs without auth behind us.
-  'authorization',
-  'cookie',
-];
-
-/** Removes hop-by-hop headers plus any header named in `Connection`. Mutates and returns `headers`. */
-export function stripHopByHop<T extends Record<string, unknown>>(headers: T): T {
-  const conn = headers['connection'];
-  if (typeof conn === 'string') {
-    for (const name of conn.split(',')) delete headers[name.trim().toLowerCase()];
-  }
-  for (const h of HOP_BY_HOP) delete headers[h];
-  return headers;
-}
-
-/**
- * End-to-end headers that a client's `Connection` header may not remove on the way upstream.
- * Policy (I2): `Connection` names hop-by-hop extensions only; removing Host made registry:2 build
- * absolute Location URLs from its own internal address (leaking it), and the others carry the
- * request's framing and the type trustgate decided on.
- */
-const KEPT_END_TO_END = new Set(['host', 'content-length', 'content-type', 'transfer-encoding']);
-
-/** Builds the upstream request headers from the client's, removing what must not be forwarded. */
-export function upstreamRequestHeaders(
-  incoming: http.IncomingHttpHeaders,
-  proto: 'https' | 'http' = 'https',
-): http.OutgoingHttpHeaders {
-  const out: http.OutgoingHttpHeaders = { ...incoming };
-  const conn = incoming['connection'];
-  if (typeof conn === 'string') {
-    for (const raw of conn.split(',')) {
-      const name = raw.trim().toLowerCase();
-      if (!KEPT_END_TO_END.has(name)) delete out[name];
-    }
-  }
-  for (const h of CLIENT_ONLY) delete out[h];
-  // registry:2 builds absolute Location URLs from Host and X-Forwarded-Proto.
-  out['x-forwarded-proto'] = proto;
-  return out;
-}
-
-export interface UpstreamResponse {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
 
 export interface UpstreamRequest {
   method: string;
@@ -118,18 +48,7 @@ export class Upstream {
   readonly direct?: DirectReader;
   private readonly timeoutMs: number;
 
-  private readonly observe?: (kind: string, seconds: number) => void;
-
-  constructor(
-    opts: UpstreamOptions,
-    hooks: {
-      /** Told how long each buffered request took, by kind (for metrics). */
-      observe?: (kind: string, seconds: number) => void;
-      /** Told why DirectReader handed an answer back to Node's http client (for the log). */
-      onFallback?: (why: string) => void;
-    } = {},
-  ) {
-    this.observe = hooks.observe;
+  constructor(opts: UpstreamOptions) {
     this.target = new URL(opts.url);
     if (this.target.pathname !== '/' || this.target.search) {
       throw new Error(`upstream.url must be a bare origin (got ${opts.url})`);
@@ -157,14 +76,14 @@ export class Upstream {
         host: this.target.hostname.replace(/^\[|\]$/g, ''),
         port: Number(this.target.port || 80),
         timeoutMs: opts.timeoutMs,
-        onFallback: hooks.onFallback,
+        source: this,
       });
     }
   }
 
   /**
    * One buffered request to the registry. The body is read up to `maxBytes`; a larger body is
-   * refused (never truncated). Network errors and timeouts become 502/503 GateErrors.
+   * refused (never truncated). Network errors and timeouts become upstream failures (502/503 at the edge).
    */
   async request(opts: UpstreamRequest): Promise<UpstreamResponse> {
     const { method } = opts;
@@ -178,7 +97,7 @@ export class Upstream {
         throw upstreamFailure(err);
       }
       if (answer !== 'fallback') {
-        this.observe?.(opts.kind ?? 'other', (performance.now() - started) / 1000);
+        this.observed(opts, started);
         return answer;
       }
     }
@@ -189,7 +108,7 @@ export class Upstream {
   private requestViaNode(opts: UpstreamRequest): Promise<UpstreamResponse> {
     const mod = this.target.protocol === 'https:' ? https : http;
     const started = performance.now();
-    const done = (): void => this.observe?.(opts.kind ?? 'other', (performance.now() - started) / 1000);
+    const done = (): void => this.observed(opts, started);
     return new Promise((resolve, reject) => {
       const req = mod.request(
         {
@@ -209,12 +128,7 @@ export class Upstream {
             size += c.length;
             if (size > opts.maxBytes) {
               res.destroy();
-              reject(
-                new InternalFailure(
-                  'upstream-body-too-large',
-                  `upstream response exceeds ${opts.maxBytes} bytes`,
-                ),
-              );
+              reject(responseTooLarge(opts.maxBytes));
               return;
             }
             chunks.push(c);
@@ -236,6 +150,17 @@ export class Upstream {
       req.on('error', (err) => reject(upstreamFailure(err)));
       req.end(opts.body);
     });
+  }
+
+  /** Publishes how long a buffered request took (upstreamRequestChannel; metrics subscribe). */
+  private observed(opts: UpstreamRequest, started: number): void {
+    if (!upstreamRequestChannel.hasSubscribers) return;
+    const event: UpstreamRequestEvent = {
+      source: this,
+      kind: opts.kind ?? 'other',
+      seconds: (performance.now() - started) / 1000,
+    };
+    upstreamRequestChannel.publish(event);
   }
 
   /** 'ok' when the registry answers GET /v2/ (200 or 401), otherwise what went wrong. */
@@ -272,9 +197,4 @@ export function upstreamFailure(err: unknown): GateError | InternalFailure {
         logDetail: `${code ?? ''} ${String(err)}`,
         cause: err,
       });
-}
-
-/** The first value of a header that may arrive as a list. */
-export function headerValue(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
 }

@@ -8,7 +8,6 @@
  * client certificate) → admin role (policy.admins) → parse and validate the body → change → audit
  * event → answer. Registry tokens are refused (401 with a challenge naming the admin scope).
  */
-import { MAX_MANIFEST_BYTES, UPSTREAM_MANIFEST_ACCEPT } from './v2.js';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type http from 'node:http';
@@ -20,7 +19,7 @@ import { z } from 'zod';
 import type { VerdictCache } from '../cache/verdict-cache.js';
 import type { Config } from '../config/schema.js';
 import { badRequest, GateError, InternalFailure, toGateError } from '../core/errors.js';
-import { digestOf, parseManifest } from '../core/manifest.js';
+import { MANIFEST_ACCEPT_HEADER, MAX_MANIFEST_BYTES, digestOf, parseManifest } from '../core/manifest.js';
 import type { Policy } from '../core/policy.js';
 import { isValidRepoName, parseDockerReference } from '../core/reference.js';
 import { ADMIN_SCOPE, adminAccess } from '../core/scope.js';
@@ -28,7 +27,8 @@ import type { Identity } from '../core/types.js';
 import { KeyStore, keyInfo } from '../keys/store.js';
 import type { Keyring } from '../keys/keyring.js';
 import type { Upstream } from '../registry/upstream.js';
-import { headerValue, upstreamFailure } from '../registry/upstream.js';
+import { headerValue } from '../registry/headers.js';
+import { upstreamFailure } from '../registry/upstream.js';
 import type { TrustService } from '../trust/service.js';
 import { AccountFiles } from './accounts.js';
 import type { Audit } from './audit.js';
@@ -308,7 +308,7 @@ export function createAdminRouter(d: AdminDeps): Router {
     const up = await d.upstream.request({
       method: 'GET',
       path: `/v2/${repo}/manifests/${reference}`,
-      headers: { accept: UPSTREAM_MANIFEST_ACCEPT },
+      headers: { accept: MANIFEST_ACCEPT_HEADER },
       maxBytes: MAX_MANIFEST_BYTES,
     });
     if (up.status === 404) {

@@ -4,7 +4,7 @@ import { GateError } from '../core/errors.js';
 import type { Policy } from '../core/policy.js';
 import type { AdminCredential } from '../core/scope.js';
 import type { Identity } from '../core/types.js';
-import { identityFromPeerCertificate } from '../auth/mtls.js';
+import { connectionIdentity, type ClientCaAnchors } from '../auth/mtls.js';
 import { tokenAllows, type TokenClaims, type TokenService } from '../auth/tokens.js';
 import { LRUCache } from 'lru-cache';
 
@@ -26,6 +26,8 @@ export interface AuthenticatorOptions {
   tokens: TokenService;
   policy: () => Policy;
   mtlsIdentity: 'CN' | 'subject';
+  /** The client CA set in force (a SIGHUP may replace it while connections stay open). */
+  clientCa: ClientCaAnchors;
   now?: () => Date;
 }
 
@@ -45,6 +47,8 @@ const ANONYMOUS: Identity = Object.freeze({ subject: 'anonymous', kind: 'anonymo
 export class Authenticator {
   private readonly now: () => Date;
   private readonly verified = new LRUCache<string, TokenClaims>({ max: 10_000 });
+  /** Bumped by forgetVerifiedTokens: a verification begun before it is not remembered. */
+  private generation = 0;
 
   constructor(private readonly o: AuthenticatorOptions) {
     this.now = o.now ?? (() => new Date());
@@ -59,9 +63,13 @@ export class Authenticator {
     const now = this.now();
     const hit = this.verified.get(token);
     if (hit && hit.expiresAt.getTime() > now.getTime()) return hit;
+    const generation = this.generation;
     const claims = await this.o.tokens.verifyAccessToken(token, now);
     const ttl = Math.min(claims.expiresAt.getTime() - now.getTime(), 60_000);
-    if (ttl > 0) this.verified.set(token, claims, { ttl });
+    // Policy: a token checked under settings a reload replaced meanwhile (the check is off the
+    // event loop, so a SIGHUP can land during it) answers its own request only; it is not
+    // remembered, so the next request is checked under the new issuer, service and lifetime.
+    if (ttl > 0 && generation === this.generation) this.verified.set(token, claims, { ttl });
     return claims;
   }
 
@@ -70,6 +78,7 @@ export class Authenticator {
    * issuer or service, or a shorter lifetime, applies to tokens already seen too, not a minute later.
    */
   forgetVerifiedTokens(): void {
+    this.generation++;
     this.verified.clear();
   }
 
@@ -138,9 +147,7 @@ export class Authenticator {
   }
 
   private certificateIdentity(req: http.IncomingMessage): Identity | null {
-    const socket = req.socket as TLSSocket;
-    if (typeof socket.getPeerCertificate !== 'function' || !socket.authorized) return null;
-    return identityFromPeerCertificate(socket.getPeerCertificate(), socket.authorized, this.o.mtlsIdentity);
+    return connectionIdentity(req.socket as TLSSocket, this.o.mtlsIdentity, this.o.clientCa);
   }
 }
 

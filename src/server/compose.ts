@@ -10,25 +10,28 @@ import type net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import express from 'express';
 import { pino } from 'pino';
-import type { Config } from '../config/schema.js';
+import { sigstoreSourcesOf, type Config } from '../config/schema.js';
 import { GateError } from '../core/errors.js';
 import { RelayLimiter } from '../core/relay-limits.js';
 import { createSharedState, type ReplicaBus, type VerdictCache } from '../cache/index.js';
 import { ManifestCache } from '../cache/manifest-cache.js';
 import { Keyring } from '../keys/keyring.js';
 import { Upstream } from '../registry/upstream.js';
+import { upstreamFallbackChannel, type UpstreamFallbackEvent } from '../registry/events.js';
 import { TrustService } from '../trust/service.js';
 import { TokenService, type TokenSettings } from '../auth/tokens.js';
 import { loadOrCreateTokenKeys } from '../auth/token-keys.js';
+import { ClientCaAnchors } from '../auth/mtls.js';
 import { createTokenRouter } from '../auth/token-endpoint.js';
 import { ReferrersStore, upstreamEvidenceReader } from '../trust/referrers.js';
-import { loadTrustedRoot } from '../core/evidence/trusted-root.js';
+import { SigstoreRoots } from '../trust/sigstore-roots.js';
 import { createAdminRouter } from './admin.js';
 import { Audit } from './audit.js';
 import { Authenticator } from './authenticate.js';
 import { StreamForwarder } from './forward.js';
 import { loggerOptions, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
+import { subscribeFrom } from './observe.js';
 import { isClosing, lingeringClose } from './body.js';
 import { sendError, writeRawError } from './respond.js';
 import { answerPlainHttp } from './plain-http.js';
@@ -80,10 +83,16 @@ export interface Parts {
   manifests: ManifestCache;
   referrers: ReferrersStore;
   trust: TrustService;
+  /** The Sigstore trusted roots in force (trust.sigstore, trust.trustedRoot). */
+  sigstoreRoots: SigstoreRoots;
   tokens: TokenService;
   auth: Authenticator;
+  /** The client CA certificates in force; a reload replaces them (tls.clientCa's contents). */
+  clientCa: ClientCaAnchors;
   /** Blob relays at once, per identity and per address (limits.*). */
   relays: RelayLimiter;
+  /** Ends the parts' event subscriptions (metrics, the upstream's fallback log). */
+  unobserve(): void;
 }
 
 /** Builds the request-independent parts: upstream, keys, cache, trust and token services. */
@@ -97,20 +106,28 @@ export async function buildParts(
   const auditLog = config.log.auditFile
     ? // The audit file gets the same redaction as the main log.
       pino(loggerOptions('info'), pino.destination({ dest: config.log.auditFile, mkdir: true, sync: false }))
-    : log.child({ stream: 'audit' });
+    : // Policy: audit records never depend on log.level (a SIGHUP to `warn` must not silence them),
+      // so they get a logger of their own at info, writing to the main log's own stream: a child
+      // would follow the parent's level (pino passes level changes on to children).
+      pino(
+        loggerOptions('info'),
+        (log as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym],
+      ).child({
+        stream: 'audit',
+      });
   const audit = new Audit(auditLog, metrics);
 
   const upstreamLog = log.child({ component: 'upstream' });
   // Issue 12, item 4 (upstream pool starvation): blob relays have their own share of the upstream
   // pool and bounds per identity, per address and in all; the control plane keeps the rest.
   const { limits } = config;
-  const upstream = new Upstream(
-    { ...config.upstream, blobSockets: limits.blobRelays },
-    {
-      observe: (kind, seconds) => metrics.upstreamDuration.observe({ kind }, seconds),
-      onFallback: (why) => upstreamLog.debug({ why }, 'registry answer handed to the general path'),
-    },
-  );
+  const upstream = new Upstream({ ...config.upstream, blobSockets: limits.blobRelays });
+  const observers = [
+    metrics.watchUpstream(upstream),
+    subscribeFrom<UpstreamFallbackEvent>(upstreamFallbackChannel, upstream, ({ why }) =>
+      upstreamLog.debug({ why }, 'registry answer handed to the general path'),
+    ),
+  ];
   const relays = new RelayLimiter({
     global: limits.blobRelays,
     perIdentity: limits.blobRelaysPerIdentity,
@@ -124,11 +141,13 @@ export async function buildParts(
   metrics.watchCache(cache);
   const manifests = new ManifestCache(64 * 1024 * 1024, Math.min(config.cache.positiveTtlSeconds, 300));
   const referrers = new ReferrersStore(upstream, manifests);
+  const sigstoreRoots = await startSigstoreRoots(config, metrics, log);
   const trust = new TrustService({
     evidence: upstreamEvidenceReader(upstream, referrers),
-    ...(config.trust.trustedRoot
-      ? { trustedRoot: loadTrustedRoot(readFileSync(config.trust.trustedRoot)) }
-      : {}),
+    trustedRoots: () => sigstoreRoots.current(),
+    // A new root changes the version, part of the trust epoch: verdicts made under the old root
+    // are not read again.
+    trustedRootsVersion: () => sigstoreRoots.version(),
     keyring,
     cache,
     ruleFor: (repo) => live.ruleFor(repo),
@@ -136,8 +155,8 @@ export async function buildParts(
     positiveTtlSeconds: config.cache.positiveTtlSeconds,
     negativeTtlSeconds: config.cache.negativeTtlSeconds,
     now,
-    onVerify: (seconds) => metrics.verifyDuration.observe(seconds),
   });
+  observers.push(metrics.watchTrust(trust));
 
   const tokenKeys = await loadOrCreateTokenKeys(
     config.auth.tokenKeyDir,
@@ -145,10 +164,13 @@ export async function buildParts(
     config.auth.signingKid,
   );
   const tokens = new TokenService({ keys: tokenKeys, ...tokenSettings(config) });
+  const clientCa = new ClientCaAnchors();
+  clientCa.replace(config.tls.clientCa ? readFileSync(config.tls.clientCa) : undefined);
   const auth = new Authenticator({
     tokens,
     policy: () => live.policy,
     mtlsIdentity: config.auth.mtlsIdentity,
+    clientCa,
     now,
   });
   return {
@@ -162,10 +184,44 @@ export async function buildParts(
     manifests,
     referrers,
     trust,
+    sigstoreRoots,
     tokens,
     auth,
+    clientCa,
     relays,
+    unobserve: () => {
+      for (const unsubscribe of observers.splice(0)) unsubscribe();
+    },
   };
+}
+
+/**
+ * Sigstore trusted roots (issue 15): files read now, TUF repositories checked once now and then in
+ * the background (src/trust/sigstore-roots.ts), with their metrics.
+ */
+async function startSigstoreRoots(config: Config, metrics: Metrics, log: Logger): Promise<SigstoreRoots> {
+  const rootsLog = log.child({ component: 'sigstore-roots' });
+  const roots = new SigstoreRoots(sigstoreSourcesOf(config.trust), {
+    log: rootsLog,
+    observe: (e) => {
+      metrics.sigstoreRootRefreshes.inc({ source: e.source, outcome: e.outcome });
+      metrics.sigstoreRootValid.set({ source: e.source }, e.hasRoot ? 1 : 0);
+      if (e.lastSuccess)
+        metrics.sigstoreRootVerified.set({ source: e.source }, e.lastSuccess.getTime() / 1000);
+    },
+  });
+  await roots.start();
+  for (const s of roots.status()) {
+    metrics.sigstoreRootValid.set({ source: s.name }, s.ok ? 1 : 0);
+    // File sources have no freshness to watch (they are read once); TUF sources do.
+    if (s.kind === 'tuf' && s.lastSuccess) {
+      metrics.sigstoreRootVerified.set({ source: s.name }, s.lastSuccess.getTime() / 1000);
+    }
+  }
+  roots.onChange((r) =>
+    rootsLog.info({ roots: r.length }, 'Sigstore trusted roots changed: cached verdicts retired'),
+  );
+  return roots;
 }
 
 /** The token service's reloadable settings in a config. */
@@ -253,6 +309,7 @@ export function buildHandlers(c: HandlerContext): {
       // Restart-only (tls.clientCa, auth.mtlsIdentity): read from the config in force, which
       // keeps their start values.
       mtlsIdentity: live.config.tls.clientCa ? live.config.auth.mtlsIdentity : undefined,
+      clientCa: p.clientCa,
       policy: () => live.policy,
       now,
       logger: log.child({ component: 'token' }),

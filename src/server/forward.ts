@@ -1,11 +1,7 @@
 import type http from 'node:http';
 import { createProxyServer, type ProxyServer } from 'http-proxy-3';
-import {
-  stripHopByHop,
-  upstreamFailure,
-  upstreamRequestHeaders,
-  type Upstream,
-} from '../registry/upstream.js';
+import { stripHopByHop, upstreamRequestHeaders } from '../registry/headers.js';
+import { upstreamFailure, type Upstream } from '../registry/upstream.js';
 import { addressKey } from '../auth/credentials.js';
 import { GateError } from '../core/errors.js';
 import { RelayLimiter, type RelayClaim } from '../core/relay-limits.js';

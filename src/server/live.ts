@@ -68,11 +68,14 @@ export class LiveSettings {
    * credential files, patterns) and returns the function that puts it in force.
    */
   prepare(next: Config): () => void {
+    // Hashed before the read (as in reloadCredentials): a file written after the hash, even
+    // during this reload, differs from it, so the 1 s timer reads it again.
+    const hash = credentialFilesHash(next.auth);
     // A reload keeps the failure counters: a lockout survives SIGHUP.
     const d = derive(next, this.d.credentials.reload(next.auth, this.credLog));
     return () => {
       this.d = d;
-      this.credentialsHash = credentialFilesHash(next.auth);
+      this.credentialsHash = hash;
     };
   }
 

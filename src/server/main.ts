@@ -10,6 +10,7 @@ import { configSchema, type Config } from '../config/schema.js';
 import type { VerdictCache } from '../cache/index.js';
 import type { Keyring } from '../keys/keyring.js';
 import type { TrustService } from '../trust/service.js';
+import type { SigstoreRoots } from '../trust/sigstore-roots.js';
 import {
   buildHandlers,
   buildListener,
@@ -30,6 +31,8 @@ export interface Trustgate {
   log: Logger;
   trust: TrustService;
   keyring: Keyring;
+  /** The Sigstore trusted roots in force (trust.sigstore). */
+  sigstoreRoots: SigstoreRoots;
   cache: VerdictCache;
   metrics: Metrics;
   metricsPort?: number;
@@ -83,6 +86,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     log,
     trust: parts.trust,
     keyring: parts.keyring,
+    sigstoreRoots: parts.sigstoreRoots,
     cache: parts.cache,
     metrics: parts.metrics,
     metricsPort: metricsServer?.port,
@@ -105,10 +109,12 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
         await closed;
       }
       parts.keyring.stop();
+      await parts.sigstoreRoots.stop();
       listener.writeIdle.close();
       clearInterval(credentialsTimer);
       parts.forwarder.close();
       parts.upstream.close();
+      parts.unobserve();
       await metricsServer?.close();
       await parts.cache.close();
     },
@@ -117,7 +123,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
 
 interface Running {
   live: LiveSettings;
-  parts: Pick<Parts, 'tokens' | 'auth' | 'keyring'>;
+  parts: Pick<Parts, 'tokens' | 'auth' | 'keyring' | 'clientCa' | 'sigstoreRoots'>;
   listener: Pick<Listener, 'server'>;
   log: Logger;
 }
@@ -129,7 +135,6 @@ interface Running {
 async function reload(configPath: string, r: Running): Promise<boolean> {
   const { live, log } = r;
   let plan: ReloadPlan<Config>;
-  let tls: https.ServerOptions;
   let commit: () => void;
   try {
     plan = planReload(configSchema, live.config, loadConfigFile(configPath));
@@ -143,8 +148,13 @@ async function reload(configPath: string, r: Running): Promise<boolean> {
         `with the restart-only keys at their running values (${[...plan.needRestart, ...plan.undeclared].join(', ')}) the configuration does not validate (${keys}): restart to apply it`,
       );
     }
-    tls = tlsOptions(plan.effective);
+    const tls = tlsOptions(plan.effective);
     commit = live.prepare(plan.effective);
+    // Last of the checks, and the first change: it throws (a key that does not match its
+    // certificate, a file that is not PEM) before anything else changed, and changes nothing then.
+    r.listener.server.setSecureContext(tls);
+    // Connections opened under the old client CAs keep them; each is checked against these.
+    r.parts.clientCa.replace(tls.ca as Buffer | undefined);
   } catch (err) {
     // Policy: a bad new config never replaces a good running one.
     log.error(
@@ -155,12 +165,14 @@ async function reload(configPath: string, r: Running): Promise<boolean> {
   }
   const previousLevel = live.config.log.level;
   const c = plan.effective;
-  r.listener.server.setSecureContext(tls);
   commit();
   r.parts.tokens.configure(tokenSettings(c));
   r.parts.auth.forgetVerifiedTokens();
   r.parts.keyring.moveTo(c.trust.keysDir);
   r.parts.keyring.reload();
+  // SIGHUP also checks the TUF repositories now (an operator who updated a directory mirror need
+  // not wait for refreshSeconds); a failure keeps the last good root, as always.
+  void r.parts.sigstoreRoots.refresh();
   // Component loggers are pino children: they follow the root logger's level.
   if (c.log.level !== previousLevel) log.level = c.log.level;
   for (const key of plan.needRestart) {

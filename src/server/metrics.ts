@@ -2,6 +2,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { VerdictCache } from '../cache/verdict-cache.js';
+import { upstreamRequestChannel, type UpstreamRequestEvent } from '../registry/events.js';
+import { verifyChannel, type VerifyEvent } from '../trust/events.js';
+import { subscribeFrom } from './observe.js';
 
 /** Prometheus metrics, on a registry of their own (never the process-global one). */
 export class Metrics {
@@ -88,7 +91,40 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly sigstoreRootRefreshes = new Counter({
+    name: 'trustgate_sigstore_root_refreshes_total',
+    help: 'TUF refreshes of Sigstore trusted roots by source and outcome (updated, unchanged, failed)',
+    labelNames: ['source', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly sigstoreRootValid = new Gauge({
+    name: 'trustgate_sigstore_root_valid',
+    help: '1 when the Sigstore source has a valid trusted root in force (the last good one after a failed refresh), 0 when none',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly sigstoreRootVerified = new Gauge({
+    name: 'trustgate_sigstore_root_last_success_timestamp_seconds',
+    help: 'When the Sigstore TUF source last verified its trusted root through TUF, Unix seconds',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
   /** Exports the cache's own counters (per tier when it has tiers) at scrape time. */
+  /** Counts `upstream`'s buffered requests from its events; returns the unsubscribe. */
+  watchUpstream(upstream: object): () => void {
+    return subscribeFrom<UpstreamRequestEvent>(upstreamRequestChannel, upstream, ({ kind, seconds }) =>
+      this.upstreamDuration.observe({ kind }, seconds),
+    );
+  }
+
+  /** Times `trust`'s cold verifications from its events; returns the unsubscribe. */
+  watchTrust(trust: object): () => void {
+    return subscribeFrom<VerifyEvent>(verifyChannel, trust, ({ seconds }) =>
+      this.verifyDuration.observe(seconds),
+    );
+  }
+
   watchCache(cache: VerdictCache): void {
     const seen = new Map<string, number>();
     const redisUp = this.redisUp;

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import { GateError, InternalFailure, toGateError } from '../core/errors.js';
 import {
+  MANIFEST_ACCEPT_HEADER,
+  MAX_MANIFEST_BYTES,
   MEDIA_TYPES,
   parseManifest,
   referencedBlobs,
@@ -34,7 +36,8 @@ import {
 import { isBundleReferrerRead } from '../core/serve-decision.js';
 import type { Upstream, UpstreamResponse } from '../registry/upstream.js';
 import { FreshCoalescer } from '../registry/fresh-coalescer.js';
-import { headerValue, upstreamFailure, upstreamRequestHeaders } from '../registry/upstream.js';
+import { headerValue, upstreamRequestHeaders } from '../registry/headers.js';
+import { upstreamFailure } from '../registry/upstream.js';
 import type { Audit, AuditEvent } from './audit.js';
 import type { Authenticator, Principal } from './authenticate.js';
 import type { StreamForwarder } from './forward.js';
@@ -45,8 +48,6 @@ import { sendError } from './respond.js';
 import { readBody as readBoundedBody } from './body.js';
 import { checkLayerUrls, NO_LAYER_URLS, type LayerUrlPolicy } from '../core/layer-urls.js';
 
-/** registry:2 refuses manifests over 4 MiB; so do we, before reading more. */
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_CATALOG_BYTES = 16 * 1024 * 1024;
 /**
  * Policy: a filtered catalog asks registry:2 for pages of its own size, not the client's `n` (each
@@ -55,18 +56,6 @@ const MAX_CATALOG_BYTES = 16 * 1024 * 1024;
  */
 const MAX_CATALOG_PAGES = 10;
 const UPSTREAM_CATALOG_PAGE = 1000;
-
-/**
- * Policy: trustgate always asks the registry for the manifest exactly as stored. With every modern
- * type in Accept, registry:2 neither converts to schema1 (new bytes, new digest) nor collapses a
- * list to its linux/amd64 child, so the bytes we verify are the bytes the client gets.
- */
-export const UPSTREAM_MANIFEST_ACCEPT = [
-  MEDIA_TYPES.ociManifest,
-  MEDIA_TYPES.ociIndex,
-  MEDIA_TYPES.dockerManifest,
-  MEDIA_TYPES.dockerManifestList,
-].join(', ');
 
 export interface PipelineDeps {
   upstream: Upstream;
@@ -537,7 +526,7 @@ async function askRegistry(
   tag?: string,
 ): Promise<RegistryAnswer> {
   const previous = tag ? d.manifests?.lastResolved(repo, tag) : undefined;
-  const headers: Record<string, string> = { accept: UPSTREAM_MANIFEST_ACCEPT };
+  const headers: Record<string, string> = { accept: MANIFEST_ACCEPT_HEADER };
   if (previous) headers['if-none-match'] = `"${previous.digest}"`;
   const up = await d.upstream.request({
     method: 'GET',

@@ -17,6 +17,13 @@ import {
 import { signatureTagFor } from '../core/reference.js';
 import { BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES, isBundleReferrer } from '../core/referrers.js';
 import type { SignatureCandidate } from '../core/trust.js';
+import {
+  COSIGN_BUNDLE_ANNOTATION,
+  COSIGN_CERTIFICATE_ANNOTATION,
+  COSIGN_CHAIN_ANNOTATION,
+  COSIGN_TIMESTAMP_ANNOTATION,
+  type LegacyKeylessMaterial,
+} from '../core/evidence/legacy-keyless.js';
 
 /** Limits every reader of evidence applies (the proxy and the CLI read the same evidence). */
 export const EVIDENCE_LIMITS = Object.freeze({
@@ -123,9 +130,33 @@ export async function signatureCandidates(
     // Policy: a payload over the bound (whatever size its layer declares), absent, or not the
     // bytes the layer names is no signature and is skipped; it must not hide the other layers'.
     const payload = await verifiedBlob(reader, repo, layer.digest, EVIDENCE_LIMITS.maxPayloadBytes);
-    return payload ? { payload, signature, layerDigest: layer.digest } : undefined;
+    if (!payload) return undefined;
+    const keyless = keylessMaterial(layer.annotations);
+    return { payload, signature, layerDigest: layer.digest, ...(keyless ? { keyless } : {}) };
   });
   return found.filter((c): c is LegacyCandidate => c !== undefined);
+}
+
+/**
+ * The cosign 2.x keyless annotations of a legacy layer (certificate, chain, Rekor bundle, RFC 3161
+ * timestamp), when it has a certificate. Their values are checked by the core.
+ */
+function keylessMaterial(annotations: Record<string, string> | undefined): LegacyKeylessMaterial | undefined {
+  const certificate = annotations?.[COSIGN_CERTIFICATE_ANNOTATION];
+  if (typeof certificate !== 'string' || certificate === '') return undefined;
+  const pick = (k: string): string | undefined => {
+    const v = annotations?.[k];
+    return typeof v === 'string' && v !== '' ? v : undefined;
+  };
+  const chain = pick(COSIGN_CHAIN_ANNOTATION);
+  const rekorBundle = pick(COSIGN_BUNDLE_ANNOTATION);
+  const rfc3161Timestamp = pick(COSIGN_TIMESTAMP_ANNOTATION);
+  return {
+    certificate,
+    ...(chain ? { chain } : {}),
+    ...(rekorBundle ? { rekorBundle } : {}),
+    ...(rfc3161Timestamp ? { rfc3161Timestamp } : {}),
+  };
 }
 
 /** The bundles carried by the bundle referrers of `digest` (bounded, hash-checked). */

@@ -5,6 +5,8 @@
  */
 import { GateError, isInternalFailure } from '../core/errors.js';
 import {
+  MANIFEST_ACCEPT_HEADER,
+  MAX_MANIFEST_BYTES,
   MEDIA_TYPES,
   digestOf,
   parseManifest,
@@ -12,18 +14,11 @@ import {
   type ParsedManifest,
 } from '../core/manifest.js';
 import { referrerDescriptor, referrersTagFor, withReferrer } from '../core/referrers.js';
-import { headerValue, upstreamFailure, type Upstream, type UpstreamResponse } from '../registry/upstream.js';
+import { headerValue } from '../registry/headers.js';
+import { upstreamFailure, type Upstream, type UpstreamResponse } from '../registry/upstream.js';
 import type { EvidenceReader } from './evidence.js';
 import type { ManifestCache } from '../cache/manifest-cache.js';
 
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-/** Every manifest type: a referrer may be any of them, and registry:2 must not convert. */
-const MANIFEST_ACCEPT = [
-  MEDIA_TYPES.ociManifest,
-  MEDIA_TYPES.ociIndex,
-  MEDIA_TYPES.dockerManifest,
-  MEDIA_TYPES.dockerManifestList,
-].join(', ');
 /** Referrer manifests read at once for one listing. */
 const READ_CONCURRENCY = 8;
 
@@ -171,7 +166,7 @@ async function getStoredManifest(
   const up = await upstream.request({
     method: 'GET',
     path: `/v2/${repo}/manifests/${ref}`,
-    headers: { accept: MANIFEST_ACCEPT },
+    headers: { accept: MANIFEST_ACCEPT_HEADER },
     maxBytes: MAX_MANIFEST_BYTES,
     kind,
   });

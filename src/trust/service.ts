@@ -17,6 +17,7 @@ import {
   type SignatureEvidence,
 } from '../core/serve-decision.js';
 import type { VerdictCache } from '../cache/verdict-cache.js';
+import { verifyChannel, type VerifyEvent } from './events.js';
 import type { KeyEntry, Keyring } from '../keys/keyring.js';
 import {
   collectEvidence,
@@ -55,6 +56,17 @@ export interface TrustServiceOptions {
   evidence: EvidenceReader;
   /** The Sigstore trusted root transparency-log entries of bundles are verified with, if any. */
   trustedRoot?: SigstoreTrustedRoot;
+  /**
+   * The current Sigstore trusted roots (keyless certificates and log entries verify against any
+   * one of them), read at every cold verification so a refreshed list applies at once. Joined with
+   * `trustedRoot`.
+   */
+  trustedRoots?: () => readonly SigstoreTrustedRoot[];
+  /**
+   * Changes whenever trustedRoots() does (SigstoreRoots.version()): part of the epoch, so a new
+   * root (a TUF update) retires every verdict made before it.
+   */
+  trustedRootsVersion?: () => string;
   keyring: Keyring;
   cache: VerdictCache;
   ruleFor: (repo: string) => EffectiveTrustRule;
@@ -63,8 +75,6 @@ export interface TrustServiceOptions {
   positiveTtlSeconds: number;
   negativeTtlSeconds: number;
   now?: () => Date;
-  /** Told how long each cold verification took (signature fetch plus verify). */
-  onVerify?: (seconds: number) => void;
 }
 
 /**
@@ -74,7 +84,7 @@ export interface TrustServiceOptions {
 export class TrustService {
   private readonly inflight = new Map<string, Promise<CachedVerdict>>();
   private readonly now: () => Date;
-  private epochOf = { keys: '', policy: '', value: '' };
+  private epochOf = { keys: '', policy: '', roots: '', value: '' };
   private identityCache?: { keys: ReadonlyMap<string, KeyEntry>; value: Map<string, string> };
   private readonly admitted: LRUCache<string, true>;
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
@@ -85,20 +95,31 @@ export class TrustService {
     this.admitted = new LRUCache({ max: 10_000, ttl: Math.min(60, o.positiveTtlSeconds / 2) * 1000 });
   }
 
-  /** Hash of the trusted keys and the trust policy: every cache key carries it. */
+  /**
+   * Hash of the trusted keys, the trust policy and the Sigstore trusted roots: every cache key
+   * carries it, so a new key, rule or root (a TUF update) retires every verdict made before it.
+   */
   epoch(): string {
     const keys = this.o.keyring.snapshot.contentHash;
     const policy = this.o.policyHash();
-    // Recomputed only when the keys or the policy changed: this runs several times per pull.
-    if (this.epochOf.keys !== keys || this.epochOf.policy !== policy) {
-      const value = createHash('sha256').update(keys).update('\0').update(policy).digest('hex').slice(0, 32);
-      this.epochOf = { keys, policy, value };
+    const roots = this.o.trustedRootsVersion?.() ?? '';
+    // Recomputed only when one of them changed: this runs several times per pull.
+    if (this.epochOf.keys !== keys || this.epochOf.policy !== policy || this.epochOf.roots !== roots) {
+      const h = createHash('sha256').update(keys).update('\0').update(policy);
+      // Without a Sigstore source the epoch is what it was before roots were part of it.
+      if (roots !== '') h.update('\0').update(roots);
+      this.epochOf = { keys, policy, roots, value: h.digest('hex').slice(0, 32) };
     }
     return this.epochOf.value;
   }
 
   ruleFor(repo: string): EffectiveTrustRule {
     return this.o.ruleFor(repo);
+  }
+
+  /** The Sigstore trusted roots in force now. */
+  private roots(): SigstoreTrustedRoot[] {
+    return [...(this.o.trustedRoots?.() ?? []), ...(this.o.trustedRoot ? [this.o.trustedRoot] : [])];
   }
 
   /**
@@ -157,6 +178,7 @@ export class TrustService {
     const epoch = this.epoch();
     const rule = this.o.ruleFor(repo);
     const keys = this.o.keyring.snapshot.keys;
+    const roots = this.roots();
     const input = {
       repo,
       digest,
@@ -178,7 +200,7 @@ export class TrustService {
       cached = false;
       evidence = await this.singleFlight(
         key,
-        () => this.compute(repo, digest, rule, keys, epoch),
+        () => this.compute(repo, digest, rule, keys, roots, epoch),
         opts.fresh === true,
       );
     }
@@ -205,13 +227,14 @@ export class TrustService {
     const rule = this.o.ruleFor(repo);
     if (rule.mode === 'off') return;
     const keys = this.o.keyring.snapshot.keys;
+    const roots = this.roots();
     const key = `v:${epoch}:${repo}:${digest}`;
     if (this.inflight.has(key)) return;
     void (async () => {
       const cached = (await this.o.cache.get(key)) as CachedVerdict | undefined;
       // A cached verdict (even a stale refusal, which verify re-checks itself) needs no prefetch.
       if (isCachedVerdict(cached) || this.inflight.has(key)) return;
-      await this.singleFlight(key, () => this.compute(repo, digest, rule, keys, epoch), false);
+      await this.singleFlight(key, () => this.compute(repo, digest, rule, keys, roots, epoch), false);
     })().catch(() => undefined);
   }
 
@@ -349,6 +372,8 @@ export class TrustService {
             digest,
             signatures: [cand],
             keys,
+            identities: rule.identities,
+            bundleOptions: { tlog: rule.tlog, trustedRoots: this.roots() },
             threshold: 1,
             tagBinding: false,
             now: this.now(),
@@ -410,6 +435,7 @@ export class TrustService {
     digest: string,
     rule: EffectiveTrustRule,
     keySet: ReadonlyMap<string, KeyEntry>,
+    trustedRoots: readonly SigstoreTrustedRoot[],
     epoch: string,
   ): Promise<CachedVerdict> {
     const started = performance.now();
@@ -423,7 +449,8 @@ export class TrustService {
       digest,
       signatures,
       bundles: evidence.bundles.map((b) => b.bytes),
-      bundleOptions: { tlog: rule.tlog, trustedRoot: this.o.trustedRoot },
+      bundleOptions: { tlog: rule.tlog, trustedRoots },
+      identities: rule.identities,
       keys,
       threshold: rule.threshold,
       now,
@@ -449,7 +476,12 @@ export class TrustService {
       boundTags,
       at: now.getTime(),
     };
-    this.o.onVerify?.((performance.now() - started) / 1000);
+    if (verifyChannel.hasSubscribers) {
+      verifyChannel.publish({
+        source: this,
+        seconds: (performance.now() - started) / 1000,
+      } satisfies VerifyEvent);
+    }
     const ttl = v.ok ? this.o.positiveTtlSeconds : this.o.negativeTtlSeconds;
     // Policy: a verdict is stored under the epoch it was computed with, and not at all when the
     // keys or rules changed meanwhile (the caller still gets it: its pull began before the change).

@@ -11,7 +11,7 @@ import type { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { keysCommand, robotsCommand, usersCommand } from '../../src/cli/admin.js';
 import { generateKeyPair } from '../../src/core/signature/sign.js';
-import { RegistryClient } from '../../src/registry/client.js';
+import { RegistryClient } from '../../src/cli/registry-client.js';
 import { startRegistry, type RegistryHandle } from '../helpers/stack.js';
 import { startTestGate, type TestGate } from '../helpers/trustgate.js';
 import { memoryIo } from './support.js';

@@ -11,7 +11,7 @@ import { verifyCommand, type VerifyReport } from '../../src/cli/verify.js';
 import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES } from '../../src/core/manifest.js';
 import { parsePublicKeyPem } from '../../src/core/signature/keys.js';
 import { verifySignature } from '../../src/core/signature/verify.js';
-import { RegistryClient } from '../../src/registry/client.js';
+import { RegistryClient } from '../../src/cli/registry-client.js';
 import {
   buildBundleReferrerManifest,
   buildCosignSignBundle,
@@ -73,10 +73,10 @@ async function readSig(repo: string, digest: string): Promise<{ doc: SigManifest
   return { doc: JSON.parse(Buffer.from(m.bytes).toString()) as SigManifest, mediaType: m.mediaType };
 }
 
-test('sign by tag writes a cosign .sig artifact of the exact expected structure', async () => {
+test('sign --format legacy by tag writes a cosign .sig artifact of the exact expected structure', async () => {
   const img = await pushImage(client, 'team/app', 'v1', 'sign-1');
   const before = Math.floor(Date.now() / 1000);
-  const r = await sign([`${host}/team/app:v1`, '--key', key('alice', 'key')]);
+  const r = await sign([`${host}/team/app:v1`, '--key', key('alice', 'key'), '--format', 'legacy']);
   assert.equal(r.code, 0, r.err);
   assert.equal(r.err, '', 'no progress lines when stderr is not a terminal');
   assert.match(
@@ -132,9 +132,12 @@ test('sign by tag writes a cosign .sig artifact of the exact expected structure'
 
 test('a second key adds a second layer; verify passes with each key and fails with an unrelated one', async () => {
   const img = await pushImage(client, 'team/two', 'v1', 'sign-2');
-  assert.equal((await sign([`${host}/team/two:v1`, '--key', key('alice', 'key')])).code, 0);
+  assert.equal(
+    (await sign([`${host}/team/two:v1`, '--key', key('alice', 'key'), '--format', 'legacy'])).code,
+    0,
+  );
   const first = (await readSig('team/two', img.digest)).doc.layers[0];
-  const r = await sign([`${host}/team/two:v1`, '--key', key('bob', 'key')]);
+  const r = await sign([`${host}/team/two:v1`, '--key', key('bob', 'key'), '--format', 'legacy']);
   assert.equal(r.code, 0, r.err);
   const { doc } = await readSig('team/two', img.digest);
   assert.equal(doc.layers.length, 2);
@@ -219,29 +222,86 @@ test('verify weighs Sigstore bundle referrers too (cosign 3 layout on a bare reg
   assert.equal(other.code, 1);
 });
 
-test('sign --format bundle on a bare registry:2 writes the referrer and the referrers tag; verify finds it', async () => {
+test('sign writes a bundle by default: on a bare registry:2 the referrer and the referrers tag, no .sig; verify finds it', async () => {
   const img = await pushImage(client, 'team/bundle-sign', 'v1', 'bundle-sign');
-  const s = await sign([`${host}/team/bundle-sign:v1`, '--key', key('bob', 'key'), '--format', 'bundle']);
+  const s = await sign([`${host}/team/bundle-sign:v1`, '--key', key('bob', 'key')]);
   assert.equal(s.code, 0, s.err);
+  assert.match(s.out, /\(Sigstore bundle in referrer sha256:[0-9a-f]{64}\)\n$/);
+  // Signed by tag in the default format: the publisher is told the tag is not bound.
+  assert.match(s.err, /note: a Sigstore bundle names no tag; .*tagBinding.*--format both/);
   const tag = await client.getManifestIfExists('team/bundle-sign', `sha256-${img.digest.slice(7)}`);
   assert.ok(tag, 'registry:2 has no referrers API: the referrers tag was written');
+  const index = JSON.parse(Buffer.from(tag.bytes).toString()) as {
+    manifests: Array<{ digest: string; artifactType?: string }>;
+  };
+  assert.equal(index.manifests.length, 1);
+  assert.equal(index.manifests[0]!.artifactType, 'application/vnd.dev.sigstore.bundle.v0.3+json');
+  const referrer = await client.getManifest('team/bundle-sign', index.manifests[0]!.digest);
+  const doc = JSON.parse(Buffer.from(referrer.bytes).toString()) as { subject: unknown };
+  assert.deepEqual(doc.subject, { mediaType: img.mediaType, size: img.bytes.length, digest: img.digest });
+  assert.equal(
+    await client.getManifestIfExists('team/bundle-sign', `sha256-${img.digest.slice(7)}.sig`),
+    null,
+  );
   const v = await verify([`${host}/team/bundle-sign:v1`, '--key', key('bob', 'pub')]);
   assert.equal(v.code, 0, v.out + v.err);
   assert.match(v.out, /bundles: {4}1 Sigstore bundle referrer/);
+  // A bundle names no tag: under tag binding verify refuses it, and says how to sign.
+  const bound = await verify([`${host}/team/bundle-sign:v1`, '--key', key('bob', 'pub'), '--tag-binding']);
+  assert.equal(bound.code, 1, bound.out);
+  assert.match(bound.out, /tag-not-bound/);
+  // Signing again with the same key writes nothing; another key adds its own referrer.
+  const again = await sign([`${host}/team/bundle-sign:v1`, '--key', key('bob', 'key')]);
+  assert.equal(again.code, 0, again.err);
+  assert.match(
+    again.out,
+    /^already signed: .*team\/bundle-sign@sha256:[0-9a-f]{64} has a Sigstore bundle by this key\n$/,
+  );
+  const alice = await sign([`${host}/team/bundle-sign:v1`, '--key', key('alice', 'key')]);
+  assert.equal(alice.code, 0, alice.err);
+  const after = await client.getManifest('team/bundle-sign', `sha256-${img.digest.slice(7)}`);
+  assert.equal(
+    (JSON.parse(Buffer.from(after.bytes).toString()) as { manifests: unknown[] }).manifests.length,
+    2,
+  );
   const bad = await sign([`${host}/team/bundle-sign:v1`, '--key', key('bob', 'key'), '--format', 'cms']);
   assert.equal(bad.code, 2);
+  assert.match(bad.err, /--format is bundle, legacy or both/);
+});
+
+test('sign --format both: a .sig naming the tag and a bundle referrer; the verdict names the key once', async () => {
+  const img = await pushImage(client, 'team/both', 'v1', 'both');
+  const s = await sign([`${host}/team/both:v1`, '--key', key('alice', 'key'), '--format', 'both']);
+  assert.equal(s.code, 0, s.err);
+  assert.equal(s.err, '', 'no tag-binding note: the legacy signature names the tag');
+  assert.match(
+    s.out,
+    /^signed .* as .*team\/both:v1 .*in sha256-[0-9a-f]{64}\.sig\)\nsigned .*Sigstore bundle/,
+  );
+  assert.equal((await readSig('team/both', img.digest)).doc.layers.length, 1);
+  assert.ok(await client.getManifestIfExists('team/both', `sha256-${img.digest.slice(7)}`));
+  const v = await verify([`${host}/team/both:v1`, '--key', key('alice', 'pub'), '--tag-binding']);
+  assert.equal(v.code, 0, v.out + v.err);
+  assert.match(v.out, /TRUSTED: .* is signed by alice\n/);
 });
 
 test('an identical payload + signature is not added twice (Ed25519 is deterministic, same clock)', async () => {
   const img = await pushImage(client, 'team/dup', 'v1', 'dup');
   const now = new Date('2026-02-01T10:00:00Z');
-  assert.equal((await sign([`${host}/team/dup:v1`, '--key', key('bob', 'key')], PASS, now)).code, 0);
-  const again = await sign([`${host}/team/dup:v1`, '--key', key('bob', 'key')], PASS, now);
+  assert.equal(
+    (await sign([`${host}/team/dup:v1`, '--key', key('bob', 'key'), '--format', 'legacy'], PASS, now)).code,
+    0,
+  );
+  const again = await sign(
+    [`${host}/team/dup:v1`, '--key', key('bob', 'key'), '--format', 'legacy'],
+    PASS,
+    now,
+  );
   assert.equal(again.code, 0, again.err);
   assert.match(again.out, /^already signed: /);
   assert.equal((await readSig('team/dup', img.digest)).doc.layers.length, 1);
   const later = await sign(
-    [`${host}/team/dup:v1`, '--key', key('bob', 'key')],
+    [`${host}/team/dup:v1`, '--key', key('bob', 'key'), '--format', 'legacy'],
     PASS,
     new Date('2026-02-01T10:00:01Z'),
   );
@@ -249,7 +309,7 @@ test('an identical payload + signature is not added twice (Ed25519 is determinis
   assert.equal((await readSig('team/dup', img.digest)).doc.layers.length, 2);
 });
 
-test('sign by digest with --tag: the payload names REPO:T, then T points at the digest', async () => {
+test('sign by digest with --tag: both formats, the legacy payload names REPO:T, then T points at the digest', async () => {
   const img = await pushImage(client, 'team/bydigest', 'staging', 'digest');
   const r = await sign([
     `${host}/team/bydigest@${img.digest}`,
@@ -260,6 +320,9 @@ test('sign by digest with --tag: the payload names REPO:T, then T points at the 
   ]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, new RegExp(`tagged ${host}/team/bydigest:release -> ${img.digest}`));
+  // --tag asks for a signature naming the tag: without --format it writes both formats.
+  assert.match(r.out, /in sha256-[0-9a-f]{64}\.sig\)\nsigned .*\(Sigstore bundle in referrer sha256:/);
+  assert.ok(await client.getManifestIfExists('team/bydigest', `sha256-${img.digest.slice(7)}`));
   const tagged = await client.getManifest('team/bydigest', 'release');
   assert.deepEqual(Buffer.from(tagged.bytes), Buffer.from(img.bytes));
   const { doc } = await readSig('team/bydigest', img.digest);
@@ -273,7 +336,11 @@ test('sign by digest with --tag: the payload names REPO:T, then T points at the 
   assert.equal(v.code, 0, v.out);
   // Without a tag, the payload names the repository only (as cosign does).
   const img2 = await pushImage(client, 'team/bydigest', 'other', 'digest-2');
-  assert.equal((await sign([`${host}/team/bydigest@${img2.digest}`, '--key', key('alice', 'key')])).code, 0);
+  assert.equal(
+    (await sign([`${host}/team/bydigest@${img2.digest}`, '--key', key('alice', 'key'), '--format', 'legacy']))
+      .code,
+    0,
+  );
   const d2 = (await readSig('team/bydigest', img2.digest)).doc;
   const p2 = JSON.parse(
     Buffer.from(await client.getBlob('team/bydigest', d2.layers[0]!.digest)).toString(),
@@ -287,7 +354,14 @@ test('--recursive signs an index and every child; without it only the index', as
   const a = await pushImage(client, 'team/multi', 'a', 'child-a');
   const b = await pushImage(client, 'team/multi', 'b', 'child-b');
   const idx = await pushIndex(client, 'team/multi', 'v1', [a, b]);
-  const r = await sign([`${host}/team/multi:v1`, '--key', key('alice', 'key'), '--recursive']);
+  const r = await sign([
+    `${host}/team/multi:v1`,
+    '--key',
+    key('alice', 'key'),
+    '--recursive',
+    '--format',
+    'legacy',
+  ]);
   assert.equal(r.code, 0, r.err);
   assert.equal(r.out.split('\n').filter((l) => l.startsWith('signed ')).length, 3);
   for (const d of [idx.digest, a.digest, b.digest]) {
@@ -305,7 +379,10 @@ test('--recursive signs an index and every child; without it only the index', as
 
   const c = await pushImage(client, 'team/multi2', 'c', 'child-c');
   const idx2 = await pushIndex(client, 'team/multi2', 'v1', [c]);
-  assert.equal((await sign([`${host}/team/multi2:v1`, '--key', key('alice', 'key')])).code, 0);
+  assert.equal(
+    (await sign([`${host}/team/multi2:v1`, '--key', key('alice', 'key'), '--format', 'legacy'])).code,
+    0,
+  );
   assert.ok(await client.getManifestIfExists('team/multi2', `${idx2.digest.replace(':', '-')}.sig`));
   assert.equal(await client.getManifestIfExists('team/multi2', `${c.digest.replace(':', '-')}.sig`), null);
   const notIndex = await sign([`${host}/team/multi2:c`, '--key', key('alice', 'key'), '--recursive']);
@@ -332,12 +409,14 @@ test('sign refuses a wrong passphrase, a missing key, and a .sig tag holding som
     decoy.bytes,
     decoy.mediaType,
   );
-  const r = await sign([`${host}/team/refuse:v1`, '--key', key('alice', 'key')]);
+  const r = await sign([`${host}/team/refuse:v1`, '--key', key('alice', 'key'), '--format', 'both']);
   assert.equal(r.code, 1);
   assert.match(
     r.err,
     /refusing to replace team\/refuse:sha256-[0-9a-f]{64}\.sig: .* does not hold a cosign signature artifact/,
   );
+  // --format both writes the legacy signature first: the refusal stops it before any bundle.
+  assert.equal(await client.getManifestIfExists('team/refuse', `sha256-${img.digest.slice(7)}`), null);
   const usage = await sign([`${host}/team/refuse:v1`, '--key', key('alice', 'key'), '--tag', 'x']);
   assert.equal(usage.code, 2);
   assert.match(usage.err, /--tag needs REF by digest/);
@@ -358,7 +437,9 @@ test('sign and verify through HTTPS with mTLS and the token flow (--cert-dir, en
       mem.io,
     );
     assert.equal(code, 0, mem.err());
-    assert.ok(front.tokenRequests.length >= 2 && front.tokenRequests.every((t) => t.user === 'pub'));
+    // Signing (a bundle, the default) reads and writes with one pull,push token.
+    assert.ok(front.tokenRequests.length >= 1 && front.tokenRequests.every((t) => t.user === 'pub'));
+    assert.ok(front.tokenRequests.some((t) => t.scopes.includes('repository:secure/app:pull,push')));
     const vm = memoryIo(env);
     const vcode = await verifyCommand(
       [`${front.host}/secure/app:v1`, '--key', key('alice', 'pub'), '--cert-dir', certs.certDir],

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { CliIo } from '../../src/cli/registry-opts.js';
-import type { RegistryClient } from '../../src/registry/client.js';
+import type { RegistryClient } from '../../src/cli/registry-client.js';
 
 export const sha256 = (b: Uint8Array | string): string =>
   `sha256:${createHash('sha256').update(b).digest('hex')}`;

@@ -4,12 +4,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { verifyCommand, type VerifyReport } from '../../src/cli/verify.js';
 import { COSIGN_FIXTURES, sharedDir } from '../helpers/fixtures.js';
 import { makeTempDir } from '../helpers/stack.js';
 import { memoryIo } from './support.js';
+import { TestSigstore } from '../helpers/keyless-ca.js';
+import { buildCosignSignStatement } from '../../src/core/evidence/statement.js';
 
 const fx = (rel: string): string => path.join(sharedDir(), COSIGN_FIXTURES, rel);
 const KEY = fx('cosign.pub');
@@ -137,4 +140,138 @@ test('no signatures: no-signature; malformed inputs and missing files exit 2', a
   const usage = await run(['--manifest', fx('dir-img-cosign-valid/manifest.json'), '--key', KEY]);
   assert.equal(usage.code, 2);
   assert.match(usage.err, /--offline needs --manifest FILE and --repo REPO\n\nusage:/);
+});
+
+test('keyless: --bundle with --certificate-identity/--certificate-oidc-issuer and --trusted-root (a TEST Sigstore instance)', async () => {
+  const sigstore = new TestSigstore();
+  const dir = makeTempDir('verify-keyless');
+  const manifest = Buffer.from(
+    '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}',
+  );
+  const digest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
+  const files = {
+    manifest: path.join(dir, 'manifest.json'),
+    bundle: path.join(dir, 'sig.sigstore.json'),
+    root: path.join(dir, 'trusted_root.json'),
+  };
+  writeFileSync(files.manifest, manifest);
+  const subject = 'https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1';
+  const issuer = 'https://token.actions.githubusercontent.com';
+  writeFileSync(files.bundle, sigstore.dsseBundle(buildCosignSignStatement(digest), { issuer, subject }));
+  writeFileSync(files.root, JSON.stringify(sigstore.trustedRoot()));
+  const args = [
+    '--manifest',
+    files.manifest,
+    '--bundle',
+    files.bundle,
+    '--repo',
+    'prod/app',
+    '--trusted-root',
+    files.root,
+  ];
+  const ok = await run([...args, '--certificate-identity', subject, '--certificate-oidc-issuer', issuer]);
+  assert.equal(ok.code, 0, ok.out + ok.err);
+  assert.match(
+    ok.out,
+    /identities: issuer=https:\/\/token\.actions\.githubusercontent\.com subject=https:\/\/github\.com\/acme\/app/,
+  );
+  assert.match(
+    ok.out,
+    /TRUSTED: prod\/app@sha256:[0-9a-f]{64} is signed by https:\/\/github\.com\/acme\/app\/.*release\.yml@refs\/tags\/v1 \(issuer https:\/\/token\.actions\.githubusercontent\.com\)/,
+  );
+  const re = await run([
+    ...args,
+    '--certificate-identity-regexp',
+    'https://github\\.com/acme/.*',
+    '--certificate-oidc-issuer',
+    issuer,
+  ]);
+  assert.equal(re.code, 0, re.out);
+  // Another identity, another issuer: refused, naming the identity found and the one expected.
+  const wrong = await run([
+    ...args,
+    '--certificate-identity',
+    'https://github.com/acme/app/.github/workflows/x.yml@refs/heads/main',
+    '--certificate-oidc-issuer',
+    issuer,
+  ]);
+  assert.equal(wrong.code, 1);
+  assert.match(
+    wrong.out,
+    /REFUSED \(untrusted-identity\).*signed by https:\/\/github\.com\/acme\/app\/\.github\/workflows\/release\.yml@refs\/tags\/v1 .*expected: issuer=.* subject=https:\/\/github\.com\/acme\/app\/\.github\/workflows\/x\.yml/,
+  );
+  const wrongIssuer = await run([
+    ...args,
+    '--certificate-identity',
+    subject,
+    '--certificate-oidc-issuer',
+    'https://accounts.google.com',
+  ]);
+  assert.equal(wrongIssuer.code, 1);
+  assert.match(wrongIssuer.out, /untrusted-identity/);
+  // Usage: a regexp and an exact value together; an identity without a trusted root.
+  const both = await run([
+    ...args,
+    '--certificate-identity',
+    subject,
+    '--certificate-identity-regexp',
+    '.*',
+    '--certificate-oidc-issuer',
+    issuer,
+  ]);
+  assert.equal(both.code, 2);
+  assert.match(both.err, /exactly one of --certificate-identity and --certificate-identity-regexp/);
+  const noRoot = await run([
+    '--manifest',
+    files.manifest,
+    '--bundle',
+    files.bundle,
+    '--repo',
+    'prod/app',
+    '--certificate-identity',
+    subject,
+    '--certificate-oidc-issuer',
+    issuer,
+  ]);
+  assert.equal(noRoot.code, 2);
+  assert.match(noRoot.err, /needs --trusted-root/);
+});
+
+test('keyless: the real cosign v3 attestation bundle verifies its identity but is refused as a signature', async () => {
+  const dir = makeTempDir('verify-keyless-att');
+  // The subject of the fixture is go-containerregistry's empty.Image; any bytes stand in for the
+  // manifest here: the statement is judged (attestation) before its digest.
+  const manifest = path.join(dir, 'manifest.json');
+  writeFileSync(manifest, '{}');
+  const r = await run([
+    '--manifest',
+    manifest,
+    '--repo',
+    'repo',
+    '--bundle',
+    path.join(sharedDir(), 'fixtures/cosign/oci-attestation.sigstore.json'),
+    '--trusted-root',
+    path.join(sharedDir(), 'fixtures/cosign/trusted_root_pgi.json'),
+    '--certificate-identity',
+    'cody@soyland.com',
+    '--certificate-oidc-issuer',
+    'https://github.com/login/oauth',
+  ]);
+  assert.equal(r.code, 1, r.out + r.err);
+  assert.match(r.out, /REFUSED \(attestation-not-signature\)/);
+  const other = await run([
+    '--manifest',
+    manifest,
+    '--repo',
+    'repo',
+    '--bundle',
+    path.join(sharedDir(), 'fixtures/cosign/oci-attestation.sigstore.json'),
+    '--trusted-root',
+    path.join(sharedDir(), 'fixtures/cosign/trusted_root_pgi.json'),
+    '--certificate-identity',
+    'someone@else.example',
+    '--certificate-oidc-issuer',
+    'https://github.com/login/oauth',
+  ]);
+  assert.match(other.out, /REFUSED \(untrusted-identity\).*cody@soyland\.com/);
 });

@@ -17,7 +17,7 @@ import {
 import { MEDIA_TYPE_OCI_EMPTY } from '../../src/core/referrers.js';
 import { IN_TOTO_PAYLOAD_TYPE } from '../../src/core/evidence/statement.js';
 import { startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
-import { pushBlob, pushManifest, pushRandomImage } from '../helpers/registry-direct.js';
+import { direct, pushBlob, pushManifest, pushRandomImage } from '../helpers/registry-direct.js';
 import { signDirect } from '../helpers/sign.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -102,6 +102,49 @@ describe('e2e: Sigstore bundle signatures as OCI 1.1 referrers', { timeout: 180_
       );
       assert.equal(v, 0, checked.out() + checked.err());
       assert.match(checked.out(), /bundles: {4}1 Sigstore bundle referrer/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('trustgate sign with a key not (yet) trusted: the bundle is written and listed, the image stays refused', async () => {
+    // Before the fix, sign probed the referrers API with a pull-only token after the push; the
+    // subject did not verify, so the probe was refused (403) and sign failed after writing.
+    const repo = 'bundle/untrusted-cli';
+    const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'trustgate-bundle-cli-'));
+    try {
+      const keyFile = path.join(dir, 'stranger.key');
+      writeFileSync(keyFile, encryptCosignKey(stranger.pkcs8Der, 'pw'));
+      writeFileSync(path.join(dir, 'ca.crt'), stack.gate.ca);
+      const conn = ['--ca-file', path.join(dir, 'ca.crt'), '--username', 'publisher'];
+      const signed = memoryIo({ TRUSTGATE_KEY_PASSPHRASE: 'pw', TRUSTGATE_PASSWORD: USERS.publisher });
+      const code = await signCommand(
+        [`${stack.gate.host}/${repo}@${img.digest}`, '--key', keyFile, ...conn],
+        signed.io,
+      );
+      assert.equal(code, 0, signed.err());
+      // Recorded by trustgate (the referrers tag it keeps), and signing again finds it.
+      const tag = await direct(
+        stack.registry.url,
+        'GET',
+        `/v2/${repo}/manifests/sha256-${img.digest.slice(7)}`,
+        undefined,
+        {
+          accept: MEDIA_TYPES.ociIndex,
+        },
+      );
+      assert.equal(tag.status, 200, tag.body.toString());
+      assert.equal((JSON.parse(tag.body.toString()) as { manifests: unknown[] }).manifests.length, 1);
+      const again = memoryIo({ TRUSTGATE_KEY_PASSPHRASE: 'pw', TRUSTGATE_PASSWORD: USERS.publisher });
+      assert.equal(
+        await signCommand([`${stack.gate.host}/${repo}@${img.digest}`, '--key', keyFile, ...conn], again.io),
+        0,
+        again.err(),
+      );
+      assert.match(again.out(), /^already signed: .* has a Sigstore bundle by this key\n$/);
+      const r = await stack.pull(repo, 'v1');
+      assert.equal(r.status, 403, r.body.toString());
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

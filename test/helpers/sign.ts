@@ -11,6 +11,8 @@ export interface SignOptions {
   storeIn?: string;
   /** Overrides the digest named in the payload (for mismatch tests). */
   payloadDigest?: string;
+  /** Signs instead of `key` (keyless: returns the signature and the layer's certificate annotations). */
+  signWith?: (payload: Buffer) => { signature: string; annotations: Record<string, string> };
 }
 
 /**
@@ -31,7 +33,8 @@ export async function signDirect(
       manifestDigest: o.payloadDigest ?? digest,
     }),
   );
-  const signature = Buffer.from(signPayload(key, payload)).toString('base64');
+  const custom = o.signWith?.(payload);
+  const signature = custom?.signature ?? Buffer.from(signPayload(key, payload)).toString('base64');
   const payloadDigest = await pushBlob(registryUrl, store, payload);
   const config = Buffer.from('{}');
   const configDigest = await pushBlob(registryUrl, store, config);
@@ -45,7 +48,7 @@ export async function signDirect(
     mediaType: MEDIA_TYPES.cosignSimpleSigning,
     digest: payloadDigest,
     size: payload.length,
-    annotations: { [COSIGN_SIGNATURE_ANNOTATION]: signature },
+    annotations: { [COSIGN_SIGNATURE_ANNOTATION]: signature, ...custom?.annotations },
   });
   const manifest = Buffer.from(
     JSON.stringify({

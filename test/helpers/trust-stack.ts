@@ -7,7 +7,7 @@ import { generateKeyPair } from '../../src/core/signature/sign.js';
 import { MEDIA_TYPES } from '../../src/core/manifest.js';
 import type { TrustRule } from '../../src/config/schema.js';
 import { startRegistry, type RegistryHandle } from './stack.js';
-import { startTestGate, type TestGate } from './trustgate.js';
+import { startTestGate, type TestGate, type TestGateOptions } from './trustgate.js';
 import { bearer, getToken, request, type Reply } from './http.js';
 
 /** Every manifest type a modern client accepts. */
@@ -39,6 +39,7 @@ export interface TrustStack {
 
 export async function startTrustStack(
   trustRules: Array<Partial<TrustRule> & { repos: string[] }> = [{ repos: ['**'], keys: ['release'] }],
+  gateOptions: Pick<TestGateOptions, 'sigstore' | 'trustedRoot'> = {},
 ): Promise<TrustStack> {
   const release = generateKeyPair('ecdsa-p256');
   const registry = await startRegistry();
@@ -48,6 +49,7 @@ export async function startTrustStack(
     policy: { access: [{ repos: ['**'], pull: ['consumer', 'publisher'], push: ['publisher'], delete: [] }] },
     trustRules,
     trustedKeys: { release: release.publicKeyPem },
+    ...gateOptions,
   });
   const token = (repo: string, user: User = 'consumer'): Promise<string> =>
     getToken(gate.url, gate.ca, user, USERS[user], [

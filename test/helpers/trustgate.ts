@@ -16,14 +16,20 @@ export interface TestGateOptions {
   trustRules?: Array<Partial<TrustRule> & { repos: string[] }>;
   /** name -> PEM public key, written to the trusted keys directory. */
   trustedKeys?: Record<string, string>;
+  /** A Sigstore trusted_root.json (its JSON value), written to a file named by trust.trustedRoot. */
+  trustedRoot?: unknown;
   /** Request client certificates signed by the test CA. */
   mtls?: boolean;
+  /** More names for the server certificate (besides localhost and 127.0.0.1). */
+  certHosts?: string[];
   redisUrl?: string;
   /** Share a trusted-keys directory between gates (replicas); default: a fresh one. */
   keysDir?: string;
   /** Share the token signing keys between gates (replicas); default: a fresh one. */
   tokenKeyDir?: string;
   extra?: Record<string, unknown>;
+  /** trust.sigstore sources (Sigstore trusted roots: files, TUF repositories). */
+  sigstore?: unknown[];
   /** Use this logger (e.g. to capture audit events); default: silent unless TRUSTGATE_TEST_LOG. */
   logger?: Logger;
   /** Configure an (empty) robots file, so robots can be added through the admin API. */
@@ -53,7 +59,7 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'trustgate-test-'));
   const certs = await generateDevCertificates({
     dir: path.join(dir, 'certs'),
-    hosts: ['localhost', '127.0.0.1'],
+    hosts: ['localhost', '127.0.0.1', ...(o.certHosts ?? [])],
     clientNames: o.mtls ? ['build-01'] : [],
   });
   const certDir = path.join(dir, 'skopeo-certs');
@@ -85,7 +91,12 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
       ...(o.robots ? { robotsFile: robotsFileFor(dir) } : {}),
     },
     policy: { admins: [], groups: {}, access: [], ...o.policy },
-    trust: { keysDir, rules: o.trustRules ?? [] },
+    trust: {
+      keysDir,
+      rules: o.trustRules ?? [],
+      ...(o.sigstore ? { sigstore: o.sigstore } : {}),
+      ...(o.trustedRoot !== undefined ? { trustedRoot: trustedRootFile(dir, o.trustedRoot) } : {}),
+    },
     cache: {
       negativeTtlSeconds: 1,
       ...(o.redisUrl ? { redisUrl: o.redisUrl, hmacSecret: 'x'.repeat(32) } : {}),
@@ -121,6 +132,12 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+function trustedRootFile(dir: string, root: unknown): string {
+  const f = path.join(dir, 'trusted_root.json');
+  writeFileSync(f, JSON.stringify(root));
+  return f;
 }
 
 function robotsFileFor(dir: string): string {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseResponseHead } from '../../src/registry/direct-reader.js';
+import { parseResponseHead } from '../../src/registry/http1.js';
 
 const ok = 'HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 12';
 

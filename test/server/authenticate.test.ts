@@ -7,6 +7,7 @@ import type http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ClientCaAnchors } from '../../src/auth/mtls.js';
 import { loadOrCreateTokenKeys } from '../../src/auth/token-keys.js';
 import { TokenService } from '../../src/auth/tokens.js';
 import { compilePolicy, type Policy } from '../../src/core/policy.js';
@@ -33,7 +34,12 @@ describe('Authenticator', () => {
       refreshTtlSeconds: 600,
     });
     policy = withAccess(['alice']);
-    auth = new Authenticator({ tokens, policy: () => policy, mtlsIdentity: 'CN' });
+    auth = new Authenticator({
+      tokens,
+      policy: () => policy,
+      mtlsIdentity: 'CN',
+      clientCa: new ClientCaAnchors(),
+    });
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 

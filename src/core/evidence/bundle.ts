@@ -36,6 +36,8 @@ import { verifyEd25519Either, verifySignature } from '../signature/verify.js';
 import { keyUsability, type TrustedKey } from '../trusted-key.js';
 import { checkSignStatement, IN_TOTO_PAYLOAD_TYPE } from './statement.js';
 import type { SigstoreTrustedRoot } from './trusted-root.js';
+import { describeIdentity, type CertificateIdentity, type IdentityMatcher } from './identity.js';
+import { verifyKeyless } from './keyless.js';
 
 /** Bundle media types read. */
 export const BUNDLE_MEDIA_TYPES: readonly string[] = [
@@ -65,7 +67,13 @@ export interface BundleVerifyOptions {
    * (and then every entry present must verify), and ignored when none is.
    */
   tlog: TlogPolicy;
-  /** From loadTrustedRoot (trusted-root.ts). */
+  /**
+   * The trusted roots (each from loadTrustedRoot, trusted-root.ts): Rekor keys for the log entries
+   * of key-based bundles, and everything a keyless bundle is verified against (Fulcio CAs, CT logs,
+   * Rekor, TSAs). A bundle verifies when one root verifies all of it.
+   */
+  trustedRoots?: readonly SigstoreTrustedRoot[];
+  /** One root: the same as `trustedRoots: [trustedRoot]` (both may be given; they are joined). */
   trustedRoot?: SigstoreTrustedRoot;
   now: Date;
   /** Default MAX_BUNDLE_BYTES. */
@@ -84,6 +92,8 @@ export interface BundleInput {
   artifact?: Uint8Array;
   /** Keys trusted for this repository (already selected by policy). */
   keys: readonly TrustedKey[];
+  /** Keyless identities trusted for this repository (compileIdentityRules, identity.ts). */
+  identities?: readonly IdentityMatcher[];
 }
 
 export type BundleFailureReason =
@@ -97,7 +107,13 @@ export type BundleFailureReason =
   | 'revoked-key'
   | 'expired-key'
   | 'tlog-missing'
-  | 'tlog-invalid';
+  | 'tlog-invalid'
+  // keyless (keyless.ts, identity.ts)
+  | 'untrusted-identity'
+  | 'certificate-invalid'
+  | 'timestamp-invalid'
+  | 'signature-invalid'
+  | 'no-trusted-root';
 
 /**
  * How informative a failure is, on the scale of evaluateTrust's FAILURE_RANK (trust.ts) so that
@@ -107,23 +123,48 @@ export const BUNDLE_FAILURE_RANK: Readonly<Record<BundleFailureReason, number>> 
   'digest-mismatch': 9,
   'attestation-not-signature': 8.5,
   'tlog-invalid': 6.5,
+  'certificate-invalid': 6.4,
+  'timestamp-invalid': 6.3,
+  'signature-invalid': 6.2,
   'malformed-signature': 6,
   'tlog-missing': 5.5,
   'revoked-key': 5,
   'expired-key': 4,
   'malformed-bundle': 3,
   'unsupported-bundle': 2.5,
+  'no-trusted-root': 2.45,
+  // A verified certificate of someone not trusted: says who signed, so above untrusted-key.
+  'untrusted-identity': 2.4,
   'untrusted-key': 2,
   'no-signature': 1,
 };
 
-/** A trusted key that made a valid signature; the threshold counts distinct `identity` values. */
+/**
+ * A trusted key, or a trusted keyless identity, that made a valid signature; the threshold counts
+ * distinct `identity` values.
+ */
 export interface BundleSigner {
+  kind: 'key' | 'identity';
+  /** The key's name, or `subject (issuer …)` for a certificate identity. */
   name: string;
-  /** TrustedKey.identity, or the name. */
+  /** TrustedKey.identity, or the name; for a certificate `oidc:<issuer> <subject>`. */
   identity: string;
-  /** `sha256:<hex>` of the key's SPKI (publicKeyFingerprint), for counting distinct key material. */
+  /**
+   * `sha256:<hex>` of the key's SPKI (publicKeyFingerprint), for counting distinct key material;
+   * for a certificate the same `oidc:<issuer> <subject>` (short-lived keys are not the signer).
+   */
   fingerprint: string;
+  /** Keyless only: the verified certificate, as data (issuer, subject, GitHub claims, times). */
+  certificate?: VerifiedCertificate;
+}
+
+/** A verified Fulcio certificate (keyless.ts): who it names and when it signed. */
+export interface VerifiedCertificate {
+  identity: CertificateIdentity;
+  signingTimes: Date[];
+  certificateDigest: string;
+  /** The identity rules it matched (their descriptions). */
+  matched: string[];
 }
 
 export type BundleVerdict =
@@ -332,16 +373,17 @@ function sigstoreContent(c: SignedContent, bundle: Bundle, strictOk: boolean): S
 }
 
 /**
- * Verifies the bundle's transparency-log entries against the trusted root with @sigstore/verify's
+ * Verifies the bundle's transparency-log entries against the trusted roots with @sigstore/verify's
  * Verifier: each entry's SET and/or inclusion proof + checkpoint, and its body against this
  * signature. The signing key is the trusted key that already verified (`keyObject`); timestamps
- * are not used (Policy: key validity is judged at `now`, as for the legacy format).
+ * are not used (Policy: key validity is judged at `now`, as for the legacy format). One root must
+ * verify every entry.
  */
 function verifyTlog(
   bundle: Bundle,
   content: SignedContent,
   keyObject: KeyObject,
-  root: SigstoreTrustedRoot,
+  roots: readonly SigstoreTrustedRoot[],
   required: boolean,
 ): Failure | 'verified' | 'absent' {
   const entries: TransparencyLogEntry[] = bundle.verificationMaterial.tlogEntries;
@@ -360,16 +402,23 @@ function verifyTlog(
     tlogEntries: entries,
     timestamps: [],
   };
-  const verifier = new Verifier(
-    { ...root.material, publicKey: () => ({ publicKey: keyObject, validFor: () => true }) },
-    { tlogThreshold: required ? 1 : 0, ctlogThreshold: 0, timestampThreshold: 0 },
-  );
-  try {
-    verifier.verify(entity);
-  } catch (err) {
-    return failure('tlog-invalid', `its transparency-log entry does not verify: ${(err as Error).message}`);
+  let first: Failure | undefined;
+  for (const root of roots) {
+    const verifier = new Verifier(
+      { ...root.material, publicKey: () => ({ publicKey: keyObject, validFor: () => true }) },
+      { tlogThreshold: required ? 1 : 0, ctlogThreshold: 0, timestampThreshold: 0 },
+    );
+    try {
+      verifier.verify(entity);
+      return 'verified';
+    } catch (err) {
+      first ??= failure(
+        'tlog-invalid',
+        `its transparency-log entry does not verify: ${(err as Error).message}`,
+      );
+    }
   }
-  return 'verified';
+  return first!;
 }
 
 /**
@@ -384,14 +433,19 @@ function verifyBundleSignature(k: TrustedKey, message: Uint8Array, sig: Uint8Arr
   return verifySignature(k.key, message, sig);
 }
 
+/** The trusted roots of the options, `trustedRoots` and `trustedRoot` joined. */
+export function rootsOf(
+  options: Pick<BundleVerifyOptions, 'trustedRoot' | 'trustedRoots'>,
+): SigstoreTrustedRoot[] {
+  return [...(options.trustedRoots ?? []), ...(options.trustedRoot ? [options.trustedRoot] : [])];
+}
+
 function validateOptions(input: BundleInput, options: BundleVerifyOptions): number {
   if (options.tlog !== 'required' && options.tlog !== 'optional') {
     throw new TypeError(`tlog must be 'required' or 'optional', got ${JSON.stringify(options.tlog)}`);
   }
-  if (options.tlog === 'required' && options.trustedRoot === undefined) {
-    throw new TypeError("tlog 'required' needs a trustedRoot to verify the entries against");
-  }
-  if (options.trustedRoot !== undefined && options.trustedRoot.kind !== 'sigstore-trusted-root') {
+  const roots = rootsOf(options);
+  if (roots.some((r) => r.kind !== 'sigstore-trusted-root')) {
     throw new TypeError('trustedRoot must come from loadTrustedRoot');
   }
   if (!(options.now instanceof Date) || Number.isNaN(options.now.getTime()))
@@ -410,14 +464,6 @@ function validateOptions(input: BundleInput, options: BundleVerifyOptions): numb
 }
 
 /**
- * Verifies one Sigstore bundle as signature evidence for `input.digest`.
- *
- * Order (each step only on what the previous one authenticated): size → strict JSON and shape →
- * @sigstore/bundle validation → key material (public key only) → content → the signature under the
- * rule's keys (the bundle's key hint only orders them) → key usability → the signed statement →
- * transparency-log entries.
- */
-/**
  * True when the bytes are a structurally valid bundle (size, strict JSON, known fields only, one
  * content, @sigstore/bundle's checks), whoever signed it. Used to decide whether a blob may be
  * served as a bundle layer: nothing else is admitted that way.
@@ -434,11 +480,24 @@ export function isWellFormedBundle(bytes: Uint8Array): boolean {
   }
 }
 
-export function verifyBundle(input: BundleInput, options: BundleVerifyOptions): BundleVerdict {
-  const maxBytes = validateOptions(input, options);
-  const { digest, keys, now } = { ...input, now: options.now };
-  const digestHex = digest.slice('sha256:'.length);
+/** A bundle whose signature, signer and log entries verified; its DSSE payload not yet judged. */
+export interface VerifiedSigstoreBundle {
+  ok: true;
+  signers: BundleSigner[];
+  content: 'dsse' | 'message-signature';
+  mediaType: string;
+  /** `verified`: at least one Rekor entry verified against a trusted root; `ignored`: no root given. */
+  tlog: 'verified' | 'absent' | 'ignored';
+  /** DSSE: the payload type and the payload, verified but not interpreted. */
+  payloadType?: string;
+  payload?: Uint8Array;
+}
 
+/** Parses and checks the bundle up to its content; shared by both signer kinds. */
+function parseBundle(
+  input: BundleInput,
+  maxBytes: number,
+): Failure | { bundle: Bundle; mediaType: string; content: SignedContent } {
   if (input.bundle.length > maxBytes) {
     return failure(
       'malformed-bundle',
@@ -453,7 +512,6 @@ export function verifyBundle(input: BundleInput, options: BundleVerifyOptions): 
   }
   const shape = checkShape(doc);
   if (typeof shape !== 'string') return shape;
-  const mediaType = shape;
   let bundle: Bundle;
   try {
     bundle = bundleFromJSON(doc);
@@ -462,24 +520,74 @@ export function verifyBundle(input: BundleInput, options: BundleVerifyOptions): 
     const extra = Array.isArray(fields) && fields.length > 0 ? ` (${fields.join(', ')})` : '';
     return failure('malformed-bundle', `${(err as Error).message}${extra}`);
   }
+  const content = signedContent(bundle, input, input.digest.slice('sha256:'.length));
+  if ('ok' in content) return content;
+  return { bundle, mediaType: shape, content };
+}
 
-  const material = bundle.verificationMaterial.content;
-  // Policy: key-based bundles only for now; a Fulcio certificate (keyless) needs identity rules,
-  // which trustgate does not have yet. Never fall back to the certificate's key.
-  if (material.$case !== 'publicKey') {
+/**
+ * Keyless: the certificate verified against a trusted root (keyless.ts), then its identity
+ * matched against the identities trusted for the repository.
+ */
+function verifyKeylessSigner(
+  bundle: Bundle,
+  content: SignedContent,
+  input: BundleInput,
+  roots: readonly SigstoreTrustedRoot[],
+): Failure | BundleSigner[] {
+  const messageDigest =
+    bundle.content.$case === 'messageSignature'
+      ? bundle.content.messageSignature.messageDigest?.digest
+      : undefined;
+  const v = verifyKeyless(
+    bundle,
+    {
+      kind: content.kind,
+      signedBytes: content.signedBytes,
+      signature: content.signature,
+      ...(content.payload ? { payload: content.payload } : {}),
+      ...(messageDigest ? { messageDigest } : {}),
+    },
+    roots,
+  );
+  if (!v.ok) return failure(v.reason, `its certificate does not verify: ${v.detail}`);
+  const identities = input.identities ?? [];
+  const matched = identities.filter((m) => m.matches(v.identity));
+  if (matched.length === 0) {
+    const expected = identities.length > 0 ? identities.map((m) => m.description).join('; ') : 'none';
     return failure(
-      'unsupported-bundle',
-      'keyless (certificate) bundles are not supported yet; sign with a key',
+      'untrusted-identity',
+      `it is signed by ${describeIdentity(v.identity)}, which is not an identity trusted for this repository (expected: ${expected})`,
     );
   }
+  const identity = `oidc:${v.identity.issuer} ${v.identity.subject}`;
+  return [
+    {
+      kind: 'identity',
+      name: describeIdentity(v.identity),
+      identity,
+      fingerprint: identity,
+      certificate: {
+        identity: v.identity,
+        signingTimes: v.signingTimes,
+        certificateDigest: v.certificateDigest,
+        matched: matched.map((m) => m.description),
+      },
+    },
+  ];
+}
 
-  const content = signedContent(bundle, input, digestHex);
-  if ('ok' in content) return content;
-
+/** Key-based: the signature under the rule's keys, the keys' usability, then the log entries. */
+function verifyKeySigner(
+  content: SignedContent,
+  input: BundleInput,
+  hint: string,
+  now: Date,
+): Failure | { signers: BundleSigner[]; usable: TrustedKey[] } {
+  const { keys } = input;
   // Policy: the key hint is only a selector. Keys whose SPKI sha256 (base64, as cosign writes it)
   // equals the hint are tried first, then every other key of the rule; authorisation comes from
   // the signature alone.
-  const hint = material.publicKey.hint;
   const fingerprints = new Map(keys.map((k) => [k, publicKeyFingerprint(k.key)]));
   const hintOf = (k: TrustedKey): string =>
     Buffer.from(fingerprints.get(k)!.slice('sha256:'.length), 'hex').toString('base64');
@@ -505,40 +613,118 @@ export function verifyBundle(input: BundleInput, options: BundleVerifyOptions): 
         : `it is signed by key ${k.name}, which is not valid at ${now.toISOString()}`,
     );
   }
-  const names = usable.map((k) => k.name).join(', ');
+  return {
+    usable,
+    signers: usable.map((k) => ({
+      kind: 'key',
+      name: k.name,
+      identity: k.identity ?? k.name,
+      fingerprint: fingerprints.get(k)!,
+    })),
+  };
+}
 
-  if (content.kind === 'dsse') {
-    const check = checkSignStatement(content.payload!, digest);
-    if (!check.ok) return failure(check.reason, `key ${names} signed it, but ${check.detail}`);
+/**
+ * Verifies one Sigstore bundle's signature, signer and log entries; `statement` judges a DSSE
+ * payload once the signer is trusted (before the log entries, which cost the most).
+ *
+ * Order (each step only on what the previous one authenticated): size → strict JSON and shape →
+ * @sigstore/bundle validation → content → the signer: for a public key, the signature under the
+ * rule's keys (the key hint only orders them) and key usability; for a certificate, the whole
+ * keyless verification (keyless.ts) and the identity rules → the statement → for a public key,
+ * the transparency-log entries.
+ */
+function verifyInternal(
+  input: BundleInput,
+  options: BundleVerifyOptions,
+  statement: (payload: Uint8Array, signers: string) => Failure | undefined,
+): Failure | VerifiedSigstoreBundle {
+  const maxBytes = validateOptions(input, options);
+  const roots = rootsOf(options);
+  const parsed = parseBundle(input, maxBytes);
+  if ('ok' in parsed) return parsed;
+  const { bundle, mediaType, content } = parsed;
+  const material = bundle.verificationMaterial.content;
+  const base = {
+    ok: true as const,
+    content: content.kind,
+    mediaType,
+    ...(content.kind === 'dsse' && bundle.content.$case === 'dsseEnvelope'
+      ? { payloadType: bundle.content.dsseEnvelope.payloadType, payload: content.payload! }
+      : {}),
+  };
+
+  if (material.$case !== 'publicKey') {
+    // Policy: a certificate is judged by its identity only, never by its key matching a trusted
+    // key (a rule's keys never admit a keyless bundle, and identities never a key-signed one).
+    const signers = verifyKeylessSigner(bundle, content, input, roots);
+    if (!Array.isArray(signers)) return signers;
+    if (content.kind === 'dsse') {
+      const f = statement(content.payload!, signers.map((s) => s.name).join(', '));
+      if (f) return f;
+    }
+    return { ...base, signers, tlog: 'verified' };
   }
 
+  const keyed = verifyKeySigner(content, input, material.publicKey.hint, options.now);
+  if ('ok' in keyed) return keyed;
+  const names = keyed.usable.map((k) => `key ${k.name}`).join(', ');
+  if (content.kind === 'dsse') {
+    const f = statement(content.payload!, names);
+    if (f) return f;
+  }
   let tlog: 'verified' | 'absent' | 'ignored' = 'ignored';
-  if (options.trustedRoot !== undefined) {
+  if (roots.length > 0) {
     // Policy: with a trusted root, every entry present must verify, even when the rule makes them
     // optional: a forged entry is refused, never skipped. Without one, entries are ignored (never
     // trusted as they come), which tlog 'required' does not allow (validateOptions).
     const keyObject = createPublicKey({
-      key: Buffer.from(publicKeySpkiDer(usable[0]!.key)),
+      key: Buffer.from(publicKeySpkiDer(keyed.usable[0]!.key)),
       format: 'der',
       type: 'spki',
     });
-    const t = verifyTlog(bundle, content, keyObject, options.trustedRoot, options.tlog === 'required');
+    const t = verifyTlog(bundle, content, keyObject, roots, options.tlog === 'required');
     if (typeof t !== 'string') return t;
     tlog = t;
+  } else if (options.tlog === 'required') {
+    // Policy: a rule that requires a transparency-log entry, with no trusted root available (a
+    // TUF source that never verified, issue 15), fails closed; the signature was checked first,
+    // so a bundle from an untrusted key is refused for that instead.
+    return failure(
+      'no-trusted-root',
+      `${names} signed it, but this repository requires a transparency-log entry and no Sigstore trusted root is available to verify it (trust.sigstore: no source has a valid root)`,
+    );
   }
+  return { ...base, signers: keyed.signers, tlog };
+}
 
-  const signers = usable.map((k) => ({
-    name: k.name,
-    identity: k.identity ?? k.name,
-    fingerprint: fingerprints.get(k)!,
-  }));
+/**
+ * Verifies a Sigstore bundle (key-based or keyless) without interpreting a DSSE payload: for
+ * callers with their own statement policy (attestations). A message signature is verified over
+ * `input.artifact`.
+ */
+export function verifySigstoreBundle(
+  input: BundleInput,
+  options: BundleVerifyOptions,
+): VerifiedSigstoreBundle | Extract<BundleVerdict, { ok: false }> {
+  return verifyInternal(input, options, () => undefined);
+}
+
+/** Verifies one Sigstore bundle as signature evidence for `input.digest`. */
+export function verifyBundle(input: BundleInput, options: BundleVerifyOptions): BundleVerdict {
+  const v = verifyInternal(input, options, (payload, names) => {
+    const check = checkSignStatement(payload, input.digest);
+    return check.ok ? undefined : failure(check.reason, `${names} signed it, but ${check.detail}`);
+  });
+  if (!v.ok) return v;
+  const who = v.signers.map((s) => s.name).join(', ');
   return {
     ok: true,
     reason: 'signed',
-    signers,
-    content: content.kind,
-    mediaType,
-    tlog,
-    message: `${digest} is signed by ${names} (Sigstore bundle, ${content.kind === 'dsse' ? 'DSSE' : 'message signature'}, tlog ${tlog})`,
+    signers: v.signers,
+    content: v.content,
+    mediaType: v.mediaType,
+    tlog: v.tlog,
+    message: `${input.digest} is signed by ${who} (Sigstore bundle, ${v.content === 'dsse' ? 'DSSE' : 'message signature'}, tlog ${v.tlog})`,
   };
 }

@@ -16,6 +16,7 @@ import {
   BUNDLE_FAILURE_RANK,
   MAX_BUNDLE_BYTES,
   verifyBundle,
+  verifySigstoreBundle,
   type BundleInput,
   type BundleVerdict,
   type BundleVerifyOptions,
@@ -28,6 +29,8 @@ import {
   type BundleSigner,
 } from '../../../src/core/evidence/bundle-writer.js';
 import { COSIGN_SIGN_PREDICATE_TYPE, IN_TOTO_PAYLOAD_TYPE } from '../../../src/core/evidence/statement.js';
+import { certificateIdentity, compileIdentityRules } from '../../../src/core/evidence/identity.js';
+import { X509Certificate } from '@sigstore/core';
 import { loadTrustedRoot, TrustedRootError } from '../../../src/core/evidence/trusted-root.js';
 import { parsePublicKeyDer, parsePublicKeyPem, type PublicKey } from '../../../src/core/signature/keys.js';
 import { verifyEd25519ph, verifyEd25519Pure } from '../../../src/core/signature/verify.js';
@@ -136,6 +139,63 @@ function keylessCase(bundle: Buffer): boolean {
   }
 }
 
+const CONF_IDENTITY =
+  'https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main';
+const CONF_ISSUER = 'https://token.actions.githubusercontent.com';
+const conformance = { passedAsExpected: 0, failedAsExpected: 0 };
+
+/** True when the in-toto statement names the artifact's sha256 among its subjects. */
+function statementNames(payload: Uint8Array, artifact: Uint8Array): boolean {
+  const st = JSON.parse(Buffer.from(payload).toString('utf8')) as {
+    subject?: Array<{ digest?: Record<string, string> }>;
+  };
+  const hex = sha256(artifact).slice(7);
+  return (st.subject ?? []).some((s) => s.digest?.['sha256'] === hex);
+}
+
+/**
+ * Each _fail case must fail for its own reason (its README): the reason verifySigstoreBundle gives.
+ * Cases refused before verification (trusted root refused) are not listed.
+ */
+const CONFORMANCE_REASONS: Record<string, string> = {
+  'bundle-empty-certificate-chain_fail': 'malformed-bundle',
+  'bundle-invalid-base64-signature_fail': 'malformed-bundle',
+  'bundle-malformed-json_fail': 'malformed-bundle',
+  'bundle-unknown-version_fail': 'malformed-bundle',
+  'bundle-with-root-cert_fail': 'certificate-invalid',
+  'checkpoint-bad-keyhint_fail': 'tlog-invalid',
+  'checkpoint-wrong-roothash_fail': 'tlog-invalid',
+  'dsse-mismatch-envelope_fail': 'tlog-invalid',
+  'dsse-mismatch-sig_fail': 'tlog-invalid',
+  'inclusion-proof-corrupted-hash_fail': 'tlog-invalid',
+  'integrated-time-in-future_fail': 'certificate-invalid',
+  'intoto-expired-certificate_fail': 'certificate-invalid',
+  'intoto-missing-inclusion-proof_fail': 'malformed-bundle',
+  'intoto-set-outside-signing-cert-validity_fail': 'certificate-invalid',
+  'invalid-checkpoint-signature_fail': 'tlog-invalid',
+  // The old proof carries no checkpoint, which a v0.2 bundle requires.
+  'invalid-inclusion-proof_fail': 'malformed-bundle',
+  'managed-key-no-key_fail': 'untrusted-key',
+  'managed-key-wrong-key_fail': 'untrusted-key',
+  'rekor2-checkpoint-missing-log-signature_fail': 'tlog-invalid',
+  'rekor2-checkpoint-missing-root-hash_fail': 'tlog-invalid',
+  'rekor2-checkpoint-missing-size_fail': 'tlog-invalid',
+  'rekor2-checkpoint-no-matching-signature_fail': 'tlog-invalid',
+  'rekor2-dsse-mismatch-envelope_fail': 'tlog-invalid',
+  'rekor2-dsse-mismatch-sig_fail': 'tlog-invalid',
+  'rekor2-no-inclusion-proof_fail': 'malformed-bundle',
+  'rekor2-no-timestamp_fail': 'timestamp-invalid',
+  'rekor2-timestamp-outside-tsa-cert-validity_fail': 'timestamp-invalid',
+  'rekor2-timestamp-payload-mismatch_fail': 'timestamp-invalid',
+  'rekor2-timestamp-untrusted-tsa-without-embedded-cert_fail': 'timestamp-invalid',
+  'rekor2-timestamp-with-incorrect-time_fail': 'certificate-invalid',
+  // The log entry (checked before the signature, as @sigstore/verify orders it) holds the true signature.
+  'signature-mismatch_fail': 'tlog-invalid',
+  'wrong-hashedrekord-artifact_fail': 'tlog-invalid',
+  'wrong-hashedrekord-entry_fail': 'tlog-invalid',
+  'wrong-material_fail': 'digest-mismatch',
+};
+
 const cases = readdirSync(CONF, { withFileTypes: true })
   .filter((d) => d.isDirectory())
   .map((d) => d.name)
@@ -153,23 +213,14 @@ for (const c of cases) {
   const rootBytes = caseFile(c, 'trusted_root.json');
   const keyless = keylessCase(bundle);
 
-  if (keyless && !mustFail) {
-    test(
-      `conformance ${c}: verifies (keyless)`,
-      {
-        todo: 'keyless (Fulcio certificate) bundles wait for the keyless-identity issue; key-based only for now',
-      },
-      () => {},
-    );
-    continue;
-  }
-  test(`conformance ${c}: ${mustFail ? 'fails' : 'verifies'}${keyless ? ' (keyless: refused as unsupported until the keyless issue)' : ''}`, () => {
+  test(`conformance ${c}: ${mustFail ? 'fails' : 'verifies'}${keyless ? ' (keyless)' : ''}`, () => {
     let root;
     try {
       root = rootBytes === undefined ? PUBLIC_GOOD_ROOT : loadTrustedRoot(rootBytes);
     } catch (err) {
       assert.ok(mustFail, `trusted root refused: ${(err as Error).message}`);
       assert.ok(err instanceof TrustedRootError);
+      conformance.failedAsExpected++;
       return;
     }
     let keys: TrustedKey[] = [];
@@ -182,20 +233,48 @@ for (const c of cases) {
         keys = [stranger.trusted()];
       }
     }
-    const v = verifyBundle(
-      { bundle, digest: sha256(artifact), artifact, keys },
+    // The case's expected identity (its `identity` / `issuer` files, else the conformance defaults), exact.
+    const identities = compileIdentityRules([
+      {
+        issuer: caseFile(c, 'issuer')?.toString('utf8').trim() ?? CONF_ISSUER,
+        subject: caseFile(c, 'identity')?.toString('utf8').trim() ?? CONF_IDENTITY,
+      },
+    ]);
+    const v = verifySigstoreBundle(
+      { bundle, digest: sha256(artifact), artifact, keys, identities },
       { tlog: 'required', trustedRoot: root, now: NOW },
     );
+    // A DSSE bundle's artifact is its in-toto statement's subject.
+    const ok = v.ok && (v.content !== 'dsse' || statementNames(v.payload!, artifact));
+    const expected = CONFORMANCE_REASONS[c];
     if (mustFail) {
-      assert.equal(v.ok, false, `${c} must fail`);
-      if (keyless && v.ok === false) {
-        assert.ok(['unsupported-bundle', 'malformed-bundle'].includes(v.reason), v.message);
+      assert.equal(ok, false, `${c} must fail`);
+      if (expected !== undefined) {
+        assert.equal(v.ok, false, `${c}: expected ${expected}`);
+        if (!v.ok) assert.equal(v.reason, expected, v.message);
       }
+      conformance.failedAsExpected++;
     } else {
-      assert.equal(v.ok, true, v.message);
+      assert.equal(ok, true, v.ok ? 'statement subject mismatch' : v.message);
+      if (v.ok && keyless) {
+        assert.equal(v.signers[0]!.kind, 'identity');
+        assert.equal(
+          v.signers[0]!.certificate!.identity.subject,
+          caseFile(c, 'identity')?.toString('utf8').trim() ?? CONF_IDENTITY,
+        );
+      }
+      conformance.passedAsExpected++;
     }
   });
 }
+
+test('conformance: counts', () => {
+  // Runs after the cases above (node:test runs top-level tests in order).
+  console.log(
+    `sigstore-conformance bundle-verify (shared part): ${conformance.passedAsExpected} passed as expected, ${conformance.failedAsExpected} failed as expected, 0 wrong (a wrong one fails its test)`,
+  );
+  assert.equal(conformance.passedAsExpected + conformance.failedAsExpected, cases.length);
+});
 
 test('conformance managed-key-and-trusted-root: key, hashedrekord 0.0.1 with SET and inclusion proof verified against its root', () => {
   const c = 'managed-key-and-trusted-root';
@@ -339,28 +418,153 @@ test('sigstore-go dsse-2sigs: a DSSE envelope with two signatures is refused', (
   assert.match(v.message, /exactly one signature/);
 });
 
-for (const f of [
-  'dsse.sigstore.json',
-  'othername.sigstore.json',
-  'sigstore.js@2.0.0-provenance.sigstore.json',
-]) {
-  test(`sigstore-go ${f}: keyless, refused as unsupported for now`, () => {
-    expectFail(
-      verifyBundle(
-        { bundle: readShared(`fixtures/sigstore-go/bundles/${f}`), digest: DIGEST, keys: [ec.trusted()] },
-        noRoot,
-      ),
-      'unsupported-bundle',
+const GO_ROOT = loadTrustedRoot(readShared('fixtures/sigstore-go/trusted-roots/public-good.json'));
+const SIGSTORE_JS_RELEASE =
+  'https://github.com/sigstore/sigstore-js/.github/workflows/release.yml@refs/heads/main';
+const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
+
+test('sigstore-go sigstore.js@2.0.0-provenance: keyless, verifies with its real identity against public good; refused for another identity or issuer; never a signature', () => {
+  const bundle = readShared('fixtures/sigstore-go/bundles/sigstore.js@2.0.0-provenance.sigstore.json');
+  const digest = DIGEST; // DSSE: the digest is only used for message signatures and the statement.
+  const run = (identities: Parameters<typeof compileIdentityRules>[0], roots = [GO_ROOT]) =>
+    verifySigstoreBundle(
+      { bundle, digest, keys: [], identities: compileIdentityRules(identities) },
+      {
+        tlog: roots.length > 0 ? 'required' : 'optional',
+        trustedRoots: roots,
+        now: NOW,
+      },
     );
-  });
-}
-test(
-  'sigstore-go keyless bundles verify against their roots (othername, sigstore.js provenance)',
-  {
-    todo: 'keyless identities (Fulcio SAN + issuer rules) are the keyless issue',
-  },
-  () => {},
-);
+  for (const root of [GO_ROOT, PUBLIC_GOOD_ROOT]) {
+    const v = run([{ issuer: GITHUB_ISSUER, subject: SIGSTORE_JS_RELEASE }], [root]);
+    assert.equal(v.ok, true, v.ok ? '' : v.message);
+    if (v.ok) {
+      const cert = v.signers[0]!.certificate!;
+      assert.equal(cert.identity.subject, SIGSTORE_JS_RELEASE);
+      assert.equal(cert.identity.issuer, GITHUB_ISSUER);
+      assert.equal(cert.identity.subjectType, 'uri');
+      assert.equal(cert.identity.github.repository, 'sigstore/sigstore-js');
+      assert.equal(cert.identity.github.workflowRef, 'refs/heads/main');
+      assert.equal(cert.identity.github.trigger, 'push');
+      assert.match(cert.identity.github.sha ?? '', /^[0-9a-f]{40}$/);
+      assert.equal(v.payloadType, IN_TOTO_PAYLOAD_TYPE);
+      assert.equal(cert.signingTimes.length, 1);
+    }
+  }
+  // An anchored regular expression over the same identity; GitHub claims pinned.
+  const re = run([
+    {
+      issuerRegExp: 'https://token\\.actions\\.githubusercontent\\.com',
+      subjectRegExp:
+        'https://github\\.com/sigstore/sigstore-js/\\.github/workflows/release\\.yml@refs/heads/.*',
+      github: { repository: 'sigstore/sigstore-js', workflowRef: 'refs/heads/main' },
+    },
+  ]);
+  assert.equal(re.ok, true, re.ok ? '' : re.message);
+  // Another subject (sigstore-go's BadSANValue), another issuer, a claim that differs, an unanchored prefix.
+  for (const rule of [
+    { issuer: GITHUB_ISSUER, subject: 'BadSANValue' },
+    { issuer: 'https://accounts.google.com', subject: SIGSTORE_JS_RELEASE },
+    { issuer: GITHUB_ISSUER, subject: SIGSTORE_JS_RELEASE, github: { repository: 'acme/app' } },
+    { issuer: GITHUB_ISSUER, subjectRegExp: 'https://github\\.com/sigstore' },
+  ]) {
+    const v = run([rule]);
+    expectFail(v as BundleVerdict, 'untrusted-identity');
+    assert.match(
+      v.ok ? '' : v.message,
+      /signed by https:\/\/github\.com\/sigstore\/sigstore-js\/.*release\.yml@refs\/heads\/main \(issuer https:\/\/token\.actions\.githubusercontent\.com\)/,
+    );
+    assert.match(v.ok ? '' : v.message, /expected: issuer/);
+  }
+  // No trusted root: refused.
+  expectFail(
+    run([{ issuer: GITHUB_ISSUER, subject: SIGSTORE_JS_RELEASE }], []) as BundleVerdict,
+    'no-trusted-root',
+  );
+  // A root that does not hold its Fulcio CA (the scaffolding one): refused.
+  const scaffolding = loadTrustedRoot(readShared('fixtures/sigstore-go/trusted-roots/scaffolding.json'));
+  expectFail(
+    run([{ issuer: GITHUB_ISSUER, subject: SIGSTORE_JS_RELEASE }], [scaffolding]) as BundleVerdict,
+    'certificate-invalid',
+  );
+  // Both roots: the one that verifies wins.
+  assert.equal(
+    run([{ issuer: GITHUB_ISSUER, subject: SIGSTORE_JS_RELEASE }], [scaffolding, GO_ROOT]).ok,
+    true,
+  );
+  // As an image signature: an SLSA provenance attestation is never a signature.
+  expectFail(
+    verifyBundle(
+      {
+        bundle,
+        digest,
+        keys: [],
+        identities: compileIdentityRules([{ issuer: GITHUB_ISSUER, subject: SIGSTORE_JS_RELEASE }]),
+      },
+      { tlog: 'required', trustedRoot: GO_ROOT, now: NOW },
+    ),
+    'attestation-not-signature',
+  );
+});
+
+test('sigstore-go examples/bundle-provenance.json: v0.1 with leaf, intermediate and the trusted root itself: verifies (the root is the trusted one)', () => {
+  const v = verifySigstoreBundle(
+    {
+      bundle: readShared('fixtures/sigstore-go/examples/bundle-provenance.json'),
+      digest: DIGEST,
+      keys: [],
+      identities: compileIdentityRules([{ issuer: GITHUB_ISSUER, subject: SIGSTORE_JS_RELEASE }]),
+    },
+    { tlog: 'required', trustedRoot: GO_ROOT, now: NOW },
+  );
+  assert.equal(v.ok, true, v.ok ? '' : v.message);
+});
+
+test('sigstore-go dsse.sigstore.json: an email identity (GitHub OAuth) with SET only, verified and matched by email', () => {
+  const bundle = readShared('fixtures/sigstore-go/bundles/dsse.sigstore.json');
+  const v = verifySigstoreBundle(
+    {
+      bundle,
+      digest: DIGEST,
+      keys: [],
+      identities: compileIdentityRules([
+        { issuer: 'https://github.com/login/oauth', subject: 'brian@dehamer.com' },
+      ]),
+    },
+    { tlog: 'required', trustedRoot: GO_ROOT, now: NOW },
+  );
+  assert.equal(v.ok, true, v.ok ? '' : v.message);
+  if (v.ok) assert.equal(v.signers[0]!.certificate!.identity.subjectType, 'email');
+});
+
+test('sigstore-go othername.sigstore.json: the username otherName SAN and issuer are read; the message signature needs the artifact bytes', () => {
+  const doc = JSON.parse(readShared('fixtures/sigstore-go/bundles/othername.sigstore.json').toString('utf8'));
+  const cert = X509Certificate.parse(Buffer.from(doc.verificationMaterial.certificate.rawBytes, 'base64'));
+  const id = certificateIdentity(cert);
+  assert.ok(typeof id !== 'string', String(id));
+  if (typeof id !== 'string') {
+    assert.equal(id.subject, 'foo!oidc.local');
+    assert.equal(id.subjectType, 'othername');
+    assert.equal(id.issuer, 'http://oidc.local:8080');
+    assert.equal(
+      compileIdentityRules([{ issuer: 'http://oidc.local:8080', subject: 'foo!oidc.local' }])[0]!.matches(id),
+      true,
+    );
+    assert.equal(
+      compileIdentityRules([{ issuer: 'http://oidc.local:8080', subject: 'foo@oidc.local' }])[0]!.matches(id),
+      false,
+    );
+  }
+  // Upstream verifies by digest; trustgate verifies a message signature over the bytes it serves.
+  const digest = 'sha256:bc103b4a84971ef6459b294a2b98568a2bfb72cded09d4acd1e16366a401f95b';
+  expectFail(
+    verifyBundle(
+      { bundle: readShared('fixtures/sigstore-go/bundles/othername.sigstore.json'), digest, keys: [] },
+      noRoot,
+    ),
+    'unsupported-bundle',
+  );
+});
 
 test('sigstore-go examples/bundle-publish.json: npm publish attestation, key-signed: an attestation, not a signature', () => {
   const bundle = readShared('fixtures/sigstore-go/examples/bundle-publish.json');
@@ -377,30 +581,40 @@ test('sigstore-go examples/bundle-publish.json: npm publish attestation, key-sig
 
 // ---- cosign -------------------------------------------------------------------------------------
 
-test('cosign oci-attestation.sigstore.json (v3 attestation, keyless): refused; its statement re-signed with a key is an attestation', () => {
+test('cosign oci-attestation.sigstore.json (v3 attestation, keyless): verifies as an attestation with trusted_root_pgi.json for cody@soyland.com; never a signature', () => {
   const raw = readShared('fixtures/cosign/oci-attestation.sigstore.json');
   const subject = 'sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4';
+  const pgi = loadTrustedRoot(readShared('fixtures/cosign/trusted_root_pgi.json'));
+  const opts = { tlog: 'required', trustedRoot: pgi, now: NOW } as const;
+  const any = compileIdentityRules([{ issuerRegExp: '.*', subjectRegExp: '.*' }]);
+  const v = verifySigstoreBundle({ bundle: raw, digest: subject, keys: [], identities: any }, opts);
+  assert.equal(v.ok, true, v.ok ? '' : v.message);
+  if (v.ok) {
+    assert.equal(v.signers[0]!.certificate!.identity.subject, 'cody@soyland.com');
+    assert.equal(v.signers[0]!.certificate!.identity.issuer, 'https://github.com/login/oauth');
+  }
+  // cosign's "wrong" subject regexp: refused, naming what was found.
+  const wrong = verifySigstoreBundle(
+    {
+      bundle: raw,
+      digest: subject,
+      keys: [],
+      identities: compileIdentityRules([{ issuerRegExp: '.*', subjectRegExp: 'wrong' }]),
+    },
+    opts,
+  );
+  expectFail(wrong as BundleVerdict, 'untrusted-identity');
+  assert.match(wrong.ok ? '' : wrong.message, /cody@soyland\.com/);
+  // As a signature of its subject: an attestation, never a signature.
+  const sig = verifyBundle({ bundle: raw, digest: subject, keys: [ec.trusted()], identities: any }, opts);
+  expectFail(sig, 'attestation-not-signature');
+  assert.match(sig.message, /cosign\.sigstore\.dev\/attestation\/v1/);
+  // A key never admits a keyless bundle (the certificate's key is not looked at).
   expectFail(
-    verifyBundle({ bundle: raw, digest: subject, keys: [ec.trusted()] }, noRoot),
-    'unsupported-bundle',
+    verifyBundle({ bundle: raw, digest: subject, keys: [ec.trusted()] }, opts),
+    'untrusted-identity',
   );
-  // The same real cosign statement (predicateType https://cosign.sigstore.dev/attestation/v1), signed by a trusted key.
-  const doc = JSON.parse(raw.toString('utf8'));
-  const payload = new Uint8Array(Buffer.from(doc.dsseEnvelope.payload, 'base64'));
-  const v = verifyBundle(
-    { bundle: enc(dsseBundle(null, ec.signer, { raw: payload })), digest: subject, keys: [ec.trusted()] },
-    noRoot,
-  );
-  expectFail(v, 'attestation-not-signature');
-  assert.match(v.message, /cosign\.sigstore\.dev\/attestation\/v1/);
 });
-test(
-  'cosign oci-attestation.sigstore.json verifies as an attestation with trusted_root_pgi.json',
-  {
-    todo: 'keyless issue; it must still never count as a signature',
-  },
-  () => {},
-);
 
 test('cosign trusted_root_pgi.json and the public-good root load; a root without tlogs is refused', () => {
   const pgi = loadTrustedRoot(readShared('fixtures/cosign/trusted_root_pgi.json'));
@@ -700,7 +914,7 @@ test('malformed input: size, JSON strictness, fields, base64, media types, conte
   ]) {
     expectFail(verify(enc({ ...good, mediaType: mt }), k), 'malformed-bundle');
   }
-  // Keyless material: not supported yet.
+  // Keyless material that is no certificate: refused as malformed, never read as a key.
   const { publicKey: _pk, ...vmRest } = good.verificationMaterial;
   expectFail(
     verify(
@@ -710,7 +924,7 @@ test('malformed input: size, JSON strictness, fields, base64, media types, conte
       }),
       k,
     ),
-    'unsupported-bundle',
+    'malformed-bundle',
   );
   // Too many tlog entries.
   expectFail(
@@ -749,11 +963,19 @@ test('message signatures over the manifest (cosign sign-blob shape): verified ov
 
 test('options are validated at once with a TypeError', () => {
   const bundle = buildCosignSignBundle(DIGEST, ec.signer);
-  assert.throws(() => verify(bundle, [], { tlog: 'required' }), TypeError);
   assert.throws(() => verify(bundle, [], { tlog: 'maybe' as never }), TypeError);
   assert.throws(() => verify(bundle, [], { now: new Date(NaN) }), TypeError);
   assert.throws(() => verifyBundle({ bundle, digest: 'sha256:xyz', keys: [] }, noRoot), TypeError);
   assert.throws(() => verify(bundle, [], {}, { artifact: enc({ not: 'it' }) }), TypeError);
+});
+
+test('tlog required with no trusted root available: fails closed (no-trusted-root), after the signature check', () => {
+  const bundle = buildCosignSignBundle(DIGEST, ec.signer);
+  const v = verify(bundle, [ec.trusted()], { tlog: 'required' });
+  expectFail(v, 'no-trusted-root');
+  assert.match(v.message, /no Sigstore trusted root is available/);
+  // A bundle from a key nobody trusts is refused for that, not for the missing root.
+  expectFail(verify(bundle, [stranger.trusted()], { tlog: 'required' }), 'untrusted-key');
 });
 
 test('failure ranks cover every reason and keep evaluateTrust order (digest-mismatch highest, untrusted-key low)', () => {

@@ -1,9 +1,10 @@
 /**
- * A small Docker Registry HTTP API v2 client for the CLI (`trustgate sign | verify | copy`).
+ * A small Docker Registry HTTP API v2 client for the CLI (`trustgate sign | verify | copy`), the
+ * other side of trustgate: the proxy's own client of registry:2 is src/registry/upstream.ts.
  *
  * Decision: node:http(s) with one keep-alive Agent per client rather than fetch. Node's global fetch
  * can only take a custom CA or a client certificate per client through undici's Dispatcher, and
- * undici is not a dependency; https.Agent takes `ca`, `cert`, `key` and `rejectUnauthorized` directly.
+ * undici is not a dependency (the proxy measured it and kept its own reader: docs/security-model.md); https.Agent takes `ca`, `cert`, `key` and `rejectUnauthorized` directly.
  *
  * Talks to trustgate (HTTPS, Docker token auth, optional mTLS) and to a plain registry:2 on loopback.
  */
@@ -11,28 +12,22 @@ import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import type { Readable } from 'node:stream';
-import { MEDIA_TYPES, digestOf, isValidDigest, parseManifest } from '../core/manifest.js';
+import {
+  MANIFEST_ACCEPT,
+  MAX_MANIFEST_BYTES,
+  MEDIA_TYPES,
+  digestOf,
+  isValidDigest,
+  parseManifest,
+} from '../core/manifest.js';
 import { ADMIN_SCOPE } from '../core/scope.js';
 
-/** Policy: manifests larger than registry:2's own limit (4 MiB) are refused, not buffered. */
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_ADMIN_BODY_BYTES = 16 * 1024 * 1024;
 /** Default cap for getBlob: it is for small blobs (signature payloads, configs). */
 export const DEFAULT_MAX_BLOB_BYTES = 4 * 1024 * 1024;
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const MAX_TOKEN_BODY_BYTES = 1024 * 1024;
 const MAX_REDIRECTS = 5;
-
-/**
- * Policy: the Accept header of every manifest GET names the schema2/OCI types and never schema1, so
- * registry:2 neither converts a tag to schema1 (new digest) nor collapses an index to one child.
- */
-export const MANIFEST_ACCEPT = [
-  MEDIA_TYPES.ociManifest,
-  MEDIA_TYPES.ociIndex,
-  MEDIA_TYPES.dockerManifest,
-  MEDIA_TYPES.dockerManifestList,
-];
 
 export interface RegistryClientOptions {
   /** `https://host:port`; `http://` only for a loopback host. */
@@ -643,13 +638,18 @@ export class RegistryClient {
    * The OCI 1.1 referrers of `digest` (trustgate serves this API over registry:2): the digests it
    * lists; undefined from a registry without the API (404).
    */
-  async getReferrers(repo: string, digest: string): Promise<string[] | undefined> {
+  async getReferrers(
+    repo: string,
+    digest: string,
+    opts: { forPush?: boolean } = {},
+  ): Promise<string[] | undefined> {
     const operation = `GET referrers ${repo}@${digest}`;
     const r = await this.requestFollow({
       method: 'GET',
       url: `/v2/${encodeRepo(repo)}/referrers/${digest}`,
       headers: { accept: MEDIA_TYPES.ociIndex },
-      scopes: [pullScope(repo)],
+      // trustgate lists the referrers of an unsigned digest only to a token that grants push.
+      scopes: [opts.forPush === true ? pushScope(repo) : pullScope(repo)],
       operation,
     });
     if (r.status === 404) {
@@ -665,8 +665,13 @@ export class RegistryClient {
   }
 
   /** GET a small blob whole; its bytes must hash to `digest`. */
-  async getBlob(repo: string, digest: string, maxBytes = DEFAULT_MAX_BLOB_BYTES): Promise<Uint8Array> {
-    const { stream } = await this.openBlob(repo, digest);
+  async getBlob(
+    repo: string,
+    digest: string,
+    maxBytes = DEFAULT_MAX_BLOB_BYTES,
+    opts: { forPush?: boolean } = {},
+  ): Promise<Uint8Array> {
+    const { stream } = await this.openBlob(repo, digest, opts);
     const bytes = new Uint8Array(await readAll(stream, maxBytes, `blob ${digest}`));
     const got = digestOf(bytes, digest);
     if (got !== digest) {
@@ -681,12 +686,16 @@ export class RegistryClient {
   }
 
   /** Opens a blob as a stream (for copying large blobs; the receiving registry checks the digest). */
-  async openBlob(repo: string, digest: string): Promise<{ stream: http.IncomingMessage; size?: number }> {
+  async openBlob(
+    repo: string,
+    digest: string,
+    opts: { forPush?: boolean } = {},
+  ): Promise<{ stream: http.IncomingMessage; size?: number }> {
     const operation = `GET blob ${repo}@${digest}`;
     const r = await this.requestFollow({
       method: 'GET',
       url: `/v2/${encodeRepo(repo)}/blobs/${checkDigest(digest)}`,
-      scopes: [pullScope(repo)],
+      scopes: [opts.forPush === true ? pushScope(repo) : pullScope(repo)],
       operation,
     });
     if (r.status !== 200) return this.fail(r, operation);

@@ -8,7 +8,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startRegistry, makeTempDir, type RegistryHandle } from '../helpers/stack.js';
-import { RegistryClient, RegistryError, normalizeScopes, parseChallenge } from '../../src/registry/client.js';
+import {
+  RegistryClient,
+  RegistryError,
+  normalizeScopes,
+  parseChallenge,
+} from '../../src/cli/registry-client.js';
 import {
   makeCerts,
   pushImage,
