@@ -450,6 +450,9 @@ class RelaySink implements Sink<RelayResult> {
   }
 
   onHeaders(head: Head): void {
+    // Policy: a registry failure is never relayed (its body names storage paths): handed back
+    // before a byte went out, the general path answers it with trustgate's own error.
+    if (head.status >= 500) throw new Unsupported(`registry answered ${head.status}`);
     if (head.status === 416) {
       // registry:2 (2.8) declares the whole blob's length on a 416 and sends a few bytes of text:
       // relayed as it is, the client would wait for bytes that never come.
