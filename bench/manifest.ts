@@ -5,9 +5,10 @@
  *    manifest by tag and by digest through trustgate (enforce mode, Ed25519 key, token auth),
  *    through nginx (tuned variant, TLS) and from registry:2 directly (plain http); RUNS
  *    alternating rounds; medians of requests/s, p50 and p99.
- * 2. Verification latency: VERIFY_IMAGES freshly signed images; the first GET of each (cold:
- *    signature fetch plus verify) and the second (warm: cached verdict), sequential, keep-alive;
- *    medians.
+ * 2. Verification latency: VERIFY_IMAGES freshly signed images per evidence format (a legacy
+ *    `.sig` signature, or a cosign 3 bundle referrer listed in the referrers tag); the first GET of
+ *    each (cold: evidence fetch plus verify) and the second (warm: cached verdict), sequential,
+ *    keep-alive; medians.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/manifest.js
  */
@@ -17,6 +18,8 @@ import path from 'node:path';
 import { generateKeyPair } from '../src/core/signature/sign.js';
 import { startRegistry } from '../test/helpers/stack.js';
 import { pushManifest, pushRandomImage } from '../test/helpers/registry-direct.js';
+import { buildCosignSignBundle, bundleSignerFor } from '../src/core/evidence/bundle-writer.js';
+import { pushBundleReferrer } from './lib/manifest-load.js';
 import { writeFileSync } from 'node:fs';
 import { signDirect } from '../test/helpers/sign.js';
 import { TestSigstore, toPem } from '../test/helpers/keyless-ca.js';
@@ -101,7 +104,7 @@ const KEYLESS_ID = {
 async function main(): Promise<void> {
   const runs = envInt('RUNS', 3, 1, 20);
   const seconds = envInt('WRK_SECONDS', 5, 1, 60);
-  const verifyImages = envInt('VERIFY_IMAGES', 30, 1, 500);
+  const verifyImages = envInt('VERIFY_IMAGES', 30, 0, 500);
   await withCleanup(async (defer) => {
     const env = await benchEnv('manifest');
     defer(env.cleanup);
@@ -179,11 +182,19 @@ async function main(): Promise<void> {
       rotate,
       `local i = math.random(${TAGS})\nrequest = function()\n  i = i % ${TAGS} + 1\n  return wrk.format(nil, "/v2/bench/app/manifests/t" .. (i - 1))\nend\n`,
     );
-    const refs = { tag: 'v1', tags: 't0', digest: img.digest };
+    // BENCH_TARGETS=trustgate,nginx-tuned and BENCH_REFS=tags narrow a run while iterating.
+    const onlyTargets = process.env['BENCH_TARGETS']?.split(',');
+    const onlyRefs = process.env['BENCH_REFS']?.split(',');
+    const refs = Object.fromEntries(
+      Object.entries({ tag: 'v1', tags: 't0', digest: img.digest }).filter(
+        ([k]) => !onlyRefs || onlyRefs.includes(k),
+      ),
+    );
     const results = new Map<string, WrkResult[]>();
     for (let round = 0; round < runs; round++) {
       for (const [refName, ref] of Object.entries(refs)) {
         for (const t of targets) {
+          if (onlyTargets && !onlyTargets.includes(t.name)) continue;
           const pids: Record<string, number> = { registry: registry.pid };
           if (t.pid !== undefined) pids['proxy'] = t.pid;
           const r = wrk(
@@ -254,40 +265,55 @@ async function main(): Promise<void> {
       ]),
     );
 
-    // Cold versus warm verification: fresh signed images, first and second GET of each.
+    // Cold versus warm verification: fresh signed images, first and second GET of each, in both
+    // key-based evidence formats, alternating (legacy, bundle, legacy, …) so drift is shared.
     const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
     defer(() => agent.destroy());
-    const cold: number[] = [];
-    const warm: number[] = [];
+    const formats = ['legacy', 'bundle'] as const;
+    const latency = Object.fromEntries(
+      formats.map((f) => [f, { cold: [] as number[], warm: [] as number[] }]),
+    );
+    const bundleSigner = bundleSignerFor(key.pkcs8Der);
     for (let i = 0; i < verifyImages; i++) {
-      const repo = `bench/v${i}`;
-      const im = await pushRandomImage(registry.url, repo, 'v1', 1, 1024);
-      await signDirect(registry.url, repo, im.digest, key.pkcs8Der, { dockerReference: `localhost/${repo}` });
-      const t = await fetchToken(tg.url, env.ca, files.creds, repo);
-      const h = { accept: ACCEPT, authorization: `Bearer ${t}` };
-      const url = `${tg.url}/v2/${repo}/manifests/${im.digest}`;
-      await get(
-        `${tg.url}/v2/bench/app/manifests/v1`,
-        env.ca,
-        { ...h, authorization: `Bearer ${tokenRes}` },
-        agent,
-      );
-      cold.push(await get(url, env.ca, h, agent));
-      warm.push(await get(url, env.ca, h, agent));
+      for (const format of formats) {
+        const repo = `bench/${format}${i}`;
+        const im = await pushRandomImage(registry.url, repo, 'v1', 1, 1024);
+        if (format === 'legacy') {
+          await signDirect(registry.url, repo, im.digest, key.pkcs8Der, {
+            dockerReference: `localhost/${repo}`,
+          });
+        } else {
+          await pushBundleReferrer(registry.url, repo, im, buildCosignSignBundle(im.digest, bundleSigner));
+        }
+        const t = await fetchToken(tg.url, env.ca, files.creds, repo);
+        const h = { accept: ACCEPT, authorization: `Bearer ${t}` };
+        const url = `${tg.url}/v2/${repo}/manifests/${im.digest}`;
+        await get(
+          `${tg.url}/v2/bench/app/manifests/v1`,
+          env.ca,
+          { ...h, authorization: `Bearer ${tokenRes}` },
+          agent,
+        );
+        latency[format]!.cold.push(await get(url, env.ca, h, agent));
+        latency[format]!.warm.push(await get(url, env.ca, h, agent));
+      }
     }
     console.log(
-      `\nverification latency through trustgate, ${verifyImages} fresh signed images (Ed25519), ms`,
+      `\nverification latency through trustgate, ${verifyImages} fresh signed images per format (Ed25519), ms`,
     );
+    const row = (name: string, xs: number[]): string[] => [
+      name,
+      fmt(median(xs), 2),
+      fmt(Math.min(...xs), 2),
+      fmt(Math.max(...xs), 2),
+    ];
     console.log(
       table([
         ['', 'median', 'min', 'max'],
-        [
-          'cold (fetch .sig + payload, verify)',
-          fmt(median(cold), 2),
-          fmt(Math.min(...cold), 2),
-          fmt(Math.max(...cold), 2),
-        ],
-        ['warm (cached verdict)', fmt(median(warm), 2), fmt(Math.min(...warm), 2), fmt(Math.max(...warm), 2)],
+        row('cold, legacy (fetch .sig + payload, verify)', latency['legacy']!.cold),
+        row('cold, bundle (fetch referrers + bundle, verify)', latency['bundle']!.cold),
+        row('warm, legacy (cached verdict)', latency['legacy']!.warm),
+        row('warm, bundle (cached verdict)', latency['bundle']!.warm),
       ]),
     );
 

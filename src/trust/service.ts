@@ -215,6 +215,29 @@ export class TrustService {
     return { ...base, ...outcome, cached };
   }
 
+  /**
+   * Starts fetching and verifying the evidence of `digest` before its manifest has arrived, for a
+   * pull by digest whose verdict is not cached: the evidence depends on the digest alone, so the
+   * registry reads of both run at once. `verify` then joins this computation (single flight);
+   * nothing is decided here. A failure is left for `verify` to report (or for nobody, when the
+   * manifest turns out to need no evidence).
+   */
+  prefetch(repo: string, digest: string): void {
+    const epoch = this.epoch();
+    const rule = this.o.ruleFor(repo);
+    if (rule.mode === 'off') return;
+    const keys = this.o.keyring.snapshot.keys;
+    const roots = this.roots();
+    const key = `v:${epoch}:${repo}:${digest}`;
+    if (this.inflight.has(key)) return;
+    void (async () => {
+      const cached = (await this.o.cache.get(key)) as CachedVerdict | undefined;
+      // A cached verdict (even a stale refusal, which verify re-checks itself) needs no prefetch.
+      if (isCachedVerdict(cached) || this.inflight.has(key)) return;
+      await this.singleFlight(key, () => this.compute(repo, digest, rule, keys, roots, epoch), false);
+    })().catch(() => undefined);
+  }
+
   /** Records that the children of a verified index may be served by digest in this repository. */
   async admitChildren(
     repo: string,
