@@ -17,6 +17,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev && npm cache clean --force
 COPY --from=build /app/dist/src ./dist/src
+# The Sigstore public-good TUF root and trusted-root snapshot (docs/operating.md, "Sigstore trusted roots").
+COPY config/sigstore ./config/sigstore
 USER node
 EXPOSE 5443
 ENTRYPOINT ["node", "dist/src/cli/main.js"]

@@ -22,6 +22,8 @@ commands:
   exceptions list|add|remove   manage vulnerability exceptions of attestation gates (admin API)
   users list|add|remove        manage users through the admin API
   robots add|remove            manage robot accounts through the admin API
+  sigstore refresh --out DIR [--mirror URL|DIR] [--root FILE]
+                               fetch a Sigstore trusted root through TUF from a pinned root
   help                         this text
 Run \`trustgate <command> --help\` for the options of sign, verify and copy.
 `;
@@ -72,6 +74,10 @@ const commands: Record<string, Command> = {
   robots: async (argv) => {
     const { robotsCommand } = await import('./admin.js');
     return robotsCommand(argv);
+  },
+  sigstore: async (argv) => {
+    const { sigstoreCommand } = await import('./sigstore.js');
+    return sigstoreCommand(argv);
   },
   help: async () => {
     process.stdout.write(USAGE);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import YAML, { isMap, isScalar, isSeq, LineCounter, type Document, type ErrorCode, type Node } from 'yaml';
 import { z } from 'zod';
 import { isSecretKey } from '../core/redact.js';
-import { configSchema, type Config } from './schema.js';
+import { configSchema, isMirrorUrl, type Config } from './schema.js';
 
 /**
  * Environment overrides: secrets and ports can come from the environment so that config files
@@ -113,6 +113,20 @@ function resolvePaths(c: Config, baseDir: string): Config {
       keysDir: r(c.trust.keysDir),
       exceptionsFile: r(c.trust.exceptionsFile),
       ...(c.trust.trustedRoot ? { trustedRoot: r(c.trust.trustedRoot) } : {}),
+      sigstore: c.trust.sigstore.map((s) => ({
+        ...s,
+        ...(s.trustedRoot !== undefined ? { trustedRoot: r(s.trustedRoot) } : {}),
+        ...(s.tuf
+          ? {
+              tuf: {
+                ...s.tuf,
+                mirror: isMirrorUrl(s.tuf.mirror) ? s.tuf.mirror : r(s.tuf.mirror),
+                root: r(s.tuf.root),
+                ...(s.tuf.cacheDir !== undefined ? { cacheDir: r(s.tuf.cacheDir) } : {}),
+              },
+            }
+          : {}),
+      })),
     },
     log: { ...c.log, auditFile: o(c.log.auditFile) },
   };

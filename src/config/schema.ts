@@ -90,7 +90,7 @@ export const trustRuleSchema = z.strictObject({
   keys: z.array(z.string().min(1)).default([]),
   /**
    * Keyless identities trusted for these repositories, with or instead of keys. The threshold
-   * counts distinct keys and distinct identities (issuer and subject) together.
+   * counts distinct keys and distinct identity entries it names together (a certificate counts as the first entry it matches).
    */
   identities: z.array(identityRuleSchema).max(64).default([]),
   threshold: z.number().int().min(1).default(1),
@@ -160,6 +160,110 @@ export const attestationRuleSchema = z
     message: 'an attestation rule names at least one key or identity whose attestations count',
     path: ['keys'],
   });
+
+/**
+ * The Sigstore sources of a parsed trust section as the trust root supply reads them: the
+ * `trustedRoot` shorthand first, then `sigstore` in order (names filled in by the schema).
+ */
+export function sigstoreSourcesOf(trust: {
+  trustedRoot?: string | undefined;
+  sigstore: ReadonlyArray<z.infer<typeof sigstoreSourceSchema>>;
+}): SigstoreSource[] {
+  return [
+    ...(trust.trustedRoot !== undefined
+      ? [{ kind: 'file' as const, name: 'trustedRoot', trustedRoot: trust.trustedRoot }]
+      : []),
+    ...trust.sigstore.map((s): SigstoreSource => {
+      const name = s.name ?? defaultSourceName(s);
+      return s.tuf
+        ? { kind: 'tuf', name, ...s.tuf, cacheDir: s.tuf.cacheDir ?? `tuf-cache/${name}` }
+        : { kind: 'file', name, trustedRoot: s.trustedRoot! };
+    }),
+  ];
+}
+
+/** True when a mirror is an http(s) URL, false for a directory. */
+export const isMirrorUrl = (mirror: string): boolean => /^https?:\/\//i.test(mirror);
+
+/** A name for logs, metrics and denials: letters, digits, dot, dash, underscore. */
+const sourceName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a name is 1-64 letters, digits, dots, dashes or underscores');
+
+/**
+ * One supply of a Sigstore trusted root (issue 15): a `trusted_root.json` file (air-gapped), or a
+ * TUF repository (a URL, or a directory laid out like one) updated from a pinned, offline-signed
+ * TUF root. Exactly one of `trustedRoot` and `tuf`.
+ */
+export const sigstoreSourceSchema = z
+  .strictObject({
+    name: sourceName.optional(),
+    trustedRoot: z.string().min(1).optional(),
+    tuf: z
+      .strictObject({
+        /** The repository: an http(s) URL (metadata at its root, targets under targets/) or a directory. */
+        mirror: z
+          .string()
+          .min(1)
+          .refine((m) => !m.includes('://') || (isMirrorUrl(m) && URL.canParse(m)), {
+            message: 'a mirror is an http(s) URL or a directory',
+          }),
+        /** The pinned TUF root.json the chain starts from (distributed out of band, offline-signed). */
+        root: z.string().min(1),
+        /** Where verified TUF metadata and the target are kept; default: tuf-cache/<name>. */
+        cacheDir: z.string().min(1).optional(),
+        /** The target holding the trusted root. */
+        target: z.string().min(1).default('trusted_root.json'),
+        /** How often the repository is checked for a new trusted root. */
+        refreshSeconds: z
+          .number()
+          .int()
+          .min(60)
+          .max(7 * 86_400)
+          .default(3600),
+        /** Time allowed for one metadata or target download. */
+        timeoutSeconds: z.number().int().min(1).max(300).default(30),
+      })
+      .optional(),
+  })
+  .refine((s) => (s.trustedRoot === undefined) !== (s.tuf === undefined), {
+    message: 'a trust.sigstore source has exactly one of trustedRoot (a file) or tuf (a repository)',
+  });
+
+/** A source as the trust root supply reads it (names filled in, after path resolution). */
+export type SigstoreSource =
+  | { kind: 'file'; name: string; trustedRoot: string }
+  | {
+      kind: 'tuf';
+      name: string;
+      mirror: string;
+      root: string;
+      cacheDir: string;
+      target: string;
+      refreshSeconds: number;
+      timeoutSeconds: number;
+    };
+
+/** The default name of a source: the mirror's host or the file's or directory's base name. */
+function defaultSourceName(s: z.infer<typeof sigstoreSourceSchema>): string {
+  const where = s.tuf?.mirror ?? s.trustedRoot ?? '';
+  let base = where;
+  if (s.tuf && isMirrorUrl(where)) {
+    try {
+      base = new URL(where).host;
+    } catch {
+      base = where;
+    }
+  } else {
+    base =
+      where
+        .replace(/[\\/]+$/, '')
+        .split(/[\\/]/)
+        .pop() ?? where;
+  }
+  const clean = base.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  return (clean || 'sigstore').slice(0, 64);
+}
 
 const configObject = z.strictObject({
   listen: z
@@ -275,8 +379,17 @@ const configObject = z.strictObject({
         z.array(trustRuleSchema).default([]),
         'new verifications use the new rules (a new trust epoch)',
       ),
-      /** A Sigstore trusted_root.json: the Rekor keys transparency-log entries are verified with. */
-      trustedRoot: restartOnly(z.string().optional(), 'the trusted root is read at start'),
+      /**
+       * Shorthand for one file source: `trustedRoot: F` is `sigstore: [{trustedRoot: F}]` (it is put
+       * first in the list). A Sigstore trusted_root.json: the Rekor keys (and, for keyless, Fulcio
+       * CAs, CT logs, timestamp authorities) signatures are verified with.
+       */
+      trustedRoot: restartOnly(z.string().min(1).optional(), 'the trusted root is read at start'),
+      /** Sigstore trusted roots (issue 15): files and TUF repositories; all are trusted. */
+      sigstore: restartOnly(
+        z.array(sigstoreSourceSchema).default([]),
+        'files are read and TUF repositories are first checked at start (a SIGHUP refreshes the TUF sources already configured)',
+      ),
       /** Attestation gates per repository pattern (first match applies). */
       attestations: reloadable(
         z.array(attestationRuleSchema).default([]),
@@ -288,20 +401,67 @@ const configObject = z.strictObject({
         'the exceptions file is opened and watched at start',
       ),
     })
-    .refine((t) => t.trustedRoot !== undefined || t.rules.every((r) => r.tlog !== 'required'), {
-      message: 'a trust rule with tlog: required needs trust.trustedRoot',
-      path: ['trustedRoot'],
+    .superRefine((t, ctx) => {
+      const names = new Map<string, number>();
+      t.sigstore.forEach((s, i) => {
+        const name = s.name ?? defaultSourceName(s);
+        const first = names.get(name);
+        if (first !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `source name ${name} is also the name of trust.sigstore[${first}]; give each source its own name`,
+            path: ['sigstore', i, 'name'],
+          });
+        } else names.set(name, i);
+      });
+      if (t.trustedRoot === undefined && t.sigstore.length === 0) {
+        t.rules.forEach((r, i) => {
+          if (r.tlog === 'required') {
+            ctx.addIssue({
+              code: 'custom',
+              message:
+                'a trust rule with tlog: required needs a Sigstore trusted root: configure trust.sigstore (or trust.trustedRoot)',
+              path: ['rules', i, 'tlog'],
+            });
+          }
+        });
+      }
     })
     // Policy: a keyless identity can only be verified against a trusted root (Fulcio CAs, CT and
     // Rekor logs); a rule naming identities without one would refuse every keyless signature.
-    .refine((t) => t.trustedRoot !== undefined || t.attestations.every((r) => r.identities.length === 0), {
-      message: 'an attestation rule with identities needs trust.trustedRoot (the Sigstore trusted root)',
-      path: ['trustedRoot'],
-    })
-    .refine((t) => t.trustedRoot !== undefined || t.rules.every((r) => r.identities.length === 0), {
-      message: 'a trust rule with identities needs trust.trustedRoot (the Sigstore trusted root)',
-      path: ['trustedRoot'],
-    })
+    .refine(
+      (t) =>
+        t.trustedRoot !== undefined ||
+        t.sigstore.length > 0 ||
+        t.attestations.every((r) => r.identities.length === 0),
+      {
+        message:
+          'an attestation rule with identities needs a Sigstore trusted root: configure trust.sigstore (or trust.trustedRoot)',
+        path: ['sigstore'],
+      },
+    )
+    .refine(
+      (t) =>
+        t.trustedRoot !== undefined ||
+        t.sigstore.length > 0 ||
+        t.rules.every((r) => r.identities.length === 0),
+      {
+        message:
+          'a trust rule with identities needs a Sigstore trusted root: configure trust.sigstore (or trust.trustedRoot)',
+        path: ['sigstore'],
+      },
+    )
+    // Names and cache folders filled in, in the same shape (the parsed config parses again: a
+    // SIGHUP validates the effective config); load.ts resolves the paths against the config folder.
+    .transform((t) => ({
+      ...t,
+      sigstore: t.sigstore.map((s) => {
+        const name = s.name ?? defaultSourceName(s);
+        return s.tuf
+          ? { ...s, name, tuf: { ...s.tuf, cacheDir: s.tuf.cacheDir ?? `tuf-cache/${name}` } }
+          : { ...s, name };
+      }),
+    }))
     .prefault({}),
   cache: z
     .strictObject({

@@ -10,7 +10,7 @@ import type net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import express from 'express';
 import { pino } from 'pino';
-import type { Config } from '../config/schema.js';
+import { sigstoreSourcesOf, type Config } from '../config/schema.js';
 import { GateError } from '../core/errors.js';
 import { RelayLimiter } from '../core/relay-limits.js';
 import { createSharedState, type ReplicaBus, type VerdictCache } from '../cache/index.js';
@@ -25,7 +25,7 @@ import { loadOrCreateTokenKeys } from '../auth/token-keys.js';
 import { ClientCaAnchors } from '../auth/mtls.js';
 import { createTokenRouter } from '../auth/token-endpoint.js';
 import { ReferrersStore, upstreamEvidenceReader } from '../trust/referrers.js';
-import { loadTrustedRoot } from '../core/evidence/trusted-root.js';
+import { SigstoreRoots } from '../trust/sigstore-roots.js';
 import { createAdminRouter } from './admin.js';
 import { Audit } from './audit.js';
 import { Authenticator } from './authenticate.js';
@@ -86,6 +86,8 @@ export interface Parts {
   manifests: ManifestCache;
   referrers: ReferrersStore;
   trust: TrustService;
+  /** The Sigstore trusted roots in force (trust.sigstore, trust.trustedRoot). */
+  sigstoreRoots: SigstoreRoots;
   tokens: TokenService;
   auth: Authenticator;
   /** The client CA certificates in force; a reload replaces them (tls.clientCa's contents). */
@@ -149,11 +151,13 @@ export async function buildParts(
     now,
   );
   exceptions.start();
+  const sigstoreRoots = await startSigstoreRoots(config, metrics, log);
   const trust = new TrustService({
     evidence: upstreamEvidenceReader(upstream, referrers),
-    ...(config.trust.trustedRoot
-      ? { trustedRoot: loadTrustedRoot(readFileSync(config.trust.trustedRoot)) }
-      : {}),
+    trustedRoots: () => sigstoreRoots.current(),
+    // A new root changes the version, part of the trust epoch: verdicts made under the old root
+    // are not read again.
+    trustedRootsVersion: () => sigstoreRoots.version(),
     keyring,
     cache,
     ruleFor: (repo) => live.ruleFor(repo),
@@ -193,6 +197,7 @@ export async function buildParts(
     manifests,
     referrers,
     trust,
+    sigstoreRoots,
     tokens,
     auth,
     clientCa,
@@ -201,6 +206,35 @@ export async function buildParts(
       for (const unsubscribe of observers.splice(0)) unsubscribe();
     },
   };
+}
+
+/**
+ * Sigstore trusted roots (issue 15): files read now, TUF repositories checked once now and then in
+ * the background (src/trust/sigstore-roots.ts), with their metrics.
+ */
+async function startSigstoreRoots(config: Config, metrics: Metrics, log: Logger): Promise<SigstoreRoots> {
+  const rootsLog = log.child({ component: 'sigstore-roots' });
+  const roots = new SigstoreRoots(sigstoreSourcesOf(config.trust), {
+    log: rootsLog,
+    observe: (e) => {
+      metrics.sigstoreRootRefreshes.inc({ source: e.source, outcome: e.outcome });
+      metrics.sigstoreRootValid.set({ source: e.source }, e.hasRoot ? 1 : 0);
+      if (e.lastSuccess)
+        metrics.sigstoreRootVerified.set({ source: e.source }, e.lastSuccess.getTime() / 1000);
+    },
+  });
+  await roots.start();
+  for (const s of roots.status()) {
+    metrics.sigstoreRootValid.set({ source: s.name }, s.ok ? 1 : 0);
+    // File sources have no freshness to watch (they are read once); TUF sources do.
+    if (s.kind === 'tuf' && s.lastSuccess) {
+      metrics.sigstoreRootVerified.set({ source: s.name }, s.lastSuccess.getTime() / 1000);
+    }
+  }
+  roots.onChange((r) =>
+    rootsLog.info({ roots: r.length }, 'Sigstore trusted roots changed: cached verdicts retired'),
+  );
+  return roots;
 }
 
 /** The token service's reloadable settings in a config. */

@@ -52,8 +52,26 @@ export class StreamForwarder {
     });
     // Policy: every proxy error has a handler; http-proxy without one throws and kills the process.
     this.proxy.on('error', (err, _req, res) => this.fail(err, res as http.ServerResponse | undefined));
-    this.proxy.on('proxyRes', (proxyRes, _req, res) => {
+    this.proxy.on('proxyRes', (proxyRes, req, res) => {
       stripHopByHop(proxyRes.headers);
+      const status = proxyRes.statusCode ?? 502;
+      if (status >= 500) {
+        // Policy: a registry failure is answered by trustgate, never relayed: registry:2's 5xx
+        // bodies name its storage paths and driver (review 6's fuzz run: an upload PUT's 500
+        // carried `/docker/registry/v2/repositories/…/_uploads/…/data`). The log keeps the status;
+        // ending the response here makes http-proxy skip its own copy of the answer.
+        proxyRes.resume();
+        sendError(
+          res as http.ServerResponse,
+          new GateError(
+            status === 503 ? 'UNAVAILABLE' : 'UPSTREAM_FAILED',
+            `the registry failed this request (status ${status}); retry later, or ask the operator to check trustgate's log`,
+          ),
+          this.log,
+          { upstreamStatus: status, method: req.method },
+        );
+        return;
+      }
       // Policy: an upstream body that ends before its declared length (a FIN mid-body, or
       // registry:2's mis-framed 416) ends the client's response early too: a truncated transfer
       // the client notices, never one left hanging or looking complete.

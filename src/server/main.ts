@@ -10,6 +10,7 @@ import { configSchema, type Config } from '../config/schema.js';
 import type { VerdictCache } from '../cache/index.js';
 import type { Keyring } from '../keys/keyring.js';
 import type { TrustService } from '../trust/service.js';
+import type { SigstoreRoots } from '../trust/sigstore-roots.js';
 import {
   buildHandlers,
   buildListener,
@@ -30,6 +31,8 @@ export interface Trustgate {
   log: Logger;
   trust: TrustService;
   keyring: Keyring;
+  /** The Sigstore trusted roots in force (trust.sigstore). */
+  sigstoreRoots: SigstoreRoots;
   cache: VerdictCache;
   metrics: Metrics;
   metricsPort?: number;
@@ -83,6 +86,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
     log,
     trust: parts.trust,
     keyring: parts.keyring,
+    sigstoreRoots: parts.sigstoreRoots,
     cache: parts.cache,
     metrics: parts.metrics,
     metricsPort: metricsServer?.port,
@@ -106,6 +110,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       }
       parts.keyring.stop();
       parts.exceptions.stop();
+      await parts.sigstoreRoots.stop();
       listener.writeIdle.close();
       clearInterval(credentialsTimer);
       parts.forwarder.close();
@@ -119,7 +124,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
 
 interface Running {
   live: LiveSettings;
-  parts: Pick<Parts, 'tokens' | 'auth' | 'keyring' | 'clientCa'>;
+  parts: Pick<Parts, 'tokens' | 'auth' | 'keyring' | 'clientCa' | 'sigstoreRoots'>;
   listener: Pick<Listener, 'server'>;
   log: Logger;
 }
@@ -166,6 +171,9 @@ async function reload(configPath: string, r: Running): Promise<boolean> {
   r.parts.auth.forgetVerifiedTokens();
   r.parts.keyring.moveTo(c.trust.keysDir);
   r.parts.keyring.reload();
+  // SIGHUP also checks the TUF repositories now (an operator who updated a directory mirror need
+  // not wait for refreshSeconds); a failure keeps the last good root, as always.
+  void r.parts.sigstoreRoots.refresh();
   // Component loggers are pino children: they follow the root logger's level.
   if (c.log.level !== previousLevel) log.level = c.log.level;
   for (const key of plan.needRestart) {

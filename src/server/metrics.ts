@@ -91,7 +91,25 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** Exports the cache's own counters (per tier when it has tiers) at scrape time. */
+  readonly sigstoreRootRefreshes = new Counter({
+    name: 'trustgate_sigstore_root_refreshes_total',
+    help: 'TUF refreshes of Sigstore trusted roots by source and outcome (updated, unchanged, failed)',
+    labelNames: ['source', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly sigstoreRootValid = new Gauge({
+    name: 'trustgate_sigstore_root_valid',
+    help: '1 when the Sigstore source has a valid trusted root in force (the last good one after a failed refresh), 0 when none',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly sigstoreRootVerified = new Gauge({
+    name: 'trustgate_sigstore_root_last_success_timestamp_seconds',
+    help: 'When the Sigstore TUF source last verified its trusted root through TUF, Unix seconds',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
   /** Counts `upstream`'s buffered requests from its events; returns the unsubscribe. */
   watchUpstream(upstream: object): () => void {
     return subscribeFrom<UpstreamRequestEvent>(upstreamRequestChannel, upstream, ({ kind, seconds }) =>
@@ -106,6 +124,7 @@ export class Metrics {
     );
   }
 
+  /** Exports the cache's own counters (per tier when it has tiers) at scrape time. */
   watchCache(cache: VerdictCache): void {
     const seen = new Map<string, number>();
     const redisUp = this.redisUp;

@@ -416,6 +416,13 @@ async function serveManifest(
 ): Promise<void> {
   const { req, res, record } = ctx;
   const reference = ref.digest ?? ref.tag ?? '';
+  // By digest, the evidence depends on the digest alone: when the manifest must be read from the
+  // registry, the evidence reads start now, alongside it, for a caller whose read the decision will
+  // verify (not a publisher's, core/access-decision.ts manifestRead); the decision still waits for
+  // the manifest and its verdict below.
+  if (ref.digest && !ctx.grants.can('push', repo) && !d.manifests?.get(repo, ref.digest)) {
+    d.trust.prefetch(repo, ref.digest);
+  }
   const fetched = await fetchManifest(d, ctx, repo, ref, reference);
   if (!fetched) return;
   const { bytes, contentType } = fetched;

@@ -129,18 +129,17 @@ export async function signatureCandidates(
   const layers = artifact.layers
     .filter((l) => l.mediaType === MEDIA_TYPES.cosignSimpleSigning)
     .slice(0, EVIDENCE_LIMITS.maxSignatureLayers);
-  const out: LegacyCandidate[] = [];
-  for (const layer of layers) {
+  const found = await boundedMap(layers, async (layer): Promise<LegacyCandidate | undefined> => {
     const signature = layer.annotations?.[COSIGN_SIGNATURE_ANNOTATION];
-    if (typeof signature !== 'string' || layer.size > EVIDENCE_LIMITS.maxPayloadBytes) continue;
+    if (typeof signature !== 'string' || layer.size > EVIDENCE_LIMITS.maxPayloadBytes) return undefined;
     // Policy: a payload over the bound (whatever size its layer declares), absent, or not the
     // bytes the layer names is no signature and is skipped; it must not hide the other layers'.
     const payload = await verifiedBlob(reader, repo, layer.digest, EVIDENCE_LIMITS.maxPayloadBytes);
-    if (!payload) continue;
+    if (!payload) return undefined;
     const keyless = keylessMaterial(layer.annotations);
-    out.push({ payload, signature, layerDigest: layer.digest, ...(keyless ? { keyless } : {}) });
-  }
-  return out;
+    return { payload, signature, layerDigest: layer.digest, ...(keyless ? { keyless } : {}) };
+  });
+  return found.filter((c): c is LegacyCandidate => c !== undefined);
 }
 
 /**
@@ -174,15 +173,32 @@ export async function bundleEvidence(
   const referrers = (await reader.referrers(repo, digest))
     .filter((r) => isBundleReferrer(r.manifest))
     .slice(0, EVIDENCE_LIMITS.maxBundleReferrers);
-  const out: BundleCandidate[] = [];
-  for (const r of referrers) {
-    for (const layer of r.manifest.layers) {
-      if (!BUNDLE_MEDIA_TYPES.includes(layer.mediaType) || layer.size > EVIDENCE_LIMITS.maxBundleBytes)
-        continue;
-      const bytes = await verifiedBlob(reader, repo, layer.digest, EVIDENCE_LIMITS.maxBundleBytes);
-      if (bytes) out.push({ referrer: r.digest, layerDigest: layer.digest, bytes });
+  const layers = referrers.flatMap((r) =>
+    r.manifest.layers
+      .filter((l) => BUNDLE_MEDIA_TYPES.includes(l.mediaType) && l.size <= EVIDENCE_LIMITS.maxBundleBytes)
+      .map((layer) => ({ referrer: r.digest, layer })),
+  );
+  const found = await boundedMap(layers, async ({ referrer, layer }) => {
+    const bytes = await verifiedBlob(reader, repo, layer.digest, EVIDENCE_LIMITS.maxBundleBytes);
+    return bytes ? { referrer, layerDigest: layer.digest, bytes } : undefined;
+  });
+  return found.filter((c): c is BundleCandidate => c !== undefined);
+}
+
+/** Blobs read at once for one piece of evidence (the registry answers them in parallel). */
+const READ_CONCURRENCY = 8;
+
+/** `fn` over `items`, at most READ_CONCURRENCY at a time; results in the order of `items`. */
+async function boundedMap<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
     }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, items.length) }, worker));
   return out;
 }
 

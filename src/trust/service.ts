@@ -80,6 +80,11 @@ export interface TrustServiceOptions {
    * `trustedRoot`.
    */
   trustedRoots?: () => readonly SigstoreTrustedRoot[];
+  /**
+   * Changes whenever trustedRoots() does (SigstoreRoots.version()): part of the epoch, so a new
+   * root (a TUF update) retires every verdict made before it.
+   */
+  trustedRootsVersion?: () => string;
   keyring: Keyring;
   cache: VerdictCache;
   ruleFor: (repo: string) => EffectiveTrustRule;
@@ -103,7 +108,7 @@ export interface TrustServiceOptions {
 export class TrustService {
   private readonly inflight = new Map<string, Promise<unknown>>();
   private readonly now: () => Date;
-  private epochOf = { keys: '', policy: '', value: '' };
+  private epochOf = { keys: '', policy: '', roots: '', value: '' };
   private identityCache?: { keys: ReadonlyMap<string, KeyEntry>; value: Map<string, string> };
   private readonly admitted: LRUCache<string, true>;
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
@@ -116,14 +121,20 @@ export class TrustService {
     this.admitted = new LRUCache({ max: 10_000, ttl: Math.min(60, o.positiveTtlSeconds / 2) * 1000 });
   }
 
-  /** Hash of the trusted keys and the trust policy: every cache key carries it. */
+  /**
+   * Hash of the trusted keys, the trust policy and the Sigstore trusted roots: every cache key
+   * carries it, so a new key, rule or root (a TUF update) retires every verdict made before it.
+   */
   epoch(): string {
     const keys = this.o.keyring.snapshot.contentHash;
     const policy = this.o.policyHash();
-    // Recomputed only when the keys or the policy changed: this runs several times per pull.
-    if (this.epochOf.keys !== keys || this.epochOf.policy !== policy) {
-      const value = createHash('sha256').update(keys).update('\0').update(policy).digest('hex').slice(0, 32);
-      this.epochOf = { keys, policy, value };
+    const roots = this.o.trustedRootsVersion?.() ?? '';
+    // Recomputed only when one of them changed: this runs several times per pull.
+    if (this.epochOf.keys !== keys || this.epochOf.policy !== policy || this.epochOf.roots !== roots) {
+      const h = createHash('sha256').update(keys).update('\0').update(policy);
+      // Without a Sigstore source the epoch is what it was before roots were part of it.
+      if (roots !== '') h.update('\0').update(roots);
+      this.epochOf = { keys, policy, roots, value: h.digest('hex').slice(0, 32) };
     }
     return this.epochOf.value;
   }
@@ -205,6 +216,7 @@ export class TrustService {
     const rule = this.o.ruleFor(repo);
     const attestationRule = this.o.attestationRuleFor?.(repo);
     const keys = this.o.keyring.snapshot.keys;
+    const roots = this.roots();
     const input = {
       repo,
       digest,
@@ -226,7 +238,7 @@ export class TrustService {
       cached = false;
       evidence = await this.singleFlight(
         key,
-        () => this.compute(repo, digest, rule, keys, epoch),
+        () => this.compute(repo, digest, rule, keys, roots, epoch),
         opts.fresh === true,
       );
     }
@@ -350,6 +362,29 @@ export class TrustService {
     }
     if (this.epoch() === epoch) await this.o.cache.set(`a:${epoch}:${repo}:${digest}`, result, ttl);
     return result;
+  }
+
+  /**
+   * Starts fetching and verifying the evidence of `digest` before its manifest has arrived, for a
+   * pull by digest whose verdict is not cached: the evidence depends on the digest alone, so the
+   * registry reads of both run at once. `verify` then joins this computation (single flight);
+   * nothing is decided here. A failure is left for `verify` to report (or for nobody, when the
+   * manifest turns out to need no evidence).
+   */
+  prefetch(repo: string, digest: string): void {
+    const epoch = this.epoch();
+    const rule = this.o.ruleFor(repo);
+    if (rule.mode === 'off') return;
+    const keys = this.o.keyring.snapshot.keys;
+    const roots = this.roots();
+    const key = `v:${epoch}:${repo}:${digest}`;
+    if (this.inflight.has(key)) return;
+    void (async () => {
+      const cached = (await this.o.cache.get(key)) as CachedVerdict | undefined;
+      // A cached verdict (even a stale refusal, which verify re-checks itself) needs no prefetch.
+      if (isCachedVerdict(cached) || this.inflight.has(key)) return;
+      await this.singleFlight(key, () => this.compute(repo, digest, rule, keys, roots, epoch), false);
+    })().catch(() => undefined);
   }
 
   /** Records that the children of a verified index may be served by digest in this repository. */
@@ -547,6 +582,7 @@ export class TrustService {
     digest: string,
     rule: EffectiveTrustRule,
     keySet: ReadonlyMap<string, KeyEntry>,
+    trustedRoots: readonly SigstoreTrustedRoot[],
     epoch: string,
   ): Promise<CachedVerdict> {
     const started = performance.now();
@@ -560,10 +596,7 @@ export class TrustService {
       digest,
       signatures,
       bundles: evidence.bundles.map((b) => b.bytes),
-      bundleOptions: {
-        tlog: rule.tlog,
-        trustedRoots: this.roots(),
-      },
+      bundleOptions: { tlog: rule.tlog, trustedRoots },
       identities: rule.identities,
       keys,
       threshold: rule.threshold,

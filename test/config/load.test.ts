@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { sigstoreSourcesOf } from '../../src/config/schema.js';
 
 const minimal = {
   tls: { cert: 'c.pem', key: 'k.pem' },
@@ -70,6 +71,89 @@ describe('config loading', () => {
     assert.throws(
       () => parseConfig({ ...minimal, limits: { writeIdleSeconds: 0 } }),
       /limits\.writeIdleSeconds/,
+    );
+  });
+
+  it('trust.sigstore: files and TUF sources, names and defaults filled in, paths relative to the file', () => {
+    const c = parseConfig(
+      {
+        ...minimal,
+        trust: {
+          trustedRoot: 'legacy.json',
+          sigstore: [
+            { trustedRoot: 'roots/offline.json' },
+            { tuf: { mirror: 'https://tuf-repo-cdn.sigstore.dev/', root: 'pg/root.json' } },
+            { name: 'acme', tuf: { mirror: 'mirror/acme', root: 'acme.json', refreshSeconds: 600 } },
+          ],
+          rules: [{ repos: ['**'], tlog: 'required' }],
+        },
+      },
+      {},
+      dir,
+    );
+    assert.deepEqual(sigstoreSourcesOf(c.trust), [
+      { kind: 'file', name: 'trustedRoot', trustedRoot: path.join(dir, 'legacy.json') },
+      { kind: 'file', name: 'offline.json', trustedRoot: path.join(dir, 'roots/offline.json') },
+      {
+        kind: 'tuf',
+        name: 'tuf-repo-cdn.sigstore.dev',
+        mirror: 'https://tuf-repo-cdn.sigstore.dev/',
+        root: path.join(dir, 'pg/root.json'),
+        cacheDir: path.join(dir, 'tuf-cache/tuf-repo-cdn.sigstore.dev'),
+        target: 'trusted_root.json',
+        refreshSeconds: 3600,
+        timeoutSeconds: 30,
+      },
+      {
+        kind: 'tuf',
+        name: 'acme',
+        mirror: path.join(dir, 'mirror/acme'),
+        root: path.join(dir, 'acme.json'),
+        cacheDir: path.join(dir, 'tuf-cache/acme'),
+        target: 'trusted_root.json',
+        refreshSeconds: 600,
+        timeoutSeconds: 30,
+      },
+    ]);
+  });
+
+  it('trust.sigstore errors name the key: neither or both kinds, duplicate names, tlog required with no root', () => {
+    const problems = (trust: unknown): string[] => {
+      try {
+        parseConfig({ ...minimal, trust });
+      } catch (err) {
+        assert.ok(err instanceof ConfigError);
+        return err.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+      }
+      return [];
+    };
+    assert.match(
+      problems({ sigstore: [{ name: 'x' }] }).join('\n'),
+      /trust\.sigstore\.0: .*exactly one of trustedRoot/,
+    );
+    assert.match(
+      problems({ sigstore: [{ trustedRoot: 'a', tuf: { mirror: 'm', root: 'r' } }] }).join('\n'),
+      /trust\.sigstore\.0: .*exactly one/,
+    );
+    assert.match(
+      problems({ sigstore: [{ tuf: { mirror: 'm' } }] }).join('\n'),
+      /trust\.sigstore\.0\.tuf\.root/,
+    );
+    assert.match(
+      problems({ sigstore: [{ tuf: { mirror: 'ftp://mirror.example', root: 'r' } }] }).join('\n'),
+      /trust\.sigstore\.0\.tuf\.mirror: a mirror is an http\(s\) URL or a directory/,
+    );
+    assert.match(
+      problems({ sigstore: [{ tuf: { mirror: 'm', root: 'r', refreshSeconds: 5 } }] }).join('\n'),
+      /trust\.sigstore\.0\.tuf\.refreshSeconds/,
+    );
+    assert.match(
+      problems({ sigstore: [{ trustedRoot: 'a/root.json' }, { trustedRoot: 'b/root.json' }] }).join('\n'),
+      /trust\.sigstore\.1\.name: source name root\.json is also the name of trust\.sigstore\[0\]/,
+    );
+    assert.match(
+      problems({ rules: [{ repos: ['**'] }, { repos: ['x/**'], tlog: 'required' }] }).join('\n'),
+      /trust\.rules\.1\.tlog: .*needs a Sigstore trusted root: configure trust\.sigstore/,
     );
   });
 

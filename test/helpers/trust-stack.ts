@@ -39,7 +39,7 @@ export interface TrustStack {
 
 export async function startTrustStack(
   trustRules: Array<Partial<TrustRule> & { repos: string[] }> = [{ repos: ['**'], keys: ['release'] }],
-  gateOptions: Pick<TestGateOptions, 'trustedRoot'> = {},
+  gateOptions: Pick<TestGateOptions, 'sigstore' | 'trustedRoot'> = {},
 ): Promise<TrustStack> {
   const release = generateKeyPair('ecdsa-p256');
   const registry = await startRegistry();

@@ -30,6 +30,8 @@ export interface TestGateOptions {
   /** Share the token signing keys between gates (replicas); default: a fresh one. */
   tokenKeyDir?: string;
   extra?: Record<string, unknown>;
+  /** trust.sigstore sources (Sigstore trusted roots: files, TUF repositories). */
+  sigstore?: unknown[];
   /** Use this logger (e.g. to capture audit events); default: silent unless TRUSTGATE_TEST_LOG. */
   logger?: Logger;
   /** Configure an (empty) robots file, so robots can be added through the admin API. */
@@ -95,6 +97,7 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
       keysDir,
       rules: o.trustRules ?? [],
       ...(o.attestations ? { attestations: o.attestations } : {}),
+      ...(o.sigstore ? { sigstore: o.sigstore } : {}),
       ...(o.trustedRoot !== undefined ? { trustedRoot: trustedRootFile(dir, o.trustedRoot) } : {}),
     },
     cache: {

@@ -129,6 +129,27 @@ const behaviours: Record<string, Behaviour> = {
     s.write(head('200 OK', { 'content-type': OCI, 'content-length': 6 * 1024 * 1024 }));
     s.end(Buffer.alloc(6 * 1024 * 1024, 0x20));
   },
+  // registry:2's own 500 (review 6's fuzz run: an upload PUT), naming its storage path.
+  'registry-failure': (s) => {
+    const body = JSON.stringify({
+      errors: [
+        {
+          code: 'UNKNOWN',
+          message: 'unknown error',
+          detail: {
+            Path: '/docker/registry/v2/repositories/f/registry-failure/_uploads/x/data',
+            DriverName: 'filesystem',
+          },
+        },
+      ],
+    });
+    s.end(
+      head('500 Internal Server Error', {
+        'content-type': 'application/json',
+        'content-length': body.length,
+      }) + body,
+    );
+  },
   'blob-reset': (s) => {
     s.write(head('200 OK', { 'content-type': 'application/octet-stream', 'content-length': 1_000_000 }));
     s.write(Buffer.alloc(64 * 1024, 1));
@@ -379,6 +400,21 @@ describe('security: upstream faults (fake upstream)', { timeout: 120_000 }, () =
       );
     }
     assert.ok(Date.now() - t0 < 5000);
+    await alive();
+  });
+
+  it('fixed (review 6 fuzz): a registry 5xx is answered by trustgate, never relayed with its storage paths (tags list through http-proxy, blob GET through the direct reader)', async () => {
+    for (const path of [
+      '/v2/f/registry-failure/tags/list',
+      `/v2/f/registry-failure/blobs/sha256:${'3'.repeat(64)}`,
+    ]) {
+      const r = await request(gate.url, gate.ca, { path, headers: bearer(token) });
+      assert.equal(r.status, 502, `${path}: ${r.status}`);
+      const text = r.body.toString();
+      assert.doesNotMatch(text, /docker\/registry|DriverName|_uploads/, `${path} leaked: ${text}`);
+      assert.match(text, /"code":"UNAVAILABLE"/);
+      assert.match(text, /the registry failed this request \(status 500\)/);
+    }
     await alive();
   });
 });

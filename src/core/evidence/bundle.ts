@@ -32,7 +32,7 @@ import { Verifier, type SignedEntity } from '@sigstore/verify';
 import { isJsonObject, parseStrictJson } from '../json-strict.js';
 import { isValidDigest } from '../manifest.js';
 import { decodeStrictBase64, publicKeyFingerprint, publicKeySpkiDer } from '../signature/keys.js';
-import { verifyEd25519ph, verifyEd25519Pure, verifySignature } from '../signature/verify.js';
+import { verifyEd25519Either, verifySignature } from '../signature/verify.js';
 import { keyUsability, type TrustedKey } from '../trusted-key.js';
 import { checkSignStatement, IN_TOTO_PAYLOAD_TYPE } from './statement.js';
 import type { SigstoreTrustedRoot } from './trusted-root.js';
@@ -428,7 +428,7 @@ function verifyTlog(
  */
 function verifyBundleSignature(k: TrustedKey, message: Uint8Array, sig: Uint8Array): boolean {
   if (k.key.alg === 'ed25519') {
-    return verifyEd25519ph(k.key.raw, message, sig) || verifyEd25519Pure(k.key.raw, message, sig);
+    return verifyEd25519Either(k.key.raw, message, sig, 'ph');
   }
   return verifySignature(k.key, message, sig);
 }
@@ -445,9 +445,6 @@ function validateOptions(input: BundleInput, options: BundleVerifyOptions): numb
     throw new TypeError(`tlog must be 'required' or 'optional', got ${JSON.stringify(options.tlog)}`);
   }
   const roots = rootsOf(options);
-  if (options.tlog === 'required' && roots.length === 0) {
-    throw new TypeError("tlog 'required' needs a trustedRoot to verify the entries against");
-  }
   if (roots.some((r) => r.kind !== 'sigstore-trusted-root')) {
     throw new TypeError('trustedRoot must come from loadTrustedRoot');
   }
@@ -563,13 +560,17 @@ function verifyKeylessSigner(
       `it is signed by ${describeIdentity(v.identity)}, which is not an identity trusted for this repository (expected: ${expected})`,
     );
   }
-  const identity = `oidc:${v.identity.issuer} ${v.identity.subject}`;
+  // Policy: toward a threshold, a keyless signer counts as the identity rule entry it satisfies
+  // (the first one), not as its certificate subject: a GitHub subject carries the ref, so one
+  // workflow signing on two tags would otherwise be two signers under one regular-expression entry
+  // (review 7). Distinct signers need distinct entries (exact subjects), as keys need distinct keys.
+  const ruleEntry = `oidc-rule:${matched[0]!.description}`;
   return [
     {
       kind: 'identity',
       name: describeIdentity(v.identity),
-      identity,
-      fingerprint: identity,
+      identity: ruleEntry,
+      fingerprint: `oidc:${v.identity.issuer} ${v.identity.subject}`,
       certificate: {
         identity: v.identity,
         signingTimes: v.signingTimes,
@@ -689,6 +690,14 @@ function verifyInternal(
     const t = verifyTlog(bundle, content, keyObject, roots, options.tlog === 'required');
     if (typeof t !== 'string') return t;
     tlog = t;
+  } else if (options.tlog === 'required') {
+    // Policy: a rule that requires a transparency-log entry, with no trusted root available (a
+    // TUF source that never verified, issue 15), fails closed; the signature was checked first,
+    // so a bundle from an untrusted key is refused for that instead.
+    return failure(
+      'no-trusted-root',
+      `${names} signed it, but this repository requires a transparency-log entry and no Sigstore trusted root is available to verify it (trust.sigstore: no source has a valid root)`,
+    );
   }
   return { ...base, signers: keyed.signers, tlog };
 }

@@ -125,13 +125,18 @@ export function certificateIdentity(cert: X509Certificate): CertificateIdentity 
   if (subject === '') return 'the certificate subject alternative name is empty';
 
   const extensions: Record<string, string> = {};
+  // Policy: a certificate repeating an extension is refused (RFC 5280 4.2; Go's crypto/x509, and so
+  // cosign, refuses to parse it): otherwise the first 1.8 would be our issuer and the last another's.
+  const seenOids = new Set<string>();
   for (const ext of cert.extensions) {
     let oid: string;
     try {
       oid = ext.subs[0]!.toOID();
     } catch {
-      continue;
+      return 'the certificate has an extension whose identifier does not parse';
     }
+    if (seenOids.has(oid)) return `the certificate repeats extension ${oid}`;
+    seenOids.add(oid);
     if (!oid.startsWith(`${FULCIO_OID}.`) || !/^\d+$/.test(oid.slice(FULCIO_OID.length + 1))) continue;
     const text = extensionText(cert, oid);
     if (text !== undefined) extensions[oid] = text;
@@ -182,6 +187,9 @@ export function validateIdentityRule(rule: IdentityRule): void {
   ] as const) {
     if (v === undefined) continue;
     try {
+      // Policy: the expression must compile on its own too, so that it cannot close the anchoring
+      // group: `A)|(?:B` compiles only wrapped, as `^(?:A)|(?:B)$`, where A is not anchored at the end.
+      new RegExp(v, 'u');
       anchoredRegExp(v);
     } catch (err) {
       throw new TypeError(

@@ -963,11 +963,19 @@ test('message signatures over the manifest (cosign sign-blob shape): verified ov
 
 test('options are validated at once with a TypeError', () => {
   const bundle = buildCosignSignBundle(DIGEST, ec.signer);
-  assert.throws(() => verify(bundle, [], { tlog: 'required' }), TypeError);
   assert.throws(() => verify(bundle, [], { tlog: 'maybe' as never }), TypeError);
   assert.throws(() => verify(bundle, [], { now: new Date(NaN) }), TypeError);
   assert.throws(() => verifyBundle({ bundle, digest: 'sha256:xyz', keys: [] }, noRoot), TypeError);
   assert.throws(() => verify(bundle, [], {}, { artifact: enc({ not: 'it' }) }), TypeError);
+});
+
+test('tlog required with no trusted root available: fails closed (no-trusted-root), after the signature check', () => {
+  const bundle = buildCosignSignBundle(DIGEST, ec.signer);
+  const v = verify(bundle, [ec.trusted()], { tlog: 'required' });
+  expectFail(v, 'no-trusted-root');
+  assert.match(v.message, /no Sigstore trusted root is available/);
+  // A bundle from a key nobody trusts is refused for that, not for the missing root.
+  expectFail(verify(bundle, [stranger.trusted()], { tlog: 'required' }), 'untrusted-key');
 });
 
 test('failure ranks cover every reason and keep evaluateTrust order (digest-mismatch highest, untrusted-key low)', () => {

@@ -17,7 +17,7 @@ import { evaluateTrust, type SignatureCandidate } from '../../../src/core/trust.
 import { parsePublicKeyPem } from '../../../src/core/signature/keys.js';
 import { signPayload, generateKeyPair } from '../../../src/core/signature/sign.js';
 import { trustRuleSchema, configSchema } from '../../../src/config/schema.js';
-import { TestSigstore, toPem, type TestIdentity } from '../../helpers/keyless-ca.js';
+import { TestSigstore, type TestIdentity } from '../../helpers/keyless-ca.js';
 
 const NOW = new Date();
 const sha256 = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -254,16 +254,7 @@ function legacyKeyless(repo: string, digest: string, id = releaseId, o = {}): Si
     dockerReference: `registry.example/${repo}`,
     manifestDigest: digest,
   });
-  const s = sigstore.sign(payload, id, o);
-  return {
-    payload,
-    signature: s.signature.toString('base64'),
-    keyless: {
-      certificate: toPem(s.certificate),
-      chain: toPem(sigstore.caCertificate),
-      rekorBundle: s.cosignBundle,
-    },
-  };
+  return sigstore.legacySignature(payload, id, o);
 }
 const trustBase = {
   threshold: 1,
@@ -402,7 +393,18 @@ test('config: identity rules are validated at load (exactly one of exact/regexp,
     trust: { rules: [{ repos: ['a'], identities: [{ issuer: GH, subject: 'x' }] }] },
   });
   assert.equal(noRoot.success, false);
-  assert.match(JSON.stringify(noRoot.error?.issues), /needs trust\.trustedRoot/);
+  assert.match(
+    JSON.stringify(noRoot.error?.issues),
+    /needs a Sigstore trusted root: configure trust\.sigstore \(or trust\.trustedRoot\)/,
+  );
+  const withTuf = configSchema.safeParse({
+    ...base,
+    trust: {
+      sigstore: [{ tuf: { mirror: 'https://tuf.example', root: 'root.json' } }],
+      rules: [{ repos: ['a'], identities: [{ issuer: GH, subject: 'x' }] }],
+    },
+  });
+  assert.equal(withTuf.success, true, JSON.stringify(withTuf.error?.issues));
   const withRoot = configSchema.safeParse({
     ...base,
     trust: { trustedRoot: 'r.json', rules: [{ repos: ['a'], identities: [{ issuer: GH, subject: 'x' }] }] },
