@@ -207,7 +207,18 @@ export function evaluateAttestations(input: AttestationDecisionInput): Attestati
         ok: true,
         detail: `${scanLabel(scan)}, signed by ${scan.signers.map((s) => s.name).join(', ')}`,
       });
-      if (want.maxScanAgeHours !== undefined) {
+      // Policy: a scan dated past the clock skew is refused whether or not an age limit is set:
+      // as "the newest scan" it would otherwise outrank every later (dirty) scan for ever.
+      if (scan.finishedOn !== undefined && scan.finishedOn > t + MAX_SCAN_CLOCK_SKEW_MS) {
+        fail(
+          {
+            name: 'scan age',
+            detail: `the scan claims to finish in the future (${shortTime(scan.finishedOn)})`,
+            reason: 'attestation-scan-stale',
+          },
+          `${scanLabel(scan)} claims to have finished in the future; fix the scanner's clock and attest again`,
+        );
+      } else if (want.maxScanAgeHours !== undefined) {
         const maxMs = want.maxScanAgeHours * 3600 * 1000;
         if (scan.finishedOn === undefined) {
           fail(
@@ -217,15 +228,6 @@ export function evaluateAttestations(input: AttestationDecisionInput): Attestati
               reason: 'attestation-scan-stale',
             },
             `${scanLabel(scan)} has no metadata.scanFinishedOn, and ${rule.pattern} accepts scans at most ${want.maxScanAgeHours} h old; rescan and attest again`,
-          );
-        } else if (scan.finishedOn > t + MAX_SCAN_CLOCK_SKEW_MS) {
-          fail(
-            {
-              name: 'scan age',
-              detail: `the scan claims to finish in the future (${shortTime(scan.finishedOn)})`,
-              reason: 'attestation-scan-stale',
-            },
-            `${scanLabel(scan)} claims to have finished in the future; fix the scanner's clock and attest again`,
           );
         } else if (t - scan.finishedOn > maxMs) {
           const age = Math.floor((t - scan.finishedOn) / 3600_000);
@@ -269,7 +271,8 @@ export function evaluateAttestations(input: AttestationDecisionInput): Attestati
         remaining.push(f);
       }
       // Findings past the listed ones cannot be matched to exceptions: they stay refusable.
-      const unlisted = scan.refusable - scan.findings.length;
+      // Entries the reader could not read (over its cap, or no scanner report) are refusable too.
+      const unlisted = scan.refusable - scan.findings.length + (scan.unread ?? 0);
       const total = remaining.length + unlisted;
       const suppressedNote =
         suppressed.length > 0
@@ -277,7 +280,11 @@ export function evaluateAttestations(input: AttestationDecisionInput): Attestati
           : '';
       if (total > 0) {
         const first = remaining[0];
-        const lead = first ? describeFinding(first) : `${unlisted} finding(s) above ${want.maxSeverity}`;
+        const lead = first
+          ? describeFinding(first)
+          : scan.unread
+            ? `${unlisted} finding(s) above ${want.maxSeverity} or unread (malformed, or past the read limit)`
+            : `${unlisted} finding(s) above ${want.maxSeverity}`;
         const more = total - (first ? 1 : unlisted);
         const cve = first?.id ?? 'CVE-…';
         const expired = expiredExceptions.find((e) => e.cve.toUpperCase() === cve.toUpperCase());
@@ -314,7 +321,17 @@ export function evaluateAttestations(input: AttestationDecisionInput): Attestati
     } else {
       const hits = sboms.flatMap((s) => s.denied);
       const total = sboms.reduce((n, s) => n + s.deniedTotal, 0);
-      if (total > 0) {
+      const unread = sboms.reduce((n, s) => n + (s.unread ?? 0), 0);
+      if (total === 0 && unread > 0) {
+        fail(
+          {
+            name: 'sbom',
+            detail: `${unread} component(s) past the read limit, unchecked`,
+            reason: 'attestation-sbom-denied',
+          },
+          `SBOM lists ${unread} component(s) past the read limit that were never checked against policy ${rule.pattern}; split or trim the SBOM`,
+        );
+      } else if (total > 0) {
         const h = hits[0]!;
         const what =
           h.why === 'licence'
