@@ -219,7 +219,7 @@ test('fixed (low): an OpenVEX not_affected statement without justification or im
   assert.equal(decide([scan, att(PREDICATE_TYPES.openvex, vexDoc([withImpact]))], HIGH).verdict.ok, true);
 });
 
-test("BROKEN (medium): a later VEX document saying `affected` does not take back an older document's not_affected", () => {
+test("fixed (medium): a later VEX document saying `affected` did not take back an older document's not_affected", () => {
   const scan = att(PREDICATE_TYPES.cosignVuln, trivy([CRIT]));
   const old = att(PREDICATE_TYPES.openvex, vexDoc([notAffected], iso(48 * H)));
   const affected = {

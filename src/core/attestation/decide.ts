@@ -101,15 +101,27 @@ function exceptionApplies(e: VulnException, cve: string, repo: string): boolean 
   });
 }
 
+/**
+ * Policy (OpenVEX): statements about one vulnerability merge across documents by time: the latest
+ * statement that applies to the finding (its id or an alias; the whole product or the finding's
+ * package) decides, so a later `affected` takes back an older `not_affected` from another
+ * document. On equal times a withdrawal wins; a statement without a time is the oldest.
+ */
 function vexSuppresses(vex: readonly VexFact[], f: Finding): boolean {
   const id = f.id.toUpperCase();
-  return vex.some((v) =>
-    v.statements.some(
-      (s) =>
+  let latest: { t: number; suppresses: boolean } | undefined;
+  for (const v of vex) {
+    for (const s of v.statements) {
+      const applies =
         (s.vulnerability.toUpperCase() === id || s.aliases.some((a) => a.toUpperCase() === id)) &&
-        (s.subcomponents.length === 0 || (f.pkg !== undefined && s.subcomponents.includes(f.pkg))),
-    ),
-  );
+        (s.subcomponents.length === 0 || (f.pkg !== undefined && s.subcomponents.includes(f.pkg)));
+      if (!applies) continue;
+      const t = s.timestamp ?? 0;
+      const suppresses = s.status === 'not_affected' || s.status === 'fixed';
+      if (!latest || t > latest.t || (t === latest.t && !suppresses)) latest = { t, suppresses };
+    }
+  }
+  return latest?.suppresses === true;
 }
 
 /** `https://github.com/o/r`, `git+https://github.com/o/r.git` and `github.com/o/r` are one repository. */

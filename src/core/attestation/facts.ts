@@ -58,7 +58,11 @@ export interface SbomFact extends FactBase {
 export interface VexStatement {
   vulnerability: string;
   aliases: string[];
-  status: 'not_affected' | 'fixed';
+  /**
+   * `withdrawn`: the latest statement here is `affected` or `under_investigation` (or an unjustified
+   * not_affected); it suppresses nothing, and takes back older statements of other VEX documents.
+   */
+  status: 'not_affected' | 'fixed' | 'withdrawn';
   /** Subcomponent package names it is limited to; empty: the whole product. */
   subcomponents: string[];
   timestamp?: number;
@@ -66,7 +70,7 @@ export interface VexStatement {
 
 export interface VexFact extends FactBase {
   kind: 'vex';
-  /** Statements whose products name the served digest (not_affected / fixed only, latest per CVE). */
+  /** Statements whose products name the served digest (latest per CVE; withdrawn ones listed first). */
   statements: VexStatement[];
 }
 
@@ -334,7 +338,7 @@ function subcomponentName(s: unknown): string | undefined {
 function readVex(predicate: unknown, digest: string): VexStatement[] {
   const doc = obj(predicate);
   const docTime = parseTime(doc['timestamp']);
-  const latest = new Map<string, { t: number; s: VexStatement | undefined }>();
+  const latest = new Map<string, { t: number; s: VexStatement }>();
   for (const st of arr(doc['statements'])) {
     const o = obj(st);
     const vuln = obj(o['vulnerability']);
@@ -358,14 +362,22 @@ function readVex(predicate: unknown, digest: string): VexStatement[] {
       status !== 'not_affected' ||
       str(o['justification']) !== undefined ||
       str(o['impact_statement']) !== undefined;
-    const s: VexStatement | undefined =
-      (status === 'not_affected' || status === 'fixed') && justified
-        ? { vulnerability: name, aliases, status, subcomponents, ...(t > 0 ? { timestamp: t } : {}) }
-        : undefined;
+    const s: VexStatement = {
+      vulnerability: name,
+      aliases,
+      status: (status === 'not_affected' || status === 'fixed') && justified ? status : 'withdrawn',
+      subcomponents,
+      ...(t > 0 ? { timestamp: t } : {}),
+    };
     const prev = latest.get(name);
     if (!prev || t >= prev.t) latest.set(name, { t, s });
   }
-  return [...latest.values()].flatMap((e) => (e.s ? [e.s] : [])).slice(0, MAX_LISTED);
+  // Withdrawals first: if the list is cut, a suppression is lost rather than a withdrawal.
+  const all = [...latest.values()].map((e) => e.s);
+  return [
+    ...all.filter((x) => x.status === 'withdrawn'),
+    ...all.filter((x) => x.status !== 'withdrawn'),
+  ].slice(0, MAX_LISTED);
 }
 
 /** SLSA v1: runDetails.builder.id; source from externalParameters.workflow or resolvedDependencies[0]. */
