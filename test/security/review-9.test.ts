@@ -2,9 +2,21 @@
  * Review 9: adversarial review of the attestation gates (issue 16: core/attestation/*, the
  * serve-decision hook). Each attack is a test named HELD (the defence stood), BROKEN (it fails on
  * main b2e578c; severity given) or fixed (…) (it failed on b2e578c and a fix is on this branch).
- * Pure core: statements are signed here with generated test keys, in cosign's legacy DSSE layout.
+ * Pure core: statements are signed here with generated test keys, in cosign's legacy DSSE layout;
+ * the index-child attack runs through a real trustgate over a real registry:2 with skopeo.
  */
-import { test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { generateKeyPair } from '../../src/core/signature/sign.js';
+import { encryptCosignKey } from '../../src/core/signature/keyfile.js';
+import { attestCommand } from '../../src/cli/attest.js';
+import { startRegistry, makeTempDir, removeTempDir, type RegistryHandle } from '../helpers/stack.js';
+import { startTestGate, type TestGate } from '../helpers/trustgate.js';
+import { createSkopeoContext, type SkopeoContext } from '../helpers/skopeo.js';
+import { makeOciIndex } from '../helpers/images.js';
+import { signDirect } from '../helpers/sign.js';
+import { memoryIo } from '../cli/support.js';
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { bundleSignerFor, type BundleSigner } from '../../src/core/evidence/bundle-writer.js';
@@ -278,4 +290,96 @@ test('HELD: a DSSE envelope with one bad and one trusted signature counts once; 
     false,
   );
   assert.equal(decide([env({ ...bad })], HIGH).verdict.ok, false);
+});
+
+describe('e2e: an index child pulled alone by digest', { timeout: 240_000 }, () => {
+  const consumer = { username: 'consumer', password: 'consumer-password' };
+  const publisher = { username: 'publisher', password: 'publisher-password' };
+  let registry: RegistryHandle;
+  let gate: TestGate;
+  let sk: SkopeoContext;
+  let work: string;
+  const release = generateKeyPair('ecdsa-p256');
+  const scanKey = generateKeyPair('ed25519');
+
+  before(async () => {
+    registry = await startRegistry();
+    gate = await startTestGate({
+      registryUrl: registry.url,
+      users: { [consumer.username]: consumer.password, [publisher.username]: publisher.password },
+      policy: {
+        access: [{ repos: ['**'], pull: ['consumer', 'publisher'], push: ['publisher'], delete: [] }],
+      },
+      trustRules: [{ repos: ['**'], keys: ['release'] }],
+      trustedKeys: { release: release.publicKeyPem, scanner: scanKey.publicKeyPem },
+      attestations: [
+        {
+          repos: ['prod/**'],
+          keys: ['scanner'],
+          vulnerabilities: { maxSeverity: 'HIGH', maxScanAgeHours: 24 },
+        },
+      ],
+    });
+    sk = createSkopeoContext();
+    work = makeTempDir('review9-e2e');
+    writeFileSync(path.join(work, 'scanner.key'), encryptCosignKey(scanKey.pkcs8Der, 'pw'));
+    writeFileSync(path.join(work, 'ca.crt'), gate.ca);
+  });
+  after(async () => {
+    sk?.close();
+    if (work) removeTempDir(work);
+    await gate?.close();
+    await registry?.stop();
+  });
+
+  test("fixed (medium): a child kept inheriting its index's attestation verdict after the index's scan went stale", async () => {
+    const as = (c: typeof consumer) => ({ certDir: gate.certDir, creds: c });
+    let n = 0;
+    const pull = async (ref: string) => {
+      const out = path.join(work, `pull-${n++}`);
+      mkdirSync(out);
+      return sk.copy(`docker://${gate.host}/${ref}`, `oci:${out}:x`, { src: as(consumer) });
+    };
+    const idx = await makeOciIndex(path.join(work, 'idx'), ['linux/amd64', 'linux/arm64'], {
+      layerBytes: 10_000,
+    });
+    await sk.copyOk(idx.ref, `docker://${gate.host}/prod/multi:v1`, { dest: as(publisher) });
+    await signDirect(registry.url, 'prod/multi', idx.manifestDigest, release.pkcs8Der, {
+      dockerReference: `${gate.host}/prod/multi`,
+    });
+    // A clean scan of the index, fresh for 10 more seconds under maxScanAgeHours 24.
+    const finished = new Date(Date.now() - 24 * 3600_000 + 10_000);
+    const predicate = {
+      scanner: { uri: 'pkg:github/aquasecurity/trivy@v0.58.1', version: '0.58.1', result: { Results: [] } },
+      metadata: { scanStartedOn: finished.toISOString(), scanFinishedOn: finished.toISOString() },
+    };
+    const file = path.join(work, 'scan.json');
+    writeFileSync(file, JSON.stringify(predicate));
+    const m = memoryIo({ TRUSTGATE_KEY_PASSPHRASE: 'pw', TRUSTGATE_PASSWORD: publisher.password });
+    const code = await attestCommand(
+      [
+        `${gate.host}/prod/multi:v1`,
+        '--type',
+        'vuln',
+        '--predicate',
+        file,
+        '--key',
+        path.join(work, 'scanner.key'),
+      ].concat(['--ca-file', path.join(work, 'ca.crt'), '--username', publisher.username]),
+      m.io,
+    );
+    assert.equal(code, 0, m.err());
+    const first = await pull('prod/multi:v1');
+    assert.equal(first.code, 0, first.stderr);
+    const child = [...idx.childManifests.keys()][0]!;
+    assert.equal((await pull(`prod/multi@${child}`)).code, 0, 'the child inherits while the index is fresh');
+    await new Promise((res) =>
+      setTimeout(res, Math.max(0, finished.getTime() + 24 * 3600_000 - Date.now() + 500)),
+    );
+    const index = await pull('prod/multi:v1');
+    assert.notEqual(index.code, 0, 'the index is refused once its scan is stale');
+    const alone = await pull(`prod/multi@${child}`);
+    assert.notEqual(alone.code, 0, 'the child is refused as its index is');
+    assert.match(alone.stderr, /accepts scans at most 24 h old/);
+  });
 });
