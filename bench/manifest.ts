@@ -5,18 +5,20 @@
  *    manifest by tag and by digest through trustgate (enforce mode, Ed25519 key, token auth),
  *    through nginx (tuned variant, TLS) and from registry:2 directly (plain http); RUNS
  *    alternating rounds; medians of requests/s, p50 and p99.
- * 2. Verification latency: VERIFY_IMAGES freshly signed images; the first GET of each (cold:
- *    signature fetch plus verify) and the second (warm: cached verdict), sequential, keep-alive;
- *    medians.
+ * 2. Verification latency: VERIFY_IMAGES freshly signed images per evidence format (a legacy
+ *    `.sig` signature, or a cosign 3 bundle referrer listed in the referrers tag); the first GET of
+ *    each (cold: evidence fetch plus verify) and the second (warm: cached verdict), sequential,
+ *    keep-alive; medians.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/manifest.js
  */
-import { spawnSync } from 'node:child_process';
 import https from 'node:https';
 import path from 'node:path';
 import { generateKeyPair } from '../src/core/signature/sign.js';
 import { startRegistry } from '../test/helpers/stack.js';
 import { pushManifest, pushRandomImage } from '../test/helpers/registry-direct.js';
+import { buildCosignSignBundle, bundleSignerFor } from '../src/core/evidence/bundle-writer.js';
+import { fetchToken, get, pushBundleReferrer, wrk, type WrkResult } from './lib/manifest-load.js';
 import { writeFileSync } from 'node:fs';
 import { signDirect } from '../test/helpers/sign.js';
 import { TestSigstore, toPem } from '../test/helpers/keyless-ca.js';
@@ -28,70 +30,12 @@ import { startNginx } from './lib/nginx.js';
 import { benchEnv, runMain, withCleanup } from './lib/setup.js';
 import { envInt, fmt, median, ratio, table } from './lib/stats.js';
 import { benchReads, startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
-import { cpuSeconds } from './lib/cpu.js';
 
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
 /** wrk connections (the issue's figure is at 32). */
 const CONNECTIONS = envInt('WRK_CONNECTIONS', 32, 2, 1000);
 /** Distinct tags in the `by tags` runs. */
 const TAGS = envInt('TAGS', 64, 2, 10_000);
-
-interface WrkResult {
-  rps: number;
-  p50ms: number;
-  p99ms: number;
-  errors: number;
-  /** CPU microseconds per request, by process (from /proc). */
-  cpuUs: Record<string, number>;
-}
-
-function toMs(v: string): number {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
-  if (!m) return NaN;
-  const n = Number(m[1]);
-  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
-}
-
-function wrk(
-  url: string,
-  headers: Record<string, string>,
-  seconds: number,
-  pids: Record<string, number>,
-  script?: string,
-): WrkResult {
-  const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuSeconds(p)]));
-  const args = ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '--timeout', '5s'];
-  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
-  if (script) args.push('-s', script);
-  const r = spawnSync('wrk', [...args, url], { encoding: 'utf8', timeout: (seconds + 30) * 1000 });
-  if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr || r.error}`);
-  const out = r.stdout;
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
-  const p50 = /\s50%\s+(\S+)/.exec(out)?.[1] ?? '';
-  const p99 = /\s99%\s+(\S+)/.exec(out)?.[1] ?? '';
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const errors = non2xx + (sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
-  const cpuUs = Object.fromEntries(
-    Object.entries(pids).map(([k, p]) => [k, ((cpuSeconds(p) - (cpu0[k] ?? 0)) * 1e6) / requests]),
-  );
-  return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors, cpuUs };
-}
-
-function get(url: string, ca: string, headers: Record<string, string>, agent: https.Agent): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const req = https.get(url, { ca, headers, agent }, (res) => {
-      res.resume();
-      res.on('end', () => {
-        if (res.statusCode !== 200) reject(new Error(`${url}: ${res.statusCode}`));
-        else resolve(performance.now() - started);
-      });
-    });
-    req.on('error', reject);
-  });
-}
 
 const KEYLESS_ID = {
   issuer: 'https://token.actions.githubusercontent.com',
@@ -101,7 +45,7 @@ const KEYLESS_ID = {
 async function main(): Promise<void> {
   const runs = envInt('RUNS', 3, 1, 20);
   const seconds = envInt('WRK_SECONDS', 5, 1, 60);
-  const verifyImages = envInt('VERIFY_IMAGES', 30, 1, 500);
+  const verifyImages = envInt('VERIFY_IMAGES', 30, 0, 500);
   await withCleanup(async (defer) => {
     const env = await benchEnv('manifest');
     defer(env.cleanup);
@@ -179,14 +123,23 @@ async function main(): Promise<void> {
       rotate,
       `local i = math.random(${TAGS})\nrequest = function()\n  i = i % ${TAGS} + 1\n  return wrk.format(nil, "/v2/bench/app/manifests/t" .. (i - 1))\nend\n`,
     );
-    const refs = { tag: 'v1', tags: 't0', digest: img.digest };
+    // BENCH_TARGETS=trustgate,nginx-tuned and BENCH_REFS=tags narrow a run while iterating.
+    const onlyTargets = process.env['BENCH_TARGETS']?.split(',');
+    const onlyRefs = process.env['BENCH_REFS']?.split(',');
+    const refs = Object.fromEntries(
+      Object.entries({ tag: 'v1', tags: 't0', digest: img.digest }).filter(
+        ([k]) => !onlyRefs || onlyRefs.includes(k),
+      ),
+    );
     const results = new Map<string, WrkResult[]>();
     for (let round = 0; round < runs; round++) {
       for (const [refName, ref] of Object.entries(refs)) {
         for (const t of targets) {
+          if (onlyTargets && !onlyTargets.includes(t.name)) continue;
           const pids: Record<string, number> = { registry: registry.pid };
           if (t.pid !== undefined) pids['proxy'] = t.pid;
           const r = wrk(
+            CONNECTIONS,
             `${t.base}/v2/bench/app/manifests/${ref}`,
             t.headers,
             seconds,
@@ -254,40 +207,55 @@ async function main(): Promise<void> {
       ]),
     );
 
-    // Cold versus warm verification: fresh signed images, first and second GET of each.
+    // Cold versus warm verification: fresh signed images, first and second GET of each, in both
+    // key-based evidence formats, alternating (legacy, bundle, legacy, …) so drift is shared.
     const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
     defer(() => agent.destroy());
-    const cold: number[] = [];
-    const warm: number[] = [];
+    const formats = ['legacy', 'bundle'] as const;
+    const latency = Object.fromEntries(
+      formats.map((f) => [f, { cold: [] as number[], warm: [] as number[] }]),
+    );
+    const bundleSigner = bundleSignerFor(key.pkcs8Der);
     for (let i = 0; i < verifyImages; i++) {
-      const repo = `bench/v${i}`;
-      const im = await pushRandomImage(registry.url, repo, 'v1', 1, 1024);
-      await signDirect(registry.url, repo, im.digest, key.pkcs8Der, { dockerReference: `localhost/${repo}` });
-      const t = await fetchToken(tg.url, env.ca, files.creds, repo);
-      const h = { accept: ACCEPT, authorization: `Bearer ${t}` };
-      const url = `${tg.url}/v2/${repo}/manifests/${im.digest}`;
-      await get(
-        `${tg.url}/v2/bench/app/manifests/v1`,
-        env.ca,
-        { ...h, authorization: `Bearer ${tokenRes}` },
-        agent,
-      );
-      cold.push(await get(url, env.ca, h, agent));
-      warm.push(await get(url, env.ca, h, agent));
+      for (const format of formats) {
+        const repo = `bench/${format}${i}`;
+        const im = await pushRandomImage(registry.url, repo, 'v1', 1, 1024);
+        if (format === 'legacy') {
+          await signDirect(registry.url, repo, im.digest, key.pkcs8Der, {
+            dockerReference: `localhost/${repo}`,
+          });
+        } else {
+          await pushBundleReferrer(registry.url, repo, im, buildCosignSignBundle(im.digest, bundleSigner));
+        }
+        const t = await fetchToken(tg.url, env.ca, files.creds, repo);
+        const h = { accept: ACCEPT, authorization: `Bearer ${t}` };
+        const url = `${tg.url}/v2/${repo}/manifests/${im.digest}`;
+        await get(
+          `${tg.url}/v2/bench/app/manifests/v1`,
+          env.ca,
+          { ...h, authorization: `Bearer ${tokenRes}` },
+          agent,
+        );
+        latency[format]!.cold.push(await get(url, env.ca, h, agent));
+        latency[format]!.warm.push(await get(url, env.ca, h, agent));
+      }
     }
     console.log(
-      `\nverification latency through trustgate, ${verifyImages} fresh signed images (Ed25519), ms`,
+      `\nverification latency through trustgate, ${verifyImages} fresh signed images per format (Ed25519), ms`,
     );
+    const row = (name: string, xs: number[]): string[] => [
+      name,
+      fmt(median(xs), 2),
+      fmt(Math.min(...xs), 2),
+      fmt(Math.max(...xs), 2),
+    ];
     console.log(
       table([
         ['', 'median', 'min', 'max'],
-        [
-          'cold (fetch .sig + payload, verify)',
-          fmt(median(cold), 2),
-          fmt(Math.min(...cold), 2),
-          fmt(Math.max(...cold), 2),
-        ],
-        ['warm (cached verdict)', fmt(median(warm), 2), fmt(Math.min(...warm), 2), fmt(Math.max(...warm), 2)],
+        row('cold, legacy (fetch .sig + payload, verify)', latency['legacy']!.cold),
+        row('cold, bundle (fetch referrers + bundle, verify)', latency['bundle']!.cold),
+        row('warm, legacy (cached verdict)', latency['legacy']!.warm),
+        row('warm, bundle (cached verdict)', latency['bundle']!.warm),
       ]),
     );
 
@@ -337,29 +305,6 @@ async function main(): Promise<void> {
         ],
       ]),
     );
-  });
-}
-
-async function fetchToken(
-  base: string,
-  ca: string,
-  creds: { username: string; password: string },
-  repo: string,
-): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
-    const req = https.get(
-      `${base}/token?service=trustgate&scope=repository:${repo}:pull`,
-      { ca, headers: { authorization: `Basic ${auth}` }, agent: false },
-      (res) => {
-        let b = '';
-        res.on('data', (c: Buffer) => (b += c.toString()));
-        res.on('end', () =>
-          res.statusCode === 200 ? resolve((JSON.parse(b) as { token: string }).token) : reject(new Error(b)),
-        );
-      },
-    );
-    req.on('error', reject);
   });
 }
 

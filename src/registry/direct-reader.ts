@@ -47,7 +47,11 @@ export interface DirectReaderOptions {
   /** Time allowed from sending the request to a complete response head. */
   timeoutMs: number;
   bufferBytes?: number;
-  /** Idle keep-alive connections kept at most. */
+  /**
+   * Idle keep-alive connections kept at most (default 64). With 8, 32 concurrent manifest reads
+   * opened and closed a registry connection for every read beyond the eighth (connect, accept and
+   * close on both sides).
+   */
   maxIdle?: number;
   /**
    * Direct reads at once; beyond this, blob reads take the general forwarder. Each holds up to
@@ -64,15 +68,19 @@ export interface DirectReaderOptions {
 /** Large read buffers, kept for reuse up to a bound. */
 class BufferPool {
   private readonly free: Buffer[] = [];
+  /** Buffers this pool handed out: only those come back (never a connection's own buffer). */
+  private readonly mine = new WeakSet<Buffer>();
   constructor(
     readonly size: number,
     private readonly keep: number,
   ) {}
   take(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    const b = this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    this.mine.add(b);
+    return b;
   }
   give(b: Buffer): void {
-    if (b.length === this.size && this.free.length < this.keep) this.free.push(b);
+    if (this.mine.has(b) && this.free.length < this.keep) this.free.push(b);
   }
 }
 
@@ -93,13 +101,21 @@ class Connection {
   owner?: ConnectionOwner;
   /** Requests sent on this connection, so a stale keep-alive connection can be retried once. */
   uses = 0;
+  /**
+   * The buffer every read lands in until a body is relayed (heads, small answers, idle reads),
+   * allocated once per connection: a fresh 16 KiB buffer per read cost one slow allocation each
+   * and, at about a thousand manifest reads a second, a full garbage collection every second or
+   * two (external memory pressure). Valid only until the next read: the exchange hands sinks a
+   * copy of what lands here.
+   */
+  readonly small = Buffer.allocUnsafeSlow(SMALL_READ);
 
   constructor(opts: DirectReaderOptions, pool: BufferPool) {
     this.socket = net.connect({
       host: opts.host,
       port: opts.port,
       onread: {
-        buffer: () => (this.owner?.largeReads ? pool.take() : Buffer.allocUnsafeSlow(SMALL_READ)),
+        buffer: () => (this.owner?.largeReads ? pool.take() : this.small),
         callback: (n, buf) => {
           if (this.owner) this.owner.data(buf as Buffer, n);
           else {
@@ -251,7 +267,11 @@ class Exchange<T> implements ConnectionOwner, ExchangeControl {
     // is never reused (they could be read as a second response).
     if (n - start > take && this.head) this.head.keepAlive = false;
     this.left -= take;
-    if (take > 0) this.sink.onData(buf, start, start + take);
+    if (take > 0 && buf === this.conn.small) {
+      // The connection's reused buffer: the sink keeps or relays a copy, since the next read
+      // lands there again.
+      this.sink.onData(Buffer.from(buf.subarray(start, start + take)), 0, take);
+    } else if (take > 0) this.sink.onData(buf, start, start + take);
     else pool.give(buf);
     if (this.state !== 'body') return; // the sink aborted
     if (this.left === 0) this.complete();
@@ -496,7 +516,7 @@ export class DirectReader {
   private active = 0;
 
   constructor(private readonly opts: DirectReaderOptions) {
-    this.maxIdle = opts.maxIdle ?? 8;
+    this.maxIdle = opts.maxIdle ?? 64;
     this.maxActive = opts.maxActive ?? 16;
     this.pool = new BufferPool(opts.bufferBytes ?? 1024 * 1024, 2 * IN_FLIGHT + 2);
     const source = opts.source ?? this;

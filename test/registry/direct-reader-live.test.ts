@@ -2,10 +2,11 @@
  * The direct blob reader against a real registry:2, driven by a plain HTTP server in this test
  * (the reader's own contract, without trustgate's pipeline around it): its memory bound (reads
  * past `maxActive` go to the general path), a pipelined client that disconnects, and a client
- * already gone before the read starts.
+ * already gone before the read starts; and the bytes it hands out while every head and small answer
+ * is read into one reused buffer per connection.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -110,6 +111,54 @@ describe('blob reader against registry:2', { timeout: 60_000 }, () => {
     await new Promise((r) => setTimeout(r, 100));
     sock.destroy();
     await until(() => reader.activeReads === 0, `reads still active: ${reader.activeReads}`);
+  });
+
+  const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+  it('answers read whole are their own bytes: later reads on the same connection never change them', async () => {
+    // 40 KiB spans several reads of the connection's 16 KiB buffer; the small blob fits in the
+    // head's read. Sequential fetches reuse one pooled connection, so an answer that still pointed
+    // into the reused buffer would be overwritten by the next one.
+    const mid = await pushBlob(registry.url, 'live/app', randomBytes(40 * 1024));
+    const u = new URL(registry.url);
+    const kept: Array<{ digest: string; body: Buffer }> = [];
+    for (let i = 0; i < 6; i++) {
+      for (const digest of [mid, small]) {
+        const got = await reader.fetch('GET', `/v2/live/app/blobs/${digest}`, { host: u.host }, 1 << 20);
+        assert.notEqual(got, 'fallback');
+        if (got === 'fallback') return;
+        assert.equal(got.status, 200);
+        kept.push({ digest, body: got.body });
+      }
+    }
+    for (const k of kept) assert.equal(sha(k.body), k.digest, 'a kept answer changed after later reads');
+  });
+
+  it('relayed bodies that arrived with their head reach the client intact', async () => {
+    // Keep-alive GETs of the small blob, 2 at a time (the reader's maxActive here): its body
+    // arrives in the same read as the head, in the connection's reused buffer, and goes to the
+    // client after the next read may have landed there.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+    const get = (): Promise<Buffer> =>
+      new Promise((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port, path: `/v2/live/app/blobs/${small}`, agent }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () =>
+              res.statusCode === 200
+                ? resolve(Buffer.concat(chunks))
+                : reject(new Error(`${res.statusCode}`)),
+            );
+          })
+          .on('error', reject);
+      });
+    try {
+      const bodies = await Promise.all(Array.from({ length: 24 }, get));
+      for (const b of bodies) assert.equal(sha(b), small);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('a client gone before the read starts: nothing is asked of the registry, nothing written', async () => {

@@ -32,7 +32,7 @@ import { Verifier, type SignedEntity } from '@sigstore/verify';
 import { isJsonObject, parseStrictJson } from '../json-strict.js';
 import { isValidDigest } from '../manifest.js';
 import { decodeStrictBase64, publicKeyFingerprint, publicKeySpkiDer } from '../signature/keys.js';
-import { verifyEd25519ph, verifyEd25519Pure, verifySignature } from '../signature/verify.js';
+import { verifyEd25519Either, verifySignature } from '../signature/verify.js';
 import { keyUsability, type TrustedKey } from '../trusted-key.js';
 import { checkSignStatement, IN_TOTO_PAYLOAD_TYPE } from './statement.js';
 import type { SigstoreTrustedRoot } from './trusted-root.js';
@@ -428,7 +428,7 @@ function verifyTlog(
  */
 function verifyBundleSignature(k: TrustedKey, message: Uint8Array, sig: Uint8Array): boolean {
   if (k.key.alg === 'ed25519') {
-    return verifyEd25519ph(k.key.raw, message, sig) || verifyEd25519Pure(k.key.raw, message, sig);
+    return verifyEd25519Either(k.key.raw, message, sig, 'ph');
   }
   return verifySignature(k.key, message, sig);
 }

@@ -2,12 +2,12 @@
  * Signature verification over raw payload bytes. Pure and synchronous; never throws on malformed
  * input: anything that is not a valid signature is `false`.
  */
-import { verify as nodeVerify } from 'node:crypto';
+import { createHash, verify as nodeVerify } from 'node:crypto';
 import * as ed from '@noble/ed25519';
 import { sha512 } from '@noble/hashes/sha2.js';
 import type { PublicKey } from './keys.js';
 
-// noble's synchronous API needs a SHA-512 implementation.
+// noble's synchronous API needs a SHA-512 implementation (signing, elsewhere, uses it).
 ed.hashes.sha512 ??= sha512;
 
 /** Order of the Ed25519 prime-order subgroup. */
@@ -26,10 +26,69 @@ export function bytesToNumberLE(b: Uint8Array): bigint {
   return n;
 }
 
-interface Ed25519Parts {
+/**
+ * A trusted Ed25519 key made ready for verification: A decoded and checked once, and a table of
+ * its multiples for [k]A. Policy: the same strict decoding as for signatures (canonical, not of
+ * small order); a key that fails it verifies nothing.
+ */
+interface PreparedEd25519Key {
   A: ed.Point;
+  /**
+   * rows[i][j - 1] = [j * 16^i]A for j = 1..15, i = 0..63: [k]A is then at most 64 additions
+   * instead of about 250 doublings and 125 additions (noble's multiply). Verification handles
+   * public values only, so a table lookup that depends on k leaks nothing secret.
+   */
+  rows?: ed.Point[][];
+}
+
+/** Keys prepared so far, by their 32 bytes (hex); bounded, a few hundred KiB each with a table. */
+const PREPARED = new Map<string, PreparedEd25519Key | null>();
+const MAX_PREPARED = 64;
+
+function prepareKey(publicKey: Uint8Array): PreparedEd25519Key | null {
+  if (publicKey.length !== 32) return null;
+  const id = Buffer.from(publicKey.buffer, publicKey.byteOffset, 32).toString('hex');
+  const known = PREPARED.get(id);
+  if (known !== undefined) return known;
+  let prepared: PreparedEd25519Key | null = null;
+  try {
+    const A = ed.Point.fromBytes(publicKey, false);
+    if (!A.isSmallOrder()) prepared = { A };
+  } catch {
+    prepared = null;
+  }
+  if (PREPARED.size >= MAX_PREPARED) PREPARED.clear();
+  PREPARED.set(id, prepared);
+  return prepared;
+}
+
+/** [k]A for 0 <= k < 2^256, from the key's table (built on first use). */
+function multiplyKey(key: PreparedEd25519Key, k: bigint): ed.Point {
+  if (key.rows === undefined) {
+    const rows: ed.Point[][] = [];
+    let base = key.A;
+    for (let i = 0; i < 64; i++) {
+      const row = [base];
+      for (let j = 1; j < 15; j++) row.push(row[j - 1]!.add(base));
+      rows.push(row);
+      base = row[14]!.add(base); // [16]base
+    }
+    key.rows = rows;
+  }
+  let acc = ed.Point.ZERO;
+  for (let i = 0; i < 64 && k > 0n; i++, k >>= 4n) {
+    const digit = Number(k & 15n);
+    if (digit !== 0) acc = acc.add(key.rows[i]![digit - 1]!);
+  }
+  return acc;
+}
+
+/** What a signature contributes to either mode's equation, decoded and checked once. */
+interface Ed25519Parts {
+  key: PreparedEd25519Key;
   R: ed.Point;
-  s: bigint;
+  /** [S]B. */
+  SB: ed.Point;
 }
 
 /**
@@ -41,21 +100,51 @@ function decodeStrict(sig: Uint8Array, publicKey: Uint8Array): Ed25519Parts | nu
   if (sig.length !== 64 || publicKey.length !== 32) return null;
   const s = bytesToNumberLE(sig.subarray(32, 64));
   if (s >= L) return null;
+  const key = prepareKey(publicKey);
+  if (key === null) return null;
   try {
-    const A = ed.Point.fromBytes(publicKey, false);
     const R = ed.Point.fromBytes(sig.subarray(0, 32), false);
-    if (A.isSmallOrder() || R.isSmallOrder()) return null;
-    return { A, R, s };
+    if (R.isSmallOrder()) return null;
+    return { key, R, SB: ed.Point.BASE.multiply(s, false) };
   } catch {
     return null;
   }
 }
 
+/** SHA-512 of the concatenated parts (node's, which the hashes of both modes go through). */
+function sha512Of(...parts: Uint8Array[]): Uint8Array {
+  const h = createHash('sha512');
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+/**
+ * The cofactored group equation [8][S]B = [8]R + [8][k]A with k = SHA-512(prefix) mod L, as noble
+ * checks it for pure Ed25519 with zip215 = false.
+ */
+function equationHolds(parts: Ed25519Parts, hashed: Uint8Array): boolean {
+  const k = bytesToNumberLE(hashed) % L;
+  return parts.R.add(multiplyKey(parts.key, k)).subtract(parts.SB).clearCofactor().is0();
+}
+
+function pureHolds(
+  parts: Ed25519Parts,
+  publicKey: Uint8Array,
+  message: Uint8Array,
+  sig: Uint8Array,
+): boolean {
+  return equationHolds(parts, sha512Of(sig.subarray(0, 32), publicKey, message));
+}
+
+function phHolds(parts: Ed25519Parts, publicKey: Uint8Array, message: Uint8Array, sig: Uint8Array): boolean {
+  return equationHolds(parts, sha512Of(DOM2_PH_EMPTY, sig.subarray(0, 32), publicKey, sha512Of(message)));
+}
+
 /** Pure Ed25519 (RFC 8032 §5.1.7) in strict mode. */
 export function verifyEd25519Pure(publicKey: Uint8Array, message: Uint8Array, sig: Uint8Array): boolean {
-  if (decodeStrict(sig, publicKey) === null) return false;
   try {
-    return ed.verify(sig, message, publicKey, { zip215: false });
+    const parts = decodeStrict(sig, publicKey);
+    return parts !== null && pureHolds(parts, publicKey, message, sig);
   } catch {
     return false;
   }
@@ -69,15 +158,29 @@ export function verifyEd25519Pure(publicKey: Uint8Array, message: Uint8Array, si
  * the same cofactored equation noble uses for pure Ed25519.
  */
 export function verifyEd25519ph(publicKey: Uint8Array, message: Uint8Array, sig: Uint8Array): boolean {
-  const parts = decodeStrict(sig, publicKey);
-  if (parts === null) return false;
   try {
-    const ph = sha512(message);
-    const k =
-      bytesToNumberLE(sha512(ed.etc.concatBytes(DOM2_PH_EMPTY, sig.subarray(0, 32), publicKey, ph))) % L;
-    const SB = ed.Point.BASE.multiply(parts.s, false);
-    const kA = parts.A.multiply(k, false);
-    return parts.R.add(kA).subtract(SB).clearCofactor().is0();
+    const parts = decodeStrict(sig, publicKey);
+    return parts !== null && phHolds(parts, publicKey, message, sig);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Either Ed25519 mode, `first` tried first: the decoding, the strict checks and [S]B are shared
+ * (they do not depend on the mode), so the second mode costs one hash and one [k]A more.
+ */
+export function verifyEd25519Either(
+  publicKey: Uint8Array,
+  message: Uint8Array,
+  sig: Uint8Array,
+  first: 'pure' | 'ph',
+): boolean {
+  try {
+    const parts = decodeStrict(sig, publicKey);
+    if (parts === null) return false;
+    const [a, b] = first === 'pure' ? [pureHolds, phHolds] : [phHolds, pureHolds];
+    return a(parts, publicKey, message, sig) || b(parts, publicKey, message, sig);
   } catch {
     return false;
   }
@@ -109,7 +212,7 @@ export function verifySignature(key: PublicKey, payload: Uint8Array, signature: 
     if (key.alg === 'ed25519') {
       // Policy: both modes are accepted for an Ed25519 key (DESIGN: cosign >= 2.6 signs with ph); they
       // are domain-separated by dom2, so a signature valid in one mode says nothing in the other.
-      return verifyEd25519Pure(key.raw, payload, signature) || verifyEd25519ph(key.raw, payload, signature);
+      return verifyEd25519Either(key.raw, payload, signature, 'pure');
     }
     return false;
   } catch {

@@ -1,6 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPrivateKey, generateKeyPairSync, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  generateKeyPairSync,
+  sign as nodeSign,
+  verify as nodeVerify,
+} from 'node:crypto';
 import fc from 'fast-check';
 import * as ed from '@noble/ed25519';
 import { parsePublicKeyPem, type PublicKey } from '../../../src/core/signature/keys.js';
@@ -260,5 +266,44 @@ test('property: random bytes never verify and never throw', () => {
       assert.equal(verifySignature(ecdsaKey, payload, sig), false);
     }),
     { numRuns: 200 },
+  );
+});
+
+test('property: pure Ed25519 agrees with noble-ed25519 strict verify (fresh keys, messages, tampered and torsioned signatures)', () => {
+  // verify.ts checks the equation itself (shared decoding, a per-key table for [k]A); it must
+  // accept exactly what noble's own zip215=false verify accepts, key after key (a new key is
+  // prepared each time; a repeated one comes from the prepared-key memo).
+  const order8 = ed.Point.fromBytes(hex(SMALL_ORDER['order 8 a']), true);
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ minLength: 32, maxLength: 32 }),
+      fc.uint8Array({ maxLength: 200 }),
+      fc.constantFrom('valid', 'flip', 'torsion', 'other-message'),
+      fc.nat(),
+      (seed, msg, change, n) => {
+        const pk = ed.getPublicKey(seed);
+        let sig: Uint8Array = ed.sign(msg, seed);
+        let m = msg;
+        if (change === 'flip') sig = flipBit(sig, n % 512);
+        if (change === 'other-message') m = Uint8Array.from([...msg, n & 0xff]);
+        if (change === 'torsion') {
+          // Signed by the key holder with R' = [r]B + a point of order 8 (not small order): the
+          // cofactored equation accepts it (noble does), a cofactorless one would not.
+          const { scalar, prefix } = ed.utils.getExtendedPublicKey(seed);
+          const h = (...b: Uint8Array[]): bigint =>
+            leToNum(createHash('sha512').update(Buffer.concat(b)).digest()) % L;
+          const r = h(prefix, m);
+          const R = ed.Point.BASE.multiply(r).add(order8).toBytes();
+          const S = (r + h(R, pk, m) * scalar) % L;
+          sig = Uint8Array.from([...R, ...numToLe(S)]);
+        }
+        const expected = ed.verify(sig, m, pk, { zip215: false });
+        if (change === 'torsion' || change === 'valid') assert.equal(expected, true);
+        assert.equal(verifyEd25519Pure(pk, m, sig), expected);
+        assert.equal(verifySignature(edKey(pk), m, sig), expected || verifyEd25519ph(pk, m, sig));
+        assert.equal(verifyEd25519Pure(pk, m, sig), expected, 'again, from the prepared key');
+      },
+    ),
+    { numRuns: 60 },
   );
 });
