@@ -300,6 +300,53 @@ describe('review 8: Sigstore trusted roots through TUF', () => {
     }
   });
 
+  test('HELD replicas sharing Redis: a root updated on one replica only gives it another roots version (so another verdict-cache epoch); both converge once both refresh', async () => {
+    const { repo, pin } = repository();
+    const server = await repo.serve();
+    // Two replicas: same configuration, each its own cache folder (a volume per pod).
+    const a = new SigstoreRoots([tufSource(server.url, pin)], { log: quiet });
+    const b = new SigstoreRoots([tufSource(server.url, pin)], { log: quiet });
+    try {
+      await a.start();
+      await b.start();
+      assert.equal(a.version(), b.version());
+      repo.setTarget('trusted_root.json', STAGING);
+      assert.deepEqual(await a.refresh(), ['updated']);
+      // TrustService.epoch() hashes this version in: A's verdicts (new root) and B's (old root)
+      // are stored under different epochs, so neither replica reads the other's.
+      assert.notEqual(a.version(), b.version());
+      assert.deepEqual(await b.refresh(), ['updated']);
+      // The version is a hash of (source name, root sha256), not a counter: replicas that agree on
+      // the root share one epoch (and their cached verdicts) again.
+      assert.equal(a.version(), b.version());
+    } finally {
+      await a.stop();
+      await b.stop();
+      await server.close();
+    }
+  });
+
+  test('fixed (a SIGHUP refresh after close): once stop() has run, refresh() checks nothing and changes nothing', async () => {
+    const { repo, pin } = repository();
+    const server = await repo.serve();
+    const roots = new SigstoreRoots([tufSource(server.url, pin)], { log: quiet });
+    try {
+      await roots.start();
+      const version = roots.version();
+      // main.ts: close() stops the supply; a SIGHUP arriving during the rest of the shutdown calls
+      // refresh(). Before the fix it ran a whole TUF update after stop() (writing the cache
+      // folder a successor process may already use, publishing to a closed service).
+      await roots.stop();
+      repo.setTarget('trusted_root.json', STAGING);
+      const before = server.requests.length;
+      assert.deepEqual(await roots.refresh(), []);
+      assert.equal(server.requests.length, before);
+      assert.equal(roots.version(), version);
+    } finally {
+      await server.close();
+    }
+  });
+
   test('fixed (two sources share one cache directory): the config refuses two TUF sources whose cacheDir is the same folder', () => {
     const minimal = { tls: { cert: 'c.pem', key: 'k.pem' }, upstream: { url: 'http://127.0.0.1:5000' } };
     const problems = (sigstore: unknown[]): string => {
