@@ -180,6 +180,9 @@ export class SigstoreRoots {
 
   /** Checks the TUF repositories now (all, or the one named); resolves when done. */
   async refresh(name?: string): Promise<RefreshOutcome[]> {
+    // Policy: nothing after stop() (a SIGHUP during shutdown): no update of a cache folder a
+    // successor process may already use, no change published to a closed service.
+    if (this.stopped) return [];
     const chosen = this.states.filter(
       (s) => s.source.kind === 'tuf' && (name === undefined || s.source.name === name),
     );
