@@ -12,14 +12,13 @@
  *
  *   npx tsc -p tsconfig.json && node dist/bench/manifest.js
  */
-import { spawnSync } from 'node:child_process';
 import https from 'node:https';
 import path from 'node:path';
 import { generateKeyPair } from '../src/core/signature/sign.js';
 import { startRegistry } from '../test/helpers/stack.js';
 import { pushManifest, pushRandomImage } from '../test/helpers/registry-direct.js';
 import { buildCosignSignBundle, bundleSignerFor } from '../src/core/evidence/bundle-writer.js';
-import { pushBundleReferrer } from './lib/manifest-load.js';
+import { fetchToken, get, pushBundleReferrer, wrk, type WrkResult } from './lib/manifest-load.js';
 import { writeFileSync } from 'node:fs';
 import { signDirect } from '../test/helpers/sign.js';
 import { TestSigstore, toPem } from '../test/helpers/keyless-ca.js';
@@ -31,70 +30,12 @@ import { startNginx } from './lib/nginx.js';
 import { benchEnv, runMain, withCleanup } from './lib/setup.js';
 import { envInt, fmt, median, ratio, table } from './lib/stats.js';
 import { benchReads, startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
-import { cpuSeconds } from './lib/cpu.js';
 
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
 /** wrk connections (the issue's figure is at 32). */
 const CONNECTIONS = envInt('WRK_CONNECTIONS', 32, 2, 1000);
 /** Distinct tags in the `by tags` runs. */
 const TAGS = envInt('TAGS', 64, 2, 10_000);
-
-interface WrkResult {
-  rps: number;
-  p50ms: number;
-  p99ms: number;
-  errors: number;
-  /** CPU microseconds per request, by process (from /proc). */
-  cpuUs: Record<string, number>;
-}
-
-function toMs(v: string): number {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
-  if (!m) return NaN;
-  const n = Number(m[1]);
-  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
-}
-
-function wrk(
-  url: string,
-  headers: Record<string, string>,
-  seconds: number,
-  pids: Record<string, number>,
-  script?: string,
-): WrkResult {
-  const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuSeconds(p)]));
-  const args = ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '--timeout', '5s'];
-  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
-  if (script) args.push('-s', script);
-  const r = spawnSync('wrk', [...args, url], { encoding: 'utf8', timeout: (seconds + 30) * 1000 });
-  if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr || r.error}`);
-  const out = r.stdout;
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
-  const p50 = /\s50%\s+(\S+)/.exec(out)?.[1] ?? '';
-  const p99 = /\s99%\s+(\S+)/.exec(out)?.[1] ?? '';
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const errors = non2xx + (sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
-  const cpuUs = Object.fromEntries(
-    Object.entries(pids).map(([k, p]) => [k, ((cpuSeconds(p) - (cpu0[k] ?? 0)) * 1e6) / requests]),
-  );
-  return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors, cpuUs };
-}
-
-function get(url: string, ca: string, headers: Record<string, string>, agent: https.Agent): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const req = https.get(url, { ca, headers, agent }, (res) => {
-      res.resume();
-      res.on('end', () => {
-        if (res.statusCode !== 200) reject(new Error(`${url}: ${res.statusCode}`));
-        else resolve(performance.now() - started);
-      });
-    });
-    req.on('error', reject);
-  });
-}
 
 const KEYLESS_ID = {
   issuer: 'https://token.actions.githubusercontent.com',
@@ -198,6 +139,7 @@ async function main(): Promise<void> {
           const pids: Record<string, number> = { registry: registry.pid };
           if (t.pid !== undefined) pids['proxy'] = t.pid;
           const r = wrk(
+            CONNECTIONS,
             `${t.base}/v2/bench/app/manifests/${ref}`,
             t.headers,
             seconds,
@@ -363,29 +305,6 @@ async function main(): Promise<void> {
         ],
       ]),
     );
-  });
-}
-
-async function fetchToken(
-  base: string,
-  ca: string,
-  creds: { username: string; password: string },
-  repo: string,
-): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
-    const req = https.get(
-      `${base}/token?service=trustgate&scope=repository:${repo}:pull`,
-      { ca, headers: { authorization: `Basic ${auth}` }, agent: false },
-      (res) => {
-        let b = '';
-        res.on('data', (c: Buffer) => (b += c.toString()));
-        res.on('end', () =>
-          res.statusCode === 200 ? resolve((JSON.parse(b) as { token: string }).token) : reject(new Error(b)),
-        );
-      },
-    );
-    req.on('error', reject);
   });
 }
 

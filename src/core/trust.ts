@@ -13,6 +13,7 @@ import {
   rootsOf,
   verifyBundle,
   verifySigstoreBundle,
+  type BundleFailureReason,
   type BundleSigner,
   type BundleVerifyOptions,
 } from './evidence/bundle.js';
@@ -62,27 +63,12 @@ export interface SignatureCandidate {
 
 export type TrustReason =
   | 'signed'
-  | 'no-signature'
-  | 'untrusted-key'
+  // Sigstore bundle and keyless reasons (core/evidence/bundle.ts), shared by both formats
+  | BundleFailureReason
+  // simple-signing payload checks
   | 'wrong-repository'
-  | 'digest-mismatch'
   | 'threshold-not-met'
-  | 'expired-key'
-  | 'revoked-key'
-  | 'tag-not-bound'
-  | 'malformed-signature'
-  // Sigstore bundles (core/evidence/bundle.ts)
-  | 'attestation-not-signature'
-  | 'malformed-bundle'
-  | 'unsupported-bundle'
-  | 'tlog-missing'
-  | 'tlog-invalid'
-  // keyless (core/evidence/keyless.ts, identity.ts)
-  | 'untrusted-identity'
-  | 'certificate-invalid'
-  | 'timestamp-invalid'
-  | 'signature-invalid'
-  | 'no-trusted-root';
+  | 'tag-not-bound';
 
 export interface TrustVerdict {
   ok: boolean;
@@ -126,17 +112,13 @@ export interface TrustInput {
  * How informative a failure is; the highest one seen becomes the verdict's reason.
  * A signature that verifies under a trusted key but says something else (other digest, other repo,
  * other tag, unparsable payload) tells the user most; then signatures only from revoked/expired keys;
- * then undecodable signatures; then "no trusted key signed this".
+ * then undecodable signatures; then "no trusted key signed this". The reasons shared with bundles
+ * rank as in BUNDLE_FAILURE_RANK; only the simple-signing payload's own are added here.
  */
 const FAILURE_RANK: Partial<Record<TrustReason, number>> = {
   ...BUNDLE_FAILURE_RANK,
-  'digest-mismatch': 9,
   'wrong-repository': 8,
   'tag-not-bound': 7,
-  'malformed-signature': 6,
-  'revoked-key': 5,
-  'expired-key': 4,
-  'untrusted-key': 2,
 };
 
 /** Whether a trusted key may vouch at `now`: not revoked, and inside its validity window. */

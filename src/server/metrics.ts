@@ -110,7 +110,6 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** Exports the cache's own counters (per tier when it has tiers) at scrape time. */
   /** Counts `upstream`'s buffered requests from its events; returns the unsubscribe. */
   watchUpstream(upstream: object): () => void {
     return subscribeFrom<UpstreamRequestEvent>(upstreamRequestChannel, upstream, ({ kind, seconds }) =>
@@ -125,6 +124,7 @@ export class Metrics {
     );
   }
 
+  /** Exports the cache's own counters (per tier when it has tiers) at scrape time. */
   watchCache(cache: VerdictCache): void {
     const seen = new Map<string, number>();
     const redisUp = this.redisUp;

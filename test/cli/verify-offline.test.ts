@@ -243,35 +243,24 @@ test('keyless: the real cosign v3 attestation bundle verifies its identity but i
   // manifest here: the statement is judged (attestation) before its digest.
   const manifest = path.join(dir, 'manifest.json');
   writeFileSync(manifest, '{}');
-  const r = await run([
-    '--manifest',
-    manifest,
-    '--repo',
-    'repo',
-    '--bundle',
-    path.join(sharedDir(), 'fixtures/cosign/oci-attestation.sigstore.json'),
-    '--trusted-root',
-    path.join(sharedDir(), 'fixtures/cosign/trusted_root_pgi.json'),
-    '--certificate-identity',
-    'cody@soyland.com',
-    '--certificate-oidc-issuer',
-    'https://github.com/login/oauth',
-  ]);
+  const verifyAs = (identity: string) =>
+    run([
+      '--manifest',
+      manifest,
+      '--repo',
+      'repo',
+      '--bundle',
+      path.join(sharedDir(), 'fixtures/cosign/oci-attestation.sigstore.json'),
+      '--trusted-root',
+      path.join(sharedDir(), 'fixtures/cosign/trusted_root_pgi.json'),
+      '--certificate-identity',
+      identity,
+      '--certificate-oidc-issuer',
+      'https://github.com/login/oauth',
+    ]);
+  const r = await verifyAs('cody@soyland.com');
   assert.equal(r.code, 1, r.out + r.err);
   assert.match(r.out, /REFUSED \(attestation-not-signature\)/);
-  const other = await run([
-    '--manifest',
-    manifest,
-    '--repo',
-    'repo',
-    '--bundle',
-    path.join(sharedDir(), 'fixtures/cosign/oci-attestation.sigstore.json'),
-    '--trusted-root',
-    path.join(sharedDir(), 'fixtures/cosign/trusted_root_pgi.json'),
-    '--certificate-identity',
-    'someone@else.example',
-    '--certificate-oidc-issuer',
-    'https://github.com/login/oauth',
-  ]);
+  const other = await verifyAs('someone@else.example');
   assert.match(other.out, /REFUSED \(untrusted-identity\).*cody@soyland\.com/);
 });

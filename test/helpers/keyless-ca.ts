@@ -10,6 +10,7 @@
  */
 import { createHash, generateKeyPairSync, randomBytes, sign as nodeSign, type KeyObject } from 'node:crypto';
 import { dsse, json } from '@sigstore/core';
+import type { SignatureCandidate } from '../../src/core/trust.js';
 
 // ---- DER ----------------------------------------------------------------------------------------
 
@@ -322,6 +323,23 @@ export class TestSigstore {
       o.integratedAt ?? new Date(at.getTime() + 1000),
     );
     return { certificate: cert, signature, tlogEntry, cosignBundle };
+  }
+
+  /**
+   * A cosign 2.x keyless `.sig` signature over a simple-signing `payload`: the signature and the
+   * certificate, chain and Rekor bundle annotations its layer carries.
+   */
+  legacySignature(payload: Uint8Array, id: TestIdentity, o: KeylessSignOptions = {}): SignatureCandidate {
+    const s = this.sign(payload, id, o);
+    return {
+      payload,
+      signature: s.signature.toString('base64'),
+      keyless: {
+        certificate: toPem(s.certificate),
+        chain: toPem(this.caCertificate),
+        rekorBundle: s.cosignBundle,
+      },
+    };
   }
 
   /** A v0.3 keyless DSSE bundle (cosign 3's `cosign sign` layout) over an in-toto statement. */

@@ -56,6 +56,16 @@ describe('security: review 5 (SIGHUP reload, composition root)', { timeout: 300_
     g.rewriteConfig((raw) => change(raw as Raw));
     return g.tg.reload();
   };
+  /** The status of `ops` pulling `repo`:v1 through `g` with a fresh pull token. */
+  const pullStatus = async (g: TestGate, repo: string): Promise<number> => {
+    const t = await getToken(g.url, g.ca, 'ops', PASSWORD, [`repository:${repo}:pull`]);
+    return (
+      await request(g.url, g.ca, {
+        path: `/v2/${repo}/manifests/v1`,
+        headers: { ...bearer(t), accept: OCI },
+      })
+    ).status;
+  };
   const ping = async (g: TestGate, token: string): Promise<number> =>
     (await request(g.url, g.ca, { path: '/v2/', headers: bearer(token) })).status;
   const basic = (user: string, password: string): string =>
@@ -251,15 +261,7 @@ describe('security: review 5 (SIGHUP reload, composition root)', { timeout: 300_
     const repo = 'kd/app';
     const img = await pushRandomImage(registry.url, repo, 'v1');
     await signDirect(registry.url, repo, img.digest, release.pkcs8Der);
-    const pull = async (): Promise<number> => {
-      const t = await getToken(g.url, g.ca, 'ops', PASSWORD, [`repository:${repo}:pull`]);
-      return (
-        await request(g.url, g.ca, {
-          path: `/v2/${repo}/manifests/v1`,
-          headers: { ...bearer(t), accept: OCI },
-        })
-      ).status;
-    };
+    const pull = (): Promise<number> => pullStatus(g, repo);
     assert.equal(await pull(), 200, 'control: signed by the trusted key');
     const epochA = g.tg.trust.epoch();
     const revoked = path.join(g.dir, 'keys', 'revoked');
@@ -287,15 +289,7 @@ describe('security: review 5 (SIGHUP reload, composition root)', { timeout: 300_
     const repo = 'nul/app';
     const img = await pushRandomImage(registry.url, repo, 'v1');
     await signDirect(registry.url, repo, img.digest, second.pkcs8Der);
-    const pull = async (): Promise<number> => {
-      const t = await getToken(g.url, g.ca, 'ops', PASSWORD, [`repository:${repo}:pull`]);
-      return (
-        await request(g.url, g.ca, {
-          path: `/v2/${repo}/manifests/v1`,
-          headers: { ...bearer(t), accept: OCI },
-        })
-      ).status;
-    };
+    const pull = (): Promise<number> => pullStatus(g, repo);
     assert.equal(await pull(), 200, 'control: signed by b, which the rule names');
     // One file, a.pub, whose bytes are a.pub's PEM, the separators, the name b.pub and b's PEM:
     // not a PEM block, so no key loads from this directory at all.

@@ -266,18 +266,7 @@ describe('review 7: legacy .sig and threshold counting', () => {
   const payload = Buffer.from(
     buildSimpleSigningPayload({ dockerReference: 'registry.test/acme/app', manifestDigest: DIGEST }),
   );
-  const legacy = (id: TestIdentity, o = {}): SignatureCandidate => {
-    const s = sigstore.sign(payload, id, o);
-    return {
-      payload,
-      signature: s.signature.toString('base64'),
-      keyless: {
-        certificate: toPem(s.certificate),
-        chain: toPem(sigstore.caCertificate),
-        rekorBundle: s.cosignBundle,
-      },
-    };
-  };
+  const legacy = (id: TestIdentity, o = {}): SignatureCandidate => sigstore.legacySignature(payload, id, o);
   const trust = (
     signatures: SignatureCandidate[],
     bundles: Uint8Array[],
@@ -313,22 +302,7 @@ describe('review 7: legacy .sig and threshold counting', () => {
 
   test('HELD: a keyless .sig whose chain annotation ships a foreign CA does not make a foreign leaf trusted', () => {
     const mallory = new TestSigstore();
-    const s = mallory.sign(payload, releaseId);
-    const v = trust(
-      [
-        {
-          payload,
-          signature: s.signature.toString('base64'),
-          keyless: {
-            certificate: toPem(s.certificate),
-            chain: toPem(mallory.caCertificate),
-            rekorBundle: s.cosignBundle,
-          },
-        },
-      ],
-      [],
-      1,
-    );
+    const v = trust([mallory.legacySignature(payload, releaseId)], [], 1);
     assert.equal(v.ok, false, v.message);
   });
 

@@ -83,6 +83,21 @@ function supply(sources: SigstoreSource[]): {
   return { roots, events, changes };
 }
 
+/**
+ * A restart from `cacheDir` while the mirror gives nothing new: the public-good root verified last
+ * time is in force, and the start's refresh is reported failed.
+ */
+async function restartKeepsLastGood(mirror: string, pin: string, cacheDir: string): Promise<void> {
+  const again = supply([tufSource(mirror, pin, cacheDir)]);
+  try {
+    await again.roots.start();
+    assert.equal(again.roots.status()[0]?.sha256, sha(PUBLIC_GOOD));
+    assert.equal(again.events.at(-1)?.outcome, 'failed');
+  } finally {
+    await again.roots.stop();
+  }
+}
+
 describe('Sigstore trusted roots through TUF', () => {
   it('over HTTP: the first update verifies the chain and puts the target in force', async () => {
     const { repo, pin } = repository();
@@ -178,14 +193,7 @@ describe('Sigstore trusted roots through TUF', () => {
     }
     // tuf-js keeps the (hash-verified) junk as its cached target; the restart still starts from
     // the last root trustgate accepted.
-    const again = supply([tufSource(repo.dir, pin, cacheDir)]);
-    try {
-      await again.roots.start();
-      assert.equal(again.roots.status()[0]?.sha256, sha(PUBLIC_GOOD));
-      assert.equal(again.events.at(-1)?.outcome, 'failed');
-    } finally {
-      await again.roots.stop();
-    }
+    await restartKeepsLastGood(repo.dir, pin, cacheDir);
   });
 
   it('an expired timestamp is refused: the last good root stays, and a new client gets none', async () => {
@@ -252,14 +260,7 @@ describe('Sigstore trusted roots through TUF', () => {
       await roots.stop();
     }
     // A restart while the mirror is still down: the root verified last time is in force.
-    const again = supply([tufSource(server.url, pin, cacheDir)]);
-    try {
-      await again.roots.start();
-      assert.equal(again.roots.status()[0]?.sha256, sha(PUBLIC_GOOD));
-      assert.equal(again.events.at(-1)?.outcome, 'failed');
-    } finally {
-      await again.roots.stop();
-    }
+    await restartKeepsLastGood(server.url, pin, cacheDir);
   });
 
   it('a slow mirror does not hold the start beyond one download timeout; its update finishes in the background', async () => {

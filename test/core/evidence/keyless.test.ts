@@ -17,7 +17,7 @@ import { evaluateTrust, type SignatureCandidate } from '../../../src/core/trust.
 import { parsePublicKeyPem } from '../../../src/core/signature/keys.js';
 import { signPayload, generateKeyPair } from '../../../src/core/signature/sign.js';
 import { trustRuleSchema, configSchema } from '../../../src/config/schema.js';
-import { TestSigstore, toPem, type TestIdentity } from '../../helpers/keyless-ca.js';
+import { TestSigstore, type TestIdentity } from '../../helpers/keyless-ca.js';
 
 const NOW = new Date();
 const sha256 = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -254,16 +254,7 @@ function legacyKeyless(repo: string, digest: string, id = releaseId, o = {}): Si
     dockerReference: `registry.example/${repo}`,
     manifestDigest: digest,
   });
-  const s = sigstore.sign(payload, id, o);
-  return {
-    payload,
-    signature: s.signature.toString('base64'),
-    keyless: {
-      certificate: toPem(s.certificate),
-      chain: toPem(sigstore.caCertificate),
-      rekorBundle: s.cosignBundle,
-    },
-  };
+  return sigstore.legacySignature(payload, id, o);
 }
 const trustBase = {
   threshold: 1,
