@@ -37,7 +37,7 @@ cp "$QS/release.pub" "$QS/keys/trusted/release.pub"
 
 cat >"$QS/registry.yml" <<YML
 version: 0.1
-log: { level: warn }
+log: { level: warn, accesslog: { disabled: true } }
 storage:
   filesystem: { rootdirectory: $QS/registry-data }
   delete: { enabled: true }
@@ -68,12 +68,13 @@ trustgate: https://localhost:$PORT  (registry:2 behind it on 127.0.0.1:$REG_PORT
   user: admin   password: $(cat "$PASSWORD_FILE")   (in $QS/admin.password)
   CA:   $QS/certs/ca.crt
 
-  skopeo login --cert-dir $QS/skopeo-certs -u admin localhost:$PORT
-  skopeo copy --dest-cert-dir $QS/skopeo-certs oci:some-layout docker://localhost:$PORT/demo/app:1
+  skopeo login --cert-dir $QS/skopeo-certs -u admin --password-stdin localhost:$PORT <$QS/admin.password
+  skopeo copy --dest-cert-dir $QS/skopeo-certs oci:YOUR-OCI-LAYOUT-DIR:TAG docker://localhost:$PORT/demo/app:1   # or docker-archive:FILE
+  skopeo copy --src-cert-dir $QS/skopeo-certs docker://localhost:$PORT/demo/app:1 oci:/tmp/app:1   # "denied: … has no signature" until signed
   podman: sudo mkdir -p /etc/containers/certs.d/localhost:$PORT && sudo cp $QS/certs/ca.crt /etc/containers/certs.d/localhost:$PORT/
   docker: sudo mkdir -p /etc/docker/certs.d/localhost:$PORT && sudo cp $QS/certs/ca.crt /etc/docker/certs.d/localhost:$PORT/
 
-Images pull only when signed by the release key ($QS/release.key, public half in keys/trusted/):
+Images pull only when signed by the release key ($QS/release.key, public half in $QS/keys/trusted/); run from $PWD:
   export PATH=$(dirname "$(command -v node)"):\$PATH   # Node $(node --version)
   export TRUSTGATE_USERNAME=admin TRUSTGATE_PASSWORD=\$(cat $QS/admin.password)
   TRUSTGATE_KEY_PASSPHRASE=\$(cat $QS/release.passphrase) \\

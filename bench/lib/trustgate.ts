@@ -35,7 +35,12 @@ export async function writeTrustgateConfig(
     key: string;
     logLevel?: string;
     /** Trust rules for bench/** (default: mode off, only the proxy path is measured) and keys. */
-    trust?: { rules: unknown[]; keys: Record<string, string>; trustedRoot?: unknown };
+    trust?: {
+      rules: unknown[];
+      keys: Record<string, string>;
+      attestations?: unknown[];
+      trustedRoot?: unknown;
+    };
     /** More users, with pull only on bench/** (bench/starvation.ts: other identities). */
     pullUsers?: string[];
     /** upstream.reads (default: the config's default, `direct`). */
@@ -69,6 +74,7 @@ export async function writeTrustgateConfig(
     trust: {
       keysDir: path.join(dir, 'keys', 'trusted'),
       rules: o.trust?.rules ?? [{ repos: ['bench/**'], mode: 'off' }],
+      ...(o.trust?.attestations ? { attestations: o.trust.attestations } : {}),
       ...(o.trust?.trustedRoot !== undefined ? { trustedRoot: path.join(dir, 'trusted_root.json') } : {}),
     },
     log: { level: o.logLevel ?? 'warn' },

@@ -296,3 +296,98 @@ export async function robotsCommand(argv: string[], io: CliIo = defaultIo()): Pr
     });
   });
 }
+
+export const EXCEPTIONS_USAGE = `usage: trustgate exceptions list
+       trustgate exceptions add CVE --repos 'prod/**[,…]' --expires 7d|12h|2027-01-01T00:00:00Z --reason R
+       trustgate exceptions remove ID
+
+Vulnerability exceptions of the attestation gates (trust.attestations), through the admin API:
+  add       let images of --repos ship although their scan lists CVE, until --expires (at most 365 days)
+  remove    end an exception at once
+  list      every exception, active or expired (expired ones never apply; remove or renew them)
+${SERVER_USAGE}${REGISTRY_OPTS_USAGE}`;
+
+interface ExceptionView {
+  id: string;
+  cve: string;
+  repos: string[];
+  expires: string;
+  reason: string;
+  by: string;
+  status?: string;
+}
+
+function exceptionLine(e: ExceptionView): string {
+  return `${e.id}  ${(e.status ?? 'active').padEnd(8)} ${e.cve.padEnd(20)} repos=${e.repos.join(',')}  until=${e.expires}  by=${e.by}  reason=${JSON.stringify(e.reason)}\n`;
+}
+
+/** `7d`, `12h`, `30m` from now, or an ISO 8601 date-time passed through (the server checks it). */
+export function expiryFrom(text: string, now: Date): string {
+  const m = /^(\d{1,5})([dhm])$/.exec(text);
+  if (!m) return text;
+  const unit = { d: 86_400_000, h: 3_600_000, m: 60_000 }[m[2] as 'd' | 'h' | 'm'];
+  return new Date(now.getTime() + Number(m[1]) * unit).toISOString();
+}
+
+export async function exceptionsCommand(argv: string[], io: CliIo = defaultIo()): Promise<number> {
+  return runCommand(io, EXCEPTIONS_USAGE, async () => {
+    const [sub, ...rest] = argv;
+    if (sub === undefined || sub === '--help' || sub === 'help') {
+      io.stdout.write(EXCEPTIONS_USAGE);
+      return sub === undefined ? 2 : 0;
+    }
+    if (!['list', 'add', 'remove'].includes(sub))
+      throw new UsageError(`unknown exceptions subcommand ${JSON.stringify(sub)}`);
+    const spec: OptSpec = {
+      repos: { type: 'string' },
+      expires: { type: 'string' },
+      reason: { type: 'string' },
+    };
+    return withClient(io, rest, spec, async (c) => {
+      const v = c.args.values as Record<string, string | undefined>;
+      if (sub !== 'add') {
+        for (const k of Object.keys(spec)) {
+          if (v[k] !== undefined) throw new UsageError(`--${k} does not apply to exceptions ${sub}`);
+        }
+      }
+      if (sub === 'list') {
+        if (c.args.positionals.length > 0) throw new UsageError('exceptions list takes no arguments');
+        const r = (await c.call('GET', '/admin/v1/exceptions')) as {
+          exceptions: ExceptionView[];
+          expired: Array<{ id: string; cve: string; expires: string }>;
+        };
+        c.print(
+          r,
+          () =>
+            (r.exceptions.map(exceptionLine).join('') || 'no exceptions\n') +
+            (r.expired.length > 0 ? `${r.expired.length} expired exception(s): remove or renew them\n` : ''),
+        );
+        return 0;
+      }
+      if (sub === 'remove') {
+        const id = one(c.args, 'exception ID');
+        const r = (await c.call('DELETE', `/admin/v1/exceptions/${enc(id)}`)) as { exception: ExceptionView };
+        c.print(r, () => `removed ${exceptionLine(r.exception)}`);
+        return 0;
+      }
+      const cve = one(c.args, 'CVE');
+      const repos = (v['repos'] ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+      if (repos.length === 0) throw new UsageError("--repos 'PATTERN[,…]' is required");
+      if (v['expires'] === undefined)
+        throw new UsageError('--expires (7d, 12h or an ISO date-time) is required');
+      if (v['reason'] === undefined || v['reason'].trim() === '')
+        throw new UsageError('--reason is required');
+      const e = (await c.call('POST', '/admin/v1/exceptions', {
+        cve,
+        repos,
+        expires: expiryFrom(v['expires'], io.now()),
+        reason: v['reason'],
+      })) as ExceptionView;
+      c.print(e, () => `added ${exceptionLine(e)}`);
+      return 0;
+    });
+  });
+}

@@ -11,12 +11,15 @@ commands:
                                make a cosign-format key pair NAME.key / NAME.pub
   sign REF --key NAME.key [--tag T] [--recursive]
                                sign an image (cosign .sig format) through the registry API
+  attest REF --predicate FILE --type TYPE --key NAME.key [--format legacy|bundle]
+                               sign an attestation (scan, SBOM, provenance, VEX) of an image
   verify REF --key FILE.pub [--key …] [--json]
                                check an image's signatures as trustgate would, and explain
   verify --offline --manifest FILE --signature FILE --key FILE.pub --repo REPO
                                the same for containers/image "dir" signature files
   copy SRC DST                 copy an image or index between repositories of one registry
   keys list|add|revoke|rotate  manage trusted keys through the admin API (--server HOST:PORT)
+  exceptions list|add|remove   manage vulnerability exceptions of attestation gates (admin API)
   users list|add|remove        manage users through the admin API
   robots add|remove            manage robot accounts through the admin API
   sigstore refresh --out DIR [--mirror URL|DIR] [--root FILE]
@@ -43,6 +46,14 @@ const commands: Record<string, Command> = {
   sign: async (argv) => {
     const { signCommand } = await import('./sign.js');
     return signCommand(argv);
+  },
+  attest: async (argv) => {
+    const { attestCommand } = await import('./attest.js');
+    return attestCommand(argv);
+  },
+  exceptions: async (argv) => {
+    const { exceptionsCommand } = await import('./admin.js');
+    return exceptionsCommand(argv);
   },
   verify: async (argv) => {
     const { verifyCommand } = await import('./verify.js');

@@ -111,6 +111,7 @@ function resolvePaths(c: Config, baseDir: string): Config {
     trust: {
       ...c.trust,
       keysDir: r(c.trust.keysDir),
+      exceptionsFile: r(c.trust.exceptionsFile),
       ...(c.trust.trustedRoot ? { trustedRoot: r(c.trust.trustedRoot) } : {}),
       sigstore: c.trust.sigstore.map((s) => ({
         ...s,

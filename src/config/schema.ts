@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isPredicateTypeSpelling, PREDICATE_ALIASES } from '../core/attestation/predicates.js';
 import { validateIdentityRule } from '../core/evidence/identity.js';
 import { reloadable, restartOnly } from './reloads.js';
 
@@ -105,6 +106,60 @@ export const trustRuleSchema = z.strictObject({
    */
   tlog: z.enum(['required', 'optional']).default('optional'),
 });
+
+const severity = z.enum(['NONE', 'UNKNOWN', 'LOW', 'MEDIUM', 'HIGH', 'CRITICAL']);
+/** A predicate type: one of cosign's short names, or an absolute https URI. */
+const predicateType = z
+  .string()
+  .min(1)
+  .max(512)
+  .refine((t) => isPredicateTypeSpelling(t), {
+    message: `a predicate type is an https URI or one of ${Object.keys(PREDICATE_ALIASES).join(', ')}`,
+  });
+
+/** `trust.attestations[]`: what a repository's images must be attested with (issue 16). */
+export const attestationRuleSchema = z
+  .strictObject({
+    repos: z.array(z.string().min(1)).min(1),
+    /** Names of trusted keys (files `<name>.pub` in trust.keysDir) whose attestations count. */
+    keys: z.array(z.string().min(1)).default([]),
+    /** Keyless identities (Fulcio certificates, needs trust.trustedRoot) whose attestations count. */
+    identities: z.array(identityRuleSchema).max(64).default([]),
+    /** Predicate types that must be present, signed by one of `keys`, about the served digest. */
+    require: z.array(predicateType).default([]),
+    /** A signed vulnerability scan is required; findings above maxSeverity refuse the image. */
+    vulnerabilities: z
+      .strictObject({
+        maxSeverity: severity,
+        /** The newest scan must have finished at most this long ago, at pull time. */
+        maxScanAgeHours: z
+          .number()
+          .positive()
+          .max(24 * 365)
+          .optional(),
+      })
+      .optional(),
+    /** A signed SBOM (CycloneDX or SPDX) is required, with none of these packages or licences. */
+    sbom: z
+      .strictObject({
+        deniedPackages: z.array(z.string().min(1).max(256)).max(1000).default([]),
+        deniedLicenses: z.array(z.string().min(1).max(256)).max(1000).default([]),
+      })
+      .optional(),
+    /** A signed SLSA v1 provenance is required, matching what is given. */
+    provenance: z
+      .strictObject({
+        builderId: z.string().min(1).max(1024).optional(),
+        sourceRepo: z.string().min(1).max(1024).optional(),
+        sourceRef: z.string().min(1).max(1024).optional(),
+      })
+      .optional(),
+    mode: z.enum(['enforce', 'audit']).default('enforce'),
+  })
+  .refine((r) => r.keys.length > 0 || r.identities.length > 0, {
+    message: 'an attestation rule names at least one key or identity whose attestations count',
+    path: ['keys'],
+  });
 
 /**
  * The Sigstore sources of a parsed trust section as the trust root supply reads them: the
@@ -335,6 +390,16 @@ const configObject = z.strictObject({
         z.array(sigstoreSourceSchema).default([]),
         'files are read and TUF repositories are first checked at start (a SIGHUP refreshes the TUF sources already configured)',
       ),
+      /** Attestation gates per repository pattern (first match applies). */
+      attestations: reloadable(
+        z.array(attestationRuleSchema).default([]),
+        'new pulls use the new attestation rules (a new trust epoch)',
+      ),
+      /** Vulnerability exceptions granted through the admin API (a JSON file trustgate writes). */
+      exceptionsFile: restartOnly(
+        z.string().default('keys/exceptions.json'),
+        'the exceptions file is opened and watched at start',
+      ),
     })
     .superRefine((t, ctx) => {
       const names = new Map<string, number>();
@@ -364,6 +429,17 @@ const configObject = z.strictObject({
     })
     // Policy: a keyless identity can only be verified against a trusted root (Fulcio CAs, CT and
     // Rekor logs); a rule naming identities without one would refuse every keyless signature.
+    .refine(
+      (t) =>
+        t.trustedRoot !== undefined ||
+        t.sigstore.length > 0 ||
+        t.attestations.every((r) => r.identities.length === 0),
+      {
+        message:
+          'an attestation rule with identities needs a Sigstore trusted root: configure trust.sigstore (or trust.trustedRoot)',
+        path: ['sigstore'],
+      },
+    )
     .refine(
       (t) =>
         t.trustedRoot !== undefined ||
@@ -477,3 +553,4 @@ export const configSchema = configObject
 export type Config = z.infer<typeof configSchema>;
 export type AccessRule = z.infer<typeof accessRuleSchema>;
 export type TrustRule = z.infer<typeof trustRuleSchema>;
+export type AttestationRule = z.infer<typeof attestationRuleSchema>;

@@ -251,7 +251,8 @@ function manifestRead(route: Extract<Route, { kind: 'manifest' }>, q: AccessQues
     return v.ok ? allow(v.reason, v.signers) : { decision: 'audit-allow', reason: v.reason, keys: v.signers };
   }
   // The client's denial line names the image, what was missing, and the keys that would do.
-  const named = !v.message.includes('trusted:');
+  // Attestation denials name their own rule and keys (core/attestation/decide.ts).
+  const named = !v.message.includes('trusted:') && !v.reason.startsWith('attestation-');
   if (named && !q.facts.trustedKeys) return need('trustedKeys');
   const subject = v.message.startsWith(route.repo) ? '' : `${route.repo}@${v.digest}: `;
   const trusted = named ? ` (trusted for ${v.rule}: ${q.facts.trustedKeys!.join(', ') || 'none'})` : '';

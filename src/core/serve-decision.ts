@@ -7,8 +7,10 @@ import { isSignatureDiscoveryRead, type ParsedManifest } from './manifest.js';
 import { isBundleReferrer } from './referrers.js';
 import type { TrustReason } from './trust.js';
 import type { EffectiveTrustRule } from './trust-policy.js';
+import type { AttestationReason, AttestationVerdict } from './attestation/decide.js';
 
-export type ServeReason = TrustReason | 'policy-off' | 'index-child' | 'signature-artifact';
+export type ServeReason =
+  TrustReason | 'policy-off' | 'index-child' | 'signature-artifact' | Exclude<AttestationReason, 'attested'>;
 
 /** What the signatures of the digest showed (evaluateTrust's verdict plus the tags it binds). */
 export interface SignatureEvidence {
@@ -38,6 +40,11 @@ export interface ServeInput {
    * the caller only for bundle referrers; undefined otherwise.)
    */
   subjectPullable?: boolean;
+  /**
+   * The attestation decision (core/attestation/decide.ts), when an attestation rule applies to the
+   * repository; weighed after the signature check.
+   */
+  attestation?: AttestationVerdict;
 }
 
 export interface ServeOutcome {
@@ -48,6 +55,8 @@ export interface ServeOutcome {
   reason: ServeReason;
   message: string;
   signers: string[];
+  /** The attestation decision it weighed, if any (the explain endpoint shows its conditions). */
+  attestation?: AttestationVerdict;
 }
 
 /**
@@ -99,13 +108,32 @@ export function wantsIndexParent(input: Omit<ServeInput, 'indexParent'>): boolea
   return input.manifest.kind === 'image' && input.purpose === 'pull' && input.evidence?.ok !== true;
 }
 
+/**
+ * True when a manifest inherits the attestation verdict of a verified index that lists it, so its
+ * own attestations are not looked at. Policy: attestations are made for the index (as `cosign
+ * attest` of a multi-platform tag does), and the index met the attestation rule when it was
+ * served; a child signed on its own (`sign --recursive`) still inherits, by digest only: a pull by
+ * tag under tag binding, or a signed push, never does.
+ */
+export function inheritsAttestations(
+  input: Pick<ServeInput, 'manifest' | 'purpose' | 'tag' | 'rule' | 'indexParent'>,
+): boolean {
+  return (
+    input.indexParent !== undefined &&
+    input.manifest.kind === 'image' &&
+    input.purpose === 'pull' &&
+    !(input.rule.tagBinding && input.tag !== undefined)
+  );
+}
+
 /** The decision from the evidence (and the index admission, when looked up). */
 export function decideServe(input: ServeInput): ServeOutcome {
   const shortcut = serveShortcut(input);
   if (shortcut) return shortcut;
   const { repo, digest, rule, tag, evidence } = input;
   if (!evidence) throw new TypeError('decideServe: evidence is required unless a shortcut applies');
-  let { ok, reason, message } = evidence;
+  let { ok, message } = evidence;
+  let reason: ServeReason = evidence.reason;
   const tagBound = rule.tagBinding && tag !== undefined;
   if (ok && tagBound && !evidence.boundTags.includes(tag)) {
     ok = false;
@@ -129,5 +157,19 @@ export function decideServe(input: ServeInput): ServeOutcome {
     message = `${repo}:${tag} resolves to ${digest}, listed in verified index ${parent}; with tag binding on, a manifest pulled by tag needs its own signature naming the tag ${tag}: sign ${repo}:${tag} with a trusted key, or pull it through the index`;
   }
   // Policy: audit mode serves what enforce would refuse; the verdict still says what enforce decides.
-  return { allow: ok || rule.mode === 'audit', ok, reason, message, signers: evidence.signers };
+  let allow = ok || rule.mode === 'audit';
+  const att = input.attestation;
+  if (att !== undefined) {
+    // Policy: the attestation gate comes after the signature check: a refused signature is the
+    // denial (its message says what to sign); a signed image must also meet the attestation rule,
+    // whose own mode (enforce or audit) decides whether its refusal is served anyway.
+    if (ok && !att.ok) {
+      ok = false;
+      reason = att.reason as Exclude<AttestationReason, 'attested'>;
+      message = att.message;
+    }
+    allow = allow && (att.ok || att.mode === 'audit');
+    return { allow, ok, reason, message, signers: evidence.signers, attestation: att };
+  }
+  return { allow, ok, reason, message, signers: evidence.signers };
 }

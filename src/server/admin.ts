@@ -26,6 +26,7 @@ import { ADMIN_SCOPE, adminAccess } from '../core/scope.js';
 import type { Identity } from '../core/types.js';
 import { KeyStore, keyInfo } from '../keys/store.js';
 import type { Keyring } from '../keys/keyring.js';
+import type { ExceptionStore } from '../keys/exceptions.js';
 import type { Upstream } from '../registry/upstream.js';
 import { headerValue } from '../registry/headers.js';
 import { upstreamFailure } from '../registry/upstream.js';
@@ -45,6 +46,8 @@ export interface AdminDeps {
   config: () => Config;
   trust: TrustService;
   keyring: Keyring;
+  /** Vulnerability exceptions of the attestation gates (absent: the endpoints answer 404). */
+  exceptions?: ExceptionStore;
   cache: VerdictCache;
   upstream: Upstream;
   audit: Audit;
@@ -87,6 +90,12 @@ const rotateBody = z.strictObject({
 });
 const addUserBody = z.strictObject({ name: z.string().min(1).max(128), password: z.string().max(1024) });
 const addRobotBody = z.strictObject({ name: z.string().min(1).max(128) });
+const addExceptionBody = z.strictObject({
+  cve: z.string().min(1).max(64),
+  repos: z.array(glob).min(1).max(64),
+  expires: dateTime,
+  reason: z.string().min(1).max(1024),
+});
 
 function parseBody<T>(schema: z.ZodType<T>, body: unknown, allowEmpty = false): T {
   const value = body === undefined && allowEmpty ? {} : body;
@@ -259,6 +268,7 @@ export function createAdminRouter(d: AdminDeps): Router {
       trust: {
         keysDir: d.keyring.dir,
         defaultRule: 'a repository no rule matches trusts no key (enforce, threshold 1)',
+        attestations: c.trust.attestations,
         rules: c.trust.rules.map((r) => ({
           ...r,
           // Keys that apply through this rule: named, or sharing a named key's entries by rotation.
@@ -281,6 +291,7 @@ export function createAdminRouter(d: AdminDeps): Router {
         threshold: rule.threshold,
         tagBinding: rule.tagBinding,
         signedPush: rule.signedPush,
+        attestationRule: d.trust.attestationRuleFor(repo)?.pattern ?? null,
         trustedKeys: d.trust
           .trustedKeys(rule, repo)
           .map((k) => ({ name: k.name, status: loaded.find((l) => l.name === k.name)?.status })),
@@ -341,9 +352,58 @@ export function createAdminRouter(d: AdminDeps): Router {
       signers: v.signers,
       rule: v.rule,
       trustedKeys: d.trust.trustedKeyNames(repo),
+      // Every condition of the attestation rule and its result (none when no rule applies).
+      ...(v.attestation
+        ? {
+            attestation: {
+              rule: v.attestation.rule,
+              mode: v.attestation.mode,
+              ok: v.attestation.ok,
+              reason: v.attestation.reason,
+              message: v.attestation.message,
+              conditions: v.attestation.conditions,
+              expiredExceptions: v.attestation.expiredExceptions,
+            },
+          }
+        : {}),
       cached: v.cached,
       note: 'what a pull-only client gets; identities with push rights on the repository read unsigned manifests',
     });
+  });
+
+  // ------------------------------------------------------------------------------------------
+  // Vulnerability exceptions (attestation gates)
+  // ------------------------------------------------------------------------------------------
+  const exceptionStore = (): ExceptionStore => {
+    if (!d.exceptions)
+      throw new GateError('NOT_CONFIGURED', 'vulnerability exceptions are not configured here');
+    return d.exceptions;
+  };
+
+  router.get('/exceptions', (_req, res) => {
+    const list = exceptionStore().list();
+    sendJson(res, 200, {
+      exceptions: list,
+      active: list.filter((e) => e.status === 'active').length,
+      // Reported so an admin removes or renews them; an expired exception never applies.
+      expired: list
+        .filter((e) => e.status === 'expired')
+        .map((e) => ({ id: e.id, cve: e.cve, expires: e.expires })),
+    });
+  });
+
+  router.post('/exceptions', async (req, res) => {
+    const body = parseBody(addExceptionBody, req.body);
+    const e = await exceptionStore().add(body, locals(res).identity.subject);
+    audit(res, 'exception.add', e.id, { cve: e.cve, repos: e.repos, expires: e.expires, reason: e.reason });
+    sendJson(res, 201, e);
+  });
+
+  router.delete('/exceptions/:id', async (req, res) => {
+    const id = String(req.params['id']);
+    const e = await exceptionStore().remove(id);
+    audit(res, 'exception.remove', id, { cve: e.cve, repos: e.repos, expires: e.expires });
+    sendJson(res, 200, { id, removed: true, exception: e });
   });
 
   // ------------------------------------------------------------------------------------------
@@ -354,6 +414,7 @@ export function createAdminRouter(d: AdminDeps): Router {
       stats: d.cache.stats(),
       epoch: d.trust.epoch(),
       signatureFetches: d.trust.signatureFetches,
+      attestationFetches: d.trust.attestationFetches,
     });
   });
 

@@ -16,6 +16,7 @@ import { RelayLimiter } from '../core/relay-limits.js';
 import { createSharedState, type ReplicaBus, type VerdictCache } from '../cache/index.js';
 import { ManifestCache } from '../cache/manifest-cache.js';
 import { Keyring } from '../keys/keyring.js';
+import { ExceptionStore } from '../keys/exceptions.js';
 import { Upstream } from '../registry/upstream.js';
 import { upstreamFallbackChannel, type UpstreamFallbackEvent } from '../registry/events.js';
 import { TrustService } from '../trust/service.js';
@@ -78,6 +79,8 @@ export interface Parts {
   upstream: Upstream;
   forwarder: StreamForwarder;
   keyring: Keyring;
+  /** Vulnerability exceptions of the attestation gates (trust.exceptionsFile). */
+  exceptions: ExceptionStore;
   cache: VerdictCache;
   bus: ReplicaBus;
   manifests: ManifestCache;
@@ -141,6 +144,13 @@ export async function buildParts(
   metrics.watchCache(cache);
   const manifests = new ManifestCache(64 * 1024 * 1024, Math.min(config.cache.positiveTtlSeconds, 300));
   const referrers = new ReferrersStore(upstream, manifests);
+  // Opened at start like the key directory (a new path takes a restart); re-read every second.
+  const exceptions = new ExceptionStore(
+    config.trust.exceptionsFile,
+    log.child({ component: 'exceptions' }),
+    now,
+  );
+  exceptions.start();
   const sigstoreRoots = await startSigstoreRoots(config, metrics, log);
   const trust = new TrustService({
     evidence: upstreamEvidenceReader(upstream, referrers),
@@ -155,6 +165,8 @@ export async function buildParts(
     positiveTtlSeconds: config.cache.positiveTtlSeconds,
     negativeTtlSeconds: config.cache.negativeTtlSeconds,
     now,
+    attestationRuleFor: (repo) => live.attestationRuleFor(repo),
+    exceptions: () => exceptions.current(),
   });
   observers.push(metrics.watchTrust(trust));
 
@@ -179,6 +191,7 @@ export async function buildParts(
     upstream,
     forwarder,
     keyring,
+    exceptions,
     cache,
     bus,
     manifests,
@@ -324,6 +337,7 @@ export function buildHandlers(c: HandlerContext): {
       config: () => live.config,
       trust: p.trust,
       keyring: p.keyring,
+      exceptions: p.exceptions,
       cache: p.cache,
       upstream: p.upstream,
       audit: p.audit,

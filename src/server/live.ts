@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { compilePolicy, type Policy } from '../core/policy.js';
 import { compileTrustRules, type EffectiveTrustRule } from '../core/trust-policy.js';
+import { compileAttestationRules, type EffectiveAttestationRule } from '../core/attestation/rule.js';
 import { compileLayerUrlPolicy, type LayerUrlPolicy } from '../core/layer-urls.js';
 import { CredentialStore, type CredentialLogger } from '../auth/credentials.js';
 
@@ -11,6 +12,7 @@ interface Derived {
   config: Config;
   policy: Policy;
   ruleFor: (repo: string) => EffectiveTrustRule;
+  attestationRuleFor: (repo: string) => EffectiveAttestationRule | undefined;
   policyHash: string;
   credentials: CredentialStore;
   layerUrls: LayerUrlPolicy;
@@ -44,6 +46,10 @@ export class LiveSettings {
   }
   ruleFor(repo: string): EffectiveTrustRule {
     return this.d.ruleFor(repo);
+  }
+  /** The attestation rule of a repository (trust.attestations), if one applies. */
+  attestationRuleFor(repo: string): EffectiveAttestationRule | undefined {
+    return this.d.attestationRuleFor(repo);
   }
   /** A hash of the trust rules (part of the trust epoch). */
   get policyHash(): string {
@@ -113,7 +119,12 @@ function derive(c: Config, credentials: CredentialStore): Derived {
     config: c,
     policy: compilePolicy(c.policy),
     ruleFor: compileTrustRules(c.trust.rules),
-    policyHash: createHash('sha256').update(JSON.stringify(c.trust.rules)).digest('hex'),
+    attestationRuleFor: compileAttestationRules(c.trust.attestations),
+    // The attestation rules are part of the trust epoch (cached attestation facts are reduced by them).
+    policyHash: createHash('sha256')
+      .update(JSON.stringify(c.trust.rules))
+      .update(c.trust.attestations.length > 0 ? JSON.stringify(c.trust.attestations) : '')
+      .digest('hex'),
     credentials,
     layerUrls: compileLayerUrlPolicy(c.manifests.layerUrls),
     realm: c.publicUrl ? new URL('/token', c.publicUrl).toString() : undefined,

@@ -109,6 +109,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
         await closed;
       }
       parts.keyring.stop();
+      parts.exceptions.stop();
       await parts.sigstoreRoots.stop();
       listener.writeIdle.close();
       clearInterval(credentialsTimer);

@@ -25,6 +25,7 @@ import {
 import type { Route } from '../core/types.js';
 import type { TrustService, Verdict } from '../trust/service.js';
 import type { ReferrersStore } from '../trust/referrers.js';
+import { attestationSubjectOfTag } from '../trust/evidence.js';
 import {
   checkReferrersTagWrite,
   isBundleReferrer,
@@ -593,7 +594,12 @@ async function pullableByDigest(
   if (ctx.principal.can('push', repo)) return 'yes';
   const got = await d.referrers.manifest(repo, digest);
   if (!got) return 'absent';
-  return (await d.trust.verify(repo, digest, got.manifest)).allow ? 'yes' : 'no';
+  // Policy: the attestation gate withholds the image, not the evidence about it: the referrers of a
+  // signed subject (its signatures and attestations) stay readable when its scan refuses it, so a
+  // publisher can attach a new scan and a consumer can see why.
+  return (await d.trust.verify(repo, digest, got.manifest, undefined, { attestations: false })).allow
+    ? 'yes'
+    : 'no';
 }
 
 /**
@@ -704,6 +710,11 @@ async function putManifest(
   if (up.status === 201 && isSignatureTag(ref.tag)) {
     // A new signature may turn an earlier refusal into a pass at once.
     await d.trust.invalidate(repo, ref.tag.replace(/^sha256-([0-9a-f]{64})\.sig$/, 'sha256:$1'));
+  }
+  const attested = attestationSubjectOfTag(ref.tag);
+  if (up.status === 201 && attested) {
+    // A new legacy attestation (sha256-<hex>.att) may turn an attestation refusal into a pass.
+    await d.trust.invalidate(repo, attested);
   }
   const out: Record<string, string> = {};
   if (up.status === 201 && subject && !referrersTag) {

@@ -1,9 +1,11 @@
 /**
- * The evidence seam: every piece of signature evidence for (repository, digest), fetched with one
- * set of limits, by the proxy (from registry:2) and the CLI (through trustgate) alike. What each
- * layout looks like on a registry is known here and in core/ only:
+ * The evidence seam: every piece of signature and attestation evidence for (repository, digest),
+ * fetched with one set of limits, by the proxy (from registry:2) and the CLI (through trustgate)
+ * alike. What each layout looks like on a registry is known here and in core/ only:
  * - legacy cosign: the tag `sha256-<hex>.sig`, one simple-signing payload per layer;
- * - Sigstore bundles: OCI 1.1 referrers of the digest whose layers are bundles.
+ * - legacy cosign attestations: the tag `sha256-<hex>.att`, one DSSE envelope per layer;
+ * - Sigstore bundles: OCI 1.1 referrers of the digest whose layers are bundles (signatures, or
+ *   attestations when their statement has another predicate type).
  * Nothing here decides: core/trust.ts and core/serve-decision.ts weigh what this returns.
  */
 import { createHash } from 'node:crypto';
@@ -16,6 +18,9 @@ import {
 } from '../core/manifest.js';
 import { signatureTagFor } from '../core/reference.js';
 import { BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES, isBundleReferrer } from '../core/referrers.js';
+import { ANNOTATION_BUNDLE_PREDICATE_TYPE } from '../core/evidence/bundle-writer.js';
+import { COSIGN_SIGN_PREDICATE_TYPE } from '../core/evidence/statement.js';
+import { MEDIA_TYPE_DSSE_ENVELOPE } from '../core/attestation/envelope.js';
 import type { SignatureCandidate } from '../core/trust.js';
 import {
   COSIGN_BUNDLE_ANNOTATION,
@@ -207,4 +212,92 @@ export async function verifiedBlob(
   const bytes = await reader.blob(repo, digest, max);
   if (!bytes) return undefined;
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}` === digest ? bytes : undefined;
+}
+
+/**
+ * Limits on attestation evidence. Policy: an attestation (a scan report, an SBOM) is larger than a
+ * signature, so its own bounds: one envelope at most 4 MiB (Trivy's report of a large image and a
+ * CycloneDX SBOM of a few thousand components fit), at most 32 envelopes and 32 MiB per digest.
+ * A larger one is skipped unread; what it would have proved is then missing (fail closed).
+ */
+export const ATTESTATION_LIMITS = Object.freeze({
+  maxEnvelopeBytes: 4 * 1024 * 1024,
+  maxEnvelopes: 32,
+  maxTotalBytes: 32 * 1024 * 1024,
+});
+
+/** An attestation envelope as stored: a legacy `.att` layer (DSSE) or a bundle referrer's layer. */
+export interface AttestationCandidate {
+  layout: 'legacy' | 'bundle';
+  /** The blob's digest (its bytes hash to it). */
+  digest: string;
+  bytes: Uint8Array;
+}
+
+/** The legacy attestation tag of a digest: `sha256-<hex>.att`. */
+export function attestationTagFor(digest: string): string {
+  return signatureTagFor(digest).replace(/\.sig$/, '.att');
+}
+
+/** The digest a legacy attestation tag `sha256-<hex>.att` is about; undefined for other tags. */
+export function attestationSubjectOfTag(tag: string | undefined): string | undefined {
+  const m = tag === undefined ? null : /^sha256-([0-9a-f]{64})\.att$/.exec(tag);
+  return m ? `sha256:${m[1]}` : undefined;
+}
+
+/**
+ * Every attestation envelope stored for `digest`, unverified (core/attestation verifies): the DSSE
+ * layers of its `.att` artifact and the bundle referrers not marked as signatures. The referrer's
+ * predicateType annotation is only used to skip signature bundles (a wrong one can only hide the
+ * pusher's own evidence); the signed statement decides what each is.
+ */
+export async function attestationEvidence(
+  reader: EvidenceReader,
+  repo: string,
+  digest: string,
+): Promise<AttestationCandidate[]> {
+  const [artifact, referrers] = await Promise.all([
+    reader.manifest(repo, attestationTagFor(digest)),
+    reader.referrers(repo, digest),
+  ]);
+  const wanted: Array<{ layout: 'legacy' | 'bundle'; digest: string; size: number }> = [];
+  if (artifact) {
+    let parsed: ParsedManifest | undefined;
+    try {
+      parsed = parseManifest(artifact.bytes, artifact.contentType);
+    } catch {
+      // Policy: an unreadable .att artifact is no attestation; the verdict says what is missing.
+      parsed = undefined;
+    }
+    for (const l of parsed?.layers ?? []) {
+      if (l.mediaType === MEDIA_TYPE_DSSE_ENVELOPE)
+        wanted.push({ layout: 'legacy', digest: l.digest, size: l.size });
+    }
+  }
+  for (const r of referrers) {
+    if (!isBundleReferrer(r.manifest)) continue;
+    if (r.manifest.annotations?.[ANNOTATION_BUNDLE_PREDICATE_TYPE] === COSIGN_SIGN_PREDICATE_TYPE) continue;
+    const layer = r.manifest.layers[0]!;
+    wanted.push({ layout: 'bundle', digest: layer.digest, size: layer.size });
+  }
+  const picked: typeof wanted = [];
+  let total = 0;
+  const seen = new Set<string>();
+  for (const w of wanted) {
+    if (picked.length >= ATTESTATION_LIMITS.maxEnvelopes) break;
+    if (seen.has(w.digest) || w.size > ATTESTATION_LIMITS.maxEnvelopeBytes) continue;
+    if (total + w.size > ATTESTATION_LIMITS.maxTotalBytes) continue;
+    seen.add(w.digest);
+    total += w.size;
+    picked.push(w);
+  }
+  // Read at most the size each descriptor declares, so the declared total bounds the bytes held.
+  const read = await Promise.all(
+    picked.map(async (w) => {
+      const bytes = await verifiedBlob(reader, repo, w.digest, Math.max(w.size, 1));
+      return bytes ? { layout: w.layout, digest: w.digest, bytes } : undefined;
+    }),
+  );
+  const out = read.filter((c): c is AttestationCandidate => c !== undefined);
+  return out;
 }

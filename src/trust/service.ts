@@ -11,6 +11,7 @@ import type { EffectiveTrustRule } from '../core/trust-policy.js';
 import type { SigstoreTrustedRoot } from '../core/evidence/trusted-root.js';
 import {
   decideServe,
+  inheritsAttestations,
   serveShortcut,
   wantsIndexParent,
   type ServeReason,
@@ -19,7 +20,17 @@ import {
 import type { VerdictCache } from '../cache/verdict-cache.js';
 import { verifyChannel, type VerifyEvent } from './events.js';
 import type { KeyEntry, Keyring } from '../keys/keyring.js';
+import type { EffectiveAttestationRule } from '../core/attestation/rule.js';
 import {
+  evaluateAttestations,
+  type AttestationVerdict,
+  type VulnException,
+} from '../core/attestation/decide.js';
+import type { AttestationFacts } from '../core/attestation/facts.js';
+import { attestationFacts } from '../core/attestation/verify.js';
+import {
+  ATTESTATION_LIMITS,
+  attestationEvidence,
   collectEvidence,
   readSignatureArtifact,
   signatureCandidates,
@@ -42,6 +53,13 @@ export interface Verdict {
   cached: boolean;
   /** The trust epoch (keys and rules) the decision was made under; admissions carry it. */
   epoch: string;
+  /** The attestation decision, when an attestation rule applies (explain shows its conditions). */
+  attestation?: AttestationVerdict;
+}
+
+/** Attestation facts as cached (per epoch; decided again at every pull). */
+interface CachedFacts extends AttestationFacts {
+  at: number;
 }
 
 /** The signature evidence of a digest as cached (the verdict cache's value). */
@@ -75,6 +93,12 @@ export interface TrustServiceOptions {
   positiveTtlSeconds: number;
   negativeTtlSeconds: number;
   now?: () => Date;
+  /** The attestation rule of a repository (trust.attestations); none: no attestation gate. */
+  attestationRuleFor?: (repo: string) => EffectiveAttestationRule | undefined;
+  /** The vulnerability exceptions in force (read at every decision, never cached with it). */
+  exceptions?: () => readonly VulnException[];
+  /** Told how long each cold attestation check took (fetch plus verify plus read). */
+  onAttestationCheck?: (seconds: number) => void;
 }
 
 /**
@@ -82,13 +106,15 @@ export interface TrustServiceOptions {
  * caches verdicts under (repository, digest, epoch). All I/O of verification happens here.
  */
 export class TrustService {
-  private readonly inflight = new Map<string, Promise<CachedVerdict>>();
+  private readonly inflight = new Map<string, Promise<unknown>>();
   private readonly now: () => Date;
   private epochOf = { keys: '', policy: '', roots: '', value: '' };
   private identityCache?: { keys: ReadonlyMap<string, KeyEntry>; value: Map<string, string> };
   private readonly admitted: LRUCache<string, true>;
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
   signatureFetches = 0;
+  /** Attestation evidence fetches (cold attestation checks), for tests and metrics. */
+  attestationFetches = 0;
 
   constructor(private readonly o: TrustServiceOptions) {
     this.now = o.now ?? (() => new Date());
@@ -115,6 +141,11 @@ export class TrustService {
 
   ruleFor(repo: string): EffectiveTrustRule {
     return this.o.ruleFor(repo);
+  }
+
+  /** The attestation rule of `repo`, if one applies. */
+  attestationRuleFor(repo: string): EffectiveAttestationRule | undefined {
+    return this.o.attestationRuleFor?.(repo);
   }
 
   /** The Sigstore trusted roots in force now. */
@@ -170,13 +201,20 @@ export class TrustService {
     digest: string,
     manifest: ParsedManifest,
     tag?: string,
-    opts: { fresh?: boolean; purpose?: 'pull' | 'signed-push'; subjectPullable?: boolean } = {},
+    opts: {
+      fresh?: boolean;
+      purpose?: 'pull' | 'signed-push';
+      subjectPullable?: boolean;
+      /** False: the signature decision only (may evidence about the digest be listed?). */
+      attestations?: boolean;
+    } = {},
   ): Promise<Verdict> {
     // Policy: the rules, the keys and the epoch are read together, synchronously, before any I/O:
     // a decision uses one generation of trust, and its cache entries carry that generation's epoch
     // (a reload during the signature fetch must not store an old-rule verdict under the new epoch).
     const epoch = this.epoch();
     const rule = this.o.ruleFor(repo);
+    const attestationRule = this.o.attestationRuleFor?.(repo);
     const keys = this.o.keyring.snapshot.keys;
     const roots = this.roots();
     const input = {
@@ -205,14 +243,125 @@ export class TrustService {
       );
     }
     let outcome = decideServe({ ...input, evidence });
-    if (!outcome.ok && wantsIndexParent({ ...input, evidence })) {
+    let indexParent: string | undefined;
+    const lookUpParent = async (): Promise<void> => {
       const parent = await this.o.cache.get(`c:${epoch}:${repo}:${digest}`);
-      if (typeof parent === 'string') {
-        outcome = decideServe({ ...input, evidence, indexParent: parent });
+      if (typeof parent === 'string') indexParent = parent;
+    };
+    if (!outcome.ok && wantsIndexParent({ ...input, evidence })) {
+      await lookUpParent();
+      if (indexParent !== undefined) {
+        outcome = decideServe({ ...input, evidence, indexParent });
         if (outcome.reason === 'index-child') cached = true;
       }
     }
+    if (
+      attestationRule &&
+      opts.attestations !== false &&
+      input.purpose === 'pull' &&
+      outcome.reason !== 'index-child'
+    ) {
+      if (indexParent === undefined && input.manifest.kind === 'image') await lookUpParent();
+      const withParent = indexParent !== undefined ? { indexParent } : {};
+      if (!inheritsAttestations({ ...input, ...withParent })) {
+        const attestation = await this.attestationVerdict(
+          repo,
+          digest,
+          attestationRule,
+          keys,
+          epoch,
+          opts.fresh === true,
+        );
+        outcome = decideServe({ ...input, evidence, attestation, ...withParent });
+      }
+    }
     return { ...base, ...outcome, cached };
+  }
+
+  /**
+   * The attestation decision for `digest`, when a rule applies: facts from the cache (or fetched
+   * and verified once, single flight), decided now with the exceptions in force. Policy: only the
+   * facts are cached; the decision over them is made at every pull, so a cached entry can never
+   * extend a scan's age limit, an exception's expiry or an attesting key's validity.
+   */
+  private async attestationVerdict(
+    repo: string,
+    digest: string,
+    rule: EffectiveAttestationRule,
+    keySet: ReadonlyMap<string, KeyEntry>,
+    epoch: string,
+    fresh: boolean,
+  ): Promise<AttestationVerdict> {
+    const key = `a:${epoch}:${repo}:${digest}`;
+    let facts = (await this.o.cache.get(key)) as CachedFacts | undefined;
+    if (isCachedFacts(facts) && fresh) facts = undefined;
+    if (!isCachedFacts(facts)) {
+      facts = await this.singleFlight(key, () => this.computeFacts(repo, digest, rule, keySet, epoch), fresh);
+    }
+    return evaluateAttestations({
+      repo,
+      digest,
+      rule,
+      facts,
+      now: this.now(),
+      exceptions: this.o.exceptions?.() ?? [],
+    });
+  }
+
+  /** The keys a rule trusts for attestations: those it names, and their rotation successors. */
+  attestationKeys(
+    rule: Pick<EffectiveAttestationRule, 'keys'>,
+    keySet: ReadonlyMap<string, KeyEntry> = this.o.keyring.snapshot.keys,
+  ): TrustedKey[] {
+    const named = new Set(rule.keys);
+    const identities = this.identitiesOf(keySet);
+    return [...keySet.values()]
+      .filter((k) => named.has(k.name) || (k.meta.trustedAs ?? []).some((n) => named.has(n)))
+      .map((k) => ({ ...k, identity: identities.get(k.name) ?? k.name }));
+  }
+
+  private async computeFacts(
+    repo: string,
+    digest: string,
+    rule: EffectiveAttestationRule,
+    keySet: ReadonlyMap<string, KeyEntry>,
+    epoch: string,
+  ): Promise<CachedFacts> {
+    const started = performance.now();
+    this.attestationFetches++;
+    const envelopes = await attestationEvidence(this.o.evidence, repo, digest);
+    const now = this.now();
+    const facts = attestationFacts({
+      digest,
+      envelopes,
+      keys: this.attestationKeys(rule, keySet),
+      rule,
+      now,
+      bundleOptions: { tlog: this.o.ruleFor(repo).tlog, trustedRoots: this.roots() },
+      maxBytes: ATTESTATION_LIMITS.maxEnvelopeBytes,
+    });
+    const result: CachedFacts = { ...facts, at: now.getTime() };
+    this.o.onAttestationCheck?.((performance.now() - started) / 1000);
+    // Policy: facts that pass now are kept for the positive TTL, others for the negative TTL (a new
+    // attestation is then seen soon even on another replica); never past an attesting key's
+    // notAfter (the decision checks that too).
+    const passes = evaluateAttestations({
+      repo,
+      digest,
+      rule,
+      facts,
+      now,
+      exceptions: this.o.exceptions?.() ?? [],
+    }).ok;
+    let ttl = passes ? this.o.positiveTtlSeconds : this.o.negativeTtlSeconds;
+    for (const f of facts.facts) {
+      for (const s of f.signers) {
+        if (s.notAfter !== undefined)
+          ttl = Math.min(ttl, Math.max(1, Math.ceil((s.notAfter - now.getTime()) / 1000)));
+      }
+    }
+    if (this.epoch() === epoch) await this.o.cache.set(`a:${epoch}:${repo}:${digest}`, result, ttl);
+    return result;
   }
 
   /**
@@ -333,9 +482,11 @@ export class TrustService {
 
   /** Forgets a (negative) verdict, e.g. after a new signature was pushed for it. */
   async invalidate(repo: string, digest: string): Promise<void> {
-    const key = `v:${this.epoch()}:${repo}:${digest}`;
-    this.inflight.delete(key);
-    await this.o.cache.delete(key);
+    const epoch = this.epoch();
+    for (const key of [`v:${epoch}:${repo}:${digest}`, `a:${epoch}:${repo}:${digest}`]) {
+      this.inflight.delete(key);
+      await this.o.cache.delete(key);
+    }
   }
 
   /**
@@ -410,12 +561,8 @@ export class TrustService {
    * One computation per key at a time; a finished one is reused for a moment, so requests whose
    * cache lookup missed just before the result was stored do not start another (except `fresh`).
    */
-  private async singleFlight(
-    key: string,
-    fn: () => Promise<CachedVerdict>,
-    fresh: boolean,
-  ): Promise<CachedVerdict> {
-    const running = this.inflight.get(key);
+  private async singleFlight<T>(key: string, fn: () => Promise<T>, fresh: boolean): Promise<T> {
+    const running = this.inflight.get(key) as Promise<T> | undefined;
     if (running && !fresh) return running;
     const p = fn();
     this.inflight.set(key, p);
@@ -524,4 +671,10 @@ function isCachedVerdict(v: unknown): v is CachedVerdict {
     Array.isArray(c['boundTags']) &&
     typeof c['at'] === 'number'
   );
+}
+
+function isCachedFacts(v: unknown): v is CachedFacts {
+  if (typeof v !== 'object' || v === null) return false;
+  const c = v as Record<string, unknown>;
+  return Array.isArray(c['facts']) && Array.isArray(c['ignored']) && typeof c['at'] === 'number';
 }

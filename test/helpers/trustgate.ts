@@ -14,6 +14,8 @@ export interface TestGateOptions {
   users?: Record<string, string>;
   policy?: Partial<Config['policy']>;
   trustRules?: Array<Partial<TrustRule> & { repos: string[] }>;
+  /** trust.attestations (attestation gates). */
+  attestations?: unknown[];
   /** name -> PEM public key, written to the trusted keys directory. */
   trustedKeys?: Record<string, string>;
   /** A Sigstore trusted_root.json (its JSON value), written to a file named by trust.trustedRoot. */
@@ -94,6 +96,7 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
     trust: {
       keysDir,
       rules: o.trustRules ?? [],
+      ...(o.attestations ? { attestations: o.attestations } : {}),
       ...(o.sigstore ? { sigstore: o.sigstore } : {}),
       ...(o.trustedRoot !== undefined ? { trustedRoot: trustedRootFile(dir, o.trustedRoot) } : {}),
     },

@@ -95,12 +95,33 @@ export function checkSignStatement(payload: Uint8Array, digest: string): Stateme
   if (predicate !== undefined && !(isJsonObject(predicate) && Object.keys(predicate).length === 0)) {
     return malformed('the cosign signature predicate must be empty');
   }
-  const subjects = doc['subject'];
+  const subjects = statementSubjectDigests(doc['subject']);
+  if (!subjects.ok) return malformed(subjects.detail);
+  const signed = subjects.digests;
+  if (!signed.includes(digest)) {
+    return {
+      ok: false,
+      reason: 'digest-mismatch',
+      detail: `the bundle signs ${signed.join(', ')}, not this digest`,
+    };
+  }
+  return { ok: true };
+}
+
+/**
+ * The sha256 digests an in-toto statement's `subject` list names (`sha256:<hex>`), checked the one
+ * way for signatures and attestations: a non-empty list of `{name?, digest, annotations?}` whose
+ * digest maps hold strings, each with a lowercase sha256.
+ */
+export function statementSubjectDigests(
+  subjects: unknown,
+): { ok: true; digests: string[] } | { ok: false; detail: string } {
+  const malformed = (detail: string): { ok: false; detail: string } => ({ ok: false, detail });
   if (!Array.isArray(subjects) || subjects.length === 0) {
     return malformed('the in-toto statement has no subject');
   }
   const signed: string[] = [];
-  for (const s of subjects) {
+  for (const s of subjects as unknown[]) {
     if (!isJsonObject(s)) return malformed('an in-toto subject is not a JSON object');
     for (const k of Object.keys(s)) {
       if (!SUBJECT_KEYS.has(k))
@@ -123,12 +144,5 @@ export function checkSignStatement(payload: Uint8Array, digest: string): Stateme
     }
     signed.push(`sha256:${hex}`);
   }
-  if (!signed.includes(digest)) {
-    return {
-      ok: false,
-      reason: 'digest-mismatch',
-      detail: `the bundle signs ${signed.join(', ')}, not this digest`,
-    };
-  }
-  return { ok: true };
+  return { ok: true, digests: signed };
 }
