@@ -76,7 +76,10 @@ export async function sigstoreCommand(argv: string[], io: CliIo = defaultIo()): 
         ['trusted_root.json', got.bytes],
       ] as const) {
         const tmp = path.join(out, `.${name}.tmp`);
-        writeFileSync(tmp, bytes);
+        // Policy: --out may be a shared folder; a symlink planted at the temporary name is
+        // removed, and 'wx' creates a new file (never writes through a link someone put back).
+        rmSync(tmp, { force: true });
+        writeFileSync(tmp, bytes, { flag: 'wx' });
         renameSync(tmp, path.join(out, name));
       }
       const sha = createHash('sha256').update(got.bytes).digest('hex');

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { z } from 'zod';
 import { isPredicateTypeSpelling, PREDICATE_ALIASES } from '../core/attestation/predicates.js';
 import { validateIdentityRule } from '../core/evidence/identity.js';
@@ -413,6 +414,23 @@ const configObject = z.strictObject({
             path: ['sigstore', i, 'name'],
           });
         } else names.set(name, i);
+      });
+      // Policy: each TUF source has its own cache folder. Two sharing one would read and write the
+      // same metadata (one mirror's newer versions fail the other's refresh as a rollback, two
+      // refreshes race on the files) and, with one pin and target, load each other's last good root.
+      const cacheDirs = new Map<string, number>();
+      t.sigstore.forEach((s, i) => {
+        if (!s.tuf) return;
+        const dir = path.normalize(s.tuf.cacheDir ?? `tuf-cache/${s.name ?? defaultSourceName(s)}`);
+        const key = dir.length > 1 ? dir.replace(/[\\/]+$/, '') : dir;
+        const first = cacheDirs.get(key);
+        if (first !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `${s.tuf.cacheDir ?? key} is also the cache directory of trust.sigstore[${first}]; give each TUF source its own cacheDir`,
+            path: ['sigstore', i, 'tuf', 'cacheDir'],
+          });
+        } else cacheDirs.set(key, i);
       });
       if (t.trustedRoot === undefined && t.sigstore.length === 0) {
         t.rules.forEach((r, i) => {

@@ -10,7 +10,15 @@
  * several private instances need the Updater itself (a fetcher of our own reads directories).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  constants as fsConstants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -172,6 +180,9 @@ export class SigstoreRoots {
 
   /** Checks the TUF repositories now (all, or the one named); resolves when done. */
   async refresh(name?: string): Promise<RefreshOutcome[]> {
+    // Policy: nothing after stop() (a SIGHUP during shutdown): no update of a cache folder a
+    // successor process may already use, no change published to a closed service.
+    if (this.stopped) return [];
     const chosen = this.states.filter(
       (s) => s.source.kind === 'tuf' && (name === undefined || s.source.name === name),
     );
@@ -405,9 +416,17 @@ class DirectoryFetcher extends BaseFetcher {
     try {
       // Read whole and closed at once (tuf-js stops reading past its length limit without
       // cancelling the stream): refused above MAX_DIRECTORY_FILE_BYTES.
-      const handle = await open(file, 'r');
+      // Policy: only regular files are read (symlinks are followed, the signed hashes bound their
+      // content). A FIFO or a device (a symlink to /dev/zero) would block open() or read without
+      // end, and the refresh, the next ones (one at a time) and stop() would wait forever;
+      // O_NONBLOCK keeps open() from blocking on a FIFO, the fstat refuses it.
+      const handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
       try {
-        if ((await handle.stat()).size > MAX_DIRECTORY_FILE_BYTES) {
+        const stat = await handle.stat();
+        if (!stat.isFile()) {
+          throw new DownloadHTTPError(`${rel} is not a regular file`, 403);
+        }
+        if (stat.size > MAX_DIRECTORY_FILE_BYTES) {
           throw new DownloadLengthMismatchError(`${rel} is larger than ${MAX_DIRECTORY_FILE_BYTES} bytes`);
         }
         const bytes = await handle.readFile();

@@ -7,7 +7,7 @@
  * the prime-order subgroup.
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
-import { Point } from '@noble/ed25519';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { badRequest, GateError } from '../errors.js';
 
 export type PublicKey =
@@ -58,10 +58,10 @@ export function decodePem(
 /** Checks an Ed25519 public key encoding; returns a reason to refuse it, or null when it is fine. */
 export function ed25519KeyProblem(raw: Uint8Array): string | null {
   if (raw.length !== 32) return 'an Ed25519 key is 32 bytes';
-  let A: Point;
+  let A: InstanceType<typeof ed25519.Point>;
   try {
     // zip215=false: RFC 8032 decoding, refuses y >= p and the "negative zero" x encoding.
-    A = Point.fromBytes(raw, false);
+    A = ed25519.Point.fromBytes(raw, false);
   } catch {
     return 'not a canonical Ed25519 point encoding';
   }

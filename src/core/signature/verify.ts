@@ -3,45 +3,43 @@
  * input: anything that is not a valid signature is `false`.
  */
 import { createHash, verify as nodeVerify } from 'node:crypto';
-import * as ed from '@noble/ed25519';
-import { sha512 } from '@noble/hashes/sha2.js';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { bytesToNumberLE } from '@noble/curves/utils.js';
 import type { PublicKey } from './keys.js';
 
-// noble's synchronous API needs a SHA-512 implementation (signing, elsewhere, uses it).
-ed.hashes.sha512 ??= sha512;
+type Ed25519Point = InstanceType<typeof ed25519.Point>;
+const Point = ed25519.Point;
 
 /** Order of the Ed25519 prime-order subgroup. */
-export const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+export const L = Point.Fn.ORDER;
 
 /** dom2(phflag=1, context="") of RFC 8032 §5.1: the Ed25519ph domain separator with an empty context. */
-export const DOM2_PH_EMPTY = Uint8Array.from([
+const DOM2_PH_EMPTY = Uint8Array.from([
   ...new TextEncoder().encode('SigEd25519 no Ed25519 collisions'),
   1,
   0,
 ]);
 
-export function bytesToNumberLE(b: Uint8Array): bigint {
-  let n = 0n;
-  for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i] as number);
-  return n;
-}
+/**
+ * Window of @noble/curves' precomputed table for a trusted key: W = 4 builds about as fast as one
+ * verification without a table and verifies a repeated key as fast as wider windows on this
+ * machine (bench/ed25519.ts), at ~65 × 8 points per key.
+ */
+const KEY_TABLE_WINDOW = 4;
 
 /**
- * A trusted Ed25519 key made ready for verification: A decoded and checked once, and a table of
- * its multiples for [k]A. Policy: the same strict decoding as for signatures (canonical, not of
- * small order); a key that fails it verifies nothing.
+ * A trusted Ed25519 key made ready for verification: A decoded and checked once. Policy: the same
+ * strict decoding as for signatures (canonical, not of small order); a key that fails it verifies
+ * nothing. The first verification multiplies without a table (a key seen once, as in a cold
+ * verification, never pays for one); from the second on, @noble/curves keeps a precomputed table of
+ * A's multiples (its wNAF cache, keyed by this Point object).
  */
 interface PreparedEd25519Key {
-  A: ed.Point;
-  /**
-   * rows[i][j - 1] = [j * 16^i]A for j = 1..15, i = 0..63: [k]A is then at most 64 additions
-   * instead of about 250 doublings and 125 additions (noble's multiply). Verification handles
-   * public values only, so a table lookup that depends on k leaks nothing secret.
-   */
-  rows?: ed.Point[][];
+  A: Ed25519Point;
+  tabled: boolean;
 }
 
-/** Keys prepared so far, by their 32 bytes (hex); bounded, a few hundred KiB each with a table. */
+/** Keys prepared so far, by their 32 bytes (hex); bounded, ~110 KiB each once tabled (520 points, measured). */
 const PREPARED = new Map<string, PreparedEd25519Key | null>();
 const MAX_PREPARED = 64;
 
@@ -52,8 +50,8 @@ function prepareKey(publicKey: Uint8Array): PreparedEd25519Key | null {
   if (known !== undefined) return known;
   let prepared: PreparedEd25519Key | null = null;
   try {
-    const A = ed.Point.fromBytes(publicKey, false);
-    if (!A.isSmallOrder()) prepared = { A };
+    const A = Point.fromBytes(publicKey, false);
+    if (!A.isSmallOrder()) prepared = { A, tabled: false };
   } catch {
     prepared = null;
   }
@@ -62,39 +60,29 @@ function prepareKey(publicKey: Uint8Array): PreparedEd25519Key | null {
   return prepared;
 }
 
-/** [k]A for 0 <= k < 2^256, from the key's table (built on first use). */
-function multiplyKey(key: PreparedEd25519Key, k: bigint): ed.Point {
-  if (key.rows === undefined) {
-    const rows: ed.Point[][] = [];
-    let base = key.A;
-    for (let i = 0; i < 64; i++) {
-      const row = [base];
-      for (let j = 1; j < 15; j++) row.push(row[j - 1]!.add(base));
-      rows.push(row);
-      base = row[14]!.add(base); // [16]base
-    }
-    key.rows = rows;
+/** [k]A for 0 <= k < L by @noble/curves; asks for the key's table after its first use. */
+function multiplyKey(key: PreparedEd25519Key, k: bigint): Ed25519Point {
+  const kA = key.A.multiplyUnsafe(k);
+  if (!key.tabled) {
+    key.A.precompute(KEY_TABLE_WINDOW, true); // built lazily by the next multiply
+    key.tabled = true;
   }
-  let acc = ed.Point.ZERO;
-  for (let i = 0; i < 64 && k > 0n; i++, k >>= 4n) {
-    const digit = Number(k & 15n);
-    if (digit !== 0) acc = acc.add(key.rows[i]![digit - 1]!);
-  }
-  return acc;
+  return kA;
 }
 
 /** What a signature contributes to either mode's equation, decoded and checked once. */
 interface Ed25519Parts {
   key: PreparedEd25519Key;
-  R: ed.Point;
+  R: Ed25519Point;
   /** [S]B. */
-  SB: ed.Point;
+  SB: Ed25519Point;
 }
 
 /**
  * The strict RFC 8032 checks shared by pure and ph verification.
  * Policy: S < L (no malleable S + L), canonical encodings of R and A (zip215=false decoding), and
  * neither A nor R of small order (as libsodium); a signature failing any of these is refused.
+ * @noble/curves' own strict verify does all of these but the small-order R check.
  */
 function decodeStrict(sig: Uint8Array, publicKey: Uint8Array): Ed25519Parts | null {
   if (sig.length !== 64 || publicKey.length !== 32) return null;
@@ -103,9 +91,9 @@ function decodeStrict(sig: Uint8Array, publicKey: Uint8Array): Ed25519Parts | nu
   const key = prepareKey(publicKey);
   if (key === null) return null;
   try {
-    const R = ed.Point.fromBytes(sig.subarray(0, 32), false);
+    const R = Point.fromBytes(sig.subarray(0, 32), false);
     if (R.isSmallOrder()) return null;
-    return { key, R, SB: ed.Point.BASE.multiply(s, false) };
+    return { key, R, SB: Point.BASE.multiplyUnsafe(s) };
   } catch {
     return null;
   }
@@ -119,8 +107,10 @@ function sha512Of(...parts: Uint8Array[]): Uint8Array {
 }
 
 /**
- * The cofactored group equation [8][S]B = [8]R + [8][k]A with k = SHA-512(prefix) mod L, as noble
- * checks it for pure Ed25519 with zip215 = false.
+ * The cofactored group equation [8][S]B = [8]R + [8][k]A with k = SHA-512(prefix) mod L, written
+ * with @noble/curves' points exactly as its ed25519.verify / ed25519ph.verify check it with
+ * zip215 = false (composed here only so that A's precomputed table is used; the library's verify
+ * decodes A afresh on every call).
  */
 function equationHolds(parts: Ed25519Parts, hashed: Uint8Array): boolean {
   const k = bytesToNumberLE(hashed) % L;
@@ -153,9 +143,7 @@ export function verifyEd25519Pure(publicKey: Uint8Array, message: Uint8Array, si
 /**
  * Ed25519ph (RFC 8032 §5.1, phflag = 1, empty context, PH = SHA-512), which cosign >= 2.6 emits with
  * `--key` (sigstore's ED25519phVerifier: Go ed25519.VerifyWithOptions with Hash: SHA512, no context).
- * noble-ed25519 only does pure Ed25519, so the verification equation is written here on its audited
- * point arithmetic: [8][S]B = [8]R + [8][k]A with k = SHA-512(dom2 || R || A || SHA-512(M)) mod L,
- * the same cofactored equation noble uses for pure Ed25519.
+ * k = SHA-512(dom2 || R || A || SHA-512(M)) mod L, as @noble/curves' ed25519ph computes it.
  */
 export function verifyEd25519ph(publicKey: Uint8Array, message: Uint8Array, sig: Uint8Array): boolean {
   try {

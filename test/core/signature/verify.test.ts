@@ -13,6 +13,10 @@ import { parsePublicKeyPem, type PublicKey } from '../../../src/core/signature/k
 import { verifyEd25519Pure, verifyEd25519ph, verifySignature } from '../../../src/core/signature/verify.js';
 import { cosignPublicKeyPem, loadCosignFixture, unknownKeySignature } from '../../helpers/fixtures.js';
 
+// noble-ed25519 is the independent reference here; its synchronous API needs a SHA-512 (src, now on
+// @noble/curves, no longer sets one).
+ed.hashes.sha512 ??= (m) => new Uint8Array(createHash('sha512').update(m).digest());
+
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 const b64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
 const edKey = (raw: Uint8Array): PublicKey => ({ alg: 'ed25519', raw });
