@@ -25,7 +25,7 @@ import type { TrustedKey } from '../../src/core/trusted-key.js';
 import { buildAttestationStatement, buildDsseEnvelope } from '../../src/core/attestation/writer.js';
 import { attestationFacts, type StoredEnvelope } from '../../src/core/attestation/verify.js';
 import { compileAttestationRules, type AttestationRuleInput } from '../../src/core/attestation/rule.js';
-import { evaluateAttestations } from '../../src/core/attestation/decide.js';
+import { evaluateAttestations, type VulnException } from '../../src/core/attestation/decide.js';
 import { PREDICATE_TYPES } from '../../src/core/attestation/predicates.js';
 import { IN_TOTO_STATEMENT_V1 } from '../../src/core/evidence/statement.js';
 
@@ -59,7 +59,13 @@ function rawStatement(subject: unknown, predicateType: string, predicate: unknow
     JSON.stringify({ _type: IN_TOTO_STATEMENT_V1, subject, predicateType, predicate }),
   );
 }
-function decide(envs: StoredEnvelope[], over: Partial<AttestationRuleInput>, now = NOW) {
+function decide(
+  envs: StoredEnvelope[],
+  over: Partial<AttestationRuleInput>,
+  now = NOW,
+  exceptions: VulnException[] = [],
+  repo = 'prod/app',
+) {
   const r = compileAttestationRules([
     { repos: ['prod/**'], keys: ['ci'], require: [], mode: 'enforce', ...over },
   ])('prod/app')!;
@@ -74,7 +80,7 @@ function decide(envs: StoredEnvelope[], over: Partial<AttestationRuleInput>, now
   });
   return {
     facts,
-    verdict: evaluateAttestations({ repo: 'prod/app', digest: DIGEST, rule: r, facts, now, exceptions: [] }),
+    verdict: evaluateAttestations({ repo, digest: DIGEST, rule: r, facts, now, exceptions }),
   };
 }
 type Vuln = { VulnerabilityID: string; Severity?: string; PkgName?: string };
@@ -382,4 +388,43 @@ describe('e2e: an index child pulled alone by digest', { timeout: 240_000 }, () 
     assert.notEqual(alone.code, 0, 'the child is refused as its index is');
     assert.match(alone.stderr, /accepts scans at most 24 h old/);
   });
+});
+
+test('HELD: an exception applies only to its CVE and its repositories, only before it expires; a wildcard CVE grants nothing', () => {
+  const scan = att(PREDICATE_TYPES.cosignVuln, trivy([CRIT]));
+  const ex = (over: Partial<VulnException>): VulnException => ({
+    id: 'e1',
+    cve: CRIT.VulnerabilityID,
+    repos: ['prod/app'],
+    expires: new Date(NOW.getTime() + H).toISOString(),
+    reason: 'r',
+    by: 'admin',
+    ...over,
+  });
+  assert.equal(decide([scan], HIGH, NOW, [ex({ cve: CRIT.VulnerabilityID.toLowerCase() })]).verdict.ok, true);
+  for (const e of [
+    ex({ cve: '*' }),
+    ex({ cve: 'CVE-2026-000' }),
+    ex({ expires: NOW.toISOString() }),
+    ex({ repos: ['prod/app2', 'prod/app/*', 'prod/ap?'] }),
+    ex({ repos: ['[invalid'] }),
+  ])
+    assert.equal(decide([scan], HIGH, NOW, [e]).verdict.ok, false, JSON.stringify(e));
+  // prod/app-evil is another repository: an exception for prod/app does not reach it.
+  assert.equal(decide([scan], HIGH, NOW, [ex({})], 'prod/app-evil').verdict.ok, false);
+});
+
+test('fixed (low): an exception whose expiry is no date (a hand-edited file) made every decision on that CVE throw', () => {
+  const scan = att(PREDICATE_TYPES.cosignVuln, trivy([CRIT]));
+  const e: VulnException = {
+    id: 'e1',
+    cve: CRIT.VulnerabilityID,
+    repos: ['prod/**'],
+    expires: 'never',
+    reason: 'r',
+    by: 'admin',
+  };
+  const { verdict } = decide([scan], HIGH, NOW, [e]);
+  assert.equal(verdict.ok, false);
+  assert.equal(verdict.reason, 'attestation-vulnerable');
 });
