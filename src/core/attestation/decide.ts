@@ -72,6 +72,9 @@ export const MAX_SCAN_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 /** `2026-11-30 14:02 UTC` */
 export function shortTime(ms: number): string {
+  // An exceptions file edited by hand may hold an expiry that is no date: it never applies
+  // (t < NaN is false), and reporting it must not throw.
+  if (!Number.isFinite(ms)) return 'an unreadable time';
   return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
 
