@@ -134,6 +134,7 @@ export function decideServe(input: ServeInput): ServeOutcome {
   if (!evidence) throw new TypeError('decideServe: evidence is required unless a shortcut applies');
   let { ok, message } = evidence;
   let reason: ServeReason = evidence.reason;
+  let signers = evidence.signers;
   const tagBound = rule.tagBinding && tag !== undefined;
   if (ok && tagBound && !evidence.boundTags.includes(tag)) {
     ok = false;
@@ -145,16 +146,14 @@ export function decideServe(input: ServeInput): ServeOutcome {
     // Policy: a child of a verified index of this repository is admitted by digest. Not by tag
     // when tags are bound (the parent's signature names the parent's tags, never a tag someone
     // later put on a child), and never for a signed push, which needs the manifest's own signature.
+    // The attestation verdict (the index's, judged now: trust/service.ts) still applies below.
     if (!tagBound) {
-      return {
-        allow: true,
-        ok: true,
-        reason: 'index-child',
-        message: `listed in verified index ${parent}`,
-        signers: [],
-      };
-    }
-    message = `${repo}:${tag} resolves to ${digest}, listed in verified index ${parent}; with tag binding on, a manifest pulled by tag needs its own signature naming the tag ${tag}: sign ${repo}:${tag} with a trusted key, or pull it through the index`;
+      ok = true;
+      reason = 'index-child';
+      message = `listed in verified index ${parent}`;
+      signers = [];
+    } else
+      message = `${repo}:${tag} resolves to ${digest}, listed in verified index ${parent}; with tag binding on, a manifest pulled by tag needs its own signature naming the tag ${tag}: sign ${repo}:${tag} with a trusted key, or pull it through the index`;
   }
   // Policy: audit mode serves what enforce would refuse; the verdict still says what enforce decides.
   let allow = ok || rule.mode === 'audit';
@@ -169,7 +168,7 @@ export function decideServe(input: ServeInput): ServeOutcome {
       message = att.message;
     }
     allow = allow && (att.ok || att.mode === 'audit');
-    return { allow, ok, reason, message, signers: evidence.signers, attestation: att };
+    return { allow, ok, reason, message, signers, attestation: att };
   }
-  return { allow, ok, reason, message, signers: evidence.signers };
+  return { allow, ok, reason, message, signers };
 }

@@ -255,25 +255,22 @@ export class TrustService {
         if (outcome.reason === 'index-child') cached = true;
       }
     }
-    if (
-      attestationRule &&
-      opts.attestations !== false &&
-      input.purpose === 'pull' &&
-      outcome.reason !== 'index-child'
-    ) {
+    if (attestationRule && opts.attestations !== false && input.purpose === 'pull') {
       if (indexParent === undefined && input.manifest.kind === 'image') await lookUpParent();
       const withParent = indexParent !== undefined ? { indexParent } : {};
-      if (!inheritsAttestations({ ...input, ...withParent })) {
-        const attestation = await this.attestationVerdict(
-          repo,
-          digest,
-          attestationRule,
-          keys,
-          epoch,
-          opts.fresh === true,
-        );
-        outcome = decideServe({ ...input, evidence, attestation, ...withParent });
-      }
+      // Policy: a child that inherits is judged by its index's attestations as they stand now
+      // (decided again from the index's cached facts), never by the verdict the index had when it
+      // admitted its children: a stale scan or an expired exception refuses the children too.
+      const judged = inheritsAttestations({ ...input, ...withParent }) ? indexParent! : digest;
+      const attestation = await this.attestationVerdict(
+        repo,
+        judged,
+        attestationRule,
+        keys,
+        epoch,
+        opts.fresh === true,
+      );
+      outcome = decideServe({ ...input, evidence, attestation, ...withParent });
     }
     return { ...base, ...outcome, cached };
   }

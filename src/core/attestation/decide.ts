@@ -72,6 +72,9 @@ export const MAX_SCAN_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 /** `2026-11-30 14:02 UTC` */
 export function shortTime(ms: number): string {
+  // An exceptions file edited by hand may hold an expiry that is no date: it never applies
+  // (t < NaN is false), and reporting it must not throw.
+  if (!Number.isFinite(ms)) return 'an unreadable time';
   return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
 
@@ -101,15 +104,27 @@ function exceptionApplies(e: VulnException, cve: string, repo: string): boolean 
   });
 }
 
+/**
+ * Policy (OpenVEX): statements about one vulnerability merge across documents by time: the latest
+ * statement that applies to the finding (its id or an alias; the whole product or the finding's
+ * package) decides, so a later `affected` takes back an older `not_affected` from another
+ * document. On equal times a withdrawal wins; a statement without a time is the oldest.
+ */
 function vexSuppresses(vex: readonly VexFact[], f: Finding): boolean {
   const id = f.id.toUpperCase();
-  return vex.some((v) =>
-    v.statements.some(
-      (s) =>
+  let latest: { t: number; suppresses: boolean } | undefined;
+  for (const v of vex) {
+    for (const s of v.statements) {
+      const applies =
         (s.vulnerability.toUpperCase() === id || s.aliases.some((a) => a.toUpperCase() === id)) &&
-        (s.subcomponents.length === 0 || (f.pkg !== undefined && s.subcomponents.includes(f.pkg))),
-    ),
-  );
+        (s.subcomponents.length === 0 || (f.pkg !== undefined && s.subcomponents.includes(f.pkg)));
+      if (!applies) continue;
+      const t = s.timestamp ?? 0;
+      const suppresses = s.status === 'not_affected' || s.status === 'fixed';
+      if (!latest || t > latest.t || (t === latest.t && !suppresses)) latest = { t, suppresses };
+    }
+  }
+  return latest?.suppresses === true;
 }
 
 /** `https://github.com/o/r`, `git+https://github.com/o/r.git` and `github.com/o/r` are one repository. */
@@ -207,7 +222,18 @@ export function evaluateAttestations(input: AttestationDecisionInput): Attestati
         ok: true,
         detail: `${scanLabel(scan)}, signed by ${scan.signers.map((s) => s.name).join(', ')}`,
       });
-      if (want.maxScanAgeHours !== undefined) {
+      // Policy: a scan dated past the clock skew is refused whether or not an age limit is set:
+      // as "the newest scan" it would otherwise outrank every later (dirty) scan for ever.
+      if (scan.finishedOn !== undefined && scan.finishedOn > t + MAX_SCAN_CLOCK_SKEW_MS) {
+        fail(
+          {
+            name: 'scan age',
+            detail: `the scan claims to finish in the future (${shortTime(scan.finishedOn)})`,
+            reason: 'attestation-scan-stale',
+          },
+          `${scanLabel(scan)} claims to have finished in the future; fix the scanner's clock and attest again`,
+        );
+      } else if (want.maxScanAgeHours !== undefined) {
         const maxMs = want.maxScanAgeHours * 3600 * 1000;
         if (scan.finishedOn === undefined) {
           fail(
@@ -217,15 +243,6 @@ export function evaluateAttestations(input: AttestationDecisionInput): Attestati
               reason: 'attestation-scan-stale',
             },
             `${scanLabel(scan)} has no metadata.scanFinishedOn, and ${rule.pattern} accepts scans at most ${want.maxScanAgeHours} h old; rescan and attest again`,
-          );
-        } else if (scan.finishedOn > t + MAX_SCAN_CLOCK_SKEW_MS) {
-          fail(
-            {
-              name: 'scan age',
-              detail: `the scan claims to finish in the future (${shortTime(scan.finishedOn)})`,
-              reason: 'attestation-scan-stale',
-            },
-            `${scanLabel(scan)} claims to have finished in the future; fix the scanner's clock and attest again`,
           );
         } else if (t - scan.finishedOn > maxMs) {
           const age = Math.floor((t - scan.finishedOn) / 3600_000);
@@ -269,7 +286,8 @@ export function evaluateAttestations(input: AttestationDecisionInput): Attestati
         remaining.push(f);
       }
       // Findings past the listed ones cannot be matched to exceptions: they stay refusable.
-      const unlisted = scan.refusable - scan.findings.length;
+      // Entries the reader could not read (over its cap, or no scanner report) are refusable too.
+      const unlisted = scan.refusable - scan.findings.length + (scan.unread ?? 0);
       const total = remaining.length + unlisted;
       const suppressedNote =
         suppressed.length > 0
@@ -277,7 +295,11 @@ export function evaluateAttestations(input: AttestationDecisionInput): Attestati
           : '';
       if (total > 0) {
         const first = remaining[0];
-        const lead = first ? describeFinding(first) : `${unlisted} finding(s) above ${want.maxSeverity}`;
+        const lead = first
+          ? describeFinding(first)
+          : scan.unread
+            ? `${unlisted} finding(s) above ${want.maxSeverity} or unread (malformed, or past the read limit)`
+            : `${unlisted} finding(s) above ${want.maxSeverity}`;
         const more = total - (first ? 1 : unlisted);
         const cve = first?.id ?? 'CVE-…';
         const expired = expiredExceptions.find((e) => e.cve.toUpperCase() === cve.toUpperCase());
@@ -314,7 +336,17 @@ export function evaluateAttestations(input: AttestationDecisionInput): Attestati
     } else {
       const hits = sboms.flatMap((s) => s.denied);
       const total = sboms.reduce((n, s) => n + s.deniedTotal, 0);
-      if (total > 0) {
+      const unread = sboms.reduce((n, s) => n + (s.unread ?? 0), 0);
+      if (total === 0 && unread > 0) {
+        fail(
+          {
+            name: 'sbom',
+            detail: `${unread} component(s) past the read limit, unchecked`,
+            reason: 'attestation-sbom-denied',
+          },
+          `SBOM lists ${unread} component(s) past the read limit that were never checked against policy ${rule.pattern}; split or trim the SBOM`,
+        );
+      } else if (total > 0) {
         const h = hits[0]!;
         const what =
           h.why === 'licence'

@@ -37,6 +37,11 @@ export interface VulnFact extends FactBase {
   findings: Finding[];
   /** How many refusable findings there are in all (findings may list fewer). */
   refusable: number;
+  /**
+   * Entries not read (past MAX_READ_ENTRIES, or a result that is not a scanner's report at all).
+   * Policy: what was not read cannot be shown clean, so a rule with maxSeverity refuses them.
+   */
+  unread?: number;
 }
 
 export interface SbomFact extends FactBase {
@@ -46,12 +51,18 @@ export interface SbomFact extends FactBase {
   /** Components the rule denies (by name or licence), at most MAX_LISTED. */
   denied: Array<{ name: string; version?: string; licence?: string; why: 'package' | 'licence' }>;
   deniedTotal: number;
+  /** Components past MAX_READ_ENTRIES, never checked against the deny lists (refused when > 0). */
+  unread?: number;
 }
 
 export interface VexStatement {
   vulnerability: string;
   aliases: string[];
-  status: 'not_affected' | 'fixed';
+  /**
+   * `withdrawn`: the latest statement here is `affected` or `under_investigation` (or an unjustified
+   * not_affected); it suppresses nothing, and takes back older statements of other VEX documents.
+   */
+  status: 'not_affected' | 'fixed' | 'withdrawn';
   /** Subcomponent package names it is limited to; empty: the whole product. */
   subcomponents: string[];
   timestamp?: number;
@@ -59,7 +70,7 @@ export interface VexStatement {
 
 export interface VexFact extends FactBase {
   kind: 'vex';
-  /** Statements whose products name the served digest (not_affected / fixed only, latest per CVE). */
+  /** Statements whose products name the served digest (latest per CVE; withdrawn ones listed first). */
   statements: VexStatement[];
 }
 
@@ -129,11 +140,40 @@ function reduceFindings(
   return { findings: over.slice(0, MAX_LISTED), refusable: over.length };
 }
 
-/** Trivy's cosign-vuln predicate: `scanner.result.Results[].Vulnerabilities[]`. */
-function cosignVulnFindings(result: unknown): Finding[] {
+/** Entries of a list, counted without reading them (what a cap left unread is counted here). */
+const lengthOf = (v: unknown): number => (Array.isArray(v) ? v.length : 0);
+
+/**
+ * Trivy's cosign-vuln predicate: `scanner.result.Results[].Vulnerabilities[]`. Policy: a result that
+ * is not a JSON object, or `Results` / `Vulnerabilities` present but not lists, is no scanner report
+ * (a failed scan wrapped by `cosign attest`) and counts as one unread entry; entries past
+ * MAX_READ_ENTRIES are counted unread too, never dropped.
+ */
+function cosignVulnFindings(result: unknown): { all: Finding[]; unread: number } {
+  if (!isJsonObject(result)) return { all: [], unread: 1 };
+  const results = result['Results'];
+  if (results === undefined || results === null) return { all: [], unread: 0 };
+  if (!Array.isArray(results)) return { all: [], unread: 1 };
   const out: Finding[] = [];
-  for (const r of arr(obj(result)['Results'])) {
-    for (const v of arr(obj(r)['Vulnerabilities'])) {
+  let seen = 0;
+  let unread = 0;
+  for (const r of results as unknown[]) {
+    const vulns = obj(r)['Vulnerabilities'];
+    if (vulns === undefined || vulns === null) continue;
+    if (!Array.isArray(vulns)) {
+      unread++;
+      continue;
+    }
+    if (seen >= MAX_READ_ENTRIES) {
+      unread += vulns.length;
+      continue;
+    }
+    for (const v of vulns as unknown[]) {
+      if (seen >= MAX_READ_ENTRIES) {
+        unread++;
+        continue;
+      }
+      seen++;
       const o = obj(v);
       const id = str(o['VulnerabilityID']);
       if (id === undefined) continue;
@@ -145,14 +185,18 @@ function cosignVulnFindings(result: unknown): Finding[] {
         ...(pkg ? { pkg } : {}),
         ...(version ? { version } : {}),
       });
-      if (out.length >= MAX_READ_ENTRIES) return out;
     }
   }
-  return out;
+  return { all: out, unread };
 }
 
-/** in-toto vulns v0.1/v0.2: `scanner.result[] = {id, severity: [{method, score}], annotations}`. */
-function intotoVulnFindings(result: unknown): Finding[] {
+/**
+ * in-toto vulns v0.1/v0.2: `scanner.result[] = {id, severity: [{method, score}], annotations}`.
+ * Policy: as for cosign-vuln, a result that is not a list and entries past the cap count unread.
+ */
+function intotoVulnFindings(result: unknown): { all: Finding[]; unread: number } {
+  if (result === undefined || result === null) return { all: [], unread: 0 };
+  if (!Array.isArray(result)) return { all: [], unread: 1 };
   const out: Finding[] = [];
   for (const r of arr(result)) {
     const o = obj(r);
@@ -160,7 +204,7 @@ function intotoVulnFindings(result: unknown): Finding[] {
     if (id === undefined) continue;
     out.push({ id, severity: severityFromScores(o['severity']) });
   }
-  return out;
+  return { all: out, unread: Math.max(0, result.length - MAX_READ_ENTRIES) };
 }
 
 function licencesOfCyclonedx(c: Record<string, unknown>): string[] {
@@ -173,11 +217,15 @@ function licencesOfCyclonedx(c: Record<string, unknown>): string[] {
   return out;
 }
 
-/** Components of a CycloneDX BOM (nested components included) or packages of an SPDX document. */
+/**
+ * Components of a CycloneDX BOM (nested components included) or packages of an SPDX document, and
+ * how many were left unread past MAX_READ_ENTRIES. Policy: those are counted, never dropped: a
+ * denied package hidden behind 100 000 others must not pass unchecked.
+ */
 function sbomPackages(
   format: 'cyclonedx' | 'spdx',
   p: Record<string, unknown>,
-): Array<{ name: string; version?: string; licences: string[] }> {
+): { pkgs: Array<{ name: string; version?: string; licences: string[] }>; unread: number } {
   const out: Array<{ name: string; version?: string; licences: string[] }> = [];
   if (format === 'spdx') {
     for (const pkg of arr(p['packages'])) {
@@ -190,19 +238,27 @@ function sbomPackages(
       const version = str(o['versionInfo']);
       out.push({ name, ...(version ? { version } : {}), licences });
     }
-    return out;
+    return { pkgs: out, unread: Math.max(0, lengthOf(p['packages']) - MAX_READ_ENTRIES) };
   }
+  let unread = Math.max(0, lengthOf(p['components']) - MAX_READ_ENTRIES);
   const queue: unknown[] = [...arr(p['components'])];
-  while (queue.length > 0 && out.length < MAX_READ_ENTRIES) {
-    const o = obj(queue.shift());
+  // An index, not queue.shift(): shifting a list of 100 000 entries is quadratic.
+  let next = 0;
+  while (next < queue.length && out.length < MAX_READ_ENTRIES) {
+    const o = obj(queue[next++]);
     const name = str(o['name']);
     if (name) {
       const version = str(o['version']);
       out.push({ name, ...(version ? { version } : {}), licences: licencesOfCyclonedx(o) });
     }
-    queue.push(...arr(o['components']).slice(0, MAX_READ_ENTRIES - out.length));
+    const children = o['components'];
+    const room = Math.max(0, MAX_READ_ENTRIES - (queue.length - next) - out.length);
+    const taken = arr(children).slice(0, room);
+    unread += lengthOf(children) - taken.length;
+    for (const c of taken) queue.push(c);
   }
-  return out;
+  unread += queue.length - next;
+  return { pkgs: out, unread };
 }
 
 /**
@@ -221,7 +277,7 @@ function readSbom(
   predicate: unknown,
   rule: FactRule,
 ): Omit<SbomFact, keyof FactBase | 'kind'> {
-  const pkgs = sbomPackages(format, obj(predicate));
+  const { pkgs, unread } = sbomPackages(format, obj(predicate));
   const deniedNames = new Set(rule.deniedPackages.map((n) => n.toLowerCase()));
   const denied: SbomFact['denied'] = [];
   let deniedTotal = 0;
@@ -242,7 +298,14 @@ function readSbom(
       if (denied.length < MAX_LISTED) denied.push(hit);
     }
   }
-  return { format, packages: pkgs.length, denied, deniedTotal };
+  const checking = rule.deniedPackages.length > 0 || rule.deniedLicenses.length > 0;
+  return {
+    format,
+    packages: pkgs.length,
+    denied,
+    deniedTotal,
+    ...(unread > 0 && checking ? { unread } : {}),
+  };
 }
 
 /** The digest a product names: `@id` or `identifiers.purl` as `pkg:oci/NAME@sha256%3A<hex>`, or a bare digest. */
@@ -275,7 +338,7 @@ function subcomponentName(s: unknown): string | undefined {
 function readVex(predicate: unknown, digest: string): VexStatement[] {
   const doc = obj(predicate);
   const docTime = parseTime(doc['timestamp']);
-  const latest = new Map<string, { t: number; s: VexStatement | undefined }>();
+  const latest = new Map<string, { t: number; s: VexStatement }>();
   for (const st of arr(doc['statements'])) {
     const o = obj(st);
     const vuln = obj(o['vulnerability']);
@@ -293,14 +356,28 @@ function readVex(predicate: unknown, digest: string): VexStatement[] {
       .flatMap((p) => arr(obj(p)['subcomponents']).map(subcomponentName))
       .filter((n): n is string => n !== undefined)
       .slice(0, 64);
-    const s: VexStatement | undefined =
-      status === 'not_affected' || status === 'fixed'
-        ? { vulnerability: name, aliases, status, subcomponents, ...(t > 0 ? { timestamp: t } : {}) }
-        : undefined;
+    // Policy (OpenVEX spec): a not_affected statement MUST carry a justification or an impact
+    // statement; one without says nothing checkable and suppresses nothing.
+    const justified =
+      status !== 'not_affected' ||
+      str(o['justification']) !== undefined ||
+      str(o['impact_statement']) !== undefined;
+    const s: VexStatement = {
+      vulnerability: name,
+      aliases,
+      status: (status === 'not_affected' || status === 'fixed') && justified ? status : 'withdrawn',
+      subcomponents,
+      ...(t > 0 ? { timestamp: t } : {}),
+    };
     const prev = latest.get(name);
     if (!prev || t >= prev.t) latest.set(name, { t, s });
   }
-  return [...latest.values()].flatMap((e) => (e.s ? [e.s] : [])).slice(0, MAX_LISTED);
+  // Withdrawals first: if the list is cut, a suppression is lost rather than a withdrawal.
+  const all = [...latest.values()].map((e) => e.s);
+  return [
+    ...all.filter((x) => x.status === 'withdrawn'),
+    ...all.filter((x) => x.status !== 'withdrawn'),
+  ].slice(0, MAX_LISTED);
 }
 
 /** SLSA v1: runDetails.builder.id; source from externalParameters.workflow or resolvedDependencies[0]. */
@@ -337,7 +414,7 @@ export function readFact(
     case 'vuln-intoto': {
       const p = obj(predicate);
       const scanner = obj(p['scanner']);
-      const all =
+      const { all, unread } =
         kind === 'vuln-cosign'
           ? cosignVulnFindings(scanner['result'])
           : intotoVulnFindings(scanner['result']);
@@ -348,6 +425,7 @@ export function readFact(
         scanner: scannerOf(scanner),
         ...(finishedOn !== undefined ? { finishedOn } : {}),
         ...reduceFindings(all, rule.maxSeverity),
+        ...(unread > 0 && rule.maxSeverity !== undefined ? { unread } : {}),
       };
     }
     case 'sbom':
