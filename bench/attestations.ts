@@ -23,48 +23,7 @@ import { readShared } from '../test/helpers/fixtures.js';
 import { benchEnv, runMain, withCleanup } from './lib/setup.js';
 import { envInt, fmt, median, ratio, table } from './lib/stats.js';
 import { startTrustgateChild, writeTrustgateConfig } from './lib/trustgate.js';
-
-const ACCEPT = 'application/vnd.oci.image.manifest.v1+json';
-
-function get(url: string, ca: string, headers: Record<string, string>, agent: https.Agent): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const req = https.get(url, { ca, headers, agent }, (res) => {
-      res.resume();
-      res.on('end', () => {
-        if (res.statusCode !== 200) reject(new Error(`${url}: ${res.statusCode}`));
-        else resolve(performance.now() - started);
-      });
-    });
-    req.on('error', reject);
-  });
-}
-
-function token(
-  base: string,
-  ca: string,
-  creds: { username: string; password: string },
-  repo: string,
-): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
-    https
-      .get(
-        `${base}/token?service=trustgate&scope=repository:${repo}:pull`,
-        { ca, headers: { authorization: `Basic ${auth}` }, agent: false },
-        (res) => {
-          let b = '';
-          res.on('data', (c: Buffer) => (b += c.toString()));
-          res.on('end', () =>
-            res.statusCode === 200
-              ? resolve((JSON.parse(b) as { token: string }).token)
-              : reject(new Error(b)),
-          );
-        },
-      )
-      .on('error', reject);
-  });
-}
+import { ACCEPT, fetchToken, get } from './lib/manifest-load.js';
 
 /** Trivy's sample with `n` findings (LOW, so the rule passes and every finding is read). */
 function scan(n: number): unknown {
@@ -165,7 +124,7 @@ async function main(): Promise<void> {
         }
         const h = {
           accept: ACCEPT,
-          authorization: `Bearer ${await token(tg.url, env.ca, files.creds, repo)}`,
+          authorization: `Bearer ${await fetchToken(tg.url, env.ca, files.creds, repo)}`,
         };
         const url = `${tg.url}/v2/${repo}/manifests/${im.digest}`;
         const cold = await get(url, env.ca, h, agent);

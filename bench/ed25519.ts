@@ -1,8 +1,8 @@
 /**
  * Per-verification time of Ed25519 (pure and ph), cold key (first use of a key) and repeated key,
  * alternated in the same process: src/core/signature/verify.ts (@noble/curves points, the key's
- * precomputed table from its second use), the hand-written table code it replaced
- * (bench/lib/ed25519-table-baseline.ts), and @noble/curves' own strict verify (no key table).
+ * precomputed table from its second use) and @noble/curves' own strict verify (no key table). The
+ * hand-written table code it replaced was measured against it once (bench/README.md, session 4).
  * Medians of RUNS runs of BATCH verifications each, µs per verification. Pure CPU, no servers.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/ed25519.js   # RUNS=7 BATCH=40
@@ -11,7 +11,6 @@ import { generateKeyPairSync, sign as nodeSign } from 'node:crypto';
 import { ed25519, ed25519ph } from '@noble/curves/ed25519.js';
 import { bytesToNumberLE } from '@noble/curves/utils.js';
 import { verifyEd25519ph, verifyEd25519Pure, L } from '../src/core/signature/verify.js';
-import * as baseline from './lib/ed25519-table-baseline.js';
 import { ed25519Seed } from '../src/core/signature/ed25519ph.js';
 
 const RUNS = Number(process.env['RUNS'] ?? 7);
@@ -64,7 +63,6 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 
 const impls: Record<string, { pure: Verify; ph: Verify }> = {
   'src/verify.ts': { pure: verifyEd25519Pure, ph: verifyEd25519ph },
-  'baseline table': { pure: baseline.verifyEd25519Pure, ph: baseline.verifyEd25519ph },
   '@noble/curves verify': { pure: curvesVerify(false), ph: curvesVerify(true) },
 };
 
