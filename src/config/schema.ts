@@ -432,43 +432,25 @@ const configObject = z.strictObject({
           });
         } else cacheDirs.set(key, i);
       });
-      if (t.trustedRoot === undefined && t.sigstore.length === 0) {
-        t.rules.forEach((r, i) => {
-          if (r.tlog === 'required') {
-            ctx.addIssue({
-              code: 'custom',
-              message:
-                'a trust rule with tlog: required needs a Sigstore trusted root: configure trust.sigstore (or trust.trustedRoot)',
-              path: ['rules', i, 'tlog'],
-            });
-          }
+      if (t.trustedRoot !== undefined || t.sigstore.length > 0) return;
+      const needsRoot = (what: string, at: (string | number)[]): void =>
+        ctx.addIssue({
+          code: 'custom',
+          message: `${what} needs a Sigstore trusted root: configure trust.sigstore (or trust.trustedRoot)`,
+          path: at,
         });
+      t.rules.forEach((r, i) => {
+        if (r.tlog === 'required') needsRoot('a trust rule with tlog: required', ['rules', i, 'tlog']);
+      });
+      // Policy: a keyless identity can only be verified against a trusted root (Fulcio CAs, CT and
+      // Rekor logs); a rule naming identities without one would refuse every keyless signature.
+      if (t.attestations.some((r) => r.identities.length > 0)) {
+        needsRoot('an attestation rule with identities', ['sigstore']);
+      }
+      if (t.rules.some((r) => r.identities.length > 0)) {
+        needsRoot('a trust rule with identities', ['sigstore']);
       }
     })
-    // Policy: a keyless identity can only be verified against a trusted root (Fulcio CAs, CT and
-    // Rekor logs); a rule naming identities without one would refuse every keyless signature.
-    .refine(
-      (t) =>
-        t.trustedRoot !== undefined ||
-        t.sigstore.length > 0 ||
-        t.attestations.every((r) => r.identities.length === 0),
-      {
-        message:
-          'an attestation rule with identities needs a Sigstore trusted root: configure trust.sigstore (or trust.trustedRoot)',
-        path: ['sigstore'],
-      },
-    )
-    .refine(
-      (t) =>
-        t.trustedRoot !== undefined ||
-        t.sigstore.length > 0 ||
-        t.rules.every((r) => r.identities.length === 0),
-      {
-        message:
-          'a trust rule with identities needs a Sigstore trusted root: configure trust.sigstore (or trust.trustedRoot)',
-        path: ['sigstore'],
-      },
-    )
     // Names and cache folders filled in, in the same shape (the parsed config parses again: a
     // SIGHUP validates the effective config); load.ts resolves the paths against the config folder.
     .transform((t) => ({
