@@ -174,11 +174,11 @@ export function sigstoreSourcesOf(trust: {
     ...(trust.trustedRoot !== undefined
       ? [{ kind: 'file' as const, name: 'trustedRoot', trustedRoot: trust.trustedRoot }]
       : []),
-    ...trust.sigstore.map((s): SigstoreSource => {
-      const name = s.name ?? defaultSourceName(s);
+    ...trust.sigstore.map((source): SigstoreSource => {
+      const s = withDefaults(source);
       return s.tuf
-        ? { kind: 'tuf', name, ...s.tuf, cacheDir: s.tuf.cacheDir ?? `tuf-cache/${name}` }
-        : { kind: 'file', name, trustedRoot: s.trustedRoot! };
+        ? { kind: 'tuf', ...s.tuf, name: s.name }
+        : { kind: 'file', name: s.name, trustedRoot: s.trustedRoot! };
     }),
   ];
 }
@@ -244,6 +244,19 @@ export type SigstoreSource =
       refreshSeconds: number;
       timeoutSeconds: number;
     };
+
+type SourceConfig = z.infer<typeof sigstoreSourceSchema>;
+/** A source with its name and (TUF) cache folder filled in: tuf-cache/<name> by default. */
+function withDefaults(s: SourceConfig): Omit<SourceConfig, 'name' | 'tuf'> & {
+  name: string;
+  tuf?: NonNullable<SourceConfig['tuf']> & { cacheDir: string };
+} {
+  const name = s.name ?? defaultSourceName(s);
+  const { tuf, ...rest } = s;
+  return tuf
+    ? { ...rest, name, tuf: { ...tuf, cacheDir: tuf.cacheDir ?? `tuf-cache/${name}` } }
+    : { ...rest, name };
+}
 
 /** The default name of a source: the mirror's host or the file's or directory's base name. */
 function defaultSourceName(s: z.infer<typeof sigstoreSourceSchema>): string {
@@ -405,7 +418,7 @@ const configObject = z.strictObject({
     .superRefine((t, ctx) => {
       const names = new Map<string, number>();
       t.sigstore.forEach((s, i) => {
-        const name = s.name ?? defaultSourceName(s);
+        const { name } = withDefaults(s);
         const first = names.get(name);
         if (first !== undefined) {
           ctx.addIssue({
@@ -420,14 +433,15 @@ const configObject = z.strictObject({
       // refreshes race on the files) and, with one pin and target, load each other's last good root.
       const cacheDirs = new Map<string, number>();
       t.sigstore.forEach((s, i) => {
-        if (!s.tuf) return;
-        const dir = path.normalize(s.tuf.cacheDir ?? `tuf-cache/${s.name ?? defaultSourceName(s)}`);
+        const { tuf } = withDefaults(s);
+        if (!tuf) return;
+        const dir = path.normalize(tuf.cacheDir);
         const key = dir.length > 1 ? dir.replace(/[\\/]+$/, '') : dir;
         const first = cacheDirs.get(key);
         if (first !== undefined) {
           ctx.addIssue({
             code: 'custom',
-            message: `${s.tuf.cacheDir ?? key} is also the cache directory of trust.sigstore[${first}]; give each TUF source its own cacheDir`,
+            message: `${s.tuf?.cacheDir ?? key} is also the cache directory of trust.sigstore[${first}]; give each TUF source its own cacheDir`,
             path: ['sigstore', i, 'tuf', 'cacheDir'],
           });
         } else cacheDirs.set(key, i);
@@ -455,12 +469,7 @@ const configObject = z.strictObject({
     // SIGHUP validates the effective config); load.ts resolves the paths against the config folder.
     .transform((t) => ({
       ...t,
-      sigstore: t.sigstore.map((s) => {
-        const name = s.name ?? defaultSourceName(s);
-        return s.tuf
-          ? { ...s, name, tuf: { ...s.tuf, cacheDir: s.tuf.cacheDir ?? `tuf-cache/${name}` } }
-          : { ...s, name };
-      }),
+      sigstore: t.sigstore.map(withDefaults),
     }))
     .prefault({}),
   cache: z
