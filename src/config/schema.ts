@@ -174,11 +174,11 @@ export function sigstoreSourcesOf(trust: {
     ...(trust.trustedRoot !== undefined
       ? [{ kind: 'file' as const, name: 'trustedRoot', trustedRoot: trust.trustedRoot }]
       : []),
-    ...trust.sigstore.map((s): SigstoreSource => {
-      const name = s.name ?? defaultSourceName(s);
+    ...trust.sigstore.map((source): SigstoreSource => {
+      const s = withDefaults(source);
       return s.tuf
-        ? { kind: 'tuf', name, ...s.tuf, cacheDir: s.tuf.cacheDir ?? `tuf-cache/${name}` }
-        : { kind: 'file', name, trustedRoot: s.trustedRoot! };
+        ? { kind: 'tuf', ...s.tuf, name: s.name }
+        : { kind: 'file', name: s.name, trustedRoot: s.trustedRoot! };
     }),
   ];
 }
@@ -244,6 +244,19 @@ export type SigstoreSource =
       refreshSeconds: number;
       timeoutSeconds: number;
     };
+
+type SourceConfig = z.infer<typeof sigstoreSourceSchema>;
+/** A source with its name and (TUF) cache folder filled in: tuf-cache/<name> by default. */
+function withDefaults(s: SourceConfig): Omit<SourceConfig, 'name' | 'tuf'> & {
+  name: string;
+  tuf?: NonNullable<SourceConfig['tuf']> & { cacheDir: string };
+} {
+  const name = s.name ?? defaultSourceName(s);
+  const { tuf, ...rest } = s;
+  return tuf
+    ? { ...rest, name, tuf: { ...tuf, cacheDir: tuf.cacheDir ?? `tuf-cache/${name}` } }
+    : { ...rest, name };
+}
 
 /** The default name of a source: the mirror's host or the file's or directory's base name. */
 function defaultSourceName(s: z.infer<typeof sigstoreSourceSchema>): string {
@@ -405,7 +418,7 @@ const configObject = z.strictObject({
     .superRefine((t, ctx) => {
       const names = new Map<string, number>();
       t.sigstore.forEach((s, i) => {
-        const name = s.name ?? defaultSourceName(s);
+        const { name } = withDefaults(s);
         const first = names.get(name);
         if (first !== undefined) {
           ctx.addIssue({
@@ -420,65 +433,43 @@ const configObject = z.strictObject({
       // refreshes race on the files) and, with one pin and target, load each other's last good root.
       const cacheDirs = new Map<string, number>();
       t.sigstore.forEach((s, i) => {
-        if (!s.tuf) return;
-        const dir = path.normalize(s.tuf.cacheDir ?? `tuf-cache/${s.name ?? defaultSourceName(s)}`);
+        const { tuf } = withDefaults(s);
+        if (!tuf) return;
+        const dir = path.normalize(tuf.cacheDir);
         const key = dir.length > 1 ? dir.replace(/[\\/]+$/, '') : dir;
         const first = cacheDirs.get(key);
         if (first !== undefined) {
           ctx.addIssue({
             code: 'custom',
-            message: `${s.tuf.cacheDir ?? key} is also the cache directory of trust.sigstore[${first}]; give each TUF source its own cacheDir`,
+            message: `${s.tuf?.cacheDir ?? key} is also the cache directory of trust.sigstore[${first}]; give each TUF source its own cacheDir`,
             path: ['sigstore', i, 'tuf', 'cacheDir'],
           });
         } else cacheDirs.set(key, i);
       });
-      if (t.trustedRoot === undefined && t.sigstore.length === 0) {
-        t.rules.forEach((r, i) => {
-          if (r.tlog === 'required') {
-            ctx.addIssue({
-              code: 'custom',
-              message:
-                'a trust rule with tlog: required needs a Sigstore trusted root: configure trust.sigstore (or trust.trustedRoot)',
-              path: ['rules', i, 'tlog'],
-            });
-          }
+      if (t.trustedRoot !== undefined || t.sigstore.length > 0) return;
+      const needsRoot = (what: string, at: (string | number)[]): void =>
+        ctx.addIssue({
+          code: 'custom',
+          message: `${what} needs a Sigstore trusted root: configure trust.sigstore (or trust.trustedRoot)`,
+          path: at,
         });
+      t.rules.forEach((r, i) => {
+        if (r.tlog === 'required') needsRoot('a trust rule with tlog: required', ['rules', i, 'tlog']);
+      });
+      // Policy: a keyless identity can only be verified against a trusted root (Fulcio CAs, CT and
+      // Rekor logs); a rule naming identities without one would refuse every keyless signature.
+      if (t.attestations.some((r) => r.identities.length > 0)) {
+        needsRoot('an attestation rule with identities', ['sigstore']);
+      }
+      if (t.rules.some((r) => r.identities.length > 0)) {
+        needsRoot('a trust rule with identities', ['sigstore']);
       }
     })
-    // Policy: a keyless identity can only be verified against a trusted root (Fulcio CAs, CT and
-    // Rekor logs); a rule naming identities without one would refuse every keyless signature.
-    .refine(
-      (t) =>
-        t.trustedRoot !== undefined ||
-        t.sigstore.length > 0 ||
-        t.attestations.every((r) => r.identities.length === 0),
-      {
-        message:
-          'an attestation rule with identities needs a Sigstore trusted root: configure trust.sigstore (or trust.trustedRoot)',
-        path: ['sigstore'],
-      },
-    )
-    .refine(
-      (t) =>
-        t.trustedRoot !== undefined ||
-        t.sigstore.length > 0 ||
-        t.rules.every((r) => r.identities.length === 0),
-      {
-        message:
-          'a trust rule with identities needs a Sigstore trusted root: configure trust.sigstore (or trust.trustedRoot)',
-        path: ['sigstore'],
-      },
-    )
     // Names and cache folders filled in, in the same shape (the parsed config parses again: a
     // SIGHUP validates the effective config); load.ts resolves the paths against the config folder.
     .transform((t) => ({
       ...t,
-      sigstore: t.sigstore.map((s) => {
-        const name = s.name ?? defaultSourceName(s);
-        return s.tuf
-          ? { ...s, name, tuf: { ...s.tuf, cacheDir: s.tuf.cacheDir ?? `tuf-cache/${name}` } }
-          : { ...s, name };
-      }),
+      sigstore: t.sigstore.map(withDefaults),
     }))
     .prefault({}),
   cache: z

@@ -407,7 +407,9 @@ class BufferSink implements Sink<UpstreamResponse> {
     return {
       status: this.head.status,
       headers: this.head.headers as http.IncomingHttpHeaders,
-      body: Buffer.concat(this.chunks, this.size),
+      // Every chunk is already the sink's own copy (see Exchange.data): one needs no second copy,
+      // and a manifest usually arrives in the read that carried its head.
+      body: this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size),
     };
   }
 

@@ -47,6 +47,8 @@ export class Upstream {
   /** trustgate's own reader for GET/HEAD answers of a plain-http registry, when configured. */
   readonly direct?: DirectReader;
   private readonly timeoutMs: number;
+  /** The registry's host name or address, without an IPv6 literal's brackets. */
+  private readonly hostname: string;
 
   constructor(opts: UpstreamOptions) {
     this.target = new URL(opts.url);
@@ -71,9 +73,10 @@ export class Upstream {
     this.agent = pool(opts.maxSockets - (blobSockets ?? 0));
     this.blobAgent = blobSockets === undefined ? this.agent : pool(blobSockets);
     this.timeoutMs = opts.timeoutMs;
+    this.hostname = this.target.hostname.replace(/^\[|\]$/g, '');
     if (opts.reads !== 'node' && this.target.protocol === 'http:') {
       this.direct = new DirectReader({
-        host: this.target.hostname.replace(/^\[|\]$/g, ''),
+        host: this.hostname,
         port: Number(this.target.port || 80),
         timeoutMs: opts.timeoutMs,
         source: this,
@@ -113,7 +116,7 @@ export class Upstream {
       const req = mod.request(
         {
           protocol: this.target.protocol,
-          hostname: this.target.hostname.replace(/^\[|\]$/g, ''),
+          hostname: this.hostname,
           port: this.target.port,
           method: opts.method,
           path: opts.path,
