@@ -199,8 +199,8 @@ export class Keyring {
       if (content.contentHash === this.snap.contentHash) return false;
       next = this.parse(content);
     } catch (err) {
-      // Policy: an unreadable key directory keeps the last good view only if nothing was
-      // loaded before; otherwise it trusts nothing, so a broken keys/ never widens trust.
+      // Policy: an unreadable key directory trusts no keys (not the last good view), so a broken
+      // or removed keys/ never keeps a key trusted that an operator took away.
       this.log.error({ dir: this.dir, err: String(err) }, 'key directory unreadable: trusting no keys');
       next = { keys: new Map(), contentHash: `error:${Date.now()}`, errors: [{ file: this.dir, error: String(err) }] };
     }
