@@ -244,7 +244,11 @@ export class TrustService {
     }
     let outcome = decideServe({ ...input, evidence });
     let indexParent: string | undefined;
+    let parentLookedUp = false;
+    // The index admission is read at most once per request (a miss is a miss for both uses below).
     const lookUpParent = async (): Promise<void> => {
+      if (parentLookedUp) return;
+      parentLookedUp = true;
       const parent = await this.o.cache.get(`c:${epoch}:${repo}:${digest}`);
       if (typeof parent === 'string') indexParent = parent;
     };
@@ -256,7 +260,7 @@ export class TrustService {
       }
     }
     if (attestationRule && opts.attestations !== false && input.purpose === 'pull') {
-      if (indexParent === undefined && input.manifest.kind === 'image') await lookUpParent();
+      if (input.manifest.kind === 'image') await lookUpParent();
       const withParent = indexParent !== undefined ? { indexParent } : {};
       // Policy: a child that inherits is judged by its index's attestations as they stand now
       // (decided again from the index's cached facts), never by the verdict the index had when it
