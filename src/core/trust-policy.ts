@@ -31,7 +31,6 @@ export const DEFAULT_TRUST_RULE: EffectiveTrustRule = Object.freeze({
   tlog: 'optional',
 });
 
-/** Compiles the trust rules once. The first rule whose pattern matches the repository applies. */
 /** A trust rule as configured (the config schema's `trust.rules[]`; core reads no config module). */
 export interface TrustRuleInput {
   repos: readonly string[];
@@ -44,6 +43,7 @@ export interface TrustRuleInput {
   tlog: EffectiveTrustRule['tlog'];
 }
 
+/** Compiles the trust rules once. The first rule whose pattern matches the repository applies. */
 export function compileTrustRules(rules: readonly TrustRuleInput[]): (repo: string) => EffectiveTrustRule {
   const compiled = rules.flatMap((r) => {
     // Compiled once per rule (anchored regular expressions); validated again here, so a rule that

@@ -57,6 +57,16 @@ export interface Verdict {
   attestation?: AttestationVerdict;
 }
 
+/**
+ * The generation of trust one decision uses, read together before any I/O (see verify): the
+ * attestation facts are verified with it, never with rules or roots read again after an await.
+ */
+interface TrustGeneration {
+  keys: ReadonlyMap<string, KeyEntry>;
+  bundleOptions: { tlog: EffectiveTrustRule['tlog']; trustedRoots: readonly SigstoreTrustedRoot[] };
+  epoch: string;
+}
+
 /** Attestation facts as cached (per epoch; decided again at every pull). */
 interface CachedFacts extends AttestationFacts {
   at: number;
@@ -244,7 +254,11 @@ export class TrustService {
     }
     let outcome = decideServe({ ...input, evidence });
     let indexParent: string | undefined;
+    let parentLookedUp = false;
+    // The index admission is read at most once per request (a miss is a miss for both uses below).
     const lookUpParent = async (): Promise<void> => {
+      if (parentLookedUp) return;
+      parentLookedUp = true;
       const parent = await this.o.cache.get(`c:${epoch}:${repo}:${digest}`);
       if (typeof parent === 'string') indexParent = parent;
     };
@@ -256,7 +270,7 @@ export class TrustService {
       }
     }
     if (attestationRule && opts.attestations !== false && input.purpose === 'pull') {
-      if (indexParent === undefined && input.manifest.kind === 'image') await lookUpParent();
+      if (input.manifest.kind === 'image') await lookUpParent();
       const withParent = indexParent !== undefined ? { indexParent } : {};
       // Policy: a child that inherits is judged by its index's attestations as they stand now
       // (decided again from the index's cached facts), never by the verdict the index had when it
@@ -266,8 +280,7 @@ export class TrustService {
         repo,
         judged,
         attestationRule,
-        keys,
-        epoch,
+        { keys, bundleOptions: { tlog: rule.tlog, trustedRoots: roots }, epoch },
         opts.fresh === true,
       );
       outcome = decideServe({ ...input, evidence, attestation, ...withParent });
@@ -285,15 +298,14 @@ export class TrustService {
     repo: string,
     digest: string,
     rule: EffectiveAttestationRule,
-    keySet: ReadonlyMap<string, KeyEntry>,
-    epoch: string,
+    generation: TrustGeneration,
     fresh: boolean,
   ): Promise<AttestationVerdict> {
-    const key = `a:${epoch}:${repo}:${digest}`;
+    const key = `a:${generation.epoch}:${repo}:${digest}`;
     let facts = (await this.o.cache.get(key)) as CachedFacts | undefined;
     if (isCachedFacts(facts) && fresh) facts = undefined;
     if (!isCachedFacts(facts)) {
-      facts = await this.singleFlight(key, () => this.computeFacts(repo, digest, rule, keySet, epoch), fresh);
+      facts = await this.singleFlight(key, () => this.computeFacts(repo, digest, rule, generation), fresh);
     }
     return evaluateAttestations({
       repo,
@@ -321,8 +333,7 @@ export class TrustService {
     repo: string,
     digest: string,
     rule: EffectiveAttestationRule,
-    keySet: ReadonlyMap<string, KeyEntry>,
-    epoch: string,
+    { keys: keySet, bundleOptions, epoch }: TrustGeneration,
   ): Promise<CachedFacts> {
     const started = performance.now();
     this.attestationFetches++;
@@ -334,7 +345,7 @@ export class TrustService {
       keys: this.attestationKeys(rule, keySet),
       rule,
       now,
-      bundleOptions: { tlog: this.o.ruleFor(repo).tlog, trustedRoots: this.roots() },
+      bundleOptions,
       maxBytes: ATTESTATION_LIMITS.maxEnvelopeBytes,
     });
     const result: CachedFacts = { ...facts, at: now.getTime() };
