@@ -361,9 +361,10 @@ function withoutMount(url: string): string {
 }
 
 async function serveCatalog(d: Pipeline, ctx: Ctx, admin: boolean): Promise<void> {
-  const n = Number(new URL(ctx.req.url ?? '', 'http://x').searchParams.get('n') ?? '') || undefined;
+  const query = new URL(ctx.req.url ?? '', 'http://x').searchParams;
+  const n = Number(query.get('n') ?? '') || undefined;
   const visible: string[] = [];
-  const asked = new URL(ctx.req.url ?? '/v2/_catalog', 'http://x').searchParams.get('last');
+  const asked = query.get('last');
   let path = admin
     ? (ctx.req.url ?? '/v2/_catalog')
     : `/v2/_catalog?n=${UPSTREAM_CATALOG_PAGE}${asked ? `&last=${encodeURIComponent(asked)}` : ''}`;
