@@ -88,8 +88,7 @@ export class Authenticator {
       const claims = await this.verifyCached(token);
       const policy = this.o.policy();
       const identity = policy.identityFor(claims.subject, claims.kind);
-      const policyAllows = (action: RepoAction, repo: string): boolean =>
-        this.o.policy().allowedActions(identity, repo).has(action);
+      const policyAllows = policyWalkOnce(this.o.policy, identity);
       return {
         identity,
         credentialed: true,
@@ -102,15 +101,14 @@ export class Authenticator {
     }
     const identity = this.certificateIdentity(req);
     if (identity) {
-      const allows = (action: RepoAction, repo: string): boolean =>
-        this.o.policy().allowedActions(identity, repo).has(action);
+      const allows = policyWalkOnce(this.o.policy, identity);
       return { identity, credentialed: true, can: allows, policyAllows: allows, canCatalog: () => true };
     }
     return {
       identity: ANONYMOUS,
       credentialed: false,
       can: () => false,
-      policyAllows: (action, repo) => this.o.policy().allowedActions(ANONYMOUS, repo).has(action),
+      policyAllows: policyWalkOnce(this.o.policy, ANONYMOUS),
       canCatalog: () => false,
     };
   }
@@ -149,6 +147,25 @@ export class Authenticator {
   private certificateIdentity(req: http.IncomingMessage): Identity | null {
     return connectionIdentity(req.socket as TLSSocket, this.o.mtlsIdentity, this.o.clientCa);
   }
+}
+
+/**
+ * What policy allows an identity, walked once per repository for the Principal of one request: the
+ * access decision asks it several times a request (pull, then push, and again after each fact).
+ */
+function policyWalkOnce(
+  policy: () => Policy,
+  identity: Identity,
+): (action: RepoAction, repo: string) => boolean {
+  const walked = new Map<string, ReadonlySet<RepoAction>>();
+  return (action, repo) => {
+    let actions = walked.get(repo);
+    if (!actions) {
+      actions = policy().allowedActions(identity, repo);
+      walked.set(repo, actions);
+    }
+    return actions.has(action);
+  };
 }
 
 /**

@@ -204,17 +204,26 @@ function auditEvent(
 
 /**
  * Asks the access decision, fetching each fact it needs with `gather`, until it decides or needs
- * a fact not to be had yet (the caller asks again once it has it). A denial is thrown.
+ * a fact named in `later` (a later step has it and asks again). A denial is thrown.
  */
-async function decide(ctx: Ctx, gather: Gatherers = {}): Promise<AccessOutcome> {
+async function decide(
+  ctx: Ctx,
+  gather: Gatherers = {},
+  later: readonly AccessFact[] = [],
+): Promise<AccessOutcome> {
   const { record } = ctx;
   for (;;) {
     const outcome = decideAccess({ route: ctx.route, grants: ctx.grants, facts: record.facts });
     if (outcome.decision === 'need') {
       const fetch = gather[outcome.fact];
-      if (!fetch) return outcome;
-      await gatherFact(record.facts, outcome.fact, fetch);
-      continue;
+      if (fetch) {
+        await gatherFact(record.facts, outcome.fact, fetch);
+        continue;
+      }
+      // Policy: a fact nobody gathers is a gap in the pipeline; the request fails (500), it is
+      // never served as if the decision had allowed it.
+      if (later.includes(outcome.fact)) return outcome;
+      throw new Error(`access fact ${outcome.fact} was asked for and has no gatherer`);
     }
     record.outcomes.push(outcome);
     if (outcome.decision === 'deny') throw outcome.error;
@@ -261,15 +270,20 @@ async function handle(
   };
   const ctx: Ctx = { req, res, route, principal, grants, record };
   // authorise: the facts a route's decision may need before anything is forwarded
-  const access = await decide(ctx, {
-    blobAdmitted: () => route.kind === 'blob' && d.trust.isBlobAdmitted(route.repo, route.digest),
-    mountBlobAdmitted: () =>
-      route.kind === 'upload-start' &&
-      route.mount !== undefined &&
-      d.trust.isBlobAdmitted(route.mount.from, route.mount.digest),
-    subjectPullable: () =>
-      route.kind === 'referrers' ? pullableByDigest(d, ctx, route.repo, route.digest) : undefined,
-  });
+  const access = await decide(
+    ctx,
+    {
+      blobAdmitted: () => route.kind === 'blob' && d.trust.isBlobAdmitted(route.repo, route.digest),
+      mountBlobAdmitted: () =>
+        route.kind === 'upload-start' &&
+        route.mount !== undefined &&
+        d.trust.isBlobAdmitted(route.mount.from, route.mount.digest),
+      subjectPullable: () =>
+        route.kind === 'referrers' ? pullableByDigest(d, ctx, route.repo, route.digest) : undefined,
+    },
+    // Decided by serveManifest and putManifest, once the manifest bytes are at hand.
+    ['manifestVerdict', 'pushed'],
+  );
   // trust check and forward
   switch (route.kind) {
     case 'base':
@@ -347,9 +361,10 @@ function withoutMount(url: string): string {
 }
 
 async function serveCatalog(d: Pipeline, ctx: Ctx, admin: boolean): Promise<void> {
-  const n = Number(new URL(ctx.req.url ?? '', 'http://x').searchParams.get('n') ?? '') || undefined;
+  const query = new URL(ctx.req.url ?? '', 'http://x').searchParams;
+  const n = Number(query.get('n') ?? '') || undefined;
   const visible: string[] = [];
-  const asked = new URL(ctx.req.url ?? '/v2/_catalog', 'http://x').searchParams.get('last');
+  const asked = query.get('last');
   let path = admin
     ? (ctx.req.url ?? '/v2/_catalog')
     : `/v2/_catalog?n=${UPSTREAM_CATALOG_PAGE}${asked ? `&last=${encodeURIComponent(asked)}` : ''}`;
