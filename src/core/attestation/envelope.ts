@@ -7,6 +7,7 @@
 import { dsse } from '@sigstore/core';
 import { isJsonObject, parseStrictJson } from '../json-strict.js';
 import { verifyEd25519ph, verifyEd25519Pure, verifySignature } from '../signature/verify.js';
+import { decodeStrictBase64 } from '../signature/keys.js';
 import { keyUsability, type TrustedKey } from '../trusted-key.js';
 import { verifySigstoreBundle, type BundleVerifyOptions } from '../evidence/bundle.js';
 import type { IdentityMatcher } from '../evidence/identity.js';
@@ -50,18 +51,6 @@ export type EnvelopeResult =
 const ENVELOPE_KEYS = new Set(['payloadType', 'payload', 'signatures']);
 const SIG_KEYS = new Set(['keyid', 'sig']);
 const STATEMENT_KEYS = new Set(['_type', 'subject', 'predicateType', 'predicate']);
-
-/**
- * Strict standard base64 (padded, canonical), for payloads of megabytes: the bytes must re-encode
- * to exactly the text, which refuses every other alphabet, whitespace, missing or extra padding
- * and non-zero trailing bits (the same set as keys.ts decodeStrictBase64, whose regular expression
- * takes ~100 ms on a 1 MiB payload).
- */
-export function decodeCanonicalBase64(s: string): Uint8Array | null {
-  if (s.length % 4 !== 0) return null;
-  const out = Buffer.from(s, 'base64');
-  return out.toString('base64') === s ? new Uint8Array(out.buffer, out.byteOffset, out.byteLength) : null;
-}
 
 const reject = (reason: AttestationRejection, detail: string): EnvelopeResult => ({
   ok: false,
@@ -114,7 +103,7 @@ export function verifyLegacyEnvelope(
       `DSSE payload type ${JSON.stringify(doc['payloadType'])} is not ${IN_TOTO_PAYLOAD_TYPE}`,
     );
   }
-  const payload = typeof doc['payload'] === 'string' ? decodeCanonicalBase64(doc['payload']) : null;
+  const payload = typeof doc['payload'] === 'string' ? decodeStrictBase64(doc['payload']) : null;
   if (payload === null) return reject('malformed', 'the DSSE payload is not valid base64');
   const sigs = doc['signatures'];
   if (!Array.isArray(sigs) || sigs.length === 0)
@@ -128,7 +117,7 @@ export function verifyLegacyEnvelope(
     if (!isJsonObject(s) || Object.keys(s).some((k) => !SIG_KEYS.has(k))) {
       return reject('malformed', 'malformed DSSE signature');
     }
-    const sig = typeof s['sig'] === 'string' ? decodeCanonicalBase64(s['sig']) : null;
+    const sig = typeof s['sig'] === 'string' ? decodeStrictBase64(s['sig']) : null;
     if (sig === null || sig.length === 0) continue;
     // Policy: the keyid is only a label; every trusted key is tried and the signature decides.
     for (const k of keys) if (verifyWith(k, pae, sig)) verified.add(k);
