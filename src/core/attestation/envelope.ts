@@ -6,7 +6,7 @@
  */
 import { dsse } from '@sigstore/core';
 import { isJsonObject, parseStrictJson } from '../json-strict.js';
-import { verifyEd25519ph, verifyEd25519Pure, verifySignature } from '../signature/verify.js';
+import { verifySignature } from '../signature/verify.js';
 import { decodeStrictBase64 } from '../signature/keys.js';
 import { keyUsability, type TrustedKey } from '../trusted-key.js';
 import { verifySigstoreBundle, type BundleVerifyOptions } from '../evidence/bundle.js';
@@ -57,14 +57,6 @@ const reject = (reason: AttestationRejection, detail: string): EnvelopeResult =>
   reason,
   detail,
 });
-
-/** Ed25519: cosign signs DSSE with Ed25519ph for `--key`, older releases pure; ECDSA P-256 DER. */
-function verifyWith(k: TrustedKey, message: Uint8Array, sig: Uint8Array): boolean {
-  if (k.key.alg === 'ed25519') {
-    return verifyEd25519ph(k.key.raw, message, sig) || verifyEd25519Pure(k.key.raw, message, sig);
-  }
-  return verifySignature(k.key, message, sig);
-}
 
 function signersOf(keys: readonly TrustedKey[], now: Date): AttestationSigner[] {
   return keys
@@ -120,7 +112,8 @@ export function verifyLegacyEnvelope(
     const sig = typeof s['sig'] === 'string' ? decodeStrictBase64(s['sig']) : null;
     if (sig === null || sig.length === 0) continue;
     // Policy: the keyid is only a label; every trusted key is tried and the signature decides.
-    for (const k of keys) if (verifyWith(k, pae, sig)) verified.add(k);
+    // Ed25519: cosign signs DSSE with Ed25519ph for `--key`, older releases pure.
+    for (const k of keys) if (verifySignature(k.key, pae, sig, 'ph')) verified.add(k);
   }
   if (verified.size === 0) {
     return reject(

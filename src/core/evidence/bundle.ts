@@ -32,7 +32,7 @@ import { Verifier, type SignedEntity } from '@sigstore/verify';
 import { isJsonObject, parseStrictJson } from '../json-strict.js';
 import { isValidDigest } from '../manifest.js';
 import { decodeStrictBase64, publicKeyFingerprint, publicKeySpkiDer } from '../signature/keys.js';
-import { verifyEd25519Either, verifySignature } from '../signature/verify.js';
+import { verifySignature } from '../signature/verify.js';
 import { keyUsability, type TrustedKey } from '../trusted-key.js';
 import { checkSignStatement, IN_TOTO_PAYLOAD_TYPE } from './statement.js';
 import type { SigstoreTrustedRoot } from './trusted-root.js';
@@ -421,18 +421,6 @@ function verifyTlog(
   return first!;
 }
 
-/**
- * The signature check: core/signature/verify.ts, the same acceptance set as the legacy format
- * (Ed25519 pure or ph, ECDSA P-256 DER). Only the order differs: cosign signs bundles with
- * Ed25519ph, so ph is tried first (one strict verification instead of two on the common path).
- */
-function verifyBundleSignature(k: TrustedKey, message: Uint8Array, sig: Uint8Array): boolean {
-  if (k.key.alg === 'ed25519') {
-    return verifyEd25519Either(k.key.raw, message, sig, 'ph');
-  }
-  return verifySignature(k.key, message, sig);
-}
-
 /** The trusted roots of the options, `trustedRoots` and `trustedRoot` joined. */
 export function rootsOf(
   options: Pick<BundleVerifyOptions, 'trustedRoot' | 'trustedRoots'>,
@@ -597,7 +585,11 @@ function verifyKeySigner(
     Buffer.from(fingerprints.get(k)!.slice('sha256:'.length), 'hex').toString('base64');
   const ordered = [...keys].sort((a, b) => Number(hintOf(b) === hint) - Number(hintOf(a) === hint));
 
-  const verified = ordered.filter((k) => verifyBundleSignature(k, content.signedBytes, content.signature));
+  // The same acceptance set as the legacy format (Ed25519 pure or ph, ECDSA P-256 DER); cosign
+  // signs bundles with Ed25519ph, so ph is tried first.
+  const verified = ordered.filter((k) =>
+    verifySignature(k.key, content.signedBytes, content.signature, 'ph'),
+  );
   if (verified.length === 0) {
     return failure(
       'untrusted-key',
