@@ -15,6 +15,7 @@ import {
   COSIGN_SIGN_PREDICATE_TYPE,
   IN_TOTO_PAYLOAD_TYPE,
   IN_TOTO_STATEMENT_V1,
+  STATEMENT_KEYS,
   statementSubjectDigests,
 } from '../evidence/statement.js';
 
@@ -50,7 +51,6 @@ export type EnvelopeResult =
 
 const ENVELOPE_KEYS = new Set(['payloadType', 'payload', 'signatures']);
 const SIG_KEYS = new Set(['keyid', 'sig']);
-const STATEMENT_KEYS = new Set(['_type', 'subject', 'predicateType', 'predicate']);
 
 const reject = (reason: AttestationRejection, detail: string): EnvelopeResult => ({
   ok: false,
