@@ -6,7 +6,8 @@
  */
 import { dsse } from '@sigstore/core';
 import { isJsonObject, parseStrictJson } from '../json-strict.js';
-import { verifyEd25519ph, verifyEd25519Pure, verifySignature } from '../signature/verify.js';
+import { verifySignature } from '../signature/verify.js';
+import { decodeStrictBase64 } from '../signature/keys.js';
 import { keyUsability, type TrustedKey } from '../trusted-key.js';
 import { verifySigstoreBundle, type BundleVerifyOptions } from '../evidence/bundle.js';
 import type { IdentityMatcher } from '../evidence/identity.js';
@@ -14,6 +15,7 @@ import {
   COSIGN_SIGN_PREDICATE_TYPE,
   IN_TOTO_PAYLOAD_TYPE,
   IN_TOTO_STATEMENT_V1,
+  STATEMENT_KEYS,
   statementSubjectDigests,
 } from '../evidence/statement.js';
 
@@ -49,33 +51,12 @@ export type EnvelopeResult =
 
 const ENVELOPE_KEYS = new Set(['payloadType', 'payload', 'signatures']);
 const SIG_KEYS = new Set(['keyid', 'sig']);
-const STATEMENT_KEYS = new Set(['_type', 'subject', 'predicateType', 'predicate']);
-
-/**
- * Strict standard base64 (padded, canonical), for payloads of megabytes: the bytes must re-encode
- * to exactly the text, which refuses every other alphabet, whitespace, missing or extra padding
- * and non-zero trailing bits (the same set as keys.ts decodeStrictBase64, whose regular expression
- * takes ~100 ms on a 1 MiB payload).
- */
-export function decodeCanonicalBase64(s: string): Uint8Array | null {
-  if (s.length % 4 !== 0) return null;
-  const out = Buffer.from(s, 'base64');
-  return out.toString('base64') === s ? new Uint8Array(out.buffer, out.byteOffset, out.byteLength) : null;
-}
 
 const reject = (reason: AttestationRejection, detail: string): EnvelopeResult => ({
   ok: false,
   reason,
   detail,
 });
-
-/** Ed25519: cosign signs DSSE with Ed25519ph for `--key`, older releases pure; ECDSA P-256 DER. */
-function verifyWith(k: TrustedKey, message: Uint8Array, sig: Uint8Array): boolean {
-  if (k.key.alg === 'ed25519') {
-    return verifyEd25519ph(k.key.raw, message, sig) || verifyEd25519Pure(k.key.raw, message, sig);
-  }
-  return verifySignature(k.key, message, sig);
-}
 
 function signersOf(keys: readonly TrustedKey[], now: Date): AttestationSigner[] {
   return keys
@@ -114,7 +95,7 @@ export function verifyLegacyEnvelope(
       `DSSE payload type ${JSON.stringify(doc['payloadType'])} is not ${IN_TOTO_PAYLOAD_TYPE}`,
     );
   }
-  const payload = typeof doc['payload'] === 'string' ? decodeCanonicalBase64(doc['payload']) : null;
+  const payload = typeof doc['payload'] === 'string' ? decodeStrictBase64(doc['payload']) : null;
   if (payload === null) return reject('malformed', 'the DSSE payload is not valid base64');
   const sigs = doc['signatures'];
   if (!Array.isArray(sigs) || sigs.length === 0)
@@ -128,10 +109,11 @@ export function verifyLegacyEnvelope(
     if (!isJsonObject(s) || Object.keys(s).some((k) => !SIG_KEYS.has(k))) {
       return reject('malformed', 'malformed DSSE signature');
     }
-    const sig = typeof s['sig'] === 'string' ? decodeCanonicalBase64(s['sig']) : null;
+    const sig = typeof s['sig'] === 'string' ? decodeStrictBase64(s['sig']) : null;
     if (sig === null || sig.length === 0) continue;
     // Policy: the keyid is only a label; every trusted key is tried and the signature decides.
-    for (const k of keys) if (verifyWith(k, pae, sig)) verified.add(k);
+    // Ed25519: cosign signs DSSE with Ed25519ph for `--key`, older releases pure.
+    for (const k of keys) if (verifySignature(k.key, pae, sig, 'ph')) verified.add(k);
   }
   if (verified.size === 0) {
     return reject(

@@ -4,11 +4,8 @@
  * DSSE PAE, either as a bare DSSE envelope (the layer of a legacy `sha256-<hex>.att` artifact) or in
  * a Sigstore bundle v0.3 (the layer of an OCI 1.1 referrer). Pure: bytes out, for the CLI to push.
  */
-import { BUNDLE_V03_MEDIA_TYPE } from '@sigstore/bundle';
-import { dsse } from '@sigstore/core';
 import { isValidDigest } from '../manifest.js';
-import { verifySignature } from '../signature/verify.js';
-import { publicKeyHint, type BundleSigner } from '../evidence/bundle-writer.js';
+import { buildStatementBundle, signStatementPae, type BundleSigner } from '../evidence/bundle-writer.js';
 import { IN_TOTO_PAYLOAD_TYPE, IN_TOTO_STATEMENT_V1 } from '../evidence/statement.js';
 
 /** Annotation cosign puts on a legacy attestation layer, naming its predicate type. */
@@ -35,19 +32,9 @@ export function buildAttestationStatement(
   return new TextEncoder().encode(JSON.stringify(statement));
 }
 
-function signPae(statement: Uint8Array, signer: BundleSigner): Uint8Array {
-  const pae = new Uint8Array(dsse.preAuthEncoding(IN_TOTO_PAYLOAD_TYPE, Buffer.from(statement)));
-  const sig = signer.sign(pae);
-  // Round trip through our own verifier: we never write a signature we would refuse.
-  if (!verifySignature(signer.publicKey, pae, sig)) {
-    throw new TypeError('the signer did not produce a valid signature for its public key');
-  }
-  return sig;
-}
-
 /** The DSSE envelope of a legacy `.att` layer (cosign's field order, empty keyid). */
 export function buildDsseEnvelope(statement: Uint8Array, signer: BundleSigner): Uint8Array {
-  const sig = signPae(statement, signer);
+  const sig = signStatementPae(statement, signer);
   const envelope = {
     payloadType: IN_TOTO_PAYLOAD_TYPE,
     payload: Buffer.from(statement).toString('base64'),
@@ -58,15 +45,5 @@ export function buildDsseEnvelope(statement: Uint8Array, signer: BundleSigner): 
 
 /** The Sigstore bundle v0.3 of an attestation (key hint, no Rekor entries), as cosign 3 writes it. */
 export function buildAttestationBundle(statement: Uint8Array, signer: BundleSigner): Uint8Array {
-  const sig = signPae(statement, signer);
-  const bundle = {
-    mediaType: BUNDLE_V03_MEDIA_TYPE,
-    verificationMaterial: { publicKey: { hint: publicKeyHint(signer.publicKey) } },
-    dsseEnvelope: {
-      payload: Buffer.from(statement).toString('base64'),
-      payloadType: IN_TOTO_PAYLOAD_TYPE,
-      signatures: [{ sig: Buffer.from(sig).toString('base64') }],
-    },
-  };
-  return new TextEncoder().encode(JSON.stringify(bundle));
+  return buildStatementBundle(statement, signer);
 }

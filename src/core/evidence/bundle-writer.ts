@@ -65,9 +65,38 @@ export function bundleSignerFor(privateKey: PrivateKeyMaterial): BundleSigner {
   return { publicKey, sign: (m) => signPayload(privateKey, m) };
 }
 
+/** Signs an in-toto statement over its DSSE PAE; the signature is checked by our own verifier. */
+export function signStatementPae(statement: Uint8Array, signer: BundleSigner): Uint8Array {
+  const pae = new Uint8Array(dsse.preAuthEncoding(IN_TOTO_PAYLOAD_TYPE, Buffer.from(statement)));
+  const sig = signer.sign(pae);
+  // Round trip through our own verifier: we never write a signature we would refuse.
+  if (!verifySignature(signer.publicKey, pae, sig)) {
+    throw new TypeError('the signer did not produce a valid signature for its public key');
+  }
+  return sig;
+}
+
 /**
- * The cosign 3 signature bundle for `digest` (`sha256:<hex>`): JSON bytes in protojson field order,
- * as cosign writes it (without Rekor entries or timestamps). `annotations` become the statement
+ * The Sigstore bundle v0.3 of a signed in-toto statement (a DSSE envelope, the key named by
+ * `publicKey.hint`, no Rekor entries or timestamps): JSON bytes in protojson field order, as cosign
+ * 3 writes it for `sign` and `attest`.
+ */
+export function buildStatementBundle(statement: Uint8Array, signer: BundleSigner): Uint8Array {
+  const sig = signStatementPae(statement, signer);
+  const bundle = {
+    mediaType: BUNDLE_V03_MEDIA_TYPE,
+    verificationMaterial: { publicKey: { hint: publicKeyHint(signer.publicKey) } },
+    dsseEnvelope: {
+      payload: Buffer.from(statement).toString('base64'),
+      payloadType: IN_TOTO_PAYLOAD_TYPE,
+      signatures: [{ sig: Buffer.from(sig).toString('base64') }],
+    },
+  };
+  return new TextEncoder().encode(JSON.stringify(bundle));
+}
+
+/**
+ * The cosign 3 signature bundle for `digest` (`sha256:<hex>`). `annotations` become the statement
  * subject's annotations, as cosign `sign -a k=v` puts them.
  */
 export function buildCosignSignBundle(
@@ -75,23 +104,7 @@ export function buildCosignSignBundle(
   signer: BundleSigner,
   annotations: Record<string, string> = {},
 ): Uint8Array {
-  const payload = buildCosignSignStatement(digest, annotations);
-  const pae = new Uint8Array(dsse.preAuthEncoding(IN_TOTO_PAYLOAD_TYPE, Buffer.from(payload)));
-  const sig = signer.sign(pae);
-  // Round trip through our own verifier: we never write a signature we would refuse.
-  if (!verifySignature(signer.publicKey, pae, sig)) {
-    throw new TypeError('the signer did not produce a valid signature for its public key');
-  }
-  const bundle = {
-    mediaType: BUNDLE_V03_MEDIA_TYPE,
-    verificationMaterial: { publicKey: { hint: publicKeyHint(signer.publicKey) } },
-    dsseEnvelope: {
-      payload: Buffer.from(payload).toString('base64'),
-      payloadType: IN_TOTO_PAYLOAD_TYPE,
-      signatures: [{ sig: Buffer.from(sig).toString('base64') }],
-    },
-  };
-  return new TextEncoder().encode(JSON.stringify(bundle));
+  return buildStatementBundle(buildCosignSignStatement(digest, annotations), signer);
 }
 
 export interface BundleReferrer {

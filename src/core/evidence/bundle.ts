@@ -32,12 +32,12 @@ import { Verifier, type SignedEntity } from '@sigstore/verify';
 import { isJsonObject, parseStrictJson } from '../json-strict.js';
 import { isValidDigest } from '../manifest.js';
 import { decodeStrictBase64, publicKeyFingerprint, publicKeySpkiDer } from '../signature/keys.js';
-import { verifyEd25519Either, verifySignature } from '../signature/verify.js';
+import { verifySignature } from '../signature/verify.js';
 import { keyUsability, type TrustedKey } from '../trusted-key.js';
 import { checkSignStatement, IN_TOTO_PAYLOAD_TYPE } from './statement.js';
 import type { SigstoreTrustedRoot } from './trusted-root.js';
 import { describeIdentity, type CertificateIdentity, type IdentityMatcher } from './identity.js';
-import { verifyKeyless } from './keyless.js';
+import { signatureContent, verifyKeyless, type KeylessContent } from './keyless.js';
 
 /** Bundle media types read. */
 export const BUNDLE_MEDIA_TYPES: readonly string[] = [
@@ -214,14 +214,8 @@ function unknownKey(obj: Record<string, unknown>, allowed: Set<string>): string 
   return Object.keys(obj).find((k) => !allowed.has(k));
 }
 
-interface SignedContent {
-  kind: 'dsse' | 'message-signature';
-  /** The bytes the signature is over: the DSSE PAE, or the artifact. */
-  signedBytes: Uint8Array;
-  signature: Uint8Array;
-  /** For DSSE: the statement to check once a key verified. */
-  payload?: Uint8Array;
-}
+/** The signed content once checked: what the signature is over (keyless.ts KeylessContent). */
+type SignedContent = KeylessContent;
 
 /**
  * Structural checks on the strictly parsed JSON, before and beyond @sigstore/bundle's: the fields
@@ -343,32 +337,11 @@ function signedContent(bundle: Bundle, input: BundleInput, digestHex: string): F
       'a message-signature bundle is verified over the manifest bytes, and none were given',
     );
   }
-  return { kind: 'message-signature', signedBytes: input.artifact, signature: new Uint8Array(ms.signature) };
-}
-
-/** The SignatureContent @sigstore/verify matches Rekor entry bodies against, for our checked content. */
-function sigstoreContent(c: SignedContent, bundle: Bundle, strictOk: boolean): SignedEntity['signature'] {
-  const eq = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
-  const sig = Buffer.from(c.signature);
-  if (c.kind === 'dsse') {
-    return {
-      signature: sig,
-      compareSignature: (s) => eq(s, sig),
-      compareDigest: (d) => eq(d, sha256(c.payload!)),
-      compareSignedDigest: (d) => eq(d, sha256(c.signedBytes)),
-      // Already checked with the strict verifier; @sigstore/verify's own (node's) check is not used.
-      verifySignature: () => strictOk,
-    };
-  }
-  const md =
-    bundle.content.$case === 'messageSignature' ? bundle.content.messageSignature.messageDigest : undefined;
-  const messageDigest = Buffer.from(md?.digest ?? new Uint8Array());
   return {
-    signature: sig,
-    compareSignature: (s) => eq(s, sig),
-    compareDigest: (d) => eq(d, messageDigest),
-    compareSignedDigest: (d) => eq(d, messageDigest),
-    verifySignature: () => strictOk,
+    kind: 'message-signature',
+    signedBytes: input.artifact,
+    signature: new Uint8Array(ms.signature),
+    messageDigest: new Uint8Array(md.digest),
   };
 }
 
@@ -397,7 +370,8 @@ function verifyTlog(
       ? bundle.verificationMaterial.content.publicKey.hint
       : '';
   const entity: SignedEntity = {
-    signature: sigstoreContent(content, bundle, true),
+    // Already checked with the strict verifier; @sigstore/verify's own (node's) check is not used.
+    signature: signatureContent(content, () => true),
     key: { $case: 'public-key', hint },
     tlogEntries: entries,
     timestamps: [],
@@ -419,18 +393,6 @@ function verifyTlog(
     }
   }
   return first!;
-}
-
-/**
- * The signature check: core/signature/verify.ts, the same acceptance set as the legacy format
- * (Ed25519 pure or ph, ECDSA P-256 DER). Only the order differs: cosign signs bundles with
- * Ed25519ph, so ph is tried first (one strict verification instead of two on the common path).
- */
-function verifyBundleSignature(k: TrustedKey, message: Uint8Array, sig: Uint8Array): boolean {
-  if (k.key.alg === 'ed25519') {
-    return verifyEd25519Either(k.key.raw, message, sig, 'ph');
-  }
-  return verifySignature(k.key, message, sig);
 }
 
 /** The trusted roots of the options, `trustedRoots` and `trustedRoot` joined. */
@@ -535,21 +497,7 @@ function verifyKeylessSigner(
   input: BundleInput,
   roots: readonly SigstoreTrustedRoot[],
 ): Failure | BundleSigner[] {
-  const messageDigest =
-    bundle.content.$case === 'messageSignature'
-      ? bundle.content.messageSignature.messageDigest?.digest
-      : undefined;
-  const v = verifyKeyless(
-    bundle,
-    {
-      kind: content.kind,
-      signedBytes: content.signedBytes,
-      signature: content.signature,
-      ...(content.payload ? { payload: content.payload } : {}),
-      ...(messageDigest ? { messageDigest } : {}),
-    },
-    roots,
-  );
+  const v = verifyKeyless(bundle, content, roots);
   if (!v.ok) return failure(v.reason, `its certificate does not verify: ${v.detail}`);
   const identities = input.identities ?? [];
   const matched = identities.filter((m) => m.matches(v.identity));
@@ -597,7 +545,11 @@ function verifyKeySigner(
     Buffer.from(fingerprints.get(k)!.slice('sha256:'.length), 'hex').toString('base64');
   const ordered = [...keys].sort((a, b) => Number(hintOf(b) === hint) - Number(hintOf(a) === hint));
 
-  const verified = ordered.filter((k) => verifyBundleSignature(k, content.signedBytes, content.signature));
+  // The same acceptance set as the legacy format (Ed25519 pure or ph, ECDSA P-256 DER); cosign
+  // signs bundles with Ed25519ph, so ph is tried first.
+  const verified = ordered.filter((k) =>
+    verifySignature(k.key, content.signedBytes, content.signature, 'ph'),
+  );
   if (verified.length === 0) {
     return failure(
       'untrusted-key',

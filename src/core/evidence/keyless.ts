@@ -87,7 +87,14 @@ const fail = (reason: KeylessFailureReason, detail: string): KeylessFailure => (
 const eq = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
 const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
 
-function signatureContent(c: KeylessContent): SignedEntity['signature'] {
+/**
+ * The SignatureContent @sigstore/verify matches Rekor entry bodies (and, by default, the signature)
+ * against; `verify` replaces its signature check when the caller already made a stricter one.
+ */
+export function signatureContent(
+  c: KeylessContent,
+  verify?: SignedEntity['signature']['verifySignature'],
+): SignedEntity['signature'] {
   const sig = Buffer.from(c.signature);
   const digest = c.kind === 'dsse' ? sha256(c.payload!) : Buffer.from(c.messageDigest!);
   const signedDigest = c.kind === 'dsse' ? sha256(c.signedBytes) : digest;
@@ -98,8 +105,15 @@ function signatureContent(c: KeylessContent): SignedEntity['signature'] {
     compareSignedDigest: (d) => eq(d, signedDigest),
     // DSSE: over the PAE with the key's own hash (ECDSA P-256: SHA-256); message: SHA-256 of the
     // artifact (bundle.ts admits SHA2_256 message digests only). Node's verify takes DER ECDSA only.
-    verifySignature: (key) =>
-      sigstoreCrypto.verify(Buffer.from(c.signedBytes), key, sig, c.kind === 'dsse' ? undefined : 'sha256'),
+    verifySignature:
+      verify ??
+      ((key) =>
+        sigstoreCrypto.verify(
+          Buffer.from(c.signedBytes),
+          key,
+          sig,
+          c.kind === 'dsse' ? undefined : 'sha256',
+        )),
   };
 }
 

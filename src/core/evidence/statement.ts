@@ -41,7 +41,13 @@ export type StatementCheck =
       detail: string;
     };
 
-const STATEMENT_KEYS = new Set(['_type', 'subject', 'predicateType', 'predicate']);
+/** The fields of an in-toto Statement (v0.1 and v1); any other is refused. */
+export const STATEMENT_KEYS: ReadonlySet<string> = new Set([
+  '_type',
+  'subject',
+  'predicateType',
+  'predicate',
+]);
 const SUBJECT_KEYS = new Set(['name', 'digest', 'annotations']);
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 

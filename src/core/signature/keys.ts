@@ -18,13 +18,14 @@ const ED25519_SPKI_PREFIX = Uint8Array.from([
   0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ]);
 
-const STRICT_B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/** Strict standard base64 (padded, canonical): null when not. */
+/**
+ * Strict standard base64 (padded, canonical): null when not. The bytes must re-encode to exactly the
+ * text, which refuses every other alphabet (URL-safe), whitespace, missing or extra padding and
+ * non-zero trailing bits; linear in the input (a regular expression took ~100 ms on 1 MiB).
+ */
 export function decodeStrictBase64(s: string): Uint8Array | null {
-  if (!STRICT_B64.test(s)) return null;
+  if (s.length % 4 !== 0) return null;
   const out = Buffer.from(s, 'base64');
-  // Canonical: the unused bits of the last character must be zero (re-encoding gives the same text).
   if (out.toString('base64') !== s) return null;
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }

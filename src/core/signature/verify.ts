@@ -191,16 +191,22 @@ function verifyEcdsaP256(
 }
 
 /**
- * Verifies `signature` over the raw `payload` with `key`. Ed25519: strict pure Ed25519 first, then
- * Ed25519ph. Returns false for anything malformed; never throws.
+ * Verifies `signature` over the raw `payload` with `key`. Ed25519: strict pure Ed25519 and
+ * Ed25519ph, `ed25519First` tried first (only the cost differs: cosign signs DSSE and bundles with
+ * ph, legacy `.sig` layers pure). Returns false for anything malformed; never throws.
  */
-export function verifySignature(key: PublicKey, payload: Uint8Array, signature: Uint8Array): boolean {
+export function verifySignature(
+  key: PublicKey,
+  payload: Uint8Array,
+  signature: Uint8Array,
+  ed25519First: 'pure' | 'ph' = 'pure',
+): boolean {
   try {
     if (key.alg === 'ecdsa-p256') return verifyEcdsaP256(key, payload, signature);
     if (key.alg === 'ed25519') {
       // Policy: both modes are accepted for an Ed25519 key (DESIGN: cosign >= 2.6 signs with ph); they
       // are domain-separated by dom2, so a signature valid in one mode says nothing in the other.
-      return verifyEd25519Either(key.raw, payload, signature, 'pure');
+      return verifyEd25519Either(key.raw, payload, signature, ed25519First);
     }
     return false;
   } catch {
