@@ -31,6 +31,7 @@ const USERS = {
   publisher: 'publisher-pw',
   pusherb: 'pusherb-pw',
   admin: 'admin-pw',
+  mixed: 'mixed-pw',
 };
 type User = keyof typeof USERS;
 
@@ -51,8 +52,8 @@ describe('final attack: three roles against the running gate', { timeout: 300_00
       users: { ...USERS },
       policy: {
         access: [
-          { repos: [A], pull: ['consumer', 'publisher'], push: ['publisher'], delete: [] },
-          { repos: [B], pull: ['pusherb'], push: ['pusherb'], delete: [] },
+          { repos: [A], pull: ['consumer', 'publisher', 'mixed'], push: ['publisher'], delete: [] },
+          { repos: [B], pull: ['pusherb', 'mixed'], push: ['pusherb', 'mixed'], delete: [] },
           { repos: [C], pull: ['admin'], push: [], delete: [] },
         ],
       },
@@ -193,6 +194,46 @@ describe('final attack: three roles against the running gate', { timeout: 300_00
     }
   });
 
+  it('HELD (pull-only): path confusion (dot segments, encoded slashes, case, double slashes) does not reach C or unsigned bytes', async () => {
+    const t = await token('consumer', [`repository:${A}:pull`]);
+    const hex = unsignedC.digest.slice(7);
+    for (const p of [
+      `/v2/${A}/../../${C}/manifests/unsigned`,
+      `/v2/${A}/%2e%2e/%2e%2e/${C}/manifests/unsigned`,
+      `/v2/team%2Fa/manifests/unsigned`,
+      `/v2/TEAM/A/manifests/unsigned`,
+      `//v2/${A}/manifests/unsigned`,
+      `/v2/${A}//manifests/unsigned`,
+      `/v2/${A}/manifests/unsigned?ns=x`,
+      `/v2/${A}/manifests/unsigned#x`,
+      `/v2/${A}/manifests/SHA256:${unsignedA.digest.slice(7)}`,
+      `/v2/${A}/manifests/sha256:${unsignedA.digest.slice(7).toUpperCase()}`,
+      `/v2/${A}/manifests/${unsignedA.digest}%00`,
+      `/v2/${A}/blobs/../../${C}/blobs/sha256:${hex}`,
+    ]) {
+      const r = await request(gate.url, gate.ca, { path: p, headers: { ...bearer(t), accept: ACCEPT_ALL } });
+      assert.notEqual(r.status, 200, `${p} served`);
+      assert.ok(r.status >= 400, `${p}: ${r.status}`);
+    }
+    for (const b of unsignedA.blobs) {
+      const head = await get('consumer', A, `/v2/${A}/blobs/${b}`, 'HEAD');
+      assert.equal(head.status, 404, `HEAD of unsigned blob: ${head.status}`);
+    }
+  });
+
+  it('HELD (pull-only): the referrers listing and the bundle blob of an unverified subject are not served', async () => {
+    const img = await pushRandomImage(registry.url, A, 'bundle-subject');
+    const bundleBytes = Buffer.from(buildCosignSignBundle(img.digest, bundleSignerFor(attacker.pkcs8Der)));
+    const bd = await pushBlob(registry.url, A, bundleBytes);
+    await pushBlob(registry.url, A, Buffer.from('{}'));
+    const ref = bundleReferrer(img, bd, bundleBytes.length);
+    await put('publisher', A, sha256(ref), ref);
+    const list = await get('consumer', A, `/v2/${A}/referrers/${img.digest}`);
+    assert.notEqual(list.status, 200, `referrers of an unverified subject listed: ${list.body.toString()}`);
+    const man = await pullA(sha256(ref));
+    assert.notEqual(man.status, 200, 'the referrer manifest of an unverified subject is served');
+  });
+
   // ---- Role 2: a publisher of A without a trusted key ----
 
   it('HELD (keyless publisher): a cosign .sig made with an untrusted key does not admit the image', async () => {
@@ -312,6 +353,20 @@ describe('final attack: three roles against the running gate', { timeout: 300_00
     for (const d of served) assert.equal(d, moving.digest, 'unsigned bytes served during the race');
   });
 
+  it('HELD (keyless publisher): a bundle-referrer-shaped manifest of the SIGNED subject carrying a tar layer does not serve the tar', async () => {
+    const tar = Buffer.alloc(8192, 7);
+    const tarDigest = await pushBlob(registry.url, A, tar);
+    await pushBlob(registry.url, A, Buffer.from('{}'));
+    const ref = bundleReferrer(signedA, tarDigest, tar.length);
+    const pushed = await put('publisher', A, sha256(ref), ref);
+    if (pushed.status !== 201) await pushManifest(registry.url, A, sha256(ref), ref, OCI);
+    await pullA(sha256(ref));
+    assertBlobNotAdmitted(
+      await get('consumer', A, `/v2/${A}/blobs/${tarDigest}`),
+      'tar under a bundle media type',
+    );
+  });
+
   // ---- Role 3: a pusher of B ----
 
   it("HELD (pusher of B): a cross-repo mount of A's (or C's) blobs into B is not performed", async () => {
@@ -333,6 +388,21 @@ describe('final attack: three roles against the running gate', { timeout: 300_00
       const d = await direct(registry.url, 'HEAD', `/v2/${B}/blobs/${blob}`);
       assert.equal(d.status, 404, `${from} blob is now linked in B`);
     }
+  });
+
+  it("HELD (pull on A, push on B): mounting A's unsigned blob into B is dropped; a verified blob may be mounted", async () => {
+    const t = await token('mixed', [`repository:${B}:pull,push`, `repository:${A}:pull`]);
+    const mount = (blob: string) =>
+      request(gate.url, gate.ca, {
+        method: 'POST',
+        path: `/v2/${B}/blobs/uploads/?mount=${blob}&from=${A}`,
+        headers: bearer(t),
+      });
+    const bad = await mount(unsignedA.blobs[0]!);
+    assert.notEqual(bad.status, 201, 'unsigned A blob mounted into B');
+    assert.equal((await direct(registry.url, 'HEAD', `/v2/${B}/blobs/${unsignedA.blobs[0]!}`)).status, 404);
+    const ok = await mount(signedA.blobs[0]!);
+    assert.equal(ok.status, 201, `verified blob mount: ${ok.status} ${ok.body.toString()}`);
   });
 
   it("HELD (pusher of B): a referrer in B naming A's unsigned digest affects neither A's listing nor its verdict", async () => {
