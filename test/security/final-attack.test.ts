@@ -26,6 +26,7 @@ const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 const A = 'team/a';
 const B = 'team/b';
 const C = 'secret/c';
+const D = 'team/d';
 const USERS = {
   consumer: 'consumer-pw',
   publisher: 'publisher-pw',
@@ -38,6 +39,7 @@ type User = keyof typeof USERS;
 describe('final attack: three roles against the running gate', { timeout: 300_000 }, () => {
   const release = generateKeyPair('ecdsa-p256');
   const attacker = generateKeyPair('ecdsa-p256');
+  const dkey = generateKeyPair('ecdsa-p256');
   let registry: RegistryHandle;
   let gate: TestGate;
   let signedA: { digest: string; bytes: Buffer; blobs: string[] };
@@ -55,10 +57,14 @@ describe('final attack: three roles against the running gate', { timeout: 300_00
           { repos: [A], pull: ['consumer', 'publisher', 'mixed'], push: ['publisher'], delete: [] },
           { repos: [B], pull: ['pusherb', 'mixed'], push: ['pusherb', 'mixed'], delete: [] },
           { repos: [C], pull: ['admin'], push: [], delete: [] },
+          { repos: [D], pull: ['admin'], push: [], delete: [] },
         ],
       },
-      trustRules: [{ repos: ['**'], keys: ['release'] }],
-      trustedKeys: { release: release.publicKeyPem },
+      trustRules: [
+        { repos: [D], keys: ['dkey'] },
+        { repos: ['**'], keys: ['release'] },
+      ],
+      trustedKeys: { release: release.publicKeyPem, dkey: dkey.publicKeyPem },
     });
     signedA = await pushRandomImage(registry.url, A, 'signed');
     await signDirect(registry.url, A, signedA.digest, release.pkcs8Der);
@@ -232,6 +238,24 @@ describe('final attack: three roles against the running gate', { timeout: 300_00
     assert.notEqual(list.status, 200, `referrers of an unverified subject listed: ${list.body.toString()}`);
     const man = await pullA(sha256(ref));
     assert.notEqual(man.status, 200, 'the referrer manifest of an unverified subject is served');
+  });
+
+  it('HELD (keyless publisher + pull-only): an allow cached for the same digest in a repository with another trusted key does not carry over to A', async () => {
+    const img = await pushRandomImage(registry.url, D, 'd');
+    await signDirect(registry.url, D, img.digest, dkey.pkcs8Der);
+    // the admin's pull of D caches an allow for this digest under D's rule (dkey)
+    const inD = await get('admin', D, `/v2/${D}/manifests/${img.digest}`);
+    assert.equal(inD.status, 200, inD.body.toString());
+    // the keyless publisher pushes the same bytes into A, and a dkey signature next to them
+    for (const b of img.blobs)
+      await pushBlob(registry.url, A, (await direct(registry.url, 'GET', `/v2/${D}/blobs/${b}`)).body);
+    assert.equal((await put('publisher', A, 'from-d', img.bytes)).status, 201);
+    await signDirect(registry.url, A, img.digest, dkey.pkcs8Der);
+    for (const ref of [img.digest, 'from-d']) {
+      const r = await pullA(ref);
+      assert.equal(r.status, 403, `${ref}: D's verdict or key carried over to A (${r.status})`);
+    }
+    for (const b of img.blobs) assertBlobNotAdmitted(await get('consumer', A, `/v2/${A}/blobs/${b}`));
   });
 
   // ---- Role 2: a publisher of A without a trusted key ----
