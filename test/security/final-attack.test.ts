@@ -365,15 +365,29 @@ describe('final attack: three roles against the running gate', { timeout: 300_00
   it('HELD (keyless publisher): racing a tag move to unsigned bytes against pulls never serves the unsigned manifest', async () => {
     const moving = await pushRandomImage(registry.url, A, 'race');
     await signDirect(registry.url, A, moving.digest, release.pkcs8Der);
+    // Tokens first, so pulls and tag moves really interleave (bounded: 8 rounds).
+    const pullTok = await token('consumer', [`repository:${A}:pull`]);
+    const pushTok = await token('publisher', [`repository:${A}:pull,push`]);
     const served: string[] = [];
-    const pulls = Array.from({ length: 16 }, async () => {
-      const r = await pullA('race');
-      if (r.status === 200) served.push(sha256(r.body));
-    });
-    const pushes = Array.from({ length: 4 }, async (_, i) =>
-      put('publisher', A, 'race', i % 2 ? unsignedA.bytes : moving.bytes),
-    );
-    await Promise.all([...pulls, ...pushes]);
+    let unsignedStatuses = 0;
+    for (let round = 0; round < 8; round++) {
+      const pulls = Array.from({ length: 4 }, async () => {
+        const r = await request(gate.url, gate.ca, {
+          path: `/v2/${A}/manifests/race`,
+          headers: { ...bearer(pullTok), accept: ACCEPT_ALL },
+        });
+        if (r.status === 200) served.push(sha256(r.body));
+        else unsignedStatuses++;
+      });
+      const move = request(gate.url, gate.ca, {
+        method: 'PUT',
+        path: `/v2/${A}/manifests/race`,
+        headers: { ...bearer(pushTok), 'content-type': OCI },
+        body: round % 2 ? moving.bytes : unsignedA.bytes,
+      });
+      await Promise.all([...pulls, move]);
+    }
+    assert.ok(served.length + unsignedStatuses === 32);
     for (const d of served) assert.equal(d, moving.digest, 'unsigned bytes served during the race');
   });
 
