@@ -20,13 +20,9 @@ import {
   LEGACY_PREDICATE_TYPE_ANNOTATION,
 } from '../core/attestation/writer.js';
 import { COSIGN_SIGNATURE_ANNOTATION } from '../core/manifest.js';
-import { decryptCosignKey } from '../core/signature/keyfile.js';
-import { parsePublicKeyPem, publicKeyFingerprint } from '../core/signature/keys.js';
-import { publicKeyPemOf } from '../core/signature/sign.js';
 import type { RegistryClient } from './registry-client.js';
 import { attachReferrer } from './evidence-writer.js';
 import { ATTESTATION_LIMITS, attestationTagFor } from '../trust/evidence.js';
-import { readPassphrase } from './passphrase.js';
 import {
   REGISTRY_OPTS,
   REGISTRY_OPTS_USAGE,
@@ -41,7 +37,7 @@ import {
   runCommand,
   type CliIo,
 } from './registry-opts.js';
-import { signatureConfig, signatureManifest } from './sign.js';
+import { loadSigningKey, signatureConfig, signatureManifest } from './sign.js';
 
 export const ATTEST_USAGE = `usage: trustgate attest HOST[:PORT]/REPO{:TAG|@DIGEST} --predicate FILE --type TYPE --key NAME.key [--format legacy|bundle]
 
@@ -134,16 +130,12 @@ export async function attestCommand(argv: string[], io: CliIo = defaultIo()): Pr
     const predicateFile = values.predicate as string | undefined;
     if (predicateFile === undefined) throw new UsageError('--predicate FILE (JSON) is required');
     let predicate: unknown;
-    let pem: string;
     try {
       predicate = JSON.parse(readFileSync(predicateFile, 'utf8'));
-      pem = readFileSync(keyFile, 'utf8');
     } catch (err) {
-      throw new InputError(`cannot read ${predicateFile} (JSON) or ${keyFile}: ${(err as Error).message}`);
+      throw new InputError(`cannot read --predicate ${predicateFile} (JSON): ${(err as Error).message}`);
     }
-    const passphrase = await readPassphrase(io, { confirm: false, keyFile });
-    const privateKey = decryptCosignKey(pem, passphrase);
-    const keyId = publicKeyFingerprint(parsePublicKeyPem(publicKeyPemOf(privateKey)));
+    const { privateKey, keyId } = await loadSigningKey(keyFile, io);
     const log = progress(io);
     const client = await clientFromArgs(ref.host, values, io);
     try {

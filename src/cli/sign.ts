@@ -262,6 +262,26 @@ export async function bundleSignedBy(
   );
 }
 
+/**
+ * Reads and decrypts a cosign-format private key file (passphrase from the environment or the
+ * terminal), for `sign` and `attest`. The caller zeroes `privateKey` when done.
+ */
+export async function loadSigningKey(
+  keyFile: string,
+  io: CliIo,
+): Promise<{ privateKey: Uint8Array; publicKey: PublicKey; keyId: string }> {
+  let pem: string;
+  try {
+    pem = readFileSync(keyFile, 'utf8');
+  } catch (err) {
+    throw new InputError(`cannot read --key ${keyFile}: ${(err as Error).message}`);
+  }
+  const passphrase = await readPassphrase(io, { confirm: false, keyFile });
+  const privateKey = decryptCosignKey(pem, passphrase);
+  const publicKey = parsePublicKeyPem(publicKeyPemOf(privateKey));
+  return { privateKey, publicKey, keyId: publicKeyFingerprint(publicKey) };
+}
+
 export type SignFormat = 'bundle' | 'legacy' | 'both';
 
 /**
@@ -303,16 +323,7 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
     if (ref.tag !== undefined && ref.digest !== undefined) {
       throw new UsageError('give REF by tag or by digest, not both (use --tag to name a tag for a digest)');
     }
-    let pem: string;
-    try {
-      pem = readFileSync(keyFile, 'utf8');
-    } catch (err) {
-      throw new InputError(`cannot read --key ${keyFile}: ${(err as Error).message}`);
-    }
-    const passphrase = await readPassphrase(io, { confirm: false, keyFile });
-    const privateKey = decryptCosignKey(pem, passphrase);
-    const publicKey = parsePublicKeyPem(publicKeyPemOf(privateKey));
-    const keyId = publicKeyFingerprint(publicKey);
+    const { privateKey, publicKey, keyId } = await loadSigningKey(keyFile, io);
     const log = progress(io);
     const client = await clientFromArgs(ref.host, values, io);
     try {
