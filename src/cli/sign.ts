@@ -20,6 +20,7 @@ import { decryptCosignKey } from '../core/signature/keyfile.js';
 import { parsePublicKeyPem, publicKeyFingerprint, type PublicKey } from '../core/signature/keys.js';
 import { buildSimpleSigningPayload } from '../core/signature/payload.js';
 import { publicKeyPemOf, signPayload } from '../core/signature/sign.js';
+import { signatureTagFor } from '../core/reference.js';
 import { bundleEvidence } from '../trust/evidence.js';
 import { clientEvidenceReader } from './evidence-reader.js';
 import { attachReferrer } from './evidence-writer.js';
@@ -56,11 +57,6 @@ Signs the manifest REF resolves to and stores the signature next to any signatur
 Passphrase: TRUSTGATE_KEY_PASSPHRASE or COSIGN_PASSWORD, else typed on the terminal.
 ${REGISTRY_OPTS_USAGE}`;
 
-/** The tag of a digest's cosign signature artifact: `sha256-<hex>.sig`. */
-export function signatureTag(digest: string): string {
-  return `${digest.replace(':', '-')}.sig`;
-}
-
 export interface SignatureLayer {
   /** The layer descriptor exactly as it is in the artifact (extra fields kept). */
   raw: Record<string, unknown>;
@@ -85,7 +81,7 @@ export async function readSignatureArtifact(
   repo: string,
   digest: string,
 ): Promise<SignatureArtifact> {
-  const tag = signatureTag(digest);
+  const tag = signatureTagFor(digest);
   const m = await client.getManifestIfExists(repo, tag);
   if (m === null) return { tag, layers: [] };
   let parsed;
