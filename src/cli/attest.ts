@@ -31,6 +31,7 @@ import {
   clientFromArgs,
   defaultIo,
   formatRef,
+  manifestRefOf,
   parseArgs,
   parseImageRef,
   progress,
@@ -118,8 +119,7 @@ export async function attestCommand(argv: string[], io: CliIo = defaultIo()): Pr
     }
     if (positionals.length !== 1) throw new UsageError('attest takes exactly one image reference');
     const ref = parseImageRef(positionals[0] as string);
-    if (ref.tag !== undefined && ref.digest !== undefined)
-      throw new UsageError('give REF by tag or by digest, not both');
+    const manifestRef = manifestRefOf(ref);
     const keyFile = values.key as string | undefined;
     if (keyFile === undefined) throw new UsageError('--key NAME.key is required');
     const typeArg = values.type as string | undefined;
@@ -140,7 +140,7 @@ export async function attestCommand(argv: string[], io: CliIo = defaultIo()): Pr
     const client = await clientFromArgs(ref.host, values, io);
     try {
       // One GET, with push rights: the digest is computed from exactly these bytes.
-      const m = await client.getManifest(ref.repo, ref.digest ?? (ref.tag as string), undefined, {
+      const m = await client.getManifest(ref.repo, manifestRef, undefined, {
         forPush: true,
       });
       log(`resolved ${formatRef(ref)} to ${m.digest}`);

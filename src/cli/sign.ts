@@ -34,6 +34,7 @@ import {
   clientFromArgs,
   defaultIo,
   formatRef,
+  manifestRefOf,
   parseArgs,
   parseImageRef,
   progress,
@@ -319,6 +320,7 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
     if (ref.tag !== undefined && ref.digest !== undefined) {
       throw new UsageError('give REF by tag or by digest, not both (use --tag to name a tag for a digest)');
     }
+    const manifestRef = manifestRefOf(ref);
     const { privateKey, publicKey, keyId } = await loadSigningKey(keyFile, io);
     const log = progress(io);
     const client = await clientFromArgs(ref.host, values, io);
@@ -326,7 +328,7 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
       // I1: one GET; the digest is computed from exactly these bytes. Resolved with a pull,push
       // token: signing needs push anyway, and trustgate shows an unsigned manifest only to a token
       // that grants push on the repository.
-      const m = await client.getManifest(ref.repo, ref.digest ?? (ref.tag as string), undefined, {
+      const m = await client.getManifest(ref.repo, manifestRef, undefined, {
         forPush: true,
       });
       log(`resolved ${formatRef(ref)} to ${m.digest}`);

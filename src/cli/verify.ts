@@ -24,6 +24,7 @@ import {
   clientFromArgs,
   defaultIo,
   formatRef,
+  manifestRefOf,
   parseArgs,
   parseImageRef,
   runCommand,
@@ -353,12 +354,11 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
         }
         if (positionals.length !== 1) throw new UsageError('verify takes exactly one image reference');
         const ref = parseImageRef(positionals[0] as string);
-        if (ref.tag !== undefined && ref.digest !== undefined)
-          throw new UsageError('give REF by tag or by digest, not both');
+        const manifestRef = manifestRefOf(ref);
         const client = await clientFromArgs(ref.host, values, io);
         try {
           // As a consumer: one GET, digest computed from the bytes, then the .sig artifact.
-          const m = await client.getManifest(ref.repo, ref.digest ?? (ref.tag as string));
+          const m = await client.getManifest(ref.repo, manifestRef);
           const art = await readSignatureArtifact(client, ref.repo, m.digest);
           // The same evidence, with the same limits, as trustgate reads (src/trust/evidence.ts).
           const evidence = await collectEvidence(clientEvidenceReader(client), ref.repo, m.digest);
