@@ -183,12 +183,13 @@ function describe(
     if (c.keyless !== undefined) rep.keyless = true;
     if (sig === null || sig.length === 0) rep.problem = 'the signature annotation is not valid base64';
     else rep.signedBy = keys.filter((k) => verifySignature(k.key, c.payload, sig)).map((k) => k.name);
-    rep.verified = rep.signedBy.length > 0;
     try {
       rep.payload = parseSimpleSigningPayload(c.payload);
     } catch (err) {
       rep.payloadError = (err as Error).message;
     }
+    // Policy: an unreadable payload is never reported as verified, even when a key signed its bytes.
+    rep.verified = rep.signedBy.length > 0 && rep.payload !== undefined;
     return rep;
   });
 }
