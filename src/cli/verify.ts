@@ -216,7 +216,9 @@ function render(r: VerifyReport): string {
           ? s.problem
           : s.verified
             ? `signed by ${s.signedBy.join(', ')}`
-            : 'made by none of the given keys';
+            : s.signedBy.length > 0
+              ? `bytes signed by ${s.signedBy.join(', ')}, but no readable payload: not a signature`
+              : 'made by none of the given keys';
       lines.push(`  #${i + 1} ${s.source}: ${who}`);
       // Policy: a payload no given key vouches for is shown as a claim, never as a fact.
       const claim = s.verified ? 'names' : 'claims (unverified)';
