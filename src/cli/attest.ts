@@ -20,13 +20,9 @@ import {
   LEGACY_PREDICATE_TYPE_ANNOTATION,
 } from '../core/attestation/writer.js';
 import { COSIGN_SIGNATURE_ANNOTATION } from '../core/manifest.js';
-import { decryptCosignKey } from '../core/signature/keyfile.js';
-import { parsePublicKeyPem, publicKeyFingerprint } from '../core/signature/keys.js';
-import { publicKeyPemOf } from '../core/signature/sign.js';
 import type { RegistryClient } from './registry-client.js';
 import { attachReferrer } from './evidence-writer.js';
 import { ATTESTATION_LIMITS, attestationTagFor } from '../trust/evidence.js';
-import { readPassphrase } from './passphrase.js';
 import {
   REGISTRY_OPTS,
   REGISTRY_OPTS_USAGE,
@@ -35,13 +31,14 @@ import {
   clientFromArgs,
   defaultIo,
   formatRef,
+  manifestRefOf,
   parseArgs,
   parseImageRef,
   progress,
   runCommand,
   type CliIo,
 } from './registry-opts.js';
-import { signatureConfig, signatureManifest } from './sign.js';
+import { loadSigningKey, signatureConfig, signatureManifest } from './sign.js';
 
 export const ATTEST_USAGE = `usage: trustgate attest HOST[:PORT]/REPO{:TAG|@DIGEST} --predicate FILE --type TYPE --key NAME.key [--format legacy|bundle]
 
@@ -122,8 +119,7 @@ export async function attestCommand(argv: string[], io: CliIo = defaultIo()): Pr
     }
     if (positionals.length !== 1) throw new UsageError('attest takes exactly one image reference');
     const ref = parseImageRef(positionals[0] as string);
-    if (ref.tag !== undefined && ref.digest !== undefined)
-      throw new UsageError('give REF by tag or by digest, not both');
+    const manifestRef = manifestRefOf(ref);
     const keyFile = values.key as string | undefined;
     if (keyFile === undefined) throw new UsageError('--key NAME.key is required');
     const typeArg = values.type as string | undefined;
@@ -134,21 +130,17 @@ export async function attestCommand(argv: string[], io: CliIo = defaultIo()): Pr
     const predicateFile = values.predicate as string | undefined;
     if (predicateFile === undefined) throw new UsageError('--predicate FILE (JSON) is required');
     let predicate: unknown;
-    let pem: string;
     try {
       predicate = JSON.parse(readFileSync(predicateFile, 'utf8'));
-      pem = readFileSync(keyFile, 'utf8');
     } catch (err) {
-      throw new InputError(`cannot read ${predicateFile} (JSON) or ${keyFile}: ${(err as Error).message}`);
+      throw new InputError(`cannot read --predicate ${predicateFile} (JSON): ${(err as Error).message}`);
     }
-    const passphrase = await readPassphrase(io, { confirm: false, keyFile });
-    const privateKey = decryptCosignKey(pem, passphrase);
-    const keyId = publicKeyFingerprint(parsePublicKeyPem(publicKeyPemOf(privateKey)));
+    const { privateKey, keyId } = await loadSigningKey(keyFile, io);
     const log = progress(io);
     const client = await clientFromArgs(ref.host, values, io);
     try {
       // One GET, with push rights: the digest is computed from exactly these bytes.
-      const m = await client.getManifest(ref.repo, ref.digest ?? (ref.tag as string), undefined, {
+      const m = await client.getManifest(ref.repo, manifestRef, undefined, {
         forPush: true,
       });
       log(`resolved ${formatRef(ref)} to ${m.digest}`);

@@ -16,6 +16,7 @@ import {
   clientFromArgs,
   defaultIo,
   formatRef,
+  manifestRefOf,
   parseArgs,
   parseImageRef,
   progress,
@@ -145,12 +146,10 @@ export async function copyCommand(argv: string[], io: CliIo = defaultIo()): Prom
     const dst = parseImageRef(positionals[1] as string);
     if (src.host !== dst.host) throw new UsageError('SRC and DST must be on the same registry host');
     if (src.repo === dst.repo) throw new UsageError('SRC and DST are the same repository');
-    if (src.tag !== undefined && src.digest !== undefined)
-      throw new UsageError('give SRC by tag or by digest');
+    const srcRef = manifestRefOf(src, 'SRC');
     if (dst.tag !== undefined && dst.digest !== undefined)
-      throw new UsageError('give DST by tag or by digest');
-    const srcRef = src.digest ?? (src.tag as string);
-    const dstRef = dst.tag ?? dst.digest ?? src.tag ?? (src.digest as string);
+      throw new UsageError('give DST by tag or by digest, not both');
+    const dstRef = dst.tag ?? dst.digest ?? src.tag ?? srcRef;
     const client = await clientFromArgs(src.host, values, io);
     try {
       const r = await copyImage(

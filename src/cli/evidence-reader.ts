@@ -4,7 +4,7 @@
  * limits (src/trust/evidence.ts).
  */
 import { parseManifest, type ParsedManifest } from '../core/manifest.js';
-import type { RegistryClient } from './registry-client.js';
+import { BodyTooLargeError, RegistryError, type RegistryClient } from './registry-client.js';
 import type { EvidenceReader } from '../trust/evidence.js';
 import { referrersTagFor } from '../core/referrers.js';
 
@@ -24,9 +24,13 @@ export function clientEvidenceReader(
     async blob(repo, digest, max) {
       try {
         return await client.getBlob(repo, digest, max, opts);
-      } catch {
-        // Absent, larger than `max`, or other bytes: not evidence (the verdict says what is missing).
-        return undefined;
+      } catch (err) {
+        // Policy (I3), as the proxy's reader: absent (404), larger than `max`, or other bytes (200
+        // that does not hash) is not evidence; any other failure fails the read, so `verify` says
+        // "I/O error" (exit 2) instead of a refusal that blames the signatures.
+        if (err instanceof BodyTooLargeError) return undefined;
+        if (err instanceof RegistryError && (err.status === 404 || err.status === 200)) return undefined;
+        throw err;
       }
     },
     async referrers(repo, subject) {

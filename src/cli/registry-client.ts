@@ -151,11 +151,16 @@ function bareContentType(ct: string | undefined): string {
   return (semi === -1 ? ct : ct.slice(0, semi)).trim().toLowerCase();
 }
 
+/** A body larger than the reader allows (not a registry failure: the caller may skip it). */
+export class BodyTooLargeError extends Error {
+  override name = 'BodyTooLargeError';
+}
+
 async function readAll(res: http.IncomingMessage, max: number, what: string): Promise<Buffer> {
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > max) {
     res.destroy();
-    throw new Error(`${what} is ${declared} bytes, more than the ${max} allowed`);
+    throw new BodyTooLargeError(`${what} is ${declared} bytes, more than the ${max} allowed`);
   }
   const chunks: Buffer[] = [];
   let total = 0;
@@ -164,7 +169,7 @@ async function readAll(res: http.IncomingMessage, max: number, what: string): Pr
     total += chunk.length;
     if (total > max) {
       res.destroy();
-      throw new Error(`${what} is larger than the ${max} bytes allowed`);
+      throw new BodyTooLargeError(`${what} is larger than the ${max} bytes allowed`);
     }
     chunks.push(chunk);
   }

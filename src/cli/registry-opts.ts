@@ -142,6 +142,19 @@ export function parseImageRef(text: string): ImageRef {
   return out;
 }
 
+/**
+ * The tag or digest a reference names, for a manifest GET. Policy: exactly one is required (no
+ * implicit `latest`): a command that signs, verifies or copies says which manifest it means.
+ */
+export function manifestRefOf(r: ImageRef, what = 'REF'): string {
+  if (r.tag !== undefined && r.digest !== undefined) {
+    throw new UsageError(`give ${what} by tag or by digest, not both`);
+  }
+  const ref = r.digest ?? r.tag;
+  if (ref === undefined) throw new UsageError(`${what} needs a :TAG or an @DIGEST`);
+  return ref;
+}
+
 export function formatRef(r: ImageRef): string {
   return `${r.host}/${r.repo}${r.tag !== undefined ? `:${r.tag}` : ''}${r.digest !== undefined ? `@${r.digest}` : ''}`;
 }

@@ -20,6 +20,7 @@ import { decryptCosignKey } from '../core/signature/keyfile.js';
 import { parsePublicKeyPem, publicKeyFingerprint, type PublicKey } from '../core/signature/keys.js';
 import { buildSimpleSigningPayload } from '../core/signature/payload.js';
 import { publicKeyPemOf, signPayload } from '../core/signature/sign.js';
+import { signatureTagFor } from '../core/reference.js';
 import { bundleEvidence } from '../trust/evidence.js';
 import { clientEvidenceReader } from './evidence-reader.js';
 import { attachReferrer } from './evidence-writer.js';
@@ -33,6 +34,7 @@ import {
   clientFromArgs,
   defaultIo,
   formatRef,
+  manifestRefOf,
   parseArgs,
   parseImageRef,
   progress,
@@ -55,11 +57,6 @@ Signs the manifest REF resolves to and stores the signature next to any signatur
   --recursive    for an index: also sign every manifest it lists (same reference)
 Passphrase: TRUSTGATE_KEY_PASSPHRASE or COSIGN_PASSWORD, else typed on the terminal.
 ${REGISTRY_OPTS_USAGE}`;
-
-/** The tag of a digest's cosign signature artifact: `sha256-<hex>.sig`. */
-export function signatureTag(digest: string): string {
-  return `${digest.replace(':', '-')}.sig`;
-}
 
 export interface SignatureLayer {
   /** The layer descriptor exactly as it is in the artifact (extra fields kept). */
@@ -85,7 +82,7 @@ export async function readSignatureArtifact(
   repo: string,
   digest: string,
 ): Promise<SignatureArtifact> {
-  const tag = signatureTag(digest);
+  const tag = signatureTagFor(digest);
   const m = await client.getManifestIfExists(repo, tag);
   if (m === null) return { tag, layers: [] };
   let parsed;
@@ -262,6 +259,26 @@ export async function bundleSignedBy(
   );
 }
 
+/**
+ * Reads and decrypts a cosign-format private key file (passphrase from the environment or the
+ * terminal), for `sign` and `attest`. The caller zeroes `privateKey` when done.
+ */
+export async function loadSigningKey(
+  keyFile: string,
+  io: CliIo,
+): Promise<{ privateKey: Uint8Array; publicKey: PublicKey; keyId: string }> {
+  let pem: string;
+  try {
+    pem = readFileSync(keyFile, 'utf8');
+  } catch (err) {
+    throw new InputError(`cannot read --key ${keyFile}: ${(err as Error).message}`);
+  }
+  const passphrase = await readPassphrase(io, { confirm: false, keyFile });
+  const privateKey = decryptCosignKey(pem, passphrase);
+  const publicKey = parsePublicKeyPem(publicKeyPemOf(privateKey));
+  return { privateKey, publicKey, keyId: publicKeyFingerprint(publicKey) };
+}
+
 export type SignFormat = 'bundle' | 'legacy' | 'both';
 
 /**
@@ -303,23 +320,15 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
     if (ref.tag !== undefined && ref.digest !== undefined) {
       throw new UsageError('give REF by tag or by digest, not both (use --tag to name a tag for a digest)');
     }
-    let pem: string;
-    try {
-      pem = readFileSync(keyFile, 'utf8');
-    } catch (err) {
-      throw new InputError(`cannot read --key ${keyFile}: ${(err as Error).message}`);
-    }
-    const passphrase = await readPassphrase(io, { confirm: false, keyFile });
-    const privateKey = decryptCosignKey(pem, passphrase);
-    const publicKey = parsePublicKeyPem(publicKeyPemOf(privateKey));
-    const keyId = publicKeyFingerprint(publicKey);
+    const manifestRef = manifestRefOf(ref);
+    const { privateKey, publicKey, keyId } = await loadSigningKey(keyFile, io);
     const log = progress(io);
     const client = await clientFromArgs(ref.host, values, io);
     try {
       // I1: one GET; the digest is computed from exactly these bytes. Resolved with a pull,push
       // token: signing needs push anyway, and trustgate shows an unsigned manifest only to a token
       // that grants push on the repository.
-      const m = await client.getManifest(ref.repo, ref.digest ?? (ref.tag as string), undefined, {
+      const m = await client.getManifest(ref.repo, manifestRef, undefined, {
         forPush: true,
       });
       log(`resolved ${formatRef(ref)} to ${m.digest}`);

@@ -24,6 +24,7 @@ import {
   clientFromArgs,
   defaultIo,
   formatRef,
+  manifestRefOf,
   parseArgs,
   parseImageRef,
   runCommand,
@@ -182,12 +183,13 @@ function describe(
     if (c.keyless !== undefined) rep.keyless = true;
     if (sig === null || sig.length === 0) rep.problem = 'the signature annotation is not valid base64';
     else rep.signedBy = keys.filter((k) => verifySignature(k.key, c.payload, sig)).map((k) => k.name);
-    rep.verified = rep.signedBy.length > 0;
     try {
       rep.payload = parseSimpleSigningPayload(c.payload);
     } catch (err) {
       rep.payloadError = (err as Error).message;
     }
+    // Policy: an unreadable payload is never reported as verified, even when a key signed its bytes.
+    rep.verified = rep.signedBy.length > 0 && rep.payload !== undefined;
     return rep;
   });
 }
@@ -214,7 +216,9 @@ function render(r: VerifyReport): string {
           ? s.problem
           : s.verified
             ? `signed by ${s.signedBy.join(', ')}`
-            : 'made by none of the given keys';
+            : s.signedBy.length > 0
+              ? `bytes signed by ${s.signedBy.join(', ')}, but no readable payload: not a signature`
+              : 'made by none of the given keys';
       lines.push(`  #${i + 1} ${s.source}: ${who}`);
       // Policy: a payload no given key vouches for is shown as a claim, never as a fact.
       const claim = s.verified ? 'names' : 'claims (unverified)';
@@ -353,12 +357,11 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
         }
         if (positionals.length !== 1) throw new UsageError('verify takes exactly one image reference');
         const ref = parseImageRef(positionals[0] as string);
-        if (ref.tag !== undefined && ref.digest !== undefined)
-          throw new UsageError('give REF by tag or by digest, not both');
+        const manifestRef = manifestRefOf(ref);
         const client = await clientFromArgs(ref.host, values, io);
         try {
           // As a consumer: one GET, digest computed from the bytes, then the .sig artifact.
-          const m = await client.getManifest(ref.repo, ref.digest ?? (ref.tag as string));
+          const m = await client.getManifest(ref.repo, manifestRef);
           const art = await readSignatureArtifact(client, ref.repo, m.digest);
           // The same evidence, with the same limits, as trustgate reads (src/trust/evidence.ts).
           const evidence = await collectEvidence(clientEvidenceReader(client), ref.repo, m.digest);

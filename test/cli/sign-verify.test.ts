@@ -390,6 +390,17 @@ test('--recursive signs an index and every child; without it only the index', as
   assert.match(notIndex.err, /--recursive needs an index/);
 });
 
+test('a reference with neither tag nor digest is a usage error, never a GET of manifests/undefined', async () => {
+  await pushImage(client, 'team/noref', 'v1', 'noref');
+  const v = await verify([`${host}/team/noref`, '--key', key('alice', 'pub')]);
+  assert.equal(v.code, 2);
+  assert.match(v.err, /REF needs a :TAG or an @DIGEST/);
+  const s = await sign([`${host}/team/noref`, '--key', key('alice', 'key')]);
+  assert.equal(s.code, 2);
+  assert.match(s.err, /REF needs a :TAG or an @DIGEST/);
+  assert.doesNotMatch(`${v.err}${s.err}`, /undefined/);
+});
+
 test('sign refuses a wrong passphrase, a missing key, and a .sig tag holding something else', async () => {
   await pushImage(client, 'team/refuse', 'v1', 'refuse');
   const wrong = await sign([`${host}/team/refuse:v1`, '--key', key('alice', 'key')], {

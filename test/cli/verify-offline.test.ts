@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { verifyCommand, type VerifyReport } from '../../src/cli/verify.js';
@@ -113,6 +113,41 @@ test('unknown-cosign-key: refused as untrusted-key; the payload is shown as unve
   assert.match(r.out, /#1 unknown-cosign-key\.signature: made by none of the given keys/);
   assert.match(r.out, /payload claims \(unverified\) /);
   assert.match(r.out, /REFUSED \(untrusted-key\)/);
+});
+
+test('a key-signed payload that is no simple-signing payload is never reported as verified', async () => {
+  const dir = makeTempDir('verify-unreadable-payload');
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const payload = Buffer.from('not a simple-signing payload');
+  const signature = sign('sha256', payload, privateKey).toString('base64');
+  const sigFile = path.join(dir, 'signature-1');
+  const doc = {
+    mimeType: 'application/vnd.dev.cosign.simplesigning.v1+json',
+    payload: payload.toString('base64'),
+    annotations: { 'dev.cosignproject.cosign/signature': signature },
+  };
+  writeFileSync(
+    sigFile,
+    Buffer.concat([Buffer.from('\x00sigstore-json\n', 'latin1'), Buffer.from(JSON.stringify(doc))]),
+  );
+  const keyFile = path.join(dir, 'signer.pub');
+  writeFileSync(keyFile, publicKey.export({ type: 'spki', format: 'pem' }));
+  const r = await run([
+    '--manifest',
+    fx('dir-img-cosign-valid/manifest.json'),
+    '--signature',
+    sigFile,
+    '--key',
+    keyFile,
+    '--repo',
+    'cosign-signed-single-sample',
+    '--json',
+  ]);
+  assert.equal(r.code, 1, r.err);
+  assert.deepEqual(r.json?.signatures[0]?.signedBy, ['signer']);
+  assert.ok(r.json?.signatures[0]?.payloadError);
+  assert.equal(r.json?.signatures[0]?.verified, false);
+  assert.equal(r.json?.verdict.ok, false);
 });
 
 test('no signatures: no-signature; malformed inputs and missing files exit 2', async () => {
