@@ -161,7 +161,9 @@ async function main(): Promise<void> {
         : `${fmt(median(xs) / div, digits)} (${fmt(Math.min(...xs) / div, digits)}–${fmt(Math.max(...xs) / div, digits)})`;
     const col = (f: (r: RunResult) => number, div = MiB, digits = 1): string[] =>
       variants.map((v) => spread((results.get(v.name) ?? []).map(f), div, digits));
-    console.log(`\ntrustgate memory, ${sizeMiB} MiB blob, MiB (median of ${runs} run${runs === 1 ? '' : 's'}, min–max)`);
+    console.log(
+      `\ntrustgate memory, ${sizeMiB} MiB blob, MiB (median of ${runs} run${runs === 1 ? '' : 's'}, min–max)`,
+    );
     console.log(
       table([
         ['', ...variants.map((v) => v.name)],
