@@ -21,6 +21,5 @@ COPY --from=build /app/dist/src ./dist/src
 COPY config/sigstore ./config/sigstore
 USER node
 EXPOSE 5443
-# The Node flags of src/server/runtime-flags.ts (why: there; test/server/runtime-flags.test.ts).
-ENTRYPOINT ["node", "--max-semi-space-size=2", "dist/src/cli/main.js"]
+ENTRYPOINT ["node", "dist/src/cli/main.js"]
 CMD ["serve", "--config", "/etc/trustgate/trustgate.yaml"]

@@ -5,8 +5,7 @@
  * every 50 ms for VmRSS, and VmHWM (the kernel's high-water mark) is read at each phase end.
  * A streaming proxy stays near its idle RSS; one that buffers grows by about the blob size.
  * Each of `RUNS` runs starts a fresh gate; `BENCH_BASELINE=/path/to/other/dist` measures another
- * build in the same alternating runs. Each build starts with the Node flags it ships with
- * (src/server/runtime-flags.ts; `BENCH_SERVE_FLAGS=none` leaves them out).
+ * build in the same alternating runs.
  *
  *   npx tsc -p tsconfig.json && RUNS=3 node dist/bench/rss.js
  */

@@ -81,4 +81,4 @@ Images pull only when signed by the release key ($QS/release.key, public half in
     node dist/src/cli/main.js sign localhost:$PORT/demo/app:1 --key $QS/release.key --ca-file $QS/certs/ca.crt
   node dist/src/cli/main.js verify localhost:$PORT/demo/app:1 --key $QS/release.pub --ca-file $QS/certs/ca.crt
 MSG
-node --max-semi-space-size=2 dist/src/cli/main.js serve --config "$QS/trustgate.yaml"
+node dist/src/cli/main.js serve --config "$QS/trustgate.yaml"

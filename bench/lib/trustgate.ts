@@ -7,9 +7,9 @@
  * not load, `loadTrustgate()` returns the reason and the benchmarks skip the trustgate target.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import bcrypt from 'bcryptjs';
 import { freePort } from '../../test/helpers/ports.js';
 import { spawnManaged, type Managed } from '../../test/helpers/stack.js';
@@ -160,14 +160,6 @@ export async function startTrustgateInProcess(
   return { url: `https://127.0.0.1:${tg.port}`, port: tg.port, pid: process.pid, close: () => tg.close() };
 }
 
-/** SERVE_NODE_FLAGS of the build that `child` (its dist/bench/lib/trustgate-child.js) belongs to. */
-async function serveNodeFlags(child: string): Promise<string[]> {
-  const flagsFile = path.join(path.dirname(child), '..', '..', 'src', 'server', 'runtime-flags.js');
-  if (!existsSync(flagsFile)) return [];
-  const mod = (await import(pathToFileURL(flagsFile).href)) as { SERVE_NODE_FLAGS?: readonly string[] };
-  return [...(mod.SERVE_NODE_FLAGS ?? [])];
-}
-
 /** trustgate in a child Node process (bench/lib/trustgate-child.ts), ready when it prints its port. */
 export async function startTrustgateChild(
   files: GateFiles,
@@ -177,12 +169,9 @@ export async function startTrustgateChild(
   const child = dist
     ? path.join(dist, 'bench', 'lib', 'trustgate-child.js')
     : path.join(path.dirname(fileURLToPath(import.meta.url)), 'trustgate-child.js');
-  // Each build starts with the Node flags it ships with (src/server/runtime-flags.ts; none for a
-  // build from before that file), as its Dockerfile would start it; BENCH_SERVE_FLAGS=none leaves
-  // them out. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the gate alone.
-  const serveFlags = process.env['BENCH_SERVE_FLAGS'] === 'none' ? [] : await serveNodeFlags(child);
+  // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the gate alone.
   const nodeArgs = process.env['BENCH_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
-  const proc = spawnManaged(process.execPath, [...serveFlags, ...nodeArgs, child, files.configPath]);
+  const proc = spawnManaged(process.execPath, [...nodeArgs, child, files.configPath]);
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`trustgate child did not start:\n${proc.output()}`)),
@@ -207,7 +196,7 @@ export async function startTrustgateChild(
     port,
     pid: proc.pid,
     proc,
-    nodeFlags: [...serveFlags, ...nodeArgs],
+    nodeFlags: nodeArgs,
     close: () => proc.stop('SIGTERM', 5000),
   };
 }

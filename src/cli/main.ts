@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env node
 import { loadConfigFile, ConfigError } from '../config/load.js';
 import { redactText } from '../core/redact.js';
 

@@ -1,7 +1,6 @@
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';
 import { startTrustgate } from '../server/main.js';
-import { missingServeFlags } from '../server/runtime-flags.js';
 
 /**
  * `trustgate serve`: runs until SIGTERM/SIGINT (graceful drain, then exit 0); SIGHUP reloads
@@ -16,15 +15,6 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const configPath = values.config!;
   const config = loadConfigFile(configPath);
   const tg = await startTrustgate(config, { configPath });
-  const missing = missingServeFlags();
-  if (missing.length > 0) {
-    // Started as `node dist/src/cli/main.js serve` by hand or by another wrapper: it works, with
-    // a higher memory peak while streaming uploads (docs/operating.md, "Memory").
-    tg.log.warn(
-      { missing },
-      `node was started without ${missing.join(' ')}: uploads may hold up to about 80 MiB more memory (docs/operating.md, "Memory")`,
-    );
-  }
   // Policy: one bad request must never take the gate down; log it and keep serving.
   process.on('uncaughtException', (err) =>
     tg.log.fatal({ err: err.stack ?? String(err) }, 'uncaught exception'),

@@ -36,7 +36,6 @@ import {
   type RedisHandle,
   type RegistryHandle,
 } from '../helpers/stack.js';
-import { SERVE_NODE_FLAGS } from '../../src/server/runtime-flags.js';
 
 const CLIENTS = 3;
 const IMAGES_PER_CLIENT = 4;
@@ -168,14 +167,7 @@ describe(
     const mainJs = path.join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
 
     async function launch(r: Replica): Promise<void> {
-      // With the Node flags the Dockerfile starts it with (src/server/runtime-flags.ts).
-      const proc = spawnManaged(
-        process.execPath,
-        [...SERVE_NODE_FLAGS, mainJs, 'serve', '--config', r.configPath],
-        {
-          cwd: work,
-        },
-      );
+      const proc = spawnManaged(process.execPath, [mainJs, 'serve', '--config', r.configPath], { cwd: work });
       r.proc = proc;
       const deadline = Date.now() + 20_000;
       let exited = false;
