@@ -104,6 +104,8 @@ async function main(): Promise<void> {
         registryUrl: registry.url,
         cert: env.certs.serverCert,
         key: env.certs.serverKey,
+        // RSS_READS=node measures downloads through the general forwarder (upstream.reads: node).
+        ...(process.env['RSS_READS'] ? { reads: process.env['RSS_READS'] } : {}),
       });
       // A fresh process per run: VmHWM is the process's own peak.
       const tg = await startTrustgateChild(files, v.dist);

@@ -54,6 +54,7 @@ export class StreamForwarder {
     // An upload's body chunks are freed once written to the registry, not when V8 next collects
     // (release-written.ts: ~80 MiB of peak RSS per streamed upload otherwise). http-proxy emits
     // this when the registry connection is assigned; chunks written before that are left to GC.
+    // Policy: nothing else reads a forwarded body (the linger budget counts lengths only).
     this.proxy.on('proxyReq', (proxyReq, req) => {
       if (BODY_METHODS.has(req.method ?? '')) releaseChunksOnceWritten(proxyReq);
     });
