@@ -360,6 +360,27 @@ describe('security: the logger and the CLI redact whatever reaches them (issue 1
     assert.equal(lines[0]!['component'], 'test');
   });
 
+  it("fixed (issue 18): a child logger's bindings are redacted at any depth, like a log call's object", () => {
+    // Before, bindings were covered only by pino's redact paths (top-level and one-level names):
+    // `detail.authorization` and `request.url`'s query passed through.
+    const sink = new Sink();
+    const log = createLogger('info', sink).child({
+      component: 'test',
+      detail: {
+        authorization: 'Basic QklORElORy1TRUNSRVQtMQ==',
+        request: { url: '/x?sig=BINDING-SECRET-2' },
+      },
+      token: 'BINDING-SECRET-3',
+    });
+    log.info({ path: '/v2/' }, 'bound');
+    for (const s of ['QklORElORy1TRUNSRVQtMQ==', 'BINDING-SECRET-2', 'BINDING-SECRET-3']) {
+      assert.ok(!sink.text.includes(s), `${s} leaked: ${sink.text}`);
+    }
+    const [line] = sink.parsed();
+    assert.equal(line!['component'], 'test');
+    assert.equal(line!['svc'], 'trustgate');
+  });
+
   it('prose is left alone', () => {
     for (const s of [
       'authentication required: use a bearer token from the token endpoint',
