@@ -17,8 +17,7 @@ export type { Logger };
  */
 function loggerOptions(level: string): LoggerOptions {
   return {
-    level,
-    base: { svc: 'trustgate' },
+    ...plainOptions(level),
     hooks: {
       logMethod(args, method) {
         const out = (args as unknown[]).map((a, i) =>
@@ -28,6 +27,10 @@ function loggerOptions(level: string): LoggerOptions {
       },
     },
   };
+}
+
+function plainOptions(level: string): LoggerOptions {
+  return { level, base: { svc: 'trustgate' } };
 }
 
 /** Structured JSON logs (see loggerOptions for what is redacted). */
@@ -44,4 +47,23 @@ export function createLogger(
     return pinoChild.call(this, redactValue(bindings) as pino.Bindings, options);
   } as typeof root.child;
   return root;
+}
+
+/**
+ * The audit records' logger (server/audit.ts): the same JSON lines at info as createLogger's, but
+ * without its per-call walk over the logged object. Policy: only Audit writes to it, and Audit
+ * redacts each record itself, field by field, before it logs it (the walk cost about 25 µs of
+ * CPU on every request under load; issue 18).
+ */
+export function createAuditLogger(destination?: NodeJS.WritableStream | pino.DestinationStream): AuditLogger {
+  return {
+    logger: pino(plainOptions('info'), destination as pino.DestinationStream | undefined).child({
+      stream: 'audit',
+    }),
+  };
+}
+
+/** A logger only Audit may write to (its records are redacted by Audit, not by the logger). */
+export interface AuditLogger {
+  readonly logger: Logger;
 }
