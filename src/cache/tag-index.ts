@@ -92,9 +92,13 @@ export class TagIndex {
   private readonly repoWrites: LRUCache<string, number>;
   private writesFloor = 0;
   private lastWrite = 0;
+  /** Writes through this replica sent and not yet answered, by repository. */
+  private readonly writesInFlight = new Map<string, number>();
   private generation = 0;
-  /** The bus session the index was last flushed under (-1: none yet). */
-  private adoptedSession: number | undefined = -1;
+  /** The bus session the index was last flushed under (or started under). */
+  private adoptedSession: number | undefined;
+  /** Whether a session was ever adopted (the first one is the start, not a reconnection). */
+  private hadSession: boolean;
   /** Tells this replica's own messages from the others'. */
   private readonly nonce = randomBytes(8).toString('hex');
   private heartbeats = 0;
@@ -125,6 +129,8 @@ export class TagIndex {
         if (reason !== 'set') this.writesFloor = Math.max(this.writesFloor, n);
       },
     });
+    this.adoptedSession = this.bus.deliverySession();
+    this.hadSession = this.adoptedSession !== undefined;
   }
 
   /** Listens to the other replicas and starts the heartbeat (with Redis). Never rejects. */
@@ -219,6 +225,7 @@ export class TagIndex {
     if (!isIndexableTag(tag)) return undefined;
     const at = this.now();
     const writes = this.bumpWrites(repo);
+    this.writesInFlight.set(repo, (this.writesInFlight.get(repo) ?? 0) + 1);
     this.entries.delete(`${repo}:${tag}`);
     return { repo, tag, generation: this.generation, writes, at };
   }
@@ -228,8 +235,20 @@ export class TagIndex {
    * tag (its bytes are then held for pulls). The other replicas are told either way (a write
    * that failed may still have been applied); when the index is on, before the client is answered.
    */
-  async afterWrite(o: TagObservation, accepted?: { digest: string; manifest?: CachedManifest }): Promise<void> {
-    if (accepted && this.mayRecord(o)) {
+  async afterWrite(
+    o: TagObservation,
+    accepted?: { digest: string; manifest?: CachedManifest },
+  ): Promise<void> {
+    const left = (this.writesInFlight.get(o.repo) ?? 1) - 1;
+    if (left > 0) this.writesInFlight.set(o.repo, left);
+    else this.writesInFlight.delete(o.repo);
+    // Recorded only when no other write to the repository overlapped this one (registry:2 may have
+    // applied overlapping writes in either order); either way the write's end is a write event of
+    // its own, so no read that overlapped it is recorded after it.
+    const record = accepted !== undefined && this.mayRecord(o);
+    this.bumpWrites(o.repo);
+    this.entries.delete(`${o.repo}:${o.tag}`);
+    if (record) {
       if (accepted.manifest) this.manifests.set(o.repo, accepted.digest, accepted.manifest);
       this.entries.set(`${o.repo}:${o.tag}`, { digest: accepted.digest, at: o.at });
     }
@@ -264,7 +283,10 @@ export class TagIndex {
         'tag index flushed: pulls by tag ask the registry until the index can tell it misses no notification',
       );
     } else if (reason === 'bus-reconnected' && this.settings().enabled) {
-      this.log.info({ reason }, 'tag index flushed on a new Redis subscription; it answers once a heartbeat returns');
+      this.log.info(
+        { reason },
+        'tag index flushed on a new Redis subscription; it answers once a heartbeat returns',
+      );
     }
     // A heartbeat now, so that the index answers again as soon as the bus carries it.
     if (reason !== 'bus-down') this.heartbeat();
@@ -303,13 +325,18 @@ export class TagIndex {
     }, delayMs).unref();
   }
 
-  /** A read or accepted write may be recorded: index on and trusted, nothing seen in between. */
+  /**
+   * A read or accepted write may be recorded: the index is on and trusted, and since it was sent
+   * nothing was flushed, no write to its repository began or ended (here or, as far as told, on
+   * another replica), and none is in flight now.
+   */
   private mayRecord(o: TagObservation): boolean {
     return (
       this.settings().enabled &&
       this.trusted() &&
       o.generation === this.generation &&
-      this.writesOf(o.repo) === o.writes
+      this.writesOf(o.repo) === o.writes &&
+      !this.writesInFlight.has(o.repo)
     );
   }
 
@@ -343,9 +370,10 @@ export class TagIndex {
   private adoptSession(): number | undefined {
     const session = this.bus.deliverySession();
     if (session === this.adoptedSession) return session;
-    const first = this.adoptedSession === -1;
     this.adoptedSession = session;
-    this.flush(first ? 'start' : session === undefined ? 'bus-down' : 'bus-reconnected');
+    const reason = session === undefined ? 'bus-down' : this.hadSession ? 'bus-reconnected' : 'start';
+    if (session !== undefined) this.hadSession = true;
+    this.flush(reason);
     return session;
   }
 
