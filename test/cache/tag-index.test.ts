@@ -7,6 +7,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { singleReplicaBus } from '../../src/cache/bus.js';
+import { RedisVerdictCache } from '../../src/cache/redis-cache.js';
+import { startRedis } from '../helpers/stack.js';
+import { recordingLogger, SECRET, waitFor } from './util.js';
 import { ManifestCache, type CachedManifest } from '../../src/cache/manifest-cache.js';
 import { pushedManifest, TagIndex } from '../../src/cache/tag-index.js';
 import { entryUsable, indexTrusted, isIndexableTag } from '../../src/core/tag-index.js';
@@ -242,5 +245,33 @@ describe('tag index rules (core/tag-index.ts)', () => {
       indexTrusted({ ...base, replicated: false, session: 0, adoptedSession: 0, echoSentAtMs: undefined }),
       true,
     );
+  });
+});
+
+describe('the Redis bus delivery session (RedisVerdictCache.deliverySession)', { timeout: 60_000 }, () => {
+  it('a number while subscribed; undefined while Redis is gone; a new number after it is back', async () => {
+    const redis = await startRedis();
+    const bus = new RedisVerdictCache({
+      url: redis.url,
+      hmacSecret: SECRET,
+      logger: recordingLogger(),
+      reconnectMaxDelayMs: 200,
+    });
+    try {
+      assert.equal(bus.deliverySession(), undefined, 'nothing subscribed yet');
+      await bus.connect();
+      await bus.subscribe('tg:test', () => undefined);
+      const first = bus.deliverySession();
+      assert.equal(typeof first, 'number');
+      await redis.kill();
+      assert.ok(await waitFor(() => bus.deliverySession() === undefined, 5000), 'gone');
+      await redis.restart();
+      assert.ok(await waitFor(() => bus.deliverySession() !== undefined, 10_000), 'back');
+      assert.notEqual(bus.deliverySession(), first, 'messages sent while it was gone may be lost');
+    } finally {
+      await bus.close();
+      await redis.stop();
+    }
+    assert.equal(bus.deliverySession(), undefined, 'closed');
   });
 });
