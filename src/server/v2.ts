@@ -499,7 +499,8 @@ async function serveManifest(
 /**
  * The manifest bytes for a pull: by digest from the in-process cache when present (bytes under a
  * digest never change), otherwise ONE registry fetch. Returns undefined when the registry's own
- * 4xx answer was relayed. A tag is always resolved upstream: tags move.
+ * 4xx answer was relayed. A tag is resolved upstream (tags move), unless the tag index (off by
+ * default) names its digest.
  */
 async function fetchManifest(
   d: Pipeline,
