@@ -122,6 +122,13 @@ async function main(): Promise<void> {
     }
     const [tg] = gates;
     if (!tg || !files) throw new Error('no trustgate started');
+    // `node-floor` (only when BENCH_TARGETS names it): TLS listener + trustgate's upstream client,
+    // nothing else (bench/lib/floor-child.ts): the part of trustgate's CPU per request that is Node.
+    if (process.env['BENCH_TARGETS']?.split(',').includes('node-floor')) {
+      const floor = await startTrustgateChild(files, undefined, 'floor-child.js');
+      defer(() => floor.close());
+      gates.push({ name: 'node-floor', url: floor.url, pid: floor.pid, token: tg.token });
+    }
     const tokenRes = tg.token;
 
     const targets: Array<{ name: string; base: string; headers: Record<string, string>; pid?: number }> = [
