@@ -6,7 +6,14 @@ import { parseDockerReference } from '../core/reference.js';
 import { EMPTY_JSON_DIGEST, MAX_BUNDLE_BYTES } from '../core/referrers.js';
 import { isWellFormedBundle } from '../core/evidence/bundle.js';
 import { parseSimpleSigningPayload } from '../core/signature/payload.js';
-import { evaluateTrust, signerIdentities, type SignatureCandidate, type TrustedKey } from '../core/trust.js';
+import {
+  evaluateTrust,
+  signerIdentities,
+  type SignatureCandidate,
+  type TrustedKey,
+  type TrustInput,
+  type TrustVerdict,
+} from '../core/trust.js';
 import type { EffectiveTrustRule } from '../core/trust-policy.js';
 import type { SigstoreTrustedRoot } from '../core/evidence/trusted-root.js';
 import {
@@ -31,7 +38,8 @@ import { attestationFacts } from '../core/attestation/verify.js';
 import {
   ATTESTATION_LIMITS,
   attestationEvidence,
-  collectEvidence,
+  bundleEvidence,
+  legacyEvidence,
   readSignatureArtifact,
   signatureCandidates,
   verifiedBlob,
@@ -123,6 +131,11 @@ export class TrustService {
   private readonly admitted: LRUCache<string, true>;
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
   signatureFetches = 0;
+  /**
+   * Cold verifications decided from one evidence layout before the other's reads were done (see
+   * evidenceVerdict), for tests.
+   */
+  earlyVerdicts = 0;
   /** Attestation evidence fetches (cold attestation checks), for tests and metrics. */
   attestationFetches = 0;
 
@@ -241,16 +254,22 @@ export class TrustService {
     if (shortcut) return { ...base, ...shortcut, cached: false };
     const key = `v:${epoch}:${repo}:${digest}`;
     let cached = true;
-    let evidence = (await this.o.cache.get(key)) as CachedVerdict | undefined;
+    // A computation in flight for this key (the prefetch of this very pull, usually) began after a
+    // cache miss moments ago: it is joined without asking the cache again (one round trip less to
+    // Redis on the cold path). A `fresh` check never joins one.
+    const running =
+      opts.fresh === true ? undefined : (this.inflight.get(key) as Promise<CachedVerdict> | undefined);
+    let evidence = running ? undefined : ((await this.o.cache.get(key)) as CachedVerdict | undefined);
     if (isCachedVerdict(evidence) && this.stale(evidence, rule, tag, opts.fresh === true))
       evidence = undefined;
     if (!isCachedVerdict(evidence)) {
       cached = false;
-      evidence = await this.singleFlight(
-        key,
-        () => this.compute(repo, digest, rule, keys, roots, epoch),
-        opts.fresh === true,
-      );
+      evidence = await (running ??
+        this.singleFlight(
+          key,
+          () => this.compute(repo, digest, rule, keys, roots, epoch),
+          opts.fresh === true,
+        ));
     }
     let outcome = decideServe({ ...input, evidence });
     let indexParent: string | undefined;
@@ -585,6 +604,48 @@ export class TrustService {
     return p;
   }
 
+  /**
+   * Reads the evidence of `digest` in both layouts at once and judges it (tag binding aside). The
+   * verdict is made from one layout alone as soon as that layout's reads are done and its evidence
+   * alone already meets the rule, without waiting for the other layout's reads.
+   * Policy: only an allow is ever made early, never a refusal. evaluateTrust is monotone: a signer
+   * counted from part of the evidence is counted from all of it, and evidence only adds signers
+   * (a bad signature, a revoked key or an attestation in the other layout adds a failure, which
+   * matters only when the threshold is not met). So the allow is the one the complete evidence
+   * gives; only its signer list may name fewer signers. A failed read of the other layout cannot
+   * turn it into a refusal either, so it is not waited for (a failure of the first read still
+   * fails the verification, I3). Bundles never bind a tag, so under tag binding the bundle layout
+   * never decides early: the tags bound are read from the legacy signatures, which must be in.
+   */
+  private async evidenceVerdict(
+    repo: string,
+    digest: string,
+    rule: EffectiveTrustRule,
+    base: Omit<TrustInput, 'signatures' | 'bundles' | 'tagBinding' | 'now'>,
+  ): Promise<{ signatures: SignatureCandidate[]; v: TrustVerdict; now: Date }> {
+    const legacyRead = legacyEvidence(this.o.evidence, repo, digest).then((e) => e.legacy);
+    const bundleRead = bundleEvidence(this.o.evidence, repo, digest).then((b) => b.map((c) => c.bytes));
+    // Either may be left unawaited below; a rejection then has no one to tell.
+    legacyRead.catch(() => undefined);
+    bundleRead.catch(() => undefined);
+    const first = await Promise.race([
+      legacyRead.then((signatures) => ({ signatures, bundles: [] as Uint8Array[] })),
+      bundleRead.then((bundles) => ({ signatures: [] as SignatureCandidate[], bundles })),
+    ]);
+    const decidesAlone = first.signatures.length > 0 || (first.bundles.length > 0 && !rule.tagBinding);
+    if (decidesAlone) {
+      const now = this.now();
+      const v = evaluateTrust({ ...base, ...first, now, tagBinding: false });
+      if (v.ok) {
+        this.earlyVerdicts++;
+        return { signatures: first.signatures, v, now };
+      }
+    }
+    const [signatures, bundles] = await Promise.all([legacyRead, bundleRead]);
+    const now = this.now();
+    return { signatures, v: evaluateTrust({ ...base, signatures, bundles, now, tagBinding: false }), now };
+  }
+
   private async compute(
     repo: string,
     digest: string,
@@ -595,22 +656,17 @@ export class TrustService {
   ): Promise<CachedVerdict> {
     const started = performance.now();
     this.signatureFetches++;
-    const evidence = await collectEvidence(this.o.evidence, repo, digest);
-    const signatures = evidence.legacy;
     const keys = this.trustedKeys(rule, repo, keySet);
-    const now = this.now();
-    const input = {
+    const base = {
       repo,
       digest,
-      signatures,
-      bundles: evidence.bundles.map((b) => b.bytes),
       bundleOptions: { tlog: rule.tlog, trustedRoots },
       identities: rule.identities,
       keys,
       threshold: rule.threshold,
-      now,
     };
-    const v = evaluateTrust({ ...input, tagBinding: false });
+    const { signatures, v, now } = await this.evidenceVerdict(repo, digest, rule, base);
+    const input = { ...base, signatures, now };
     const boundTags: string[] = [];
     if (v.ok && rule.tagBinding) {
       // Bundles name no tag, so they never bind one: verifying them again per tag is wasted work.
