@@ -26,6 +26,7 @@ import {
   COSIGN_BUNDLE_ANNOTATION,
   COSIGN_CERTIFICATE_ANNOTATION,
 } from '../src/core/evidence/legacy-keyless.js';
+import { cpuNanos } from './lib/cpu.js';
 import { startNginx } from './lib/nginx.js';
 import { benchEnv, runMain, withCleanup } from './lib/setup.js';
 import { envInt, fmt, median, ratio, table } from './lib/stats.js';
@@ -216,10 +217,11 @@ async function main(): Promise<void> {
     const formats = ['legacy', 'bundle', 'keyless'] as const;
     const agents = new Map(gates.map((g) => [g.name, new https.Agent({ keepAlive: true, maxSockets: 1 })]));
     defer(() => agents.forEach((a) => a.destroy()));
-    const latency = new Map<string, { cold: number[]; warm: number[] }>();
-    const series = (gate: string, format: string): { cold: number[]; warm: number[] } => {
+    type Series = { cold: number[]; warm: number[]; gateCpu: number[]; registryCpu: number[] };
+    const latency = new Map<string, Series>();
+    const series = (gate: string, format: string): Series => {
       const k = `${gate} ${format}`;
-      if (!latency.has(k)) latency.set(k, { cold: [], warm: [] });
+      if (!latency.has(k)) latency.set(k, { cold: [], warm: [], gateCpu: [], registryCpu: [] });
       return latency.get(k)!;
     };
     const bundleSigner = bundleSignerFor(key.pkcs8Der);
@@ -263,7 +265,11 @@ async function main(): Promise<void> {
             { ...h, authorization: `Bearer ${g.token}` },
             agent,
           );
+          const cpu0 = [cpuNanos(g.pid), cpuNanos(registry.pid)];
           series(g.name, format).cold.push(await get(url, env.ca, h, agent));
+          const cpu1 = [cpuNanos(g.pid), cpuNanos(registry.pid)];
+          series(g.name, format).gateCpu.push((cpu1[0]! - cpu0[0]!) / 1e6);
+          series(g.name, format).registryCpu.push((cpu1[1]! - cpu0[1]!) / 1e6);
           series(g.name, format).warm.push(await get(url, env.ca, h, agent));
         }
       }
@@ -286,10 +292,30 @@ async function main(): Promise<void> {
     for (const phase of ['cold', 'warm'] as const) {
       for (const format of formats) {
         for (const g of gates)
-          rows.push(row(`${phase}, ${what[format]}, ${g.name}`, series(g.name, format)[phase]));
+          rows.push(
+            row(
+              `${phase}, ${phase === 'cold' ? what[format] : format}, ${g.name}`,
+              series(g.name, format)[phase],
+            ),
+          );
       }
     }
     console.log(table(rows));
+    // CPU of the gate (all its threads) and of registry:2 during each cold GET (schedstat, ns):
+    // less sensitive to the machine's load than wall time.
+    console.log('\nCPU ms per cold verification (median; gate = all threads of the trustgate process)');
+    console.log(
+      table([
+        ['', 'gate', 'registry'],
+        ...formats.flatMap((format) =>
+          gates.map((g) => [
+            `${format}, ${g.name}`,
+            fmt(median(series(g.name, format).gateCpu), 2),
+            fmt(median(series(g.name, format).registryCpu), 2),
+          ]),
+        ),
+      ]),
+    );
     const baseline = gates.find((g) => g.name === 'trustgate-baseline');
     if (baseline) {
       console.log('\nratios of medians (trustgate / trustgate-baseline)');
