@@ -517,6 +517,20 @@ export class TrustService {
   }
 
   /**
+   * New signature evidence for `digest` was written through this gate (a `.sig` push or a
+   * referrer): the cached verdict is dropped and the verification runs again at once, in the
+   * background, so the first pull after signing finds it done (or joins it) instead of reading the
+   * evidence itself. Policy: this is the verification a pull would run, under the epoch in force,
+   * with nothing decided here; it starts after the registry accepted the write (and, for a
+   * referrer, after the referrers index was updated), so it reads the new evidence. A failure is
+   * left for the next pull, which verifies again.
+   */
+  async evidenceChanged(repo: string, digest: string): Promise<void> {
+    await this.invalidate(repo, digest);
+    this.prefetch(repo, digest);
+  }
+
+  /**
    * Checks a push to a signature tag: every layer it adds to what is already stored must verify
    * with a key trusted for this repository, over the digest the tag names, and it must add one.
    */
