@@ -18,7 +18,14 @@ import { generateKeyPair } from '../src/core/signature/sign.js';
 import { startRegistry } from '../test/helpers/stack.js';
 import { pushManifest, pushRandomImage } from '../test/helpers/registry-direct.js';
 import { buildCosignSignBundle, bundleSignerFor } from '../src/core/evidence/bundle-writer.js';
-import { fetchToken, get, pushBundleReferrer, wrk, type WrkResult } from './lib/manifest-load.js';
+import {
+  fetchToken,
+  get,
+  pushBundleReferrer,
+  signThrough,
+  wrk,
+  type WrkResult,
+} from './lib/manifest-load.js';
 import { writeFileSync } from 'node:fs';
 import { signDirect } from '../test/helpers/sign.js';
 import { TestSigstore, toPem } from '../test/helpers/keyless-ca.js';
@@ -214,7 +221,7 @@ async function main(): Promise<void> {
     // key-based evidence formats and keyless, alternating formats (legacy, bundle, keyless, …) and
     // gates (trustgate, trustgate-baseline, …) so drift is shared. Each gate gets its own images
     // (each in its own repository), so every first GET is cold for the registry too.
-    const formats = ['legacy', 'bundle', 'keyless'] as const;
+    const formats = ['legacy', 'bundle', 'keyless', 'legacy-through', 'bundle-through'] as const;
     const agents = new Map(gates.map((g) => [g.name, new https.Agent({ keepAlive: true, maxSockets: 1 })]));
     defer(() => agents.forEach((a) => a.destroy()));
     type Series = { cold: number[]; warm: number[]; gateCpu: number[]; registryCpu: number[] };
@@ -238,6 +245,16 @@ async function main(): Promise<void> {
             });
           } else if (format === 'bundle') {
             await pushBundleReferrer(registry.url, repo, im, buildCosignSignBundle(im.digest, bundleSigner));
+          } else if (format === 'legacy-through' || format === 'bundle-through') {
+            const push = await fetchToken(g.url, env.ca, g.creds, repo, 'pull,push');
+            await signThrough(
+              { registryUrl: registry.url, gateUrl: g.url, ca: env.ca, token: push },
+              repo,
+              im,
+              format === 'legacy-through' ? 'legacy' : 'bundle',
+              key.pkcs8Der,
+              () => buildCosignSignBundle(im.digest, bundleSigner),
+            );
           } else {
             // cosign 2.x keyless .sig layers (Fulcio-like certificate with an SCT, Rekor v1 SET and
             // inclusion proof), verified against a trusted root.
@@ -281,6 +298,8 @@ async function main(): Promise<void> {
       legacy: 'legacy (.sig + payload)',
       bundle: 'bundle (referrers tag + referrer + bundle)',
       keyless: 'keyless (.sig + payload, chain, SCT, SET, identity)',
+      'legacy-through': 'legacy, signed through trustgate (first pull)',
+      'bundle-through': 'bundle, signed through trustgate (first pull)',
     };
     const row = (name: string, xs: number[]): string[] => [
       name,
