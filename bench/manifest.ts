@@ -77,6 +77,7 @@ async function main(): Promise<void> {
       token: string;
       creds: { username: string; password: string };
     }> = [];
+    let files: Awaited<ReturnType<typeof writeTrustgateConfig>> | undefined;
     const keyed = {
       rules: [{ repos: ['bench/**'], keys: ['release'] }],
       keys: { release: key.publicKeyPem },
@@ -103,6 +104,7 @@ async function main(): Promise<void> {
       });
       const g = await startTrustgateChild(f, variant.dist);
       defer(() => g.close());
+      files ??= f;
       gates.push({
         name: variant.name,
         url: g.url,
@@ -112,7 +114,16 @@ async function main(): Promise<void> {
       });
     }
     const [tg] = gates;
-    if (!tg) throw new Error('no trustgate started');
+    if (!tg || !files) throw new Error('no trustgate started');
+    // The gates whose verification latency is measured below (not node-floor, which verifies nothing).
+    const verifying = [...gates];
+    // `node-floor` (only when BENCH_TARGETS names it): TLS listener + trustgate's upstream client,
+    // nothing else (bench/lib/floor-child.ts): the part of trustgate's CPU per request that is Node.
+    if (process.env['BENCH_TARGETS']?.split(',').includes('node-floor')) {
+      const floor = await startTrustgateChild(files, undefined, 'floor-child.js');
+      defer(() => floor.close());
+      gates.push({ name: 'node-floor', url: floor.url, pid: floor.pid, token: tg.token, creds: tg.creds });
+    }
 
     const targets: Array<{ name: string; base: string; headers: Record<string, string>; pid?: number }> = [
       { name: 'registry', base: registry.url, headers: { accept: ACCEPT } },
@@ -222,7 +233,9 @@ async function main(): Promise<void> {
     // gates (trustgate, trustgate-baseline, …) so drift is shared. Each gate gets its own images
     // (each in its own repository), so every first GET is cold for the registry too.
     const formats = ['legacy', 'bundle', 'keyless', 'legacy-through', 'bundle-through'] as const;
-    const agents = new Map(gates.map((g) => [g.name, new https.Agent({ keepAlive: true, maxSockets: 1 })]));
+    const agents = new Map(
+      verifying.map((g) => [g.name, new https.Agent({ keepAlive: true, maxSockets: 1 })]),
+    );
     defer(() => agents.forEach((a) => a.destroy()));
     type Series = { cold: number[]; warm: number[]; gateCpu: number[]; registryCpu: number[] };
     const latency = new Map<string, Series>();
@@ -234,7 +247,7 @@ async function main(): Promise<void> {
     const bundleSigner = bundleSignerFor(key.pkcs8Der);
     for (let i = 0; i < verifyImages; i++) {
       for (const format of formats) {
-        for (const g of gates) {
+        for (const g of verifying) {
           const agent = agents.get(g.name)!;
           const suffix = g === tg ? '' : `-${g.name}`;
           const repo = format === 'keyless' ? `bench/keyless/v${i}${suffix}` : `bench/${format}${i}${suffix}`;
@@ -310,7 +323,7 @@ async function main(): Promise<void> {
     const rows: string[][] = [['', 'median', 'min', 'max']];
     for (const phase of ['cold', 'warm'] as const) {
       for (const format of formats) {
-        for (const g of gates)
+        for (const g of verifying)
           rows.push(
             row(
               `${phase}, ${phase === 'cold' ? what[format] : format}, ${g.name}`,
@@ -327,7 +340,7 @@ async function main(): Promise<void> {
       table([
         ['', 'gate', 'registry'],
         ...formats.flatMap((format) =>
-          gates.map((g) => [
+          verifying.map((g) => [
             `${format}, ${g.name}`,
             fmt(median(series(g.name, format).gateCpu), 2),
             fmt(median(series(g.name, format).registryCpu), 2),
@@ -335,7 +348,7 @@ async function main(): Promise<void> {
         ),
       ]),
     );
-    const baseline = gates.find((g) => g.name === 'trustgate-baseline');
+    const baseline = verifying.find((g) => g.name === 'trustgate-baseline');
     if (baseline) {
       console.log('\nratios of medians (trustgate / trustgate-baseline)');
       console.log(

@@ -165,10 +165,12 @@ export async function startTrustgateChild(
   files: GateFiles,
   /** Another build's dist/ (BENCH_BASELINE); default: this one. */
   dist?: string,
+  /** The child script in bench/lib: trustgate, or the Node floor of bench/manifest.ts. */
+  script: 'trustgate-child.js' | 'floor-child.js' = 'trustgate-child.js',
 ): Promise<RunningGate & { proc: Managed }> {
   const child = dist
-    ? path.join(dist, 'bench', 'lib', 'trustgate-child.js')
-    : path.join(path.dirname(fileURLToPath(import.meta.url)), 'trustgate-child.js');
+    ? path.join(dist, 'bench', 'lib', script)
+    : path.join(path.dirname(fileURLToPath(import.meta.url)), script);
   // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the gate alone.
   const nodeArgs = process.env['BENCH_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
   const proc = spawnManaged(process.execPath, [...nodeArgs, child, files.configPath]);

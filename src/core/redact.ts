@@ -124,6 +124,33 @@ export function redactUrl(s: string): string {
   return redactText(s.slice(0, q) + rest);
 }
 
+/** Field names already classified by isSecretKey (a record's schema has few). */
+const flatKeySecret = new Map<string, boolean>();
+
+/**
+ * A copy of a flat record (strings, numbers, booleans and arrays of strings: an audit record)
+ * with secrets redacted, by the same rules as redactValue: a field named like a secret is
+ * replaced, every string goes through redactText. Cheaper than redactValue for the per-request
+ * audit line: no walk, no URL keys, field names classified once.
+ */
+export function redactFlat<T extends object>(record: T): T {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(record)) {
+    let secret = flatKeySecret.get(k);
+    if (secret === undefined) {
+      secret = isSecretKey(k);
+      if (flatKeySecret.size < 256) flatKeySecret.set(k, secret);
+    }
+    if (secret && v !== undefined && v !== null && v !== '') out[k] = REDACTED;
+    else if (typeof v === 'string') out[k] = redactText(v);
+    else if (Array.isArray(v))
+      out[k] = v.map((x) => (typeof x === 'string' ? redactText(x) : redactValue(x, 1)));
+    else if (typeof v === 'object' && v !== null) out[k] = redactValue(v, 1, k);
+    else out[k] = v;
+  }
+  return out as T;
+}
+
 /**
  * A copy of a log value with secrets redacted: secret keys replaced, URL keys through redactUrl,
  * every other string through redactText, Errors reduced to name, message and stack (redacted).

@@ -1,4 +1,5 @@
-import type { Logger } from './log.js';
+import { redactFlat, redactText, redactValue } from '../core/redact.js';
+import type { AuditLogger } from './log.js';
 import type { Metrics } from './metrics.js';
 
 /** One audit event per decision: the record an auditor reads to see who got what and why. */
@@ -21,7 +22,7 @@ export interface AuditEvent {
 
 export class Audit {
   constructor(
-    private readonly log: Logger,
+    private readonly out: AuditLogger,
     private readonly metrics?: Metrics,
   ) {}
 
@@ -30,7 +31,12 @@ export class Audit {
     this.metrics?.requests.inc({ route: e.route, method: e.method ?? '', status: String(e.status ?? 0) });
     if (e.latencyMs !== undefined)
       this.metrics?.requestDuration.observe({ route: e.route }, e.latencyMs / 1000);
-    this.log.info({ audit: 'decision', ...e }, `${e.verdict} ${e.action} ${e.repo ?? ''}`.trim());
+    // Policy: the audit logger does not redact (log.ts createAuditLogger): each record is redacted
+    // here, by core/redact.ts's rules, before it is written.
+    this.out.logger.info(
+      redactFlat({ audit: 'decision', ...e }),
+      redactText(`${e.verdict} ${e.action} ${e.repo ?? ''}`.trim()),
+    );
   }
 
   adminChange(e: {
@@ -40,6 +46,9 @@ export class Audit {
     target: string;
     detail?: unknown;
   }): void {
-    this.log.info({ audit: 'admin', ...e }, `admin ${e.change} ${e.target}`);
+    this.out.logger.info(
+      redactValue({ audit: 'admin', ...e }) as Record<string, unknown>,
+      redactText(`admin ${e.change} ${e.target}`),
+    );
   }
 }

@@ -30,7 +30,7 @@ import { createAdminRouter } from './admin.js';
 import { Audit } from './audit.js';
 import { Authenticator } from './authenticate.js';
 import { StreamForwarder } from './forward.js';
-import { loggerOptions, type Logger } from './log.js';
+import { createAuditLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { subscribeFrom } from './observe.js';
 import { isClosing, lingeringClose } from './body.js';
@@ -106,18 +106,14 @@ export async function buildParts(
   now: () => Date,
 ): Promise<Parts> {
   const metrics = new Metrics();
-  const auditLog = config.log.auditFile
-    ? // The audit file gets the same redaction as the main log.
-      pino(loggerOptions('info'), pino.destination({ dest: config.log.auditFile, mkdir: true, sync: false }))
-    : // Policy: audit records never depend on log.level (a SIGHUP to `warn` must not silence them),
-      // so they get a logger of their own at info, writing to the main log's own stream: a child
-      // would follow the parent's level (pino passes level changes on to children).
-      pino(
-        loggerOptions('info'),
+  const auditLog = createAuditLogger(
+    config.log.auditFile
+      ? pino.destination({ dest: config.log.auditFile, mkdir: true, sync: false })
+      : // Policy: audit records never depend on log.level (a SIGHUP to `warn` must not silence
+        // them), so they get a logger of their own at info, writing to the main log's own stream: a
+        // child would follow the parent's level (pino passes level changes on to children).
         (log as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym],
-      ).child({
-        stream: 'audit',
-      });
+  );
   const audit = new Audit(auditLog, metrics);
 
   const upstreamLog = log.child({ component: 'upstream' });

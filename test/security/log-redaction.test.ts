@@ -19,7 +19,8 @@ import { keysCommand } from '../../src/cli/admin.js';
 import { generateDevCertificates } from '../../src/cli/certs.js';
 import { ConfigError, loadConfigFile } from '../../src/config/load.js';
 import { redactText, redactUrl } from '../../src/core/redact.js';
-import { createLogger } from '../../src/server/log.js';
+import { createAuditLogger, createLogger } from '../../src/server/log.js';
+import { Audit } from '../../src/server/audit.js';
 import { startTrustgate, type Trustgate } from '../../src/server/main.js';
 import { bearer, getToken, request } from '../helpers/http.js';
 import { pushRandomImage } from '../helpers/registry-direct.js';
@@ -358,6 +359,72 @@ describe('security: the logger and the CLI redact whatever reaches them (issue 1
     assert.equal(lines[0]!['path'], '/v2/a/blobs/uploads/u?_state=[redacted]&digest=sha256:abc&n=10');
     assert.equal(lines[1]!['url'], '/token?service=s&scope=repository:a:pull&password=[redacted]&[redacted]');
     assert.equal(lines[0]!['component'], 'test');
+  });
+
+  it("fixed (issue 18): a child logger's bindings are redacted at any depth, like a log call's object", () => {
+    // Before, bindings were covered only by pino's redact paths (top-level and one-level names):
+    // `detail.authorization` and `request.url`'s query passed through.
+    const sink = new Sink();
+    const log = createLogger('info', sink).child({
+      component: 'test',
+      detail: {
+        authorization: 'Basic QklORElORy1TRUNSRVQtMQ==',
+        request: { url: '/x?sig=BINDING-SECRET-2' },
+      },
+      token: 'BINDING-SECRET-3',
+    });
+    log.info({ path: '/v2/' }, 'bound');
+    for (const s of ['QklORElORy1TRUNSRVQtMQ==', 'BINDING-SECRET-2', 'BINDING-SECRET-3']) {
+      assert.ok(!sink.text.includes(s), `${s} leaked: ${sink.text}`);
+    }
+    const [line] = sink.parsed();
+    assert.equal(line!['component'], 'test');
+    assert.equal(line!['svc'], 'trustgate');
+  });
+
+  it('audit records are redacted by Audit itself, field by field (the audit logger has no hook)', () => {
+    const sink = new Sink();
+    const audit = new Audit(createAuditLogger(sink));
+    audit.decision({
+      requestId: 'r1',
+      identity: `robot ${jwt}`,
+      client: '127.0.0.1',
+      action: 'pull',
+      method: 'GET',
+      route: 'manifest',
+      repo: 'logs/app',
+      reference: 'v1?access_token=AUDIT-SECRET-1',
+      verdict: 'deny',
+      reason: 'Bearer AUDIT-SECRET-2x9',
+      keys: ['release', 'x?sig=AUDIT-SECRET-3'],
+      status: 403,
+      latencyMs: 1.5,
+    });
+    audit.adminChange({
+      requestId: 'r2',
+      identity: 'admin',
+      change: 'robot-created',
+      target: 'ci',
+      detail: { robot: { secret: 'AUDIT-SECRET-4' }, url: '/admin?token=AUDIT-SECRET-5' },
+    });
+    for (const s of [
+      'c2lnbmF0dXJlLXNpZ25hdHVyZQ',
+      'AUDIT-SECRET-1',
+      'AUDIT-SECRET-2x9',
+      'AUDIT-SECRET-3',
+      'AUDIT-SECRET-4',
+      'AUDIT-SECRET-5',
+    ]) {
+      assert.ok(!sink.text.includes(s), `${s} leaked: ${sink.text}`);
+    }
+    const [decision, admin] = sink.parsed();
+    assert.equal(decision!['stream'], 'audit');
+    assert.equal(decision!['audit'], 'decision');
+    assert.equal(decision!['repo'], 'logs/app');
+    assert.deepEqual(decision!['keys'], ['release', 'x?sig=[redacted]']);
+    assert.equal(decision!['status'], 403);
+    assert.equal(admin!['audit'], 'admin');
+    assert.equal(admin!['target'], 'ci');
   });
 
   it('prose is left alone', () => {
