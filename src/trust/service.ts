@@ -129,6 +129,8 @@ export class TrustService {
   private epochOf = { keys: '', policy: '', roots: '', value: '' };
   private identityCache?: { keys: ReadonlyMap<string, KeyEntry>; value: Map<string, string> };
   private readonly admitted: LRUCache<string, true>;
+  /** Digests being verified again after a write (evidenceChanged): true when another write landed. */
+  private readonly reverifying = new Map<string, boolean>();
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
   signatureFetches = 0;
   /**
@@ -399,6 +401,11 @@ export class TrustService {
    * manifest turns out to need no evidence).
    */
   prefetch(repo: string, digest: string): void {
+    void this.verifyInBackground(repo, digest);
+  }
+
+  /** What prefetch starts; settles (never rejects) when the verification is done or not needed. */
+  private async verifyInBackground(repo: string, digest: string): Promise<void> {
     const epoch = this.epoch();
     const rule = this.o.ruleFor(repo);
     if (rule.mode === 'off') return;
@@ -406,12 +413,14 @@ export class TrustService {
     const roots = this.roots();
     const key = `v:${epoch}:${repo}:${digest}`;
     if (this.inflight.has(key)) return;
-    void (async () => {
+    try {
       const cached = (await this.o.cache.get(key)) as CachedVerdict | undefined;
       // A cached verdict (even a stale refusal, which verify re-checks itself) needs no prefetch.
       if (isCachedVerdict(cached) || this.inflight.has(key)) return;
       await this.singleFlight(key, () => this.compute(repo, digest, rule, keys, roots, epoch), false);
-    })().catch(() => undefined);
+    } catch {
+      // left for verify to report (or for nobody, when the manifest needs no evidence)
+    }
   }
 
   /** Records that the children of a verified index may be served by digest in this repository. */
@@ -523,11 +532,30 @@ export class TrustService {
    * evidence itself. Policy: this is the verification a pull would run, under the epoch in force,
    * with nothing decided here; it starts after the registry accepted the write (and, for a
    * referrer, after the referrers index was updated), so it reads the new evidence. A failure is
-   * left for the next pull, which verifies again.
+   * left for the next pull, which verifies again. Per digest at most one such verification runs;
+   * writes that land meanwhile make it run once more afterwards (its verdict may predate them), so
+   * a publisher's burst of writes costs at most one verification per write, one at a time.
    */
   async evidenceChanged(repo: string, digest: string): Promise<void> {
     await this.invalidate(repo, digest);
-    this.prefetch(repo, digest);
+    const k = `${repo}@${digest}`;
+    if (this.reverifying.has(k)) {
+      this.reverifying.set(k, true);
+      return;
+    }
+    this.reverifying.set(k, false);
+    void (async () => {
+      try {
+        await this.verifyInBackground(repo, digest);
+        while (this.reverifying.get(k) === true) {
+          this.reverifying.set(k, false);
+          await this.invalidate(repo, digest);
+          await this.verifyInBackground(repo, digest);
+        }
+      } finally {
+        this.reverifying.delete(k);
+      }
+    })();
   }
 
   /**

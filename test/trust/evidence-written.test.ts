@@ -36,9 +36,9 @@ describe('signature evidence written through trustgate is verified at once', { t
   });
   const fetches = (): number => stack.gate.tg.trust.signatureFetches;
 
-  /** Waits (a bounded number of event loop turns, no clock) until a verification has started. */
+  /** Polls (bounded: at most 1000 times, 5 ms apart) until a verification has started. */
   async function startedSince(before: number): Promise<boolean> {
-    for (let i = 0; i < 2000 && fetches() === before; i++) await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 1000 && fetches() <= before; i++) await new Promise((r) => setTimeout(r, 5));
     return fetches() > before;
   }
 
@@ -117,6 +117,43 @@ describe('signature evidence written through trustgate is verified at once', { t
     assert.equal(fetches() - before, 1);
   });
 
+  it('a burst of writes: one background verification at a time, and one more after the writes that landed meanwhile', async () => {
+    const repo = 'written/burst';
+    const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+    const options = (stack.gate.tg.trust as unknown as { o: { evidence: EvidenceReader } }).o;
+    const real = options.evidence;
+    // Fault injection (a slow registry): the first background verification's referrers read waits.
+    let open!: () => void;
+    const held = new Promise<void>((r) => (open = r));
+    let listings = 0;
+    options.evidence = {
+      ...real,
+      referrers: async (r, s) => {
+        if (++listings === 1) await held;
+        return real.referrers(r, s);
+      },
+    };
+    try {
+      const before = fetches();
+      assert.equal((await pushReferrer(repo, img, stranger.pkcs8Der)).status, 201);
+      assert.ok(await startedSince(before));
+      // Two more writes while it runs: an untrusted bundle, then a trusted one.
+      assert.equal((await pushReferrer(repo, img, stranger.pkcs8Der)).status, 201);
+      assert.equal((await pushReferrer(repo, img, stack.release.pkcs8Der)).status, 201);
+      for (let i = 0; i < 200; i++) await new Promise((r) => setImmediate(r));
+      assert.equal(fetches() - before, 1, 'no second verification while the first runs');
+      open();
+      assert.ok(await startedSince(before + 1), 'one more verification after the first');
+      // Its verdict holds the last write: the trusted bundle admits the image (the pull joins it).
+      const r = await stack.pull(repo, img.digest);
+      assert.equal(r.status, 200, r.body.toString());
+      assert.equal(fetches() - before, 2, 'two verifications for three writes, none by the pull');
+    } finally {
+      open();
+      options.evidence = real;
+    }
+  });
+
   it('when the background verification fails, the pull verifies for itself', async () => {
     const repo = 'written/failing';
     const img = await pushRandomImage(stack.registry.url, repo, 'v1');
@@ -144,7 +181,7 @@ describe('signature evidence written through trustgate is verified at once', { t
       assert.equal(put.status, 201, put.body.toString());
       assert.ok(await startedSince(before));
       // Let the failed computation settle (the registry answers the next reads again).
-      for (let i = 0; i < 2000 && sigReads < 2; i++) await new Promise((r) => setImmediate(r));
+      for (let i = 0; i < 1000 && sigReads < 2; i++) await new Promise((r) => setTimeout(r, 5));
       assert.equal(sigReads, 2);
       for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
       const r = await stack.pull(repo, img.digest);
