@@ -113,10 +113,32 @@ async function main(): Promise<void> {
         creds: f.creds,
       });
     }
+    // `trustgate-index`: this build with the tag index on (cache.tagIndex, maxAgeSeconds 60; one
+    // replica, no Redis), only when BENCH_TARGETS names it.
+    const onlyTargets = process.env['BENCH_TARGETS']?.split(',');
+    if (onlyTargets?.includes('trustgate-index')) {
+      const f = await writeTrustgateConfig(path.join(env.dir, 'trustgate-index'), {
+        registryUrl: registry.url,
+        cert,
+        key: certKey,
+        trust: keyed,
+        cache: { tagIndex: { enabled: true, maxAgeSeconds: 60 } },
+      });
+      const g = await startTrustgateChild(f);
+      defer(() => g.close());
+      gates.push({
+        name: 'trustgate-index',
+        url: g.url,
+        pid: g.pid,
+        token: await fetchToken(g.url, env.ca, f.creds, 'bench/app'),
+        creds: f.creds,
+      });
+    }
     const [tg] = gates;
     if (!tg || !files) throw new Error('no trustgate started');
-    // The gates whose verification latency is measured below (not node-floor, which verifies nothing).
-    const verifying = [...gates];
+    // The gates whose verification latency is measured below: this build and the baseline (not
+    // trustgate-index, this build again with keyed rules only, nor node-floor, which verifies nothing).
+    const verifying = gates.filter((g) => g.name !== 'trustgate-index');
     // `node-floor` (only when BENCH_TARGETS names it): TLS listener + trustgate's upstream client,
     // nothing else (bench/lib/floor-child.ts): the part of trustgate's CPU per request that is Node.
     if (process.env['BENCH_TARGETS']?.split(',').includes('node-floor')) {
@@ -145,7 +167,6 @@ async function main(): Promise<void> {
       `local i = math.random(${TAGS})\nrequest = function()\n  i = i % ${TAGS} + 1\n  return wrk.format(nil, "/v2/bench/app/manifests/t" .. (i - 1))\nend\n`,
     );
     // BENCH_TARGETS=trustgate,nginx-tuned and BENCH_REFS=tags narrow a run while iterating.
-    const onlyTargets = process.env['BENCH_TARGETS']?.split(',');
     const onlyRefs = process.env['BENCH_REFS']?.split(',');
     const refs = Object.fromEntries(
       Object.entries({ tag: 'v1', tags: 't0', digest: img.digest }).filter(
@@ -217,14 +238,12 @@ async function main(): Promise<void> {
           ratio(rps('trustgate by tags'), rps('nginx-tuned by tags')),
         ],
         ['trustgate/nginx-tuned by digest', ratio(rps('trustgate by digest'), rps('nginx-tuned by digest'))],
-        ...gates
-          .slice(1)
-          .flatMap((g) =>
-            ['tag', 'tags', 'digest'].map((r) => [
-              `${g.name}/trustgate by ${r}`,
-              ratio(rps(`${g.name} by ${r}`), rps(`trustgate by ${r}`)),
-            ]),
-          ),
+        ...gates.slice(1).flatMap((g) =>
+          ['tag', 'tags', 'digest'].flatMap((r) => [
+            [`${g.name}/trustgate by ${r}`, ratio(rps(`${g.name} by ${r}`), rps(`trustgate by ${r}`))],
+            [`${g.name}/nginx-tuned by ${r}`, ratio(rps(`${g.name} by ${r}`), rps(`nginx-tuned by ${r}`))],
+          ]),
+        ),
       ]),
     );
 

@@ -45,6 +45,8 @@ export async function writeTrustgateConfig(
     pullUsers?: string[];
     /** upstream.reads (default: the config's default, `direct`). */
     reads?: string;
+    /** The `cache` section (default: none, the config's defaults). */
+    cache?: Record<string, unknown>;
   },
 ): Promise<GateFiles> {
   mkdirSync(path.join(dir, 'keys', 'trusted'), { recursive: true });
@@ -78,6 +80,7 @@ export async function writeTrustgateConfig(
       ...(o.trust?.trustedRoot !== undefined ? { trustedRoot: path.join(dir, 'trusted_root.json') } : {}),
     },
     log: { level: o.logLevel ?? 'warn' },
+    ...(o.cache ? { cache: o.cache } : {}),
   };
   if (o.trust?.trustedRoot !== undefined) {
     writeFileSync(path.join(dir, 'trusted_root.json'), JSON.stringify(o.trust.trustedRoot));

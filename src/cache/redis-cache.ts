@@ -72,6 +72,7 @@ const REFUSED: unique symbol = Symbol('refused');
  */
 export class RedisVerdictCache implements VerdictCache, ReplicaBus {
   readonly keyPrefix: string;
+  readonly replicated = true;
   private readonly client: Client;
   private subscriber: Client | undefined;
   private readonly macKey: Buffer;
@@ -83,6 +84,10 @@ export class RedisVerdictCache implements VerdictCache, ReplicaBus {
   private readonly handlers = new Map<string, Set<Handler>>();
   /** Channels whose SUBSCRIBE Redis has confirmed (node-redis resubscribes those on reconnect). */
   private readonly confirmed = new Set<string>();
+  /** Counts the subscriber's connections (each 'ready'): the delivery session's number. */
+  private subscriberConnections = 0;
+  /** The subscriber connection is up (ready, and no error or reconnection since). */
+  private subscriberUp = false;
   private degradedSince: number | undefined;
   private lastError = '';
   private closed = false;
@@ -266,6 +271,17 @@ export class RedisVerdictCache implements VerdictCache, ReplicaBus {
     };
   }
 
+  /**
+   * The subscriber connection's number while it is up and every subscribed channel is confirmed
+   * on it, else undefined (see ReplicaBus). node-redis resubscribes the confirmed channels before
+   * it reports a reconnection ready, so a new number means: messages sent meanwhile may be lost.
+   */
+  deliverySession(): number | undefined {
+    if (this.closed || !this.subscriber?.isReady || !this.subscriberUp) return undefined;
+    for (const channel of this.handlers.keys()) if (!this.confirmed.has(channel)) return undefined;
+    return this.subscriberConnections;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -287,12 +303,24 @@ export class RedisVerdictCache implements VerdictCache, ReplicaBus {
       if (this.closed) return;
       // The subscriber's state is not the cache's: its failures are recorded, not reported.
       if (role === 'main') this.markDegraded(err);
-      else this.lastError = describe(err);
+      else {
+        this.lastError = describe(err);
+        this.subscriberUp = false;
+      }
     });
     c.on('ready', () => {
       if (role === 'main') this.markHealthy();
-      else void this.resubscribePending();
+      else {
+        this.subscriberConnections++;
+        this.subscriberUp = true;
+        void this.resubscribePending();
+      }
     });
+    if (role === 'subscriber') {
+      // Policy: any sign of a broken connection ends the delivery session at once (messages sent
+      // until the next 'ready' may be lost; pub/sub keeps nothing for absent subscribers).
+      for (const event of ['end', 'reconnecting'] as const) c.on(event, () => (this.subscriberUp = false));
+    }
     return c;
   }
 

@@ -481,6 +481,24 @@ const configObject = z.strictObject({
       negativeTtlSeconds: restartOnly(z.number().int().min(1).default(5), CACHE),
       localEntries: restartOnly(z.number().int().min(16).default(10_000), CACHE),
       redisTimeoutMs: restartOnly(z.number().int().min(10).default(250), CACHE),
+      /**
+       * The authoritative tag index (docs/security-model.md, "Tag index"): warm pulls by tag are
+       * answered without asking the registry. Off by default: a tag moved in registry:2 behind
+       * trustgate's back is served stale for up to maxAgeSeconds.
+       */
+      tagIndex: z
+        .strictObject({
+          enabled: reloadable(
+            z.boolean().default(false),
+            'pulls by tag use the index, or stop using it, at once; every reload flushes the index',
+          ),
+          /** The oldest an entry may be when it answers (from when its registry read or write was sent). */
+          maxAgeSeconds: reloadable(
+            z.number().int().min(1).max(3600).default(60),
+            'every entry is judged against the new bound at its next use',
+          ),
+        })
+        .prefault({}),
     })
     .prefault({})
     .refine((c) => !c.redisUrl || c.hmacSecret, {

@@ -15,6 +15,7 @@ import { GateError } from '../core/errors.js';
 import { RelayLimiter } from '../core/relay-limits.js';
 import { createSharedState, type ReplicaBus, type VerdictCache } from '../cache/index.js';
 import { ManifestCache } from '../cache/manifest-cache.js';
+import { TagIndex } from '../cache/tag-index.js';
 import { Keyring } from '../keys/keyring.js';
 import { ExceptionStore } from '../keys/exceptions.js';
 import { Upstream } from '../registry/upstream.js';
@@ -84,6 +85,8 @@ export interface Parts {
   cache: VerdictCache;
   bus: ReplicaBus;
   manifests: ManifestCache;
+  /** The authoritative tag index (cache.tagIndex; off by default). */
+  tagIndex: TagIndex;
   referrers: ReferrersStore;
   trust: TrustService;
   /** The Sigstore trusted roots in force (trust.sigstore, trust.trustedRoot). */
@@ -139,6 +142,21 @@ export async function buildParts(
   const { cache, bus } = createSharedState(config.cache, log.child({ component: 'cache' }));
   metrics.watchCache(cache);
   const manifests = new ManifestCache(64 * 1024 * 1024, Math.min(config.cache.positiveTtlSeconds, 300));
+  const tagIndex = new TagIndex({
+    settings: () => live.config.cache.tagIndex,
+    bus,
+    manifests,
+    log: log.child({ component: 'tag-index' }),
+    onLookup: (result) => metrics.tagIndexLookups.inc({ result }),
+    onFlush: (reason) => metrics.tagIndexFlushes.inc({ reason }),
+  });
+  void tagIndex.start(); // never rejects; with Redis down it listens once Redis is up
+  if (config.cache.tagIndex.enabled && !bus.replicated) {
+    log.warn(
+      {},
+      'cache.tagIndex is on without cache.redisUrl: correct only while this is the one trustgate replica in front of the registry',
+    );
+  }
   const referrers = new ReferrersStore(upstream, manifests);
   // Opened at start like the key directory (a new path takes a restart); re-read every second.
   const exceptions = new ExceptionStore(
@@ -191,6 +209,7 @@ export async function buildParts(
     cache,
     bus,
     manifests,
+    tagIndex,
     referrers,
     trust,
     sigstoreRoots,
@@ -244,20 +263,25 @@ export function tokenSettings(config: Config): TokenSettings {
  * DELETE. Without Redis the bus has nobody on it.
  */
 export function connectReplicas(
-  p: Pick<Parts, 'bus' | 'keyring' | 'manifests'>,
+  p: Pick<Parts, 'bus' | 'keyring' | 'manifests' | 'tagIndex'>,
 ): (repo: string, digest: string) => void {
-  const { bus, keyring, manifests } = p;
+  const { bus, keyring, manifests, tagIndex } = p;
   // Replicas share keys/ (a volume); the nudge makes a change seen at once, not at the next poll.
   // Policy: the message is only a hint to re-read the directory; it carries nothing trusted.
   void bus.subscribe(KEYS_CHANNEL, () => keyring.reload());
   keyring.onChange(() => void bus.publish(KEYS_CHANNEL, String(Date.now())));
   // A manifest deleted through one replica leaves the others' manifest caches at once.
   // Policy: a hint can only drop a cached copy (the next pull asks the registry), never add one.
+  // registry:2 removes the tags of a deleted manifest: the tag index drops every entry naming it.
   void bus.subscribe(MANIFEST_DELETED_CHANNEL, (message) => {
     const at = message.lastIndexOf('@');
-    if (at > 0 && message.length < 1024) manifests.delete(message.slice(0, at), message.slice(at + 1));
+    if (at > 0 && message.length < 1024) {
+      manifests.delete(message.slice(0, at), message.slice(at + 1));
+      tagIndex.forgetDigest(message.slice(0, at), message.slice(at + 1));
+    }
   });
-  return (repo, digest) => void bus.publish(MANIFEST_DELETED_CHANNEL, `${repo}@${digest}`);
+  // Sent again while it fails, for as long as a tag index entry could live (TagIndex.announce).
+  return (repo, digest) => void tagIndex.announce(MANIFEST_DELETED_CHANNEL, `${repo}@${digest}`);
 }
 
 /** What the HTTP handlers need besides the parts. */
@@ -289,6 +313,7 @@ export function buildHandlers(c: HandlerContext): {
     log,
     metrics: p.metrics,
     manifests: p.manifests,
+    tagIndex: p.tagIndex,
     onManifestDeleted,
     service,
     realm,

@@ -116,6 +116,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
       parts.forwarder.close();
       parts.upstream.close();
       parts.unobserve();
+      await parts.tagIndex.close();
       await metricsServer?.close();
       await parts.cache.close();
     },
@@ -124,7 +125,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
 
 interface Running {
   live: LiveSettings;
-  parts: Pick<Parts, 'tokens' | 'auth' | 'keyring' | 'clientCa' | 'sigstoreRoots'>;
+  parts: Pick<Parts, 'tokens' | 'auth' | 'keyring' | 'clientCa' | 'sigstoreRoots' | 'tagIndex'>;
   listener: Pick<Listener, 'server'>;
   log: Logger;
 }
@@ -174,6 +175,10 @@ async function reload(configPath: string, r: Running): Promise<boolean> {
   // SIGHUP also checks the TUF repositories now (an operator who updated a directory mirror need
   // not wait for refreshSeconds); a failure keeps the last good root, as always.
   void r.parts.sigstoreRoots.refresh();
+  // Policy: every reload flushes the tag index (whatever changed): an operator who changed
+  // registry:2 behind trustgate's back (a restore, a tag moved by hand) sends SIGHUP to every
+  // replica and no pull by tag is answered from what the index held before.
+  r.parts.tagIndex.flush('reload');
   // Component loggers are pino children: they follow the root logger's level.
   if (c.log.level !== previousLevel) log.level = c.log.level;
   for (const key of plan.needRestart) {

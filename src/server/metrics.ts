@@ -52,6 +52,18 @@ export class Metrics {
     help: 'Pulls by tag answered by a registry answer shared with concurrent pulls of the tag (each asked for after the pull arrived)',
     registers: [this.registry],
   });
+  readonly tagIndexLookups = new Counter({
+    name: 'trustgate_tag_index_lookups_total',
+    help: 'Pulls by tag looked up in the tag index (cache.tagIndex): hit (no registry round trip), miss, expired (older than maxAgeSeconds), untrusted (a notification may have been missed)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly tagIndexFlushes = new Counter({
+    name: 'trustgate_tag_index_flushes_total',
+    help: 'Tag index flushes: start, reload, bus-down, bus-reconnected, heartbeat-late',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly cacheRequests = new Counter({
     name: 'trustgate_cache_requests_total',
     help: 'Verdict cache lookups by tier and result',

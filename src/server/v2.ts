@@ -45,6 +45,7 @@ import type { StreamForwarder } from './forward.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { CachedManifest, ManifestCache } from '../cache/manifest-cache.js';
+import { pushedManifest, type TagIndex } from '../cache/tag-index.js';
 import { sendError } from './respond.js';
 import { readBody as readBoundedBody } from './body.js';
 import { checkLayerUrls, NO_LAYER_URLS, type LayerUrlPolicy } from '../core/layer-urls.js';
@@ -70,6 +71,8 @@ export interface PipelineDeps {
   metrics?: Metrics;
   /** Manifest bytes by digest (warm pulls by digest skip the registry). */
   manifests?: ManifestCache;
+  /** The authoritative tag index (cache.tagIndex): names a tag's digest without the registry when on. */
+  tagIndex?: TagIndex;
   /** Told after a manifest DELETE by digest went upstream (to tell the other replicas). */
   onManifestDeleted?: (repo: string, digest: string) => void;
   /** The token service named in challenges (read per request: follows a reload). */
@@ -306,10 +309,17 @@ async function handle(
         // most the cache's TTL (cache/manifest-cache.ts).
         const { repo, ref } = route;
         d.manifests?.delete(repo, ref.digest!);
+        d.tagIndex?.forgetDigest(repo, ref.digest!);
         await d.forwarder.forward(req, res, req.url ?? '');
         d.manifests?.delete(repo, ref.digest!);
+        d.tagIndex?.forgetDigest(repo, ref.digest!);
         d.onManifestDeleted?.(repo, ref.digest!);
         return;
+      }
+      // A DELETE by tag: the tag index drops the tag before it is sent and tells the other replicas.
+      if (route.ref.tag && d.tagIndex) {
+        const forward = (): Promise<void> => d.forwarder.forward(req, res, req.url ?? '');
+        return d.tagIndex.write(route.repo, route.ref.tag, forward, () => undefined);
       }
       return d.forwarder.forward(req, res, req.url ?? '');
     case 'blob':
@@ -489,7 +499,8 @@ async function serveManifest(
 /**
  * The manifest bytes for a pull: by digest from the in-process cache when present (bytes under a
  * digest never change), otherwise ONE registry fetch. Returns undefined when the registry's own
- * 4xx answer was relayed. A tag is always resolved upstream: tags move.
+ * 4xx answer was relayed. A tag is resolved upstream (tags move), unless the tag index (off by
+ * default) names its digest.
  */
 async function fetchManifest(
   d: Pipeline,
@@ -504,6 +515,10 @@ async function fetchManifest(
     if (hit) return hit;
   }
   const { tag } = ref;
+  // cache.tagIndex (docs/security-model.md, "Tag index"): when on, the index may name the tag's
+  // digest instead of the registry; the held bytes are then hashed and verified as any others.
+  const indexed = tag ? d.tagIndex?.resolve(repo, tag) : undefined;
+  if (indexed) return indexed.manifest;
   const answer = tag
     ? await d.tagAnswers.run(`${repo}:${tag}`, () => askRegistry(d, repo, reference, tag))
     : await askRegistry(d, repo, reference);
@@ -544,6 +559,7 @@ async function askRegistry(
   const previous = tag ? d.manifests?.lastResolved(repo, tag) : undefined;
   const headers: Record<string, string> = { accept: MANIFEST_ACCEPT_HEADER };
   if (previous) headers['if-none-match'] = `"${previous.digest}"`;
+  const observed = tag ? d.tagIndex?.beforeRead(repo, tag) : undefined;
   const up = await d.upstream.request({
     method: 'GET',
     path: `/v2/${repo}/manifests/${reference}`,
@@ -554,7 +570,12 @@ async function askRegistry(
   if (up.status === 304) {
     if (!previous) throw upstreamFailure(new Error('manifest GET answered 304 to an unconditional request'));
     d.metrics?.tagRevalidations.inc({ result: 'unchanged' });
+    if (observed) d.tagIndex!.afterRead(observed, previous.digest);
     return { held: previous.manifest };
+  }
+  // The tag index learns the registry's answer (the digest of the bytes, never the header).
+  if (observed && (up.status === 200 || up.status === 404)) {
+    d.tagIndex!.afterRead(observed, up.status === 200 ? digestOf(up.body) : null);
   }
   if (previous && up.status === 200) d.metrics?.tagRevalidations.inc({ result: 'moved' });
   return { up };
@@ -693,7 +714,7 @@ async function putManifest(
     trustedKeys: () => d.trust.trustedKeyNames(repo),
   });
   const headers = upstreamRequestHeaders(req.headers);
-  const send = (): Promise<UpstreamResponse> =>
+  const put = (): Promise<UpstreamResponse> =>
     d.upstream.request({
       method: 'PUT',
       path: `/v2/${repo}/manifests/${ref.digest ?? ref.tag}`,
@@ -702,6 +723,16 @@ async function putManifest(
       maxBytes: 1024 * 1024,
       kind: 'manifest-put',
     });
+  // A PUT by tag through the tag index: the tag is dropped before the PUT is sent and recorded
+  // only once registry:2 accepted these very bytes (201, and its digest is the one computed here).
+  const send = (): Promise<UpstreamResponse> =>
+    ref.tag && d.tagIndex
+      ? d.tagIndex.write(repo, ref.tag, put, (up) =>
+          up.status === 201 && headerValue(up.headers['docker-content-digest']) === digest
+            ? { digest, manifest: pushedManifest(body, manifest) }
+            : undefined,
+        )
+      : put();
   const referrersTag = isReferrersTag(ref.tag) ? ref.tag : undefined;
   // Policy: a client's write of a referrers tag is checked and sent under the same per-subject
   // lock as trustgate's own recordings, so neither undoes the other within this process.

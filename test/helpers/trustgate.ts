@@ -25,6 +25,8 @@ export interface TestGateOptions {
   /** More names for the server certificate (besides localhost and 127.0.0.1). */
   certHosts?: string[];
   redisUrl?: string;
+  /** cache.tagIndex (off unless given, or unless TRUSTGATE_TEST_TAG_INDEX=1 forces it on). */
+  tagIndex?: { enabled?: boolean; maxAgeSeconds?: number };
   /** Share a trusted-keys directory between gates (replicas); default: a fresh one. */
   keysDir?: string;
   /** Share the token signing keys between gates (replicas); default: a fresh one. */
@@ -103,10 +105,12 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
     cache: {
       negativeTtlSeconds: 1,
       ...(o.redisUrl ? { redisUrl: o.redisUrl, hmacSecret: 'x'.repeat(32) } : {}),
+      ...(o.tagIndex ? { tagIndex: o.tagIndex } : {}),
     },
     log: { level: testLogLevel },
     ...o.extra,
   };
+  if (process.env['TRUSTGATE_TEST_TAG_INDEX'] === '1') forceTagIndex(raw);
   const config = parseConfig(raw, {}, dir);
   const configPath = path.join(dir, 'trustgate.yaml');
   // JSON is YAML: the file holds exactly the raw object the config was parsed from.
@@ -135,6 +139,15 @@ export async function startTestGate(o: TestGateOptions): Promise<TestGate> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * TRUSTGATE_TEST_TAG_INDEX=1: every gate a test starts runs with the tag index on (a test run, never
+ * a default), to see which tests change outcome with it (docs/security-model.md, "Tag index").
+ */
+function forceTagIndex(raw: { cache?: unknown }): void {
+  const cache = (raw.cache ?? {}) as { tagIndex?: object };
+  raw.cache = { ...cache, tagIndex: { ...cache.tagIndex, enabled: true } };
 }
 
 function trustedRootFile(dir: string, root: unknown): string {
