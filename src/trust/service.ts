@@ -129,6 +129,8 @@ export class TrustService {
   private epochOf = { keys: '', policy: '', roots: '', value: '' };
   private identityCache?: { keys: ReadonlyMap<string, KeyEntry>; value: Map<string, string> };
   private readonly admitted: LRUCache<string, true>;
+  /** Computations of `inflight` that have finished (kept there a moment for late joiners). */
+  private readonly settled = new WeakSet<Promise<unknown>>();
   /** Digests being verified again after a write (evidenceChanged): true when another write landed. */
   private readonly reverifying = new Map<string, boolean>();
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
@@ -256,11 +258,13 @@ export class TrustService {
     if (shortcut) return { ...base, ...shortcut, cached: false };
     const key = `v:${epoch}:${repo}:${digest}`;
     let cached = true;
-    // A computation in flight for this key (the prefetch of this very pull, usually) began after a
-    // cache miss moments ago: it is joined without asking the cache again (one round trip less to
-    // Redis on the cold path). A `fresh` check never joins one.
+    // A computation still running for this key (the prefetch of this very pull, usually) began
+    // after a cache miss moments ago: it is joined without asking the cache again (one round trip
+    // less to Redis on the cold path). A finished one is not (the cache answers, as before), and a
+    // `fresh` check never joins one.
+    const inflight = opts.fresh === true ? undefined : this.inflight.get(key);
     const running =
-      opts.fresh === true ? undefined : (this.inflight.get(key) as Promise<CachedVerdict> | undefined);
+      inflight && !this.settled.has(inflight) ? (inflight as Promise<CachedVerdict>) : undefined;
     let evidence = running ? undefined : ((await this.o.cache.get(key)) as CachedVerdict | undefined);
     if (isCachedVerdict(evidence) && this.stale(evidence, rule, tag, opts.fresh === true))
       evidence = undefined;
@@ -635,6 +639,8 @@ export class TrustService {
     if (running && !fresh) return running;
     const p = fn();
     this.inflight.set(key, p);
+    const done = (): void => void this.settled.add(p);
+    p.then(done, done);
     const forget = (): void => {
       setTimeout(() => {
         if (this.inflight.get(key) === p) this.inflight.delete(key);
