@@ -138,7 +138,14 @@ async function main(): Promise<void> {
       key: certKey,
       trust: { rules: [{ repos: ['bench/**'], keys: ['release'] }], keys: { release: key.publicKeyPem } },
     });
-    const cache = { redisUrl: redis.url, hmacSecret: randomBytes(32).toString('hex') };
+    // REPLICAS_TAG_INDEX=1: both replicas answer warm pulls by tag from the tag index
+    // (cache.tagIndex, off by default; docs/security-model.md), fed and kept fresh through Redis.
+    const tagIndex = process.env['REPLICAS_TAG_INDEX'] === '1';
+    const cache = {
+      redisUrl: redis.url,
+      hmacSecret: randomBytes(32).toString('hex'),
+      ...(tagIndex ? { tagIndex: { enabled: true } } : {}),
+    };
     const withRedis = (files: GateFiles, port: number): GateFiles => {
       const raw = { ...files.raw, listen: { host: '127.0.0.1', port }, cache };
       const configPath = path.join(path.dirname(files.configPath), `replica-${port}.yaml`);
