@@ -18,7 +18,14 @@ import { generateKeyPair } from '../src/core/signature/sign.js';
 import { startRegistry } from '../test/helpers/stack.js';
 import { pushManifest, pushRandomImage } from '../test/helpers/registry-direct.js';
 import { buildCosignSignBundle, bundleSignerFor } from '../src/core/evidence/bundle-writer.js';
-import { fetchToken, get, pushBundleReferrer, wrk, type WrkResult } from './lib/manifest-load.js';
+import {
+  fetchToken,
+  get,
+  pushBundleReferrer,
+  signThrough,
+  wrk,
+  type WrkResult,
+} from './lib/manifest-load.js';
 import { writeFileSync } from 'node:fs';
 import { signDirect } from '../test/helpers/sign.js';
 import { TestSigstore, toPem } from '../test/helpers/keyless-ca.js';
@@ -26,6 +33,7 @@ import {
   COSIGN_BUNDLE_ANNOTATION,
   COSIGN_CERTIFICATE_ANNOTATION,
 } from '../src/core/evidence/legacy-keyless.js';
+import { cpuNanos } from './lib/cpu.js';
 import { startNginx } from './lib/nginx.js';
 import { benchEnv, runMain, withCleanup } from './lib/setup.js';
 import { envInt, fmt, median, ratio, table } from './lib/stats.js';
@@ -62,7 +70,13 @@ async function main(): Promise<void> {
     const { serverCert: cert, serverKey: certKey } = env.certs;
     const nginx = await startNginx({ upstream: registry.url, cert, key: certKey, variant: 'tuned' });
     defer(() => nginx.stop());
-    const gates: Array<{ name: string; url: string; pid: number; token: string }> = [];
+    const gates: Array<{
+      name: string;
+      url: string;
+      pid: number;
+      token: string;
+      creds: { username: string; password: string };
+    }> = [];
     let files: Awaited<ReturnType<typeof writeTrustgateConfig>> | undefined;
     const keyed = {
       rules: [{ repos: ['bench/**'], keys: ['release'] }],
@@ -73,21 +87,19 @@ async function main(): Promise<void> {
         registryUrl: registry.url,
         cert,
         key: certKey,
-        // The first gate also verifies keyless signatures (measured below); the others, which may
-        // be an older build (BENCH_BASELINE), get the keyed rule only.
-        trust: files
-          ? keyed
-          : {
-              ...keyed,
-              rules: [
-                {
-                  repos: ['bench/keyless/**'],
-                  identities: [{ issuer: KEYLESS_ID.issuer, subjectRegExp: 'https://github\\.com/bench/.*' }],
-                },
-                ...keyed.rules,
-              ],
-              trustedRoot: sigstore.trustedRoot(),
+        // Every gate also verifies keyless signatures (measured below): a BENCH_BASELINE build must
+        // know keyless rules.
+        trust: {
+          ...keyed,
+          rules: [
+            {
+              repos: ['bench/keyless/**'],
+              identities: [{ issuer: KEYLESS_ID.issuer, subjectRegExp: 'https://github\\.com/bench/.*' }],
             },
+            ...keyed.rules,
+          ],
+          trustedRoot: sigstore.trustedRoot(),
+        },
         ...(variant.reads ? { reads: variant.reads } : {}),
       });
       const g = await startTrustgateChild(f, variant.dist);
@@ -98,6 +110,7 @@ async function main(): Promise<void> {
         url: g.url,
         pid: g.pid,
         token: await fetchToken(g.url, env.ca, f.creds, 'bench/app'),
+        creds: f.creds,
       });
     }
     // `trustgate-index`: this build with the tag index on (cache.tagIndex, maxAgeSeconds 60; one
@@ -118,18 +131,21 @@ async function main(): Promise<void> {
         url: g.url,
         pid: g.pid,
         token: await fetchToken(g.url, env.ca, f.creds, 'bench/app'),
+        creds: f.creds,
       });
     }
     const [tg] = gates;
     if (!tg || !files) throw new Error('no trustgate started');
+    // The gates whose verification latency is measured below: this build and the baseline (not
+    // trustgate-index, this build again with keyed rules only, nor node-floor, which verifies nothing).
+    const verifying = gates.filter((g) => g.name !== 'trustgate-index');
     // `node-floor` (only when BENCH_TARGETS names it): TLS listener + trustgate's upstream client,
     // nothing else (bench/lib/floor-child.ts): the part of trustgate's CPU per request that is Node.
     if (process.env['BENCH_TARGETS']?.split(',').includes('node-floor')) {
       const floor = await startTrustgateChild(files, undefined, 'floor-child.js');
       defer(() => floor.close());
-      gates.push({ name: 'node-floor', url: floor.url, pid: floor.pid, token: tg.token });
+      gates.push({ name: 'node-floor', url: floor.url, pid: floor.pid, token: tg.token, creds: tg.creds });
     }
-    const tokenRes = tg.token;
 
     const targets: Array<{ name: string; base: string; headers: Record<string, string>; pid?: number }> = [
       { name: 'registry', base: registry.url, headers: { accept: ACCEPT } },
@@ -232,103 +248,139 @@ async function main(): Promise<void> {
     );
 
     // Cold versus warm verification: fresh signed images, first and second GET of each, in both
-    // key-based evidence formats, alternating (legacy, bundle, legacy, …) so drift is shared.
-    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
-    defer(() => agent.destroy());
-    const formats = ['legacy', 'bundle'] as const;
-    const latency = Object.fromEntries(
-      formats.map((f) => [f, { cold: [] as number[], warm: [] as number[] }]),
+    // key-based evidence formats and keyless, alternating formats (legacy, bundle, keyless, …) and
+    // gates (trustgate, trustgate-baseline, …) so drift is shared. Each gate gets its own images
+    // (each in its own repository), so every first GET is cold for the registry too.
+    const formats = ['legacy', 'bundle', 'keyless', 'legacy-through', 'bundle-through'] as const;
+    const agents = new Map(
+      verifying.map((g) => [g.name, new https.Agent({ keepAlive: true, maxSockets: 1 })]),
     );
+    defer(() => agents.forEach((a) => a.destroy()));
+    type Series = { cold: number[]; warm: number[]; gateCpu: number[]; registryCpu: number[] };
+    const latency = new Map<string, Series>();
+    const series = (gate: string, format: string): Series => {
+      const k = `${gate} ${format}`;
+      if (!latency.has(k)) latency.set(k, { cold: [], warm: [], gateCpu: [], registryCpu: [] });
+      return latency.get(k)!;
+    };
     const bundleSigner = bundleSignerFor(key.pkcs8Der);
     for (let i = 0; i < verifyImages; i++) {
       for (const format of formats) {
-        const repo = `bench/${format}${i}`;
-        const im = await pushRandomImage(registry.url, repo, 'v1', 1, 1024);
-        if (format === 'legacy') {
-          await signDirect(registry.url, repo, im.digest, key.pkcs8Der, {
-            dockerReference: `localhost/${repo}`,
-          });
-        } else {
-          await pushBundleReferrer(registry.url, repo, im, buildCosignSignBundle(im.digest, bundleSigner));
+        for (const g of verifying) {
+          const agent = agents.get(g.name)!;
+          const suffix = g === tg ? '' : `-${g.name}`;
+          const repo = format === 'keyless' ? `bench/keyless/v${i}${suffix}` : `bench/${format}${i}${suffix}`;
+          const im = await pushRandomImage(registry.url, repo, 'v1', 1, 1024);
+          if (format === 'legacy') {
+            await signDirect(registry.url, repo, im.digest, key.pkcs8Der, {
+              dockerReference: `localhost/${repo}`,
+            });
+          } else if (format === 'bundle') {
+            await pushBundleReferrer(registry.url, repo, im, buildCosignSignBundle(im.digest, bundleSigner));
+          } else if (format === 'legacy-through' || format === 'bundle-through') {
+            const push = await fetchToken(g.url, env.ca, g.creds, repo, 'pull,push');
+            await signThrough(
+              { registryUrl: registry.url, gateUrl: g.url, ca: env.ca, token: push },
+              repo,
+              im,
+              format === 'legacy-through' ? 'legacy' : 'bundle',
+              key.pkcs8Der,
+              () => buildCosignSignBundle(im.digest, bundleSigner),
+            );
+          } else {
+            // cosign 2.x keyless .sig layers (Fulcio-like certificate with an SCT, Rekor v1 SET and
+            // inclusion proof), verified against a trusted root.
+            await signDirect(registry.url, repo, im.digest, new Uint8Array(), {
+              dockerReference: `localhost/${repo}`,
+              signWith: (payload) => {
+                const sig = sigstore.sign(payload, KEYLESS_ID);
+                return {
+                  signature: sig.signature.toString('base64'),
+                  annotations: {
+                    [COSIGN_CERTIFICATE_ANNOTATION]: toPem(sig.certificate),
+                    [COSIGN_BUNDLE_ANNOTATION]: sig.cosignBundle,
+                  },
+                };
+              },
+            });
+          }
+          const t = await fetchToken(g.url, env.ca, g.creds, repo);
+          const h = { accept: ACCEPT, authorization: `Bearer ${t}` };
+          const url = `${g.url}/v2/${repo}/manifests/${im.digest}`;
+          // A warm request first, so the client's keep-alive connection is open and idle.
+          await get(
+            `${g.url}/v2/bench/app/manifests/v1`,
+            env.ca,
+            { ...h, authorization: `Bearer ${g.token}` },
+            agent,
+          );
+          const cpu0 = [cpuNanos(g.pid), cpuNanos(registry.pid)];
+          series(g.name, format).cold.push(await get(url, env.ca, h, agent));
+          const cpu1 = [cpuNanos(g.pid), cpuNanos(registry.pid)];
+          series(g.name, format).gateCpu.push((cpu1[0]! - cpu0[0]!) / 1e6);
+          series(g.name, format).registryCpu.push((cpu1[1]! - cpu0[1]!) / 1e6);
+          series(g.name, format).warm.push(await get(url, env.ca, h, agent));
         }
-        const t = await fetchToken(tg.url, env.ca, files.creds, repo);
-        const h = { accept: ACCEPT, authorization: `Bearer ${t}` };
-        const url = `${tg.url}/v2/${repo}/manifests/${im.digest}`;
-        await get(
-          `${tg.url}/v2/bench/app/manifests/v1`,
-          env.ca,
-          { ...h, authorization: `Bearer ${tokenRes}` },
-          agent,
-        );
-        latency[format]!.cold.push(await get(url, env.ca, h, agent));
-        latency[format]!.warm.push(await get(url, env.ca, h, agent));
       }
     }
     console.log(
-      `\nverification latency through trustgate, ${verifyImages} fresh signed images per format (Ed25519), ms`,
+      `\nverification latency through trustgate, ${verifyImages} fresh signed images per format and gate (Ed25519 key, or keyless), ms`,
     );
+    const what: Record<string, string> = {
+      legacy: 'legacy (.sig + payload)',
+      bundle: 'bundle (referrers tag + referrer + bundle)',
+      keyless: 'keyless (.sig + payload, chain, SCT, SET, identity)',
+      'legacy-through': 'legacy, signed through trustgate (first pull)',
+      'bundle-through': 'bundle, signed through trustgate (first pull)',
+    };
     const row = (name: string, xs: number[]): string[] => [
       name,
       fmt(median(xs), 2),
       fmt(Math.min(...xs), 2),
       fmt(Math.max(...xs), 2),
     ];
-    console.log(
-      table([
-        ['', 'median', 'min', 'max'],
-        row('cold, legacy (fetch .sig + payload, verify)', latency['legacy']!.cold),
-        row('cold, bundle (fetch referrers + bundle, verify)', latency['bundle']!.cold),
-        row('warm, legacy (cached verdict)', latency['legacy']!.warm),
-        row('warm, bundle (cached verdict)', latency['bundle']!.warm),
-      ]),
-    );
-
-    // The same for keyless signatures: cosign 2.x keyless .sig layers (Fulcio-like certificate with
-    // an SCT, Rekor v1 SET and inclusion proof), verified against a trusted root.
-    const kcold: number[] = [];
-    const kwarm: number[] = [];
-    for (let i = 0; i < verifyImages; i++) {
-      const repo = `bench/keyless/v${i}`;
-      const im = await pushRandomImage(registry.url, repo, 'v1', 1, 1024);
-      await signDirect(registry.url, repo, im.digest, new Uint8Array(), {
-        dockerReference: `localhost/${repo}`,
-        signWith: (payload) => {
-          const sig = sigstore.sign(payload, KEYLESS_ID);
-          return {
-            signature: sig.signature.toString('base64'),
-            annotations: {
-              [COSIGN_CERTIFICATE_ANNOTATION]: toPem(sig.certificate),
-              [COSIGN_BUNDLE_ANNOTATION]: sig.cosignBundle,
-            },
-          };
-        },
-      });
-      const t = await fetchToken(tg.url, env.ca, files.creds, repo);
-      const h = { accept: ACCEPT, authorization: `Bearer ${t}` };
-      const url = `${tg.url}/v2/${repo}/manifests/${im.digest}`;
-      kcold.push(await get(url, env.ca, h, agent));
-      kwarm.push(await get(url, env.ca, h, agent));
+    const rows: string[][] = [['', 'median', 'min', 'max']];
+    for (const phase of ['cold', 'warm'] as const) {
+      for (const format of formats) {
+        for (const g of verifying)
+          rows.push(
+            row(
+              `${phase}, ${phase === 'cold' ? what[format] : format}, ${g.name}`,
+              series(g.name, format)[phase],
+            ),
+          );
+      }
     }
-    console.log(
-      `\nkeyless verification latency through trustgate, ${verifyImages} fresh keyless-signed images, ms`,
-    );
+    console.log(table(rows));
+    // CPU of the gate (all its threads) and of registry:2 during each cold GET (schedstat, ns):
+    // less sensitive to the machine's load than wall time.
+    console.log('\nCPU ms per cold verification (median; gate = all threads of the trustgate process)');
     console.log(
       table([
-        ['', 'median', 'min', 'max'],
-        [
-          'cold (fetch .sig + payload, chain, SCT, Rekor SET, identity)',
-          fmt(median(kcold), 2),
-          fmt(Math.min(...kcold), 2),
-          fmt(Math.max(...kcold), 2),
-        ],
-        [
-          'warm (cached verdict)',
-          fmt(median(kwarm), 2),
-          fmt(Math.min(...kwarm), 2),
-          fmt(Math.max(...kwarm), 2),
-        ],
+        ['', 'gate', 'registry'],
+        ...formats.flatMap((format) =>
+          verifying.map((g) => [
+            `${format}, ${g.name}`,
+            fmt(median(series(g.name, format).gateCpu), 2),
+            fmt(median(series(g.name, format).registryCpu), 2),
+          ]),
+        ),
       ]),
     );
+    const baseline = verifying.find((g) => g.name === 'trustgate-baseline');
+    if (baseline) {
+      console.log('\nratios of medians (trustgate / trustgate-baseline)');
+      console.log(
+        table(
+          (['cold', 'warm'] as const).flatMap((phase) =>
+            formats.map((format) => [
+              `${phase}, ${format}`,
+              ratio(median(series('trustgate', format)[phase]), median(series(baseline.name, format)[phase])),
+            ]),
+          ),
+        ),
+      );
+    }
   });
 }
 

@@ -8,6 +8,7 @@
  *   their own `typ` as well.
  */
 import { randomUUID } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { SignJWT, jwtVerify, errors as joseErrors, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { GateError } from '../core/errors.js';
 import { parseStrictJson } from '../core/json-strict.js';
@@ -86,10 +87,26 @@ const WRONG_API: Record<TokenUse, string> = {
 const invalid = (logDetail: unknown, cause?: unknown): GateError =>
   new GateError('UNAUTHORIZED', 'invalid token: get a new one from the token endpoint', { logDetail, cause });
 
+/** How long this process remembers an access token it issued (the time to its first use). */
+const ISSUED_MEMORY_MS = 60_000;
+
 export class TokenService {
   private keys: TokenKeySet;
   private readonly keyResolver: JWTVerifyGetKey;
   private o: TokenSettings;
+  /**
+   * Access tokens this process signed in the last minute, with the claims it signed into them.
+   * Policy: such a token is known without verifying its signature again (its first use usually
+   * follows its issue at once: a pull's cold path). The token string is the key, so only its
+   * holder can present it, and verification would find exactly these claims. Only for the same
+   * API, inside the same time checks (nbf and iat with the clock tolerance, exp, the lifetime), and
+   * under the settings and keys it was signed with: configure() and setKeys() forget them all.
+   * Anything else goes through the full verification.
+   */
+  private readonly issued = new LRUCache<string, { use: TokenUse; claims: TokenClaims }>({
+    max: 10_000,
+    ttl: ISSUED_MEMORY_MS,
+  });
 
   constructor(o: TokenServiceOptions) {
     this.o = checkSettings(o);
@@ -110,6 +127,7 @@ export class TokenService {
    */
   configure(settings: TokenSettings): void {
     this.o = checkSettings(settings);
+    this.issued.clear();
   }
 
   get service(): string {
@@ -119,6 +137,7 @@ export class TokenService {
   /** Swaps in a reloaded key set (after `rotateTokenKey`); tokens of keys still present stay valid. */
   setKeys(keys: TokenKeySet): void {
     this.keys = keys;
+    this.issued.clear();
   }
 
   get ttlSeconds(): number {
@@ -139,6 +158,7 @@ export class TokenService {
     const use = grantUse(access);
     const iat = Math.floor(now.getTime() / 1000);
     const { kid, privateKey } = this.keys.signing;
+    const jti = randomUUID();
     const token = await new SignJWT({ access, kind: identity.kind })
       .setProtectedHeader({ alg: 'ES256', kid, typ: ACCESS_TYP })
       .setIssuer(this.o.issuer)
@@ -147,8 +167,23 @@ export class TokenService {
       .setIssuedAt(iat)
       .setNotBefore(iat)
       .setExpirationTime(iat + this.o.ttlSeconds)
-      .setJti(randomUUID())
+      .setJti(jti)
       .sign(privateKey);
+    // Only what verify() would accept is remembered (the same bounds on subject and grant).
+    const subjectOk = identity.subject.length > 0 && identity.subject.length <= 1024;
+    if (subjectOk && access.length <= MAX_ACCESS_ENTRIES && access.every(isAccessClaim)) {
+      this.issued.set(token, {
+        use,
+        claims: {
+          subject: identity.subject,
+          kind: identity.kind,
+          access: JSON.parse(JSON.stringify(access)) as AccessClaim[],
+          jti,
+          issuedAt: new Date(iat * 1000),
+          expiresAt: new Date((iat + this.o.ttlSeconds) * 1000),
+        },
+      });
+    }
     const out: IssuedToken = {
       token,
       access_token: token,
@@ -179,6 +214,8 @@ export class TokenService {
    * the admin grant, and a registry token never carries it.
    */
   async verifyAccessToken(token: string, now: Date, use: TokenUse = 'registry'): Promise<TokenClaims> {
+    const known = this.issued.get(token);
+    if (known && known.use === use && this.withinTimes(known.claims, now)) return known.claims;
     const p = await this.verify(token, now, [this.accessAudience(use)], ACCESS_TYP, this.o.ttlSeconds, use);
     const access = p['access'];
     if (!Array.isArray(access) || access.length > MAX_ACCESS_ENTRIES || !access.every(isAccessClaim)) {
@@ -212,6 +249,19 @@ export class TokenService {
     const aud = Array.isArray(p.aud) ? p.aud[0] : p.aud;
     const use: TokenUse = aud === this.refreshAudience('admin') ? 'admin' : 'registry';
     return { subject: p.sub!, kind, use, accountVersion: ver, jti: p.jti! };
+  }
+
+  /** The time checks verify() makes (nbf = iat, exp, the lifetime), with the same tolerance. */
+  private withinTimes(c: TokenClaims, now: Date): boolean {
+    const t = now.getTime();
+    const tolerance = CLOCK_TOLERANCE_S * 1000;
+    const iat = c.issuedAt.getTime();
+    return (
+      t >= iat - tolerance &&
+      t < c.expiresAt.getTime() &&
+      t - iat <= this.o.ttlSeconds * 1000 &&
+      c.expiresAt.getTime() - iat <= this.o.ttlSeconds * 1000
+    );
   }
 
   private accessAudience(use: TokenUse): string {

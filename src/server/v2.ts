@@ -755,7 +755,7 @@ async function putManifest(
       : await send();
   if (up.status === 201 && isSignatureTag(ref.tag)) {
     // A new signature may turn an earlier refusal into a pass at once.
-    await d.trust.invalidate(repo, ref.tag.replace(/^sha256-([0-9a-f]{64})\.sig$/, 'sha256:$1'));
+    await d.trust.evidenceChanged(repo, ref.tag.replace(/^sha256-([0-9a-f]{64})\.sig$/, 'sha256:$1'));
   }
   const attested = attestationSubjectOfTag(ref.tag);
   if (up.status === 201 && attested) {
@@ -765,7 +765,7 @@ async function putManifest(
   const out: Record<string, string> = {};
   if (up.status === 201 && subject && !referrersTag) {
     // A new referrer may carry a signature: the subject's refusal is looked at again at once.
-    await d.trust.invalidate(repo, subject);
+    await d.trust.evidenceChanged(repo, subject);
     out['oci-subject'] = subject;
   }
   for (const h of ['content-type', 'location', 'docker-content-digest']) {

@@ -6,7 +6,14 @@ import { parseDockerReference } from '../core/reference.js';
 import { EMPTY_JSON_DIGEST, MAX_BUNDLE_BYTES } from '../core/referrers.js';
 import { isWellFormedBundle } from '../core/evidence/bundle.js';
 import { parseSimpleSigningPayload } from '../core/signature/payload.js';
-import { evaluateTrust, signerIdentities, type SignatureCandidate, type TrustedKey } from '../core/trust.js';
+import {
+  evaluateTrust,
+  signerIdentities,
+  type SignatureCandidate,
+  type TrustedKey,
+  type TrustInput,
+  type TrustVerdict,
+} from '../core/trust.js';
 import type { EffectiveTrustRule } from '../core/trust-policy.js';
 import type { SigstoreTrustedRoot } from '../core/evidence/trusted-root.js';
 import {
@@ -31,7 +38,8 @@ import { attestationFacts } from '../core/attestation/verify.js';
 import {
   ATTESTATION_LIMITS,
   attestationEvidence,
-  collectEvidence,
+  bundleEvidence,
+  legacyEvidence,
   readSignatureArtifact,
   signatureCandidates,
   verifiedBlob,
@@ -121,8 +129,17 @@ export class TrustService {
   private epochOf = { keys: '', policy: '', roots: '', value: '' };
   private identityCache?: { keys: ReadonlyMap<string, KeyEntry>; value: Map<string, string> };
   private readonly admitted: LRUCache<string, true>;
+  /** Computations of `inflight` that have finished (kept there a moment for late joiners). */
+  private readonly settled = new WeakSet<Promise<unknown>>();
+  /** Digests being verified again after a write (evidenceChanged): true when another write landed. */
+  private readonly reverifying = new Map<string, boolean>();
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
   signatureFetches = 0;
+  /**
+   * Cold verifications decided from one evidence layout before the other's reads were done (see
+   * evidenceVerdict), for tests.
+   */
+  earlyVerdicts = 0;
   /** Attestation evidence fetches (cold attestation checks), for tests and metrics. */
   attestationFetches = 0;
 
@@ -241,16 +258,24 @@ export class TrustService {
     if (shortcut) return { ...base, ...shortcut, cached: false };
     const key = `v:${epoch}:${repo}:${digest}`;
     let cached = true;
-    let evidence = (await this.o.cache.get(key)) as CachedVerdict | undefined;
+    // A computation still running for this key (the prefetch of this very pull, usually) began
+    // after a cache miss moments ago: it is joined without asking the cache again (one round trip
+    // less to Redis on the cold path). A finished one is not (the cache answers, as before), and a
+    // `fresh` check never joins one.
+    const inflight = opts.fresh === true ? undefined : this.inflight.get(key);
+    const running =
+      inflight && !this.settled.has(inflight) ? (inflight as Promise<CachedVerdict>) : undefined;
+    let evidence = running ? undefined : ((await this.o.cache.get(key)) as CachedVerdict | undefined);
     if (isCachedVerdict(evidence) && this.stale(evidence, rule, tag, opts.fresh === true))
       evidence = undefined;
     if (!isCachedVerdict(evidence)) {
       cached = false;
-      evidence = await this.singleFlight(
-        key,
-        () => this.compute(repo, digest, rule, keys, roots, epoch),
-        opts.fresh === true,
-      );
+      evidence = await (running ??
+        this.singleFlight(
+          key,
+          () => this.compute(repo, digest, rule, keys, roots, epoch),
+          opts.fresh === true,
+        ));
     }
     let outcome = decideServe({ ...input, evidence });
     let indexParent: string | undefined;
@@ -380,6 +405,11 @@ export class TrustService {
    * manifest turns out to need no evidence).
    */
   prefetch(repo: string, digest: string): void {
+    void this.verifyInBackground(repo, digest);
+  }
+
+  /** What prefetch starts; settles (never rejects) when the verification is done or not needed. */
+  private async verifyInBackground(repo: string, digest: string): Promise<void> {
     const epoch = this.epoch();
     const rule = this.o.ruleFor(repo);
     if (rule.mode === 'off') return;
@@ -387,12 +417,14 @@ export class TrustService {
     const roots = this.roots();
     const key = `v:${epoch}:${repo}:${digest}`;
     if (this.inflight.has(key)) return;
-    void (async () => {
+    try {
       const cached = (await this.o.cache.get(key)) as CachedVerdict | undefined;
       // A cached verdict (even a stale refusal, which verify re-checks itself) needs no prefetch.
       if (isCachedVerdict(cached) || this.inflight.has(key)) return;
       await this.singleFlight(key, () => this.compute(repo, digest, rule, keys, roots, epoch), false);
-    })().catch(() => undefined);
+    } catch {
+      // left for verify to report (or for nobody, when the manifest needs no evidence)
+    }
   }
 
   /** Records that the children of a verified index may be served by digest in this repository. */
@@ -498,6 +530,39 @@ export class TrustService {
   }
 
   /**
+   * New signature evidence for `digest` was written through this gate (a `.sig` push or a
+   * referrer): the cached verdict is dropped and the verification runs again at once, in the
+   * background, so the first pull after signing finds it done (or joins it) instead of reading the
+   * evidence itself. Policy: this is the verification a pull would run, under the epoch in force,
+   * with nothing decided here; it starts after the registry accepted the write (and, for a
+   * referrer, after the referrers index was updated), so it reads the new evidence. A failure is
+   * left for the next pull, which verifies again. Per digest at most one such verification runs;
+   * writes that land meanwhile make it run once more afterwards (its verdict may predate them), so
+   * a publisher's burst of writes costs at most one verification per write, one at a time.
+   */
+  async evidenceChanged(repo: string, digest: string): Promise<void> {
+    await this.invalidate(repo, digest);
+    const k = `${repo}@${digest}`;
+    if (this.reverifying.has(k)) {
+      this.reverifying.set(k, true);
+      return;
+    }
+    this.reverifying.set(k, false);
+    void (async () => {
+      try {
+        await this.verifyInBackground(repo, digest);
+        while (this.reverifying.get(k) === true) {
+          this.reverifying.set(k, false);
+          await this.invalidate(repo, digest);
+          await this.verifyInBackground(repo, digest);
+        }
+      } finally {
+        this.reverifying.delete(k);
+      }
+    })();
+  }
+
+  /**
    * Checks a push to a signature tag: every layer it adds to what is already stored must verify
    * with a key trusted for this repository, over the digest the tag names, and it must add one.
    */
@@ -574,6 +639,8 @@ export class TrustService {
     if (running && !fresh) return running;
     const p = fn();
     this.inflight.set(key, p);
+    const done = (): void => void this.settled.add(p);
+    p.then(done, done);
     const forget = (): void => {
       setTimeout(() => {
         if (this.inflight.get(key) === p) this.inflight.delete(key);
@@ -583,6 +650,48 @@ export class TrustService {
       if (this.inflight.get(key) === p) this.inflight.delete(key);
     });
     return p;
+  }
+
+  /**
+   * Reads the evidence of `digest` in both layouts at once and judges it (tag binding aside). The
+   * verdict is made from one layout alone as soon as that layout's reads are done and its evidence
+   * alone already meets the rule, without waiting for the other layout's reads.
+   * Policy: only an allow is ever made early, never a refusal. evaluateTrust is monotone: a signer
+   * counted from part of the evidence is counted from all of it, and evidence only adds signers
+   * (a bad signature, a revoked key or an attestation in the other layout adds a failure, which
+   * matters only when the threshold is not met). So the allow is the one the complete evidence
+   * gives; only its signer list may name fewer signers. A failed read of the other layout cannot
+   * turn it into a refusal either, so it is not waited for (a failure of the first read still
+   * fails the verification, I3). Bundles never bind a tag, so under tag binding the bundle layout
+   * never decides early: the tags bound are read from the legacy signatures, which must be in.
+   */
+  private async evidenceVerdict(
+    repo: string,
+    digest: string,
+    rule: EffectiveTrustRule,
+    base: Omit<TrustInput, 'signatures' | 'bundles' | 'tagBinding' | 'now'>,
+  ): Promise<{ signatures: SignatureCandidate[]; v: TrustVerdict; now: Date }> {
+    const legacyRead = legacyEvidence(this.o.evidence, repo, digest).then((e) => e.legacy);
+    const bundleRead = bundleEvidence(this.o.evidence, repo, digest).then((b) => b.map((c) => c.bytes));
+    // Either may be left unawaited below; a rejection then has no one to tell.
+    legacyRead.catch(() => undefined);
+    bundleRead.catch(() => undefined);
+    const first = await Promise.race([
+      legacyRead.then((signatures) => ({ signatures, bundles: [] as Uint8Array[] })),
+      bundleRead.then((bundles) => ({ signatures: [] as SignatureCandidate[], bundles })),
+    ]);
+    const decidesAlone = first.signatures.length > 0 || (first.bundles.length > 0 && !rule.tagBinding);
+    if (decidesAlone) {
+      const now = this.now();
+      const v = evaluateTrust({ ...base, ...first, now, tagBinding: false });
+      if (v.ok) {
+        this.earlyVerdicts++;
+        return { signatures: first.signatures, v, now };
+      }
+    }
+    const [signatures, bundles] = await Promise.all([legacyRead, bundleRead]);
+    const now = this.now();
+    return { signatures, v: evaluateTrust({ ...base, signatures, bundles, now, tagBinding: false }), now };
   }
 
   private async compute(
@@ -595,22 +704,17 @@ export class TrustService {
   ): Promise<CachedVerdict> {
     const started = performance.now();
     this.signatureFetches++;
-    const evidence = await collectEvidence(this.o.evidence, repo, digest);
-    const signatures = evidence.legacy;
     const keys = this.trustedKeys(rule, repo, keySet);
-    const now = this.now();
-    const input = {
+    const base = {
       repo,
       digest,
-      signatures,
-      bundles: evidence.bundles.map((b) => b.bytes),
       bundleOptions: { tlog: rule.tlog, trustedRoots },
       identities: rule.identities,
       keys,
       threshold: rule.threshold,
-      now,
     };
-    const v = evaluateTrust({ ...input, tagBinding: false });
+    const { signatures, v, now } = await this.evidenceVerdict(repo, digest, rule, base);
+    const input = { ...base, signatures, now };
     const boundTags: string[] = [];
     if (v.ok && rule.tagBinding) {
       // Bundles name no tag, so they never bind one: verifying them again per tag is wasted work.

@@ -332,6 +332,46 @@ describe('TokenService', () => {
     await pruned.verifyAccessToken(fresh.token, NOW);
   });
 
+  it('a token this service just issued is known at its first use under the same checks: API, times, settings, keys', async () => {
+    // The issued-token memory (tokens.ts `issued`) answers these without verifying the signature
+    // again; each must come out as full verification decides it.
+    const s = new TokenService({ keys, ...opts });
+    const t = (await s.issue(alice, access, NOW)).token;
+    const c = await s.verifyAccessToken(t, NOW);
+    assert.equal(c.subject, 'alice');
+    assert.equal(c.kind, 'user');
+    assert.deepEqual(c.access, access);
+    assert.equal(c.jti, decodeJwt(t).jti);
+    assert.equal(c.expiresAt.getTime(), (T + 300) * 1000);
+    // Not for the other API, not before nbf (beyond the tolerance), not after exp (beyond it).
+    await refused(s.verifyAccessToken(t, NOW, 'admin'), /not for the admin API/);
+    await refused(s.verifyAccessToken(t, new Date(NOW.getTime() - 31_000)));
+    await refused(s.verifyAccessToken(t, new Date(NOW.getTime() + 331_000)), /expired/);
+    // A reload to another service ends it at once; back to this service, it verifies again.
+    s.configure({ ...opts, service: 'other.test' });
+    await refused(s.verifyAccessToken(t, NOW), /not for the registry/);
+    s.configure(opts);
+    assert.equal((await s.verifyAccessToken(t, NOW)).subject, 'alice');
+    // A shorter lifetime applies to it too.
+    const u = (await s.issue(alice, access, NOW)).token;
+    s.configure({ ...opts, ttlSeconds: 60 });
+    await refused(s.verifyAccessToken(u, new Date(NOW.getTime() + 120_000)));
+    s.configure(opts);
+    // Keys without the one that signed it: refused.
+    const v = (await s.issue(alice, access, NOW)).token;
+    const otherDir = mkdtempSync(path.join(tmpdir(), 'tg-tok-other-'));
+    try {
+      s.setKeys(await loadOrCreateTokenKeys(otherDir, log));
+      await refused(s.verifyAccessToken(v, NOW));
+    } finally {
+      rmSync(otherDir, { recursive: true, force: true });
+    }
+    // A token differing in one character of its signature is another string: verified, refused.
+    const w = (await s.issue(alice, access, NOW)).token;
+    const flipped = w.slice(0, -2) + (w.at(-2) === 'A' ? 'B' : 'A') + w.at(-1)!;
+    await refused(s.verifyAccessToken(flipped, NOW));
+  });
+
   it('refuses a TTL under the token spec minimum of 60 s', () => {
     assert.throws(() => new TokenService({ keys, ...opts, ttlSeconds: 59 }), TypeError);
   });
