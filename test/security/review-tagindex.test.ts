@@ -283,6 +283,28 @@ describe('review: tag index attacks (index on)', { timeout: 300_000 }, () => {
     assert.ok((await lookups(a, 'hit')) > 0);
   });
 
+  it('fixed (refused reload): a SIGHUP whose new file is refused still flushes the index, so a tag changed by hand is not served from it', async () => {
+    const repo = 'reload/refused';
+    const first = await signedImage(repo, 'v1');
+    assert.equal(await untilIndexAnswers(a, repo, 'v1'), first.digest);
+    // The operator moves the tag straight in registry:2 and sends SIGHUP, with a file that does
+    // not validate (maxAgeSeconds below its minimum).
+    const second = await signedImage(repo, 'v1');
+    const setMaxAge = (n: number): void =>
+      a.rewriteConfig((raw) => {
+        const cache = raw['cache'] as { tagIndex?: { maxAgeSeconds?: number } };
+        cache.tagIndex = { ...cache.tagIndex, maxAgeSeconds: n };
+      });
+    setMaxAge(0);
+    try {
+      assert.equal(await a.tg.reload(), false, 'the reload is refused');
+      assert.equal(served(await pull(a, repo, 'v1')), second.digest, 'not the flushed entry');
+    } finally {
+      setMaxAge(3600);
+      assert.equal(await a.tg.reload(), true);
+    }
+  });
+
   it('HELD: with Redis gone, a PUT by tag and the pulls after it succeed (asked of the registry) and are fresh; after Redis is back the index is flushed before it answers', async () => {
     const repo = 'down/app';
     const first = await signedImage(repo, 'v1');
