@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { MEDIA_TYPES } from '../../src/core/manifest.js';
 import { generateKeyPair } from '../../src/core/signature/sign.js';
 import { bearer, getToken, request, type Reply } from '../helpers/http.js';
-import { pushManifest, pushRandomImage, sha256 } from '../helpers/registry-direct.js';
+import { direct, pushManifest, pushRandomImage, sha256 } from '../helpers/registry-direct.js';
 import { signDirect } from '../helpers/sign.js';
 import { startRedis, startRegistry, type RedisHandle, type RegistryHandle } from '../helpers/stack.js';
 import { startTestGate, type TestGate } from '../helpers/trustgate.js';
@@ -87,7 +87,10 @@ describe('review: tag index attacks (index on)', { timeout: 300_000 }, () => {
       path: `/v2/${repo}/manifests/${ref}`,
       headers: bearer(await token(gate, repo, 'publisher')),
     });
-  const signedImage = async (repo: string, tag: string): Promise<{ digest: string; bytes: Buffer }> => {
+  const signedImage = async (
+    repo: string,
+    tag: string,
+  ): Promise<{ digest: string; bytes: Buffer; blobs: string[] }> => {
     const img = await pushRandomImage(registry.url, repo, tag);
     await signDirect(registry.url, repo, img.digest, release.pkcs8Der);
     return img;
@@ -241,6 +244,26 @@ describe('review: tag index attacks (index on)', { timeout: 300_000 }, () => {
     const mismatch = await put(a, repo, `sha256:${'0'.repeat(64)}`, img.bytes);
     assert.equal(mismatch.status, 400);
     assert.equal(served(await pull(a, repo, 'v1')), img.digest);
+  });
+
+  it("HELD: a publisher of another repository, pushing and deleting the very same manifest there, neither moves nor drops this repository's entry", async () => {
+    const mine = 'px/mine';
+    const theirs = 'px/theirs';
+    const img = await signedImage(mine, 'v1');
+    for (const blob of img.blobs) {
+      const m = await direct(registry.url, 'POST', `/v2/${theirs}/blobs/uploads/?mount=${blob}&from=${mine}`);
+      assert.equal(m.status, 201, m.body.toString());
+    }
+    assert.equal(await untilIndexAnswers(a, mine, 'v1'), img.digest);
+    assert.equal(await untilIndexAnswers(b, mine, 'v1'), img.digest);
+    assert.equal((await put(a, theirs, 'v1', img.bytes)).status, 201);
+    assert.equal((await del(a, theirs, img.digest)).status, 202);
+    assert.equal((await pull(a, theirs, 'v1')).status, 404);
+    for (const gate of [a, b]) {
+      const hits = await lookups(gate, 'hit');
+      assert.equal(served(await pull(gate, mine, 'v1')), img.digest);
+      assert.equal(await lookups(gate, 'hit'), hits + 1, 'still answered by its own entry');
+    }
   });
 
   it('HELD: a pusher moving a tag through A while pulls race on A and B: every pull through A that starts after the PUT was answered gets the written digest; B follows', async () => {
