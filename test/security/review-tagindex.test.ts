@@ -9,6 +9,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createClient } from 'redis';
 import { after, before, describe, it } from 'node:test';
 import { MEDIA_TYPES } from '../../src/core/manifest.js';
@@ -423,3 +425,114 @@ describe('review: tag index off (the default) with Redis', { timeout: 120_000 },
     }
   });
 });
+
+describe(
+  'review: tag index against a faulty registry (a fault proxy in front of registry:2)',
+  { timeout: 120_000 },
+  () => {
+    it('HELD: a 304 to an unconditional read, a PUT answered 201 with another digest, or 202, is never recorded', async () => {
+      const registry = await startRegistry();
+      const release = generateKeyPair('ecdsa-p256');
+      // Policy of this test: a fake only for the faults; every other request reaches registry:2.
+      let fault: 'none' | 'unconditional-304' | 'put-other-digest' | 'put-202' = 'none';
+      const upstream = new URL(registry.url);
+      const proxy = http.createServer((req, res) => {
+        const isManifest = /^\/v2\/fault\/app\/manifests\/v1$/.test(req.url ?? '');
+        if (
+          isManifest &&
+          req.method === 'GET' &&
+          fault === 'unconditional-304' &&
+          !req.headers['if-none-match']
+        ) {
+          req.resume();
+          res.writeHead(304).end();
+          return;
+        }
+        const out = http.request(
+          {
+            host: upstream.hostname,
+            port: upstream.port,
+            method: req.method,
+            path: req.url,
+            headers: req.headers,
+          },
+          (up) => {
+            const headers = { ...up.headers };
+            let status = up.statusCode ?? 502;
+            if (isManifest && req.method === 'PUT' && status === 201) {
+              if (fault === 'put-other-digest') headers['docker-content-digest'] = `sha256:${'1'.repeat(64)}`;
+              if (fault === 'put-202') status = 202;
+            }
+            res.writeHead(status, headers);
+            up.pipe(res);
+          },
+        );
+        out.on('error', () => res.destroy());
+        req.pipe(out);
+      });
+      await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+      const gate = await startTestGate({
+        registryUrl: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+        users: { ...USERS },
+        policy: {
+          access: [{ repos: ['**'], pull: ['consumer', 'publisher'], push: ['publisher'], delete: [] }],
+        },
+        trustRules: [{ repos: ['**'], keys: ['release'] }],
+        trustedKeys: { release: release.publicKeyPem },
+        tagIndex: { enabled: true, maxAgeSeconds: 3600 },
+      });
+      try {
+        const repo = 'fault/app';
+        const first = await pushRandomImage(registry.url, repo, 'v1');
+        await signDirect(registry.url, repo, first.digest, release.pkcs8Der);
+        const second = await pushRandomImage(registry.url, repo, 'other');
+        await signDirect(registry.url, repo, second.digest, release.pkcs8Der);
+        const pullT = await getToken(gate.url, gate.ca, 'consumer', USERS.consumer, [
+          `repository:${repo}:pull`,
+        ]);
+        const pushT = await getToken(gate.url, gate.ca, 'publisher', USERS.publisher, [
+          `repository:${repo}:pull,push`,
+        ]);
+        const pullV1 = (): Promise<Reply> =>
+          request(gate.url, gate.ca, {
+            path: `/v2/${repo}/manifests/v1`,
+            headers: { ...bearer(pullT), accept: OCI },
+          });
+        const putV1 = (body: Buffer): Promise<Reply> =>
+          request(gate.url, gate.ca, {
+            method: 'PUT',
+            path: `/v2/${repo}/manifests/v1`,
+            headers: { ...bearer(pushT), 'content-type': OCI },
+            body,
+          });
+        const count = async (result: string): Promise<number> =>
+          (await gate.tg.metrics.tagIndexLookups.get()).values.find((v) => v.labels.result === result)
+            ?.value ?? 0;
+
+        fault = 'unconditional-304';
+        const bad = await pullV1();
+        assert.ok(bad.status >= 500, `a 304 to an unconditional read is a registry failure: ${bad.status}`);
+        fault = 'none';
+        assert.equal(await count('hit'), 0);
+        assert.equal(sha256((await pullV1()).body), first.digest, 'learned from the real answer');
+        assert.equal(sha256((await pullV1()).body), first.digest);
+        assert.equal(await count('hit'), 1, 'only the real answer was recorded');
+
+        for (const f of ['put-other-digest', 'put-202'] as const) {
+          fault = f;
+          const body = f === 'put-other-digest' ? second.bytes : first.bytes;
+          const w = await putV1(body);
+          fault = 'none';
+          assert.ok(w.status === 201 || w.status === 202, `${f}: ${w.status}`);
+          const hits = await count('hit');
+          assert.equal(sha256((await pullV1()).body), sha256(body), `${f}: the registry was asked`);
+          assert.equal(await count('hit'), hits, `${f}: not answered from the index`);
+        }
+      } finally {
+        await gate.close();
+        await new Promise<void>((r) => proxy.close(() => r()));
+        await registry.stop();
+      }
+    });
+  },
+);
