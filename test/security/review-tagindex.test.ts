@@ -355,6 +355,47 @@ describe('review: tag index attacks (index on)', { timeout: 300_000 }, () => {
   });
 });
 
+/**
+ * Two signed images in `repo` of a fresh registry (`v1` names the first) and a consumer's pull and
+ * a publisher's PUT of `repo:v1` through `gate`.
+ */
+async function v1Client(
+  registryUrl: string,
+  gate: TestGate,
+  repo: string,
+  key: Uint8Array,
+): Promise<{
+  first: { digest: string; bytes: Buffer };
+  second: { digest: string; bytes: Buffer };
+  pullV1: () => Promise<Reply>;
+  putV1: (body: Buffer) => Promise<Reply>;
+}> {
+  const first = await pushRandomImage(registryUrl, repo, 'v1');
+  await signDirect(registryUrl, repo, first.digest, key);
+  const second = await pushRandomImage(registryUrl, repo, 'other');
+  await signDirect(registryUrl, repo, second.digest, key);
+  const pullT = await getToken(gate.url, gate.ca, 'consumer', USERS.consumer, [`repository:${repo}:pull`]);
+  const pushT = await getToken(gate.url, gate.ca, 'publisher', USERS.publisher, [
+    `repository:${repo}:pull,push`,
+  ]);
+  return {
+    first,
+    second,
+    pullV1: () =>
+      request(gate.url, gate.ca, {
+        path: `/v2/${repo}/manifests/v1`,
+        headers: { ...bearer(pullT), accept: OCI },
+      }),
+    putV1: (body) =>
+      request(gate.url, gate.ca, {
+        method: 'PUT',
+        path: `/v2/${repo}/manifests/v1`,
+        headers: { ...bearer(pushT), 'content-type': OCI },
+        body,
+      }),
+  };
+}
+
 describe('review: tag index off (the default) with Redis', { timeout: 120_000 }, () => {
   it('HELD: off, a replica publishes only its write hints (no heartbeat), looks nothing up, and with Redis gone its PUTs and pulls still succeed', async (t) => {
     if (process.env['TRUSTGATE_TEST_TAG_INDEX'] === '1') return t.skip('the tag index is forced on');
@@ -378,28 +419,7 @@ describe('review: tag index off (the default) with Redis', { timeout: 120_000 },
       await listener.connect();
       await listener.subscribe('tg:tags', (m) => heard.push(m));
       const repo = 'off/app';
-      const first = await pushRandomImage(registry.url, repo, 'v1');
-      await signDirect(registry.url, repo, first.digest, release.pkcs8Der);
-      const second = await pushRandomImage(registry.url, repo, 'other');
-      await signDirect(registry.url, repo, second.digest, release.pkcs8Der);
-      const pullT = await getToken(gate.url, gate.ca, 'consumer', USERS.consumer, [
-        `repository:${repo}:pull`,
-      ]);
-      const pushT = await getToken(gate.url, gate.ca, 'publisher', USERS.publisher, [
-        `repository:${repo}:pull,push`,
-      ]);
-      const pullV1 = (): Promise<Reply> =>
-        request(gate.url, gate.ca, {
-          path: `/v2/${repo}/manifests/v1`,
-          headers: { ...bearer(pullT), accept: OCI },
-        });
-      const putV1 = (body: Buffer): Promise<Reply> =>
-        request(gate.url, gate.ca, {
-          method: 'PUT',
-          path: `/v2/${repo}/manifests/v1`,
-          headers: { ...bearer(pushT), 'content-type': OCI },
-          body,
-        });
+      const { first, second, pullV1, putV1 } = await v1Client(registry.url, gate, repo, release.pkcs8Der);
       for (let i = 0; i < 3; i++) assert.equal(sha256((await pullV1()).body), first.digest);
       assert.equal((await putV1(second.bytes)).status, 201);
       assert.equal(sha256((await pullV1()).body), second.digest);
@@ -483,28 +503,7 @@ describe(
       });
       try {
         const repo = 'fault/app';
-        const first = await pushRandomImage(registry.url, repo, 'v1');
-        await signDirect(registry.url, repo, first.digest, release.pkcs8Der);
-        const second = await pushRandomImage(registry.url, repo, 'other');
-        await signDirect(registry.url, repo, second.digest, release.pkcs8Der);
-        const pullT = await getToken(gate.url, gate.ca, 'consumer', USERS.consumer, [
-          `repository:${repo}:pull`,
-        ]);
-        const pushT = await getToken(gate.url, gate.ca, 'publisher', USERS.publisher, [
-          `repository:${repo}:pull,push`,
-        ]);
-        const pullV1 = (): Promise<Reply> =>
-          request(gate.url, gate.ca, {
-            path: `/v2/${repo}/manifests/v1`,
-            headers: { ...bearer(pullT), accept: OCI },
-          });
-        const putV1 = (body: Buffer): Promise<Reply> =>
-          request(gate.url, gate.ca, {
-            method: 'PUT',
-            path: `/v2/${repo}/manifests/v1`,
-            headers: { ...bearer(pushT), 'content-type': OCI },
-            body,
-          });
+        const { first, second, pullV1, putV1 } = await v1Client(registry.url, gate, repo, release.pkcs8Der);
         const count = async (result: string): Promise<number> =>
           (await gate.tg.metrics.tagIndexLookups.get()).values.find((v) => v.labels.result === result)
             ?.value ?? 0;
