@@ -163,6 +163,9 @@ async function reload(configPath: string, r: Running): Promise<boolean> {
       { err: (err as Error).message },
       'reload refused: the new configuration is invalid; the old one stays in force',
     );
+    // Policy: the tag index is flushed all the same (see below): an operator who changed
+    // registry:2 by hand sends SIGHUP for that, and a typo in the file must not keep stale entries.
+    r.parts.tagIndex.flush('reload');
     return false;
   }
   const previousLevel = live.config.log.level;
