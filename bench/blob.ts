@@ -123,7 +123,7 @@ async function main(): Promise<void> {
           },
         });
         console.log(
-          `${variant.name} ${tg.url} (pid ${tg.pid}, reads ${variant.reads ?? 'default'}${variant.dist ? `, build ${variant.dist}` : ''})`,
+          `${variant.name} ${tg.url} (pid ${tg.pid}, reads ${variant.reads ?? 'default'}${variant.dist ? `, build ${variant.dist}` : ''}, node ${tg.nodeFlags.join(' ') || '(no flags)'})`,
         );
       }
     } else {

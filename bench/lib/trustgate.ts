@@ -170,7 +170,7 @@ export async function startTrustgateChild(
   dist?: string,
   /** The child script in bench/lib: trustgate, or the Node floor of bench/manifest.ts. */
   script: 'trustgate-child.js' | 'floor-child.js' = 'trustgate-child.js',
-): Promise<RunningGate & { proc: Managed }> {
+): Promise<RunningGate & { proc: Managed; nodeFlags: string[] }> {
   const child = dist
     ? path.join(dist, 'bench', 'lib', script)
     : path.join(path.dirname(fileURLToPath(import.meta.url)), script);
@@ -201,6 +201,7 @@ export async function startTrustgateChild(
     port,
     pid: proc.pid,
     proc,
+    nodeFlags: nodeArgs,
     close: () => proc.stop('SIGTERM', 5000),
   };
 }

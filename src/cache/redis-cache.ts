@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { createClient, ErrorReply } from 'redis';
+import { createRequire } from 'node:module';
+import type * as RedisModule from 'redis';
 import type { ReplicaBus } from './bus.js';
 import type { VerdictCache } from './verdict-cache.js';
 
@@ -50,7 +51,19 @@ export interface RedisCacheStats {
   errors: number;
 }
 
-type Client = ReturnType<typeof createClient>;
+type Client = ReturnType<typeof RedisModule.createClient>;
+
+/**
+ * node-redis, loaded by the first RedisVerdictCache: most deployments run without Redis, and the
+ * client library is the largest module trustgate would otherwise load at start (about 10 MiB of
+ * resident memory on Node 24, bench/README.md, session 5 memory). It is CommonJS, so a
+ * synchronous require keeps the constructor synchronous.
+ */
+let redisModule: typeof RedisModule | undefined;
+function redis(): typeof RedisModule {
+  redisModule ??= createRequire(import.meta.url)('redis') as typeof RedisModule;
+  return redisModule;
+}
 type Handler = (message: string, channel: string) => void;
 
 const MAC_CHARS = 43; // base64url of 32 bytes, unpadded
@@ -80,7 +93,7 @@ export class RedisVerdictCache implements VerdictCache, ReplicaBus {
   private readonly connectWaitMs: number;
   private readonly log: CacheLogger;
   private readonly now: () => number;
-  private readonly clientOptions: Parameters<typeof createClient>[0];
+  private readonly clientOptions: Parameters<typeof RedisModule.createClient>[0];
   private readonly handlers = new Map<string, Set<Handler>>();
   /** Channels whose SUBSCRIBE Redis has confirmed (node-redis resubscribes those on reconnect). */
   private readonly confirmed = new Set<string>();
@@ -296,7 +309,7 @@ export class RedisVerdictCache implements VerdictCache, ReplicaBus {
   // -------------------------------------------------------------------------------------------
 
   private makeClient(role: 'main' | 'subscriber'): Client {
-    const c = createClient(this.clientOptions);
+    const c = redis().createClient(this.clientOptions);
     // Policy: node-redis emits 'error' on every failed (re)connect; without a listener that
     // would crash the process. Errors only move the state to degraded.
     c.on('error', (err: unknown) => {
@@ -394,7 +407,7 @@ export class RedisVerdictCache implements VerdictCache, ReplicaBus {
       return r;
     } catch (err) {
       this.errors++;
-      if (err instanceof ErrorReply) {
+      if (err instanceof redis().ErrorReply) {
         // Policy: an error reply (WRONGTYPE on a key someone overwrote, …) is a refused value,
         // not an outage: the caller counts it and misses; the state stays as it is.
         this.lastError = describe(err);

@@ -6,6 +6,7 @@ import { addressKey } from '../auth/credentials.js';
 import { GateError } from '../core/errors.js';
 import { RelayLimiter, type RelayClaim } from '../core/relay-limits.js';
 import type { Principal } from './authenticate.js';
+import { releaseChunksOnceWritten } from './release-written.js';
 import { sendError } from './respond.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -49,6 +50,13 @@ export class StreamForwarder {
       xfwd: false,
       changeOrigin: false,
       proxyTimeout: undefined,
+    });
+    // An upload's body chunks are freed once written to the registry, not when V8 next collects
+    // (release-written.ts: ~80 MiB of peak RSS per streamed upload otherwise). http-proxy emits
+    // this when the registry connection is assigned; chunks written before that are left to GC.
+    // Policy: nothing else reads a forwarded body (the linger budget counts lengths only).
+    this.proxy.on('proxyReq', (proxyReq, req) => {
+      if (BODY_METHODS.has(req.method ?? '')) releaseChunksOnceWritten(proxyReq);
     });
     // Policy: every proxy error has a handler; http-proxy without one throws and kills the process.
     this.proxy.on('error', (err, _req, res) => this.fail(err, res as http.ServerResponse | undefined));
