@@ -107,6 +107,8 @@ export class TokenService {
     max: 10_000,
     ttl: ISSUED_MEMORY_MS,
   });
+  /** Bumped by configure() and setKeys(): a token signed across one is not remembered. */
+  private generation = 0;
 
   constructor(o: TokenServiceOptions) {
     this.o = checkSettings(o);
@@ -127,6 +129,7 @@ export class TokenService {
    */
   configure(settings: TokenSettings): void {
     this.o = checkSettings(settings);
+    this.generation++;
     this.issued.clear();
   }
 
@@ -137,6 +140,7 @@ export class TokenService {
   /** Swaps in a reloaded key set (after `rotateTokenKey`); tokens of keys still present stay valid. */
   setKeys(keys: TokenKeySet): void {
     this.keys = keys;
+    this.generation++;
     this.issued.clear();
   }
 
@@ -159,6 +163,7 @@ export class TokenService {
     const iat = Math.floor(now.getTime() / 1000);
     const { kid, privateKey } = this.keys.signing;
     const jti = randomUUID();
+    const generation = this.generation;
     const token = await new SignJWT({ access, kind: identity.kind })
       .setProtectedHeader({ alg: 'ES256', kid, typ: ACCESS_TYP })
       .setIssuer(this.o.issuer)
@@ -170,8 +175,11 @@ export class TokenService {
       .setJti(jti)
       .sign(privateKey);
     // Only what verify() would accept is remembered (the same bounds on subject and grant).
+    // Policy: not a token signed under settings or keys a reload replaced during the signing (it
+    // names the old service and lifetime, or a withdrawn key); verification judges it instead.
     const subjectOk = identity.subject.length > 0 && identity.subject.length <= 1024;
-    if (subjectOk && access.length <= MAX_ACCESS_ENTRIES && access.every(isAccessClaim)) {
+    const current = generation === this.generation;
+    if (current && subjectOk && access.length <= MAX_ACCESS_ENTRIES && access.every(isAccessClaim)) {
       this.issued.set(token, {
         use,
         claims: {
