@@ -1,17 +1,36 @@
 /**
- * Adversarial review of the `cold` change (issues 13 and 18): the issued-token memory
- * (auth/tokens.ts). The token service is exercised directly (it does no I/O).
+ * Adversarial review of the `cold` change (issues 13 and 18): the early allow from one evidence
+ * layout (TrustService.evidenceVerdict), the issued-token memory (auth/tokens.ts) and the
+ * verification started by signature writes (TrustService.evidenceChanged). Against a real
+ * registry:2 through the whole pipeline; the token service is exercised directly (it does no I/O).
+ * Where a read is held back, a wrapper around the gate's own evidence reader does it: that wrapper
+ * is fault injection (a slow registry), the reads themselves are real.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadOrCreateTokenKeys } from '../../src/auth/token-keys.js';
 import { TokenService } from '../../src/auth/tokens.js';
 import { GateError } from '../../src/core/errors.js';
+import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES } from '../../src/core/manifest.js';
+import { signatureTagFor } from '../../src/core/reference.js';
+import { buildSimpleSigningPayload } from '../../src/core/signature/payload.js';
+import { generateKeyPair, signPayload } from '../../src/core/signature/sign.js';
+import {
+  buildBundleReferrerManifest,
+  buildCosignSignBundle,
+  bundleSignerFor,
+} from '../../src/core/evidence/bundle-writer.js';
 import type { AccessClaim } from '../../src/core/scope.js';
 import type { Identity } from '../../src/core/types.js';
+import type { EvidenceReader } from '../../src/trust/evidence.js';
+import { pushBlob, pushRandomImage } from '../helpers/registry-direct.js';
+import { signDirect } from '../helpers/sign.js';
+import { startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
+
+const OCI = MEDIA_TYPES.ociManifest;
 
 function refused(p: Promise<unknown>): Promise<void> {
   return assert.rejects(p, (e: unknown) => e instanceof GateError && e.status === 401);
@@ -74,5 +93,140 @@ describe('review-cold: issued-token memory', () => {
         service: 'x.test',
       }).verifyAccessToken(t, NOW),
     );
+  });
+});
+
+describe('review-cold: early allow and verification on signature writes', { timeout: 180_000 }, () => {
+  let stack: TrustStack;
+  let options: { evidence: EvidenceReader };
+  let real: EvidenceReader;
+  const next = generateKeyPair('ecdsa-p256');
+  const qa = generateKeyPair('ecdsa-p256');
+  const temp = generateKeyPair('ecdsa-p256');
+  before(async () => {
+    stack = await startTrustStack([
+      { repos: ['thr/**'], keys: ['release', 'qa'], threshold: 2 },
+      { repos: ['bound/**'], keys: ['release'], tagBinding: true },
+      { repos: ['race/**'], keys: ['temp'] },
+      { repos: ['**'], keys: ['release'] },
+    ]);
+    const dir = stack.gate.keysDir;
+    // `next` is release's rotation successor; `copy` is release.pub copied under a second name and
+    // trusted for thr/** by its own meta; `qa` is the second signer thr/** needs.
+    writeFileSync(`${dir}/next.pub`, next.publicKeyPem);
+    writeFileSync(`${dir}/next.meta.json`, JSON.stringify({ trustedAs: ['release'] }));
+    writeFileSync(`${dir}/copy.pub`, stack.release.publicKeyPem);
+    writeFileSync(`${dir}/copy.meta.json`, JSON.stringify({ repos: ['thr/**'] }));
+    writeFileSync(`${dir}/qa.pub`, qa.publicKeyPem);
+    writeFileSync(`${dir}/temp.pub`, temp.publicKeyPem);
+    stack.gate.tg.keyring.reload();
+    options = (stack.gate.tg.trust as unknown as { o: { evidence: EvidenceReader } }).o;
+    real = options.evidence;
+  });
+  after(async () => {
+    if (options) options.evidence = real;
+    await stack?.stop();
+  });
+
+  it("fixed (threshold counted a copied key and its old key's rotation successor as two signers): one publisher holding release and next does not meet threshold 2", async () => {
+    const repo = 'thr/app';
+    const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+    // Layers in this order: next (counted under release's rotation group), then release's bytes,
+    // which `copy` also verifies: before the fix `copy` was counted as a second signer.
+    await signDirect(stack.registry.url, repo, img.digest, next.pkcs8Der);
+    await signDirect(stack.registry.url, repo, img.digest, stack.release.pkcs8Der);
+    const r = await stack.pull(repo, img.digest);
+    assert.equal(r.status, 403, r.body.toString());
+    assert.match(r.body.toString(), /needs 2/);
+    // The second, independent signer makes it pass.
+    await signDirect(stack.registry.url, repo, img.digest, qa.pkcs8Der);
+    await stack.gate.tg.trust.invalidate(repo, img.digest);
+    const ok = await stack.pull(repo, img.digest);
+    assert.equal(ok.status, 200, ok.body.toString());
+  });
+
+  it('HELD: under tag binding, a legacy signature naming another tag plus a bundle does not admit the pulled tag', async () => {
+    const repo = 'bound/other';
+    const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+    await signDirect(stack.registry.url, repo, img.digest, stack.release.pkcs8Der, {
+      dockerReference: `localhost/${repo}:other`,
+    });
+    const ref = buildBundleReferrerManifest({
+      bundle: buildCosignSignBundle(img.digest, bundleSignerFor(stack.release.pkcs8Der)),
+      subject: { mediaType: OCI, digest: img.digest, size: img.bytes.length },
+      created: new Date('2026-12-04T12:00:00Z'),
+    });
+    for (const b of ref.blobs) await pushBlob(stack.registry.url, repo, Buffer.from(b.bytes));
+    assert.equal((await stack.push(repo, ref.digest, Buffer.from(ref.manifest), OCI)).status, 201);
+    const r = await stack.pull(repo, 'v1');
+    assert.equal(r.status, 403, r.body.toString());
+    assert.match(r.body.toString(), /tag/);
+    // By digest (no tag to bind), the same evidence admits it.
+    assert.equal((await stack.pull(repo, img.digest)).status, 200);
+  });
+
+  it('HELD: a key withdrawn while a write-started verification is reading the evidence: the verdict it makes never admits a later pull', async () => {
+    const repo = 'race/app';
+    const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+    const payload = Buffer.from(
+      buildSimpleSigningPayload({ dockerReference: `localhost/${repo}`, manifestDigest: img.digest }),
+    );
+    const config = Buffer.from('{}');
+    const sig = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI,
+        config: {
+          mediaType: 'application/vnd.oci.image.config.v1+json',
+          digest: await pushBlob(stack.registry.url, repo, config),
+          size: config.length,
+        },
+        layers: [
+          {
+            mediaType: MEDIA_TYPES.cosignSimpleSigning,
+            digest: await pushBlob(stack.registry.url, repo, payload),
+            size: payload.length,
+            annotations: {
+              [COSIGN_SIGNATURE_ANNOTATION]: Buffer.from(signPayload(temp.pkcs8Der, payload)).toString(
+                'base64',
+              ),
+            },
+          },
+        ],
+      }),
+    );
+    // Fault injection: the background verification's .sig read waits until the key is withdrawn
+    // (the push's own check of the stored .sig, the first read, is not held).
+    let open!: () => void;
+    const held = new Promise<void>((r) => (open = r));
+    let sigReads = 0;
+    let heldReads = 0;
+    options.evidence = {
+      ...real,
+      manifest: async (r, ref) => {
+        if (ref === signatureTagFor(img.digest) && ++sigReads > 1) {
+          heldReads++;
+          await held;
+        }
+        return real.manifest(r, ref);
+      },
+    };
+    try {
+      const put = await stack.push(repo, signatureTagFor(img.digest), sig, OCI);
+      assert.equal(put.status, 201, put.body.toString());
+      for (let i = 0; i < 1000 && heldReads === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(heldReads, 1, 'the write started a verification');
+      rmSync(`${stack.gate.keysDir}/temp.pub`);
+      stack.gate.tg.keyring.reload();
+    } finally {
+      open();
+      options.evidence = real;
+    }
+    // Let the background verification finish (bounded), then pull: refused under today's keys.
+    const trust = stack.gate.tg.trust as unknown as { reverifying: Map<string, boolean> };
+    for (let i = 0; i < 1000 && trust.reverifying.size > 0; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(trust.reverifying.size, 0);
+    const r = await stack.pull(repo, img.digest);
+    assert.equal(r.status, 403, r.body.toString());
   });
 });
