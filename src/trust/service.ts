@@ -133,6 +133,9 @@ export class TrustService {
   private readonly settled = new WeakSet<Promise<unknown>>();
   /** Digests being verified again after a write (evidenceChanged): true when another write landed. */
   private readonly reverifying = new Map<string, boolean>();
+  /** Numbers invalidate() calls; `invalidatedAt` holds the last one per `repo@digest` (bounded). */
+  private invalidations = 0;
+  private readonly invalidatedAt = new LRUCache<string, number>({ max: 10_000 });
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
   signatureFetches = 0;
   /**
@@ -361,6 +364,7 @@ export class TrustService {
     { keys: keySet, bundleOptions, epoch }: TrustGeneration,
   ): Promise<CachedFacts> {
     const started = performance.now();
+    const seq = this.invalidations;
     this.attestationFetches++;
     const envelopes = await attestationEvidence(this.o.evidence, repo, digest);
     const now = this.now();
@@ -393,7 +397,8 @@ export class TrustService {
           ttl = Math.min(ttl, Math.max(1, Math.ceil((s.notAfter - now.getTime()) / 1000)));
       }
     }
-    if (this.epoch() === epoch) await this.o.cache.set(`a:${epoch}:${repo}:${digest}`, result, ttl);
+    if (this.epoch() === epoch && !this.invalidatedSince(repo, digest, seq))
+      await this.o.cache.set(`a:${epoch}:${repo}:${digest}`, result, ttl);
     return result;
   }
 
@@ -523,10 +528,22 @@ export class TrustService {
   /** Forgets a (negative) verdict, e.g. after a new signature was pushed for it. */
   async invalidate(repo: string, digest: string): Promise<void> {
     const epoch = this.epoch();
+    this.invalidatedAt.set(`${repo}@${digest}`, ++this.invalidations);
     for (const key of [`v:${epoch}:${repo}:${digest}`, `a:${epoch}:${repo}:${digest}`]) {
       this.inflight.delete(key);
       await this.o.cache.delete(key);
     }
+  }
+
+  /**
+   * True when `digest`'s evidence was invalidated after invalidation number `seq`. Policy: a
+   * computation that began before a write read the evidence as it was before it, so its result
+   * answers its own pull only and is not stored over the one made after the write (a refusal
+   * would otherwise outlive the signature for the negative TTL). Past 10,000 other subjects
+   * invalidated meanwhile the entry may be gone: the result is then stored, as before.
+   */
+  private invalidatedSince(repo: string, digest: string, seq: number): boolean {
+    return (this.invalidatedAt.get(`${repo}@${digest}`) ?? 0) > seq;
   }
 
   /**
@@ -703,6 +720,7 @@ export class TrustService {
     epoch: string,
   ): Promise<CachedVerdict> {
     const started = performance.now();
+    const seq = this.invalidations;
     this.signatureFetches++;
     const keys = this.trustedKeys(rule, repo, keySet);
     const base = {
@@ -744,7 +762,9 @@ export class TrustService {
     const ttl = v.ok ? this.o.positiveTtlSeconds : this.o.negativeTtlSeconds;
     // Policy: a verdict is stored under the epoch it was computed with, and not at all when the
     // keys or rules changed meanwhile (the caller still gets it: its pull began before the change).
-    if (this.epoch() === epoch) await this.o.cache.set(`v:${epoch}:${repo}:${digest}`, result, ttl);
+    // Nor when the evidence was written through this gate meanwhile (invalidatedSince).
+    if (this.epoch() === epoch && !this.invalidatedSince(repo, digest, seq))
+      await this.o.cache.set(`v:${epoch}:${repo}:${digest}`, result, ttl);
     return result;
   }
 }

@@ -128,6 +128,42 @@ describe('review-cold: early allow and verification on signature writes', { time
     await stack?.stop();
   });
 
+  /** Waits (bounded: 1000 polls, 5 ms apart) until no write-started verification is running. */
+  async function backgroundDone(): Promise<void> {
+    const trust = stack.gate.tg.trust as unknown as { reverifying: Map<string, boolean> };
+    for (let i = 0; i < 1000 && trust.reverifying.size > 0; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(trust.reverifying.size, 0);
+  }
+
+  /** A cosign `.sig` manifest for `digest` signed by `key`, its blobs pushed to registry:2 directly. */
+  async function sigManifest(repo: string, digest: string, key: Uint8Array): Promise<Buffer> {
+    const payload = Buffer.from(
+      buildSimpleSigningPayload({ dockerReference: `localhost/${repo}`, manifestDigest: digest }),
+    );
+    const config = Buffer.from('{}');
+    return Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI,
+        config: {
+          mediaType: 'application/vnd.oci.image.config.v1+json',
+          digest: await pushBlob(stack.registry.url, repo, config),
+          size: config.length,
+        },
+        layers: [
+          {
+            mediaType: MEDIA_TYPES.cosignSimpleSigning,
+            digest: await pushBlob(stack.registry.url, repo, payload),
+            size: payload.length,
+            annotations: {
+              [COSIGN_SIGNATURE_ANNOTATION]: Buffer.from(signPayload(key, payload)).toString('base64'),
+            },
+          },
+        ],
+      }),
+    );
+  }
+
   it("fixed (threshold counted a copied key and its old key's rotation successor as two signers): one publisher holding release and next does not meet threshold 2", async () => {
     const repo = 'thr/app';
     const img = await pushRandomImage(stack.registry.url, repo, 'v1');
@@ -165,36 +201,54 @@ describe('review-cold: early allow and verification on signature writes', { time
     assert.equal((await stack.pull(repo, img.digest)).status, 200);
   });
 
+  it('fixed (a pull that began before a signature write stored its refusal over the verdict made after it): the first pull after the write is admitted', async () => {
+    const repo = 'late/app';
+    const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+    // Fault injection: the first referrers read (the early pull's, before the signature exists)
+    // is held until the signature was written and verified again.
+    let open!: () => void;
+    const held = new Promise<void>((r) => (open = r));
+    let referrerReads = 0;
+    options.evidence = {
+      ...real,
+      referrers: async (r, subject) => {
+        if (subject === img.digest && ++referrerReads === 1) await held;
+        return real.referrers(r, subject);
+      },
+    };
+    try {
+      const early = stack.pull(repo, img.digest);
+      for (let i = 0; i < 1000 && referrerReads === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(referrerReads, 1, 'the early pull is reading the evidence');
+      const put = await stack.push(
+        repo,
+        signatureTagFor(img.digest),
+        await sigManifest(repo, img.digest, stack.release.pkcs8Der),
+        OCI,
+      );
+      assert.equal(put.status, 201, put.body.toString());
+      await backgroundDone();
+      open();
+      // The early pull began before the signature (its .sig read found none): its refusal
+      // answers it alone.
+      assert.equal((await early).status, 403);
+    } finally {
+      open();
+      options.evidence = real;
+    }
+    const trust = stack.gate.tg.trust;
+    const cache = (trust as unknown as { o: { cache: { get(k: string): Promise<unknown> } } }).o.cache;
+    const stored = (await cache.get(`v:${trust.epoch()}:${repo}:${img.digest}`)) as
+      { ok: boolean } | undefined;
+    assert.equal(stored?.ok, true, 'the verdict made after the write stays stored');
+    const r = await stack.pull(repo, img.digest);
+    assert.equal(r.status, 200, r.body.toString());
+  });
+
   it('HELD: a key withdrawn while a write-started verification is reading the evidence: the verdict it makes never admits a later pull', async () => {
     const repo = 'race/app';
     const img = await pushRandomImage(stack.registry.url, repo, 'v1');
-    const payload = Buffer.from(
-      buildSimpleSigningPayload({ dockerReference: `localhost/${repo}`, manifestDigest: img.digest }),
-    );
-    const config = Buffer.from('{}');
-    const sig = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI,
-        config: {
-          mediaType: 'application/vnd.oci.image.config.v1+json',
-          digest: await pushBlob(stack.registry.url, repo, config),
-          size: config.length,
-        },
-        layers: [
-          {
-            mediaType: MEDIA_TYPES.cosignSimpleSigning,
-            digest: await pushBlob(stack.registry.url, repo, payload),
-            size: payload.length,
-            annotations: {
-              [COSIGN_SIGNATURE_ANNOTATION]: Buffer.from(signPayload(temp.pkcs8Der, payload)).toString(
-                'base64',
-              ),
-            },
-          },
-        ],
-      }),
-    );
+    const sig = await sigManifest(repo, img.digest, temp.pkcs8Der);
     // Fault injection: the background verification's .sig read waits until the key is withdrawn
     // (the push's own check of the stored .sig, the first read, is not held).
     let open!: () => void;
@@ -222,10 +276,8 @@ describe('review-cold: early allow and verification on signature writes', { time
       open();
       options.evidence = real;
     }
-    // Let the background verification finish (bounded), then pull: refused under today's keys.
-    const trust = stack.gate.tg.trust as unknown as { reverifying: Map<string, boolean> };
-    for (let i = 0; i < 1000 && trust.reverifying.size > 0; i++) await new Promise((r) => setTimeout(r, 5));
-    assert.equal(trust.reverifying.size, 0);
+    // Let the background verification finish, then pull: refused under today's keys.
+    await backgroundDone();
     const r = await stack.pull(repo, img.digest);
     assert.equal(r.status, 403, r.body.toString());
   });
