@@ -64,6 +64,26 @@ describe('review-cold: issued-token memory', () => {
     await refused(s.verifyAccessToken(u, NOW));
   });
 
+  it('fixed (the issued-token memory was bounded in entries only, and kept tokens verification refuses): a token flood holds at most 16 MiB', async () => {
+    const s = new TokenService({ keys: await loadOrCreateTokenKeys(path.join(dir, 'd'), log), ...opts });
+    const grant = (n: number, i: number): AccessClaim[] =>
+      Array.from({ length: n }, (_, j) => ({
+        type: 'repository' as const,
+        name: `flood/${String(i).padStart(6, '0')}-${String(j).padStart(3, '0')}-${'x'.repeat(230)}`,
+        actions: ['pull'],
+      }));
+    // 64 long names: a token longer than verification reads (16 KiB) is not known either.
+    const huge = (await s.issue(alice, grant(64, 0), NOW)).token;
+    assert.ok(huge.length > 16 * 1024, String(huge.length));
+    await refused(s.verifyAccessToken(huge, NOW));
+    // 1,200 tokens of ~12 KiB (a flood within the minute): what is held stays bounded in bytes.
+    for (let i = 1; i <= 1200; i++) await s.issue(alice, grant(30, i), NOW);
+    const held = (s as unknown as { issued: Map<string, unknown> }).issued;
+    let bytes = 0;
+    for (const token of held.keys()) bytes += token.length;
+    assert.ok(bytes <= 8 * 1024 * 1024, `${bytes} bytes of tokens held`);
+  });
+
   it('HELD: a remembered token altered in any way (padding, trailing data, case, header, payload) is verified and refused', async () => {
     const s = new TokenService({ keys: await loadOrCreateTokenKeys(path.join(dir, 'c'), log), ...opts });
     const t = (await s.issue(alice, access, NOW)).token;
