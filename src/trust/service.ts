@@ -47,6 +47,8 @@ import {
 } from './evidence.js';
 
 const SINGLE_FLIGHT_LINGER_MS = 1000;
+/** Write-started verifications (evidenceChanged) running at once, over all digests. */
+const MAX_BACKGROUND_REVERIFICATIONS = 8;
 
 export interface Verdict {
   /** May a pull-only client receive this manifest? */
@@ -556,6 +558,11 @@ export class TrustService {
    * left for the next pull, which verifies again. Per digest at most one such verification runs;
    * writes that land meanwhile make it run once more afterwards (its verdict may predate them), so
    * a publisher's burst of writes costs at most one verification per write, one at a time.
+   * Policy: at most MAX_BACKGROUND_REVERIFICATIONS run at once over all digests. A referrer needs
+   * no signing key and may name any subject, so a pusher writing to many subjects at once would
+   * otherwise start as many verifications (each up to 64 referrers and 64 signature layers read)
+   * and crowd pulls out of the registry connections; past the cap a write only drops the cached
+   * verdict, and the next pull verifies, as before.
    */
   async evidenceChanged(repo: string, digest: string): Promise<void> {
     await this.invalidate(repo, digest);
@@ -564,6 +571,7 @@ export class TrustService {
       this.reverifying.set(k, true);
       return;
     }
+    if (this.reverifying.size >= MAX_BACKGROUND_REVERIFICATIONS) return;
     this.reverifying.set(k, false);
     void (async () => {
       try {

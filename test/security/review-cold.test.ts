@@ -26,7 +26,7 @@ import {
 import type { AccessClaim } from '../../src/core/scope.js';
 import type { Identity } from '../../src/core/types.js';
 import type { EvidenceReader } from '../../src/trust/evidence.js';
-import { pushBlob, pushRandomImage } from '../helpers/registry-direct.js';
+import { pushBlob, pushRandomImage, sha256 } from '../helpers/registry-direct.js';
 import { signDirect } from '../helpers/sign.js';
 import { startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
 
@@ -263,6 +263,46 @@ describe('review-cold: early allow and verification on signature writes', { time
     assert.equal(stored?.ok, true, 'the verdict made after the write stays stored');
     const r = await stack.pull(repo, img.digest);
     assert.equal(r.status, 200, r.body.toString());
+  });
+
+  it('fixed (every referrer write started a background verification, with no cap over subjects): at most 8 run at once', async () => {
+    const repo = 'flood/refs';
+    const trust = stack.gate.tg.trust as unknown as { reverifying: Map<string, boolean> };
+    // Fault injection: every evidence read waits, so the verifications the writes start pile up.
+    let open!: () => void;
+    const held = new Promise<void>((r) => (open = r));
+    options.evidence = {
+      ...real,
+      manifest: async (r, ref) => (await held, real.manifest(r, ref)),
+      referrers: async (r, subject) => (await held, real.referrers(r, subject)),
+    };
+    let most = 0;
+    try {
+      for (let i = 0; i < 12; i++) {
+        const img = await pushRandomImage(stack.registry.url, repo, `v${i}`);
+        // A referrer needs no signing key: an attestation-like artifact naming the image.
+        const config = Buffer.from('{}');
+        const configDigest = await pushBlob(stack.registry.url, repo, config);
+        const referrer = Buffer.from(
+          JSON.stringify({
+            schemaVersion: 2,
+            mediaType: OCI,
+            artifactType: 'application/vnd.example.note',
+            config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: configDigest, size: 2 },
+            layers: [],
+            subject: { mediaType: OCI, digest: img.digest, size: img.bytes.length },
+          }),
+        );
+        const put = await stack.push(repo, sha256(referrer), referrer, OCI);
+        assert.equal(put.status, 201, put.body.toString());
+        most = Math.max(most, trust.reverifying.size);
+      }
+    } finally {
+      open();
+      options.evidence = real;
+    }
+    assert.equal(most, 8);
+    await backgroundDone();
   });
 
   it('HELD: a key withdrawn while a write-started verification is reading the evidence: the verdict it makes never admits a later pull', async () => {
