@@ -14,10 +14,9 @@ import { after, before, describe, it } from 'node:test';
 import { loadOrCreateTokenKeys } from '../../src/auth/token-keys.js';
 import { TokenService } from '../../src/auth/tokens.js';
 import { GateError } from '../../src/core/errors.js';
-import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES } from '../../src/core/manifest.js';
+import { MEDIA_TYPES } from '../../src/core/manifest.js';
 import { signatureTagFor } from '../../src/core/reference.js';
-import { buildSimpleSigningPayload } from '../../src/core/signature/payload.js';
-import { generateKeyPair, signPayload } from '../../src/core/signature/sign.js';
+import { generateKeyPair } from '../../src/core/signature/sign.js';
 import {
   buildBundleReferrerManifest,
   buildCosignSignBundle,
@@ -27,7 +26,7 @@ import type { AccessClaim } from '../../src/core/scope.js';
 import type { Identity } from '../../src/core/types.js';
 import type { EvidenceReader } from '../../src/trust/evidence.js';
 import { pushBlob, pushRandomImage, sha256 } from '../helpers/registry-direct.js';
-import { signDirect } from '../helpers/sign.js';
+import { signatureManifest, signDirect } from '../helpers/sign.js';
 import { startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
 
 const OCI = MEDIA_TYPES.ociManifest;
@@ -155,35 +154,6 @@ describe('review-cold: early allow and verification on signature writes', { time
     assert.equal(trust.reverifying.size, 0);
   }
 
-  /** A cosign `.sig` manifest for `digest` signed by `key`, its blobs pushed to registry:2 directly. */
-  async function sigManifest(repo: string, digest: string, key: Uint8Array): Promise<Buffer> {
-    const payload = Buffer.from(
-      buildSimpleSigningPayload({ dockerReference: `localhost/${repo}`, manifestDigest: digest }),
-    );
-    const config = Buffer.from('{}');
-    return Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI,
-        config: {
-          mediaType: 'application/vnd.oci.image.config.v1+json',
-          digest: await pushBlob(stack.registry.url, repo, config),
-          size: config.length,
-        },
-        layers: [
-          {
-            mediaType: MEDIA_TYPES.cosignSimpleSigning,
-            digest: await pushBlob(stack.registry.url, repo, payload),
-            size: payload.length,
-            annotations: {
-              [COSIGN_SIGNATURE_ANNOTATION]: Buffer.from(signPayload(key, payload)).toString('base64'),
-            },
-          },
-        ],
-      }),
-    );
-  }
-
   it("fixed (threshold counted a copied key and its old key's rotation successor as two signers): one publisher holding release and next does not meet threshold 2", async () => {
     const repo = 'thr/app';
     const img = await pushRandomImage(stack.registry.url, repo, 'v1');
@@ -243,7 +213,7 @@ describe('review-cold: early allow and verification on signature writes', { time
       const put = await stack.push(
         repo,
         signatureTagFor(img.digest),
-        await sigManifest(repo, img.digest, stack.release.pkcs8Der),
+        await signatureManifest(stack.registry.url, repo, img.digest, stack.release.pkcs8Der),
         OCI,
       );
       assert.equal(put.status, 201, put.body.toString());
@@ -308,7 +278,7 @@ describe('review-cold: early allow and verification on signature writes', { time
   it('HELD: a key withdrawn while a write-started verification is reading the evidence: the verdict it makes never admits a later pull', async () => {
     const repo = 'race/app';
     const img = await pushRandomImage(stack.registry.url, repo, 'v1');
-    const sig = await sigManifest(repo, img.digest, temp.pkcs8Der);
+    const sig = await signatureManifest(stack.registry.url, repo, img.digest, temp.pkcs8Der);
     // Fault injection: the background verification's .sig read waits until the key is withdrawn
     // (the push's own check of the stored .sig, the first read, is not held).
     let open!: () => void;
