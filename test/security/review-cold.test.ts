@@ -122,11 +122,13 @@ describe('review-cold: early allow and verification on signature writes', { time
   const next = generateKeyPair('ecdsa-p256');
   const qa = generateKeyPair('ecdsa-p256');
   const temp = generateKeyPair('ecdsa-p256');
+  const gone = generateKeyPair('ecdsa-p256');
   before(async () => {
     stack = await startTrustStack([
       { repos: ['thr/**'], keys: ['release', 'qa'], threshold: 2 },
       { repos: ['bound/**'], keys: ['release'], tagBinding: true },
       { repos: ['race/**'], keys: ['temp'] },
+      { repos: ['rev/**'], keys: ['gone', 'release'] },
       { repos: ['**'], keys: ['release'] },
     ]);
     const dir = stack.gate.keysDir;
@@ -138,6 +140,7 @@ describe('review-cold: early allow and verification on signature writes', { time
     writeFileSync(`${dir}/copy.meta.json`, JSON.stringify({ repos: ['thr/**'] }));
     writeFileSync(`${dir}/qa.pub`, qa.publicKeyPem);
     writeFileSync(`${dir}/temp.pub`, temp.publicKeyPem);
+    writeFileSync(`${dir}/gone.pub`, gone.publicKeyPem);
     stack.gate.tg.keyring.reload();
     options = (stack.gate.tg.trust as unknown as { o: { evidence: EvidenceReader } }).o;
     real = options.evidence;
@@ -273,6 +276,45 @@ describe('review-cold: early allow and verification on signature writes', { time
     }
     assert.equal(most, 8);
     await backgroundDone();
+  });
+
+  it("HELD: an early allow names only the first layout's signer; withdrawing that key retires the verdict and the other layout's signer is read and counted", async () => {
+    const repo = 'rev/app';
+    const img = await pushRandomImage(stack.registry.url, repo, 'v1');
+    const trust = stack.gate.tg.trust;
+    // A bundle by release (through trustgate), then a legacy signature by `gone` (straight to
+    // registry:2), and the verdict dropped: the next pull verifies from scratch.
+    const ref = buildBundleReferrerManifest({
+      bundle: buildCosignSignBundle(img.digest, bundleSignerFor(stack.release.pkcs8Der)),
+      subject: { mediaType: OCI, digest: img.digest, size: img.bytes.length },
+      created: new Date('2026-12-04T12:00:00Z'),
+    });
+    for (const b of ref.blobs) await pushBlob(stack.registry.url, repo, Buffer.from(b.bytes));
+    assert.equal((await stack.push(repo, ref.digest, Buffer.from(ref.manifest), OCI)).status, 201);
+    await backgroundDone();
+    await signDirect(stack.registry.url, repo, img.digest, gone.pkcs8Der);
+    await trust.invalidate(repo, img.digest);
+    // Fault injection: the referrers read waits until the pull was answered from the legacy layout.
+    let open!: () => void;
+    const held = new Promise<void>((r) => (open = r));
+    options.evidence = { ...real, referrers: async (r, subject) => (await held, real.referrers(r, subject)) };
+    const early = trust.earlyVerdicts;
+    try {
+      const r = await stack.pull(repo, img.digest);
+      assert.equal(r.status, 200, r.body.toString());
+      assert.equal(trust.earlyVerdicts - early, 1, 'allowed from the legacy signature of gone alone');
+    } finally {
+      open();
+      options.evidence = real;
+    }
+    // gone is withdrawn: the early verdict (signers: gone) is never used again; release's bundle,
+    // never read for it, now admits the image on its own.
+    rmSync(`${stack.gate.keysDir}/gone.pub`);
+    stack.gate.tg.keyring.reload();
+    const after = trust.earlyVerdicts;
+    const r = await stack.pull(repo, img.digest);
+    assert.equal(r.status, 200, r.body.toString());
+    assert.equal(trust.earlyVerdicts - after, 0, 'the legacy layout alone no longer meets the rule');
   });
 
   it('HELD: a key withdrawn while a write-started verification is reading the evidence: the verdict it makes never admits a later pull', async () => {
