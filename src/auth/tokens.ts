@@ -89,6 +89,12 @@ const invalid = (logDetail: unknown, cause?: unknown): GateError =>
 
 /** How long this process remembers an access token it issued (the time to its first use). */
 const ISSUED_MEMORY_MS = 60_000;
+/**
+ * Policy: the memory is bounded in bytes as well as in entries: a grant of 64 long repository
+ * names makes a token of ~16 KiB, and anyone granted anything can ask for tokens in a loop.
+ * Each entry is charged twice its token's length (the token and the claims it carries).
+ */
+const ISSUED_MEMORY_BYTES = 16 * 1024 * 1024;
 
 export class TokenService {
   private keys: TokenKeySet;
@@ -105,8 +111,11 @@ export class TokenService {
    */
   private readonly issued = new LRUCache<string, { use: TokenUse; claims: TokenClaims }>({
     max: 10_000,
+    maxSize: ISSUED_MEMORY_BYTES,
     ttl: ISSUED_MEMORY_MS,
   });
+  /** Bumped by configure() and setKeys(): a token signed across one is not remembered. */
+  private generation = 0;
 
   constructor(o: TokenServiceOptions) {
     this.o = checkSettings(o);
@@ -127,6 +136,7 @@ export class TokenService {
    */
   configure(settings: TokenSettings): void {
     this.o = checkSettings(settings);
+    this.generation++;
     this.issued.clear();
   }
 
@@ -137,6 +147,7 @@ export class TokenService {
   /** Swaps in a reloaded key set (after `rotateTokenKey`); tokens of keys still present stay valid. */
   setKeys(keys: TokenKeySet): void {
     this.keys = keys;
+    this.generation++;
     this.issued.clear();
   }
 
@@ -159,6 +170,7 @@ export class TokenService {
     const iat = Math.floor(now.getTime() / 1000);
     const { kid, privateKey } = this.keys.signing;
     const jti = randomUUID();
+    const generation = this.generation;
     const token = await new SignJWT({ access, kind: identity.kind })
       .setProtectedHeader({ alg: 'ES256', kid, typ: ACCESS_TYP })
       .setIssuer(this.o.issuer)
@@ -169,20 +181,32 @@ export class TokenService {
       .setExpirationTime(iat + this.o.ttlSeconds)
       .setJti(jti)
       .sign(privateKey);
-    // Only what verify() would accept is remembered (the same bounds on subject and grant).
-    const subjectOk = identity.subject.length > 0 && identity.subject.length <= 1024;
-    if (subjectOk && access.length <= MAX_ACCESS_ENTRIES && access.every(isAccessClaim)) {
-      this.issued.set(token, {
-        use,
-        claims: {
-          subject: identity.subject,
-          kind: identity.kind,
-          access: JSON.parse(JSON.stringify(access)) as AccessClaim[],
-          jti,
-          issuedAt: new Date(iat * 1000),
-          expiresAt: new Date((iat + this.o.ttlSeconds) * 1000),
+    // Only what verify() would accept is remembered (the same bounds on length, subject, grant).
+    // Policy: not a token signed under settings or keys a reload replaced during the signing (it
+    // names the old service and lifetime, or a withdrawn key); verification judges it instead.
+    const current = generation === this.generation;
+    const verifiable =
+      token.length <= MAX_TOKEN_LENGTH &&
+      identity.subject.length > 0 &&
+      identity.subject.length <= 1024 &&
+      access.length <= MAX_ACCESS_ENTRIES &&
+      access.every(isAccessClaim);
+    if (current && verifiable) {
+      this.issued.set(
+        token,
+        {
+          use,
+          claims: {
+            subject: identity.subject,
+            kind: identity.kind,
+            access: JSON.parse(JSON.stringify(access)) as AccessClaim[],
+            jti,
+            issuedAt: new Date(iat * 1000),
+            expiresAt: new Date((iat + this.o.ttlSeconds) * 1000),
+          },
         },
-      });
+        { size: token.length * 2 },
+      );
     }
     const out: IssuedToken = {
       token,

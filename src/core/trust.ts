@@ -184,6 +184,30 @@ function checkSimpleSigningPayload(
   return undefined;
 }
 
+/**
+ * The signer each trusted key counts as. Policy: keys sharing key bytes and keys linked by
+ * rotation (TrustedKey.identity) are one signer, transitively: a copy of an old key's file and
+ * that key's rotation successor are one publisher too. Without the closure the greedy count below
+ * depends on the order it meets them (old+new signed, the copy counted as a second signer).
+ */
+function keySignerGroups(
+  keys: readonly TrustedKey[],
+  fingerprintOf: ReadonlyMap<TrustedKey, string>,
+): Map<string, string> {
+  const firstBy = new Map<string, string>();
+  const links = new Map<string, string[]>();
+  for (const k of keys) {
+    const linked: string[] = [];
+    for (const attr of [`fp:${fingerprintOf.get(k)!}`, `id:${k.identity ?? k.name}`]) {
+      const first = firstBy.get(attr);
+      if (first === undefined) firstBy.set(attr, k.name);
+      else linked.push(first);
+    }
+    links.set(k.name, [...(links.get(k.name) ?? []), ...linked]);
+  }
+  return signerIdentities(links);
+}
+
 const sha256Digest = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 export function evaluateTrust(input: TrustInput): TrustVerdict {
@@ -213,6 +237,7 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
   // Policy: the threshold counts distinct key material, not names: two names for the same key
   // bytes (two .pub files, or one file copied under a second name) are one signer.
   const fingerprintOf = new Map(keys.map((k) => [k, publicKeyFingerprint(k.key)]));
+  const groupOf = keySignerGroups(keys, fingerprintOf);
   const signedKeys = new Set<string>();
   // Policy: …and a rotated key and the key it replaces are one signer (TrustedKey.identity); a
   // keyless signer is its (issuer, subject): many short-lived certificates of one workflow are one.
@@ -256,7 +281,7 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
         });
         continue;
       }
-      const signer = { name: k.name, fingerprint, identity: k.identity ?? k.name };
+      const signer = { name: k.name, fingerprint, identity: groupOf.get(k.name)! };
       if (seen(signer)) continue;
       const f = checkSimpleSigningPayload(cand.payload, `key ${k.name}`, repo, digest, tag, tagBinding);
       if (f) {
@@ -315,8 +340,9 @@ export function evaluateTrust(input: TrustInput): TrustVerdict {
         continue;
       }
       // Policy: one signer in both formats is one signer (thresholds count distinct signers).
-      if (seen(signer)) continue;
-      add(signer);
+      const counted = signer.kind === 'key' ? { ...signer, identity: groupOf.get(signer.name)! } : signer;
+      if (seen(counted)) continue;
+      add(counted);
     }
   }
 

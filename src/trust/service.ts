@@ -47,6 +47,8 @@ import {
 } from './evidence.js';
 
 const SINGLE_FLIGHT_LINGER_MS = 1000;
+/** Write-started verifications (evidenceChanged) running at once, over all digests. */
+const MAX_BACKGROUND_REVERIFICATIONS = 8;
 
 export interface Verdict {
   /** May a pull-only client receive this manifest? */
@@ -133,6 +135,9 @@ export class TrustService {
   private readonly settled = new WeakSet<Promise<unknown>>();
   /** Digests being verified again after a write (evidenceChanged): true when another write landed. */
   private readonly reverifying = new Map<string, boolean>();
+  /** Numbers invalidate() calls; `invalidatedAt` holds the last one per `repo@digest` (bounded). */
+  private invalidations = 0;
+  private readonly invalidatedAt = new LRUCache<string, number>({ max: 10_000 });
   /** Signature artifact fetches, for tests and metrics (single flight is measured with it). */
   signatureFetches = 0;
   /**
@@ -361,6 +366,7 @@ export class TrustService {
     { keys: keySet, bundleOptions, epoch }: TrustGeneration,
   ): Promise<CachedFacts> {
     const started = performance.now();
+    const seq = this.invalidations;
     this.attestationFetches++;
     const envelopes = await attestationEvidence(this.o.evidence, repo, digest);
     const now = this.now();
@@ -393,7 +399,8 @@ export class TrustService {
           ttl = Math.min(ttl, Math.max(1, Math.ceil((s.notAfter - now.getTime()) / 1000)));
       }
     }
-    if (this.epoch() === epoch) await this.o.cache.set(`a:${epoch}:${repo}:${digest}`, result, ttl);
+    if (this.epoch() === epoch && !this.invalidatedSince(repo, digest, seq))
+      await this.o.cache.set(`a:${epoch}:${repo}:${digest}`, result, ttl);
     return result;
   }
 
@@ -523,10 +530,22 @@ export class TrustService {
   /** Forgets a (negative) verdict, e.g. after a new signature was pushed for it. */
   async invalidate(repo: string, digest: string): Promise<void> {
     const epoch = this.epoch();
+    this.invalidatedAt.set(`${repo}@${digest}`, ++this.invalidations);
     for (const key of [`v:${epoch}:${repo}:${digest}`, `a:${epoch}:${repo}:${digest}`]) {
       this.inflight.delete(key);
       await this.o.cache.delete(key);
     }
+  }
+
+  /**
+   * True when `digest`'s evidence was invalidated after invalidation number `seq`. Policy: a
+   * computation that began before a write read the evidence as it was before it, so its result
+   * answers its own pull only and is not stored over the one made after the write (a refusal
+   * would otherwise outlive the signature for the negative TTL). Past 10,000 other subjects
+   * invalidated meanwhile the entry may be gone: the result is then stored, as before.
+   */
+  private invalidatedSince(repo: string, digest: string, seq: number): boolean {
+    return (this.invalidatedAt.get(`${repo}@${digest}`) ?? 0) > seq;
   }
 
   /**
@@ -539,6 +558,11 @@ export class TrustService {
    * left for the next pull, which verifies again. Per digest at most one such verification runs;
    * writes that land meanwhile make it run once more afterwards (its verdict may predate them), so
    * a publisher's burst of writes costs at most one verification per write, one at a time.
+   * Policy: at most MAX_BACKGROUND_REVERIFICATIONS run at once over all digests. A referrer needs
+   * no signing key and may name any subject, so a pusher writing to many subjects at once would
+   * otherwise start as many verifications (each up to 64 referrers and 64 signature layers read)
+   * and crowd pulls out of the registry connections; past the cap a write only drops the cached
+   * verdict, and the next pull verifies, as before.
    */
   async evidenceChanged(repo: string, digest: string): Promise<void> {
     await this.invalidate(repo, digest);
@@ -547,6 +571,7 @@ export class TrustService {
       this.reverifying.set(k, true);
       return;
     }
+    if (this.reverifying.size >= MAX_BACKGROUND_REVERIFICATIONS) return;
     this.reverifying.set(k, false);
     void (async () => {
       try {
@@ -703,6 +728,7 @@ export class TrustService {
     epoch: string,
   ): Promise<CachedVerdict> {
     const started = performance.now();
+    const seq = this.invalidations;
     this.signatureFetches++;
     const keys = this.trustedKeys(rule, repo, keySet);
     const base = {
@@ -744,7 +770,9 @@ export class TrustService {
     const ttl = v.ok ? this.o.positiveTtlSeconds : this.o.negativeTtlSeconds;
     // Policy: a verdict is stored under the epoch it was computed with, and not at all when the
     // keys or rules changed meanwhile (the caller still gets it: its pull began before the change).
-    if (this.epoch() === epoch) await this.o.cache.set(`v:${epoch}:${repo}:${digest}`, result, ttl);
+    // Nor when the evidence was written through this gate meanwhile (invalidatedSince).
+    if (this.epoch() === epoch && !this.invalidatedSince(repo, digest, seq))
+      await this.o.cache.set(`v:${epoch}:${repo}:${digest}`, result, ttl);
     return result;
   }
 }

@@ -65,3 +65,40 @@ export async function signDirect(
   await pushManifest(registryUrl, store, tag, manifest, MEDIA_TYPES.ociManifest);
   return { sigManifest: manifest };
 }
+
+/**
+ * A cosign `.sig` manifest for `repo@digest` signed by `key`, with its blobs pushed to registry:2
+ * directly and the manifest itself left to the caller (to push it through trustgate).
+ */
+export async function signatureManifest(
+  registryUrl: string,
+  repo: string,
+  digest: string,
+  key: PrivateKeyMaterial,
+): Promise<Buffer> {
+  const payload = Buffer.from(
+    buildSimpleSigningPayload({ dockerReference: `localhost/${repo}`, manifestDigest: digest }),
+  );
+  const config = Buffer.from('{}');
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociManifest,
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: await pushBlob(registryUrl, repo, config),
+        size: config.length,
+      },
+      layers: [
+        {
+          mediaType: MEDIA_TYPES.cosignSimpleSigning,
+          digest: await pushBlob(registryUrl, repo, payload),
+          size: payload.length,
+          annotations: {
+            [COSIGN_SIGNATURE_ANNOTATION]: Buffer.from(signPayload(key, payload)).toString('base64'),
+          },
+        },
+      ],
+    }),
+  );
+}

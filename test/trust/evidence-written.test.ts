@@ -9,10 +9,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { generateKeyPair, signPayload } from '../../src/core/signature/sign.js';
-import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES } from '../../src/core/manifest.js';
+import { generateKeyPair } from '../../src/core/signature/sign.js';
+import { MEDIA_TYPES } from '../../src/core/manifest.js';
 import { signatureTagFor } from '../../src/core/reference.js';
-import { buildSimpleSigningPayload } from '../../src/core/signature/payload.js';
 import {
   buildBundleReferrerManifest,
   buildCosignSignBundle,
@@ -21,6 +20,7 @@ import {
 import { GateError } from '../../src/core/errors.js';
 import type { EvidenceReader } from '../../src/trust/evidence.js';
 import { pushBlob, pushRandomImage } from '../helpers/registry-direct.js';
+import { signatureManifest } from '../helpers/sign.js';
 import { startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
 
 const OCI = MEDIA_TYPES.ociManifest;
@@ -42,35 +42,6 @@ describe('signature evidence written through trustgate is verified at once', { t
     return fetches() > before;
   }
 
-  /** A cosign `.sig` manifest for `img` signed by `key`, its blobs pushed to registry:2 directly. */
-  async function sigManifest(repo: string, digest: string, key: Uint8Array): Promise<Buffer> {
-    const payload = Buffer.from(
-      buildSimpleSigningPayload({ dockerReference: `localhost/${repo}`, manifestDigest: digest }),
-    );
-    const config = Buffer.from('{}');
-    return Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI,
-        config: {
-          mediaType: 'application/vnd.oci.image.config.v1+json',
-          digest: await pushBlob(stack.registry.url, repo, config),
-          size: config.length,
-        },
-        layers: [
-          {
-            mediaType: MEDIA_TYPES.cosignSimpleSigning,
-            digest: await pushBlob(stack.registry.url, repo, payload),
-            size: payload.length,
-            annotations: {
-              [COSIGN_SIGNATURE_ANNOTATION]: Buffer.from(signPayload(key, payload)).toString('base64'),
-            },
-          },
-        ],
-      }),
-    );
-  }
-
   /** Pushes a bundle referrer of `img` by `key` through trustgate (the referrers API). */
   async function pushReferrer(repo: string, img: { digest: string; bytes: Buffer }, key: Uint8Array) {
     const r = buildBundleReferrerManifest({
@@ -89,7 +60,7 @@ describe('signature evidence written through trustgate is verified at once', { t
     const put = await stack.push(
       repo,
       signatureTagFor(img.digest),
-      await sigManifest(repo, img.digest, stack.release.pkcs8Der),
+      await signatureManifest(stack.registry.url, repo, img.digest, stack.release.pkcs8Der),
       OCI,
     );
     assert.equal(put.status, 201, put.body.toString());
@@ -175,7 +146,7 @@ describe('signature evidence written through trustgate is verified at once', { t
       const put = await stack.push(
         repo,
         signatureTagFor(img.digest),
-        await sigManifest(repo, img.digest, stack.release.pkcs8Der),
+        await signatureManifest(stack.registry.url, repo, img.digest, stack.release.pkcs8Der),
         OCI,
       );
       assert.equal(put.status, 201, put.body.toString());
