@@ -8,10 +8,12 @@
  * with length 0) to show the release path really ran. A small TCP relay between trustgate and
  * registry:2 injects the faults (a slow reader, a cut connection): a fake for faults only.
  *
- * "HELD: …" tests are attacks that failed.
+ * "HELD: …" tests are attacks that failed; "fixed (…): …" tests failed before the fix they name.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
@@ -227,5 +229,46 @@ describe('review: upload chunks freed once written (release-written.ts)', { time
     });
     assert.equal(r3.status, 201, r3.body.toString());
     await assertStored(cut, 'retried after a cut');
+  });
+
+  it("fixed (final review): an audit file's lines keep their shape (no `stream` field, which only tells audit records apart on the main log) and stay redacted", async () => {
+    const dir = path.join(gate.dir, 'audit-file-gate');
+    const auditFile = path.join(dir, 'audit.log');
+    const g = await startTestGate({
+      registryUrl: registry.url,
+      users: USERS,
+      policy: { access: [{ repos: ['**'], pull: ['publisher'], push: ['publisher'], delete: [] }] },
+      extra: { log: { level: 'silent', auditFile } },
+    });
+    try {
+      const t = await token(g);
+      const r = await request(g.url, g.ca, {
+        path: `/v2/${REPO}/manifests/missing?access_token=AUDIT-FILE-SECRET`,
+        headers: bearer(t),
+      });
+      assert.equal(r.status, 404, r.body.toString());
+    } finally {
+      await g.close().catch(() => undefined);
+    }
+    let lines: Array<Record<string, unknown>> = [];
+    for (let i = 0; i < 50 && lines.length === 0; i++) {
+      try {
+        lines = readFileSync(auditFile, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+      } catch {
+        /* not written yet */
+      }
+      if (lines.length === 0) await new Promise((res) => setTimeout(res, 100));
+    }
+    const decision = lines.find((l) => l['audit'] === 'decision' && l['route'] === 'manifest');
+    assert.ok(decision, `a manifest decision in the audit file: ${JSON.stringify(lines)}`);
+    assert.equal(decision['svc'], 'trustgate');
+    assert.ok(
+      !('stream' in decision),
+      `the audit file's line shape is unchanged: ${JSON.stringify(decision)}`,
+    );
+    assert.ok(!JSON.stringify(lines).includes('AUDIT-FILE-SECRET'));
   });
 });
