@@ -231,6 +231,69 @@ describe('review: upload chunks freed once written (release-written.ts)', { time
     await assertStored(cut, 'retried after a cut');
   });
 
+  it('HELD: an mTLS client (identity from its certificate) pushing two pipelined uploads on one connection', async () => {
+    const g = await startTestGate({
+      registryUrl: registry.url,
+      mtls: true,
+      policy: {
+        access: [{ repos: ['**'], pull: ['mtls:CN=build-01'], push: ['mtls:CN=build-01'], delete: [] }],
+      },
+    });
+    try {
+      const client = g.clientCert!;
+      const begin = async (): Promise<string> => {
+        const r = await request(g.url, g.ca, {
+          method: 'POST',
+          path: `/v2/${REPO}/blobs/uploads/`,
+          headers: { 'content-length': '0' },
+          ...client,
+        });
+        assert.equal(r.status, 202, r.body.toString());
+        const loc = new URL(String(r.headers['location']), 'https://x');
+        return loc.pathname + loc.search;
+      };
+      const blobs = [randomBytes(3 * MiB + 11), randomBytes(2 * MiB + 3)];
+      const uploads = [await begin(), await begin()];
+      const head = (i: number): string =>
+        `PUT ${uploads[i]}&digest=${sha256(blobs[i]!)} HTTP/1.1\r\nHost: ${g.host}\r\n` +
+        `Content-Type: application/octet-stream\r\nContent-Length: ${blobs[i]!.length}\r\n\r\n`;
+      const before = detaches;
+      const text = await new Promise<string>((resolve, reject) => {
+        const got: Buffer[] = [];
+        const s = tls.connect({
+          host: '127.0.0.1',
+          port: g.tg.port,
+          ca: g.ca,
+          servername: 'localhost',
+          ...client,
+        });
+        const done = setTimeout(() => s.destroy(), 60_000);
+        s.on('data', (b: Buffer) => {
+          got.push(b);
+          const t = Buffer.concat(got).toString('latin1');
+          if ((t.match(/HTTP\/1\.1 \d{3} /g) ?? []).length >= 2) s.end();
+        });
+        s.on('error', reject);
+        s.on('close', () => (clearTimeout(done), resolve(Buffer.concat(got).toString('latin1'))));
+        s.once('secureConnect', () => {
+          s.write(head(0));
+          s.write(Buffer.concat([blobs[0]!, Buffer.from(head(1))]));
+          for (let i = 0; i < blobs[1]!.length; i += 5000) s.write(blobs[1]!.subarray(i, i + 5000));
+        });
+      });
+      assert.deepEqual(
+        [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])),
+        [201, 201],
+        text.slice(0, 2000),
+      );
+      assert.ok(detaches - before > 100, `upload chunks were released (${detaches - before} detaches)`);
+      await assertStored(blobs[0]!, 'mTLS 1');
+      await assertStored(blobs[1]!, 'mTLS 2');
+    } finally {
+      await g.close();
+    }
+  });
+
   it("fixed (final review): an audit file's lines keep their shape (no `stream` field, which only tells audit records apart on the main log) and stay redacted", async () => {
     const dir = path.join(gate.dir, 'audit-file-gate');
     const auditFile = path.join(dir, 'audit.log');
