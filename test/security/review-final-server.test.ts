@@ -231,6 +231,29 @@ describe('review: upload chunks freed once written (release-written.ts)', { time
     await assertStored(cut, 'retried after a cut');
   });
 
+  it('fixed (final review): registry:2 refusing an upload before its body was read (unknown session) left the connection hanging, the rest of the body never read and a pipelined request never answered; now the answer closes the connection (lingering) and the client retries on a new one', async () => {
+    const t = await token(gate);
+    const refused = randomBytes(2 * MiB);
+    const good = randomBytes(3 * MiB + 17);
+    const unknown = `/v2/${REPO}/blobs/uploads/00000000-0000-4000-8000-000000000000?_state=x`;
+    const upload = await begin(gate, t);
+    const r = await rawExchange(
+      gate.tg.port,
+      gate.ca,
+      [putHead(gate, t, unknown, refused), refused, putHead(gate, t, upload, good), good],
+      { idleMs: 3000, maxMs: 60_000 },
+    );
+    assert.deepEqual(r.statuses, [404], r.text.slice(0, 2000));
+    assert.ok(r.closed, 'the connection ends after the early answer instead of hanging');
+    assert.match(r.text, /\r\nconnection: close\r\n/i);
+    const retry = await rawExchange(gate.tg.port, gate.ca, [putHead(gate, t, upload, good), good], {
+      idleMs: 3000,
+      maxMs: 60_000,
+    });
+    assert.deepEqual(retry.statuses, [201], retry.text.slice(0, 2000));
+    await assertStored(good, 'retried after an early refusal');
+  });
+
   it('HELD: an mTLS client (identity from its certificate) pushing two pipelined uploads on one connection', async () => {
     const g = await startTestGate({
       registryUrl: registry.url,
