@@ -141,7 +141,7 @@ async function main(): Promise<void> {
     const verifying = gates.filter((g) => g.name !== 'trustgate-index');
     // `node-floor` (only when BENCH_TARGETS names it): TLS listener + trustgate's upstream client,
     // nothing else (bench/lib/floor-child.ts): the part of trustgate's CPU per request that is Node.
-    if (process.env['BENCH_TARGETS']?.split(',').includes('node-floor')) {
+    if (onlyTargets?.includes('node-floor')) {
       const floor = await startTrustgateChild(files, undefined, 'floor-child.js');
       defer(() => floor.close());
       gates.push({ name: 'node-floor', url: floor.url, pid: floor.pid, token: tg.token, creds: tg.creds });

@@ -212,7 +212,9 @@ export class TagIndex {
       answer = { value: await send() };
       return answer.value;
     } finally {
-      await this.afterWrite(o, answer && accepted(answer.value));
+      // Off, nothing is recorded (mayRecord): `accepted` (which may parse the pushed manifest
+      // again, pushedManifest) is not asked, on every manifest PUT by tag.
+      await this.afterWrite(o, answer && this.settings().enabled ? accepted(answer.value) : undefined);
     }
   }
 

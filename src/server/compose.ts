@@ -111,11 +111,11 @@ export async function buildParts(
   const metrics = new Metrics();
   const auditLog = createAuditLogger(
     config.log.auditFile
-      ? pino.destination({ dest: config.log.auditFile, mkdir: true, sync: false })
+      ? { file: pino.destination({ dest: config.log.auditFile, mkdir: true, sync: false }) }
       : // Policy: audit records never depend on log.level (a SIGHUP to `warn` must not silence
         // them), so they get a logger of their own at info, writing to the main log's own stream: a
         // child would follow the parent's level (pino passes level changes on to children).
-        (log as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym],
+        { mainLogStream: (log as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym] },
   );
   const audit = new Audit(auditLog, metrics);
 

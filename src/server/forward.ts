@@ -6,6 +6,7 @@ import { addressKey } from '../auth/credentials.js';
 import { GateError } from '../core/errors.js';
 import { RelayLimiter, type RelayClaim } from '../core/relay-limits.js';
 import type { Principal } from './authenticate.js';
+import { closeAfterAnswer } from './body.js';
 import { releaseChunksOnceWritten } from './release-written.js';
 import { sendError } from './respond.js';
 import type { Logger } from './log.js';
@@ -79,6 +80,14 @@ export class StreamForwarder {
           { upstreamStatus: status, method: req.method },
         );
         return;
+      }
+      if (!req.complete) {
+        // Policy: an answer before the whole request body (registry:2 refusing an upload at once)
+        // ends the connection, the lingering way (body.ts): the rest of the body, piped to a
+        // registry connection that is gone, would otherwise never be read, and the client's
+        // connection would hang with its next request unparsed. Set here, http-proxy keeps it.
+        proxyRes.headers['connection'] = 'close';
+        closeAfterAnswer(req);
       }
       // Policy: an upstream body that ends before its declared length (a FIN mid-body, or
       // registry:2's mis-framed 416) ends the client's response early too: a truncated transfer

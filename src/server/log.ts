@@ -53,14 +53,14 @@ export function createLogger(
  * The audit records' logger (server/audit.ts): the same JSON lines at info as createLogger's, but
  * without its per-call walk over the logged object. Policy: only Audit writes to it, and Audit
  * redacts each record itself, field by field, before it logs it (the walk cost about 25 µs of
- * CPU on every request under load; issue 18).
+ * CPU on every request under load; issue 18). On the main log's stream the records are told
+ * apart by `stream: "audit"`; the lines of an audit file (log.auditFile) carry no such field.
  */
-export function createAuditLogger(destination?: NodeJS.WritableStream | pino.DestinationStream): AuditLogger {
-  return {
-    logger: pino(plainOptions('info'), destination as pino.DestinationStream | undefined).child({
-      stream: 'audit',
-    }),
-  };
+export function createAuditLogger(
+  to: { file: pino.DestinationStream } | { mainLogStream: pino.DestinationStream | undefined },
+): AuditLogger {
+  if ('file' in to) return { logger: pino(plainOptions('info'), to.file) };
+  return { logger: pino(plainOptions('info'), to.mainLogStream).child({ stream: 'audit' }) };
 }
 
 /** A logger only Audit may write to (its records are redacted by Audit, not by the logger). */

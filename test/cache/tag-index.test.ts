@@ -181,12 +181,14 @@ describe('tag index bookkeeping', () => {
     manifests.set('r', old.digest, old.held);
     settings.enabled = false;
     assert.equal(index.beforeRead('r', 'v1'), undefined);
+    let asked = 0;
     await index.write(
       'r',
       'v1',
       async () => 201,
-      () => ({ digest: old.digest }),
+      () => (asked++, { digest: old.digest }),
     );
+    assert.equal(asked, 0, 'off, the accepted write is not examined (no second parse of its manifest)');
     settings.enabled = true;
     assert.equal(index.resolve('r', 'v1'), undefined);
     const sig = `sha256-${'a'.repeat(64)}.sig`;

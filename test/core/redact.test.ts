@@ -5,6 +5,7 @@ import {
   LOGGED_QUERY_KEYS,
   REDACTED,
   isSecretKey,
+  redactFlat,
   redactText,
   redactUrl,
   redactValue,
@@ -67,5 +68,25 @@ describe('redact', () => {
     const o = { password: 'p', path: '/x?token=t' };
     redactValue(o);
     assert.deepEqual(o, { password: 'p', path: '/x?token=t' });
+  });
+
+  it('redactFlat (the audit record path) redacts exactly as redactValue does: URL fields, nested objects, arrays of objects, Errors', () => {
+    const record = {
+      audit: 'decision',
+      path: '/v2/a/blobs/uploads/u?opaquesecret&_state=s&digest=sha256:00',
+      target: 'https://r.example/x?sig=abc',
+      token: 'tok',
+      reason: 'Bearer abcdefgh1234 rejected',
+      keys: ['release', 'eyJhbGciOiJIUzI1NiJ9.e30.c2ln'],
+      nested: { password: 'p', url: '/x?token=t', deep: { authorization: 'Basic dXNlcjpwYXNzd29yZA==' } },
+      list: [{ secret: 's' }, { location: '/v2/x?_state=s' }, 'redis://:pw@h'],
+      err: Object.assign(new Error('failed at https://u:pw@h/?access_token=x'), { code: 'E' }),
+      status: 201,
+      latencyMs: 1.5,
+      client: undefined,
+      empty: null,
+    };
+    assert.deepEqual(redactFlat(record), redactValue(record));
+    assert.doesNotMatch(JSON.stringify(redactFlat(record)), /opaquesecret|tok"|dXNlcjpw|pw@|access_token=x/);
   });
 });

@@ -384,7 +384,7 @@ describe('security: the logger and the CLI redact whatever reaches them (issue 1
 
   it('audit records are redacted by Audit itself, field by field (the audit logger has no hook)', () => {
     const sink = new Sink();
-    const audit = new Audit(createAuditLogger(sink));
+    const audit = new Audit(createAuditLogger({ mainLogStream: sink }));
     audit.decision({
       requestId: 'r1',
       identity: `robot ${jwt}`,
