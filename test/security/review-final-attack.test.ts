@@ -9,7 +9,9 @@
  * attacker could have pushed through trustgate.
  */
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { createLogger } from '../../src/server/log.js';
 import { generateKeyPair } from '../../src/core/signature/sign.js';
 import { MEDIA_TYPES } from '../../src/core/manifest.js';
 import { EMPTY_JSON_DIGEST, MEDIA_TYPE_OCI_EMPTY } from '../../src/core/referrers.js';
@@ -26,9 +28,23 @@ const OCI = MEDIA_TYPES.ociManifest;
 const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 const PROD = 'prod/app';
 const DEV = 'dev/tool';
-const USERS = { consumer: 'consumer-pw', publisher: 'publisher-pw', devpusher: 'devpusher-pw' };
+const USERS = {
+  consumer: 'consumer-pw',
+  publisher: 'publisher-pw',
+  devpusher: 'devpusher-pw',
+  admin: 'admin-pw',
+};
 type User = keyof typeof USERS;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Keeps every log line the gate writes (its audit stream included). */
+class Sink extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.text += chunk.toString('utf8');
+    cb();
+  }
+}
 
 type Image = { digest: string; bytes: Buffer; blobs: string[] };
 
@@ -51,11 +67,13 @@ for (const indexed of [false, true]) {
     const release = generateKeyPair('ecdsa-p256');
     const devkey = generateKeyPair('ecdsa-p256');
     const attacker = generateKeyPair('ecdsa-p256');
+    const rel2 = generateKeyPair('ecdsa-p256');
     let registry: RegistryHandle;
     let redis: RedisHandle | undefined;
     let gate: TestGate;
     let signed: Image;
     let unsigned: Image;
+    const sink = new Sink();
 
     before(async () => {
       registry = await startRegistry();
@@ -64,17 +82,19 @@ for (const indexed of [false, true]) {
         registryUrl: registry.url,
         ...(redis ? { redisUrl: redis.url, tagIndex: { enabled: true, maxAgeSeconds: 3600 } } : {}),
         users: { ...USERS },
+        logger: createLogger('debug', sink),
         policy: {
+          admins: ['admin'],
           access: [
-            { repos: [PROD], pull: ['consumer', 'publisher'], push: ['publisher'], delete: [] },
+            { repos: [PROD], pull: ['consumer', 'publisher', 'admin'], push: ['publisher'], delete: [] },
             { repos: [DEV], pull: ['devpusher'], push: ['devpusher'], delete: [] },
           ],
         },
         trustRules: [
           { repos: ['dev/**'], keys: ['devkey'] },
-          { repos: ['**'], keys: ['release'] },
+          { repos: ['**'], keys: ['release', 'rel2'] },
         ],
-        trustedKeys: { release: release.publicKeyPem, devkey: devkey.publicKeyPem },
+        trustedKeys: { release: release.publicKeyPem, devkey: devkey.publicKeyPem, rel2: rel2.publicKeyPem },
       });
       signed = await pushRandomImage(registry.url, PROD, 'signed');
       await signDirect(registry.url, PROD, signed.digest, release.pkcs8Der);
@@ -250,16 +270,14 @@ for (const indexed of [false, true]) {
           buildCosignSignBundle(unsigned.digest, bundleSignerFor(devkey.pkcs8Der), { n: String(i) }),
         );
         const bd = await pushBlob(registry.url, DEV, bundle);
-        writes.push(
-          put(
-            'devpusher',
-            DEV,
-            `sha256-${'0'.repeat(63)}${i % 10}`,
-            bundleReferrer(unsigned, bd, bundle.length),
-          ),
-        );
+        const ref = bundleReferrer(unsigned, bd, bundle.length);
+        writes.push(put('devpusher', DEV, sha256(ref), ref));
       }
-      await Promise.all(writes);
+      const answers = await Promise.all(writes);
+      assert.ok(
+        answers.every((a) => a.status === 201),
+        answers.map((a) => a.status).join(' '),
+      );
       assert.equal((await pull('signed')).status, 200);
       await assertUnsignedRefused('after dev/tool flood');
     });
@@ -296,6 +314,129 @@ for (const indexed of [false, true]) {
       assert.equal(done.status, 201, done.body.toString());
       assertBlobNotAdmitted(await call('consumer', PROD, `/v2/${PROD}/blobs/${digest}`));
       assertBlobNotAdmitted(await call('publisher', PROD, `/v2/${PROD}/blobs/${digest}`));
+    });
+    it('HELD (b): a mount from dev/tool (not pullable by the publisher) does not bring a blob into prod/app', async () => {
+      const bytes = Buffer.from(`dev only ${Math.random()}`);
+      const digest = await pushBlob(registry.url, DEV, bytes);
+      const r = await call('publisher', PROD, `/v2/${PROD}/blobs/uploads/?mount=${digest}&from=${DEV}`, {
+        method: 'POST',
+        actions: 'pull,push',
+      });
+      assert.notEqual(r.status, 201, `mounted: ${r.status}`);
+      for (const u of ['consumer', 'publisher'] as const) {
+        for (const method of ['GET', 'HEAD']) {
+          const b = await call(u, PROD, `/v2/${PROD}/blobs/${digest}`, { method });
+          assert.ok(b.status === 404 || b.status === 403, `${u} ${method}: ${b.status}`);
+        }
+      }
+    });
+
+    it('HELD (a): an allow does not outlive the withdrawal of its key (legacy + bundle, early allow, background work)', async () => {
+      const img = await pushRandomImage(registry.url, PROD, 'rel2');
+      // signed by rel2 in both layouts: the bundle layout alone may decide early
+      const bundle = Buffer.from(buildCosignSignBundle(img.digest, bundleSignerFor(rel2.pkcs8Der)));
+      const bd = await pushBlob(registry.url, PROD, bundle);
+      await pushBlob(registry.url, PROD, Buffer.from('{}'));
+      const ref = bundleReferrer(img, bd, bundle.length);
+      assert.equal((await put('publisher', PROD, sha256(ref), ref)).status, 201);
+      const sig = await signatureManifest(registry.url, PROD, img.digest, rel2.pkcs8Der);
+      assert.equal((await put('publisher', PROD, signatureTagFor(img.digest), sig)).status, 201);
+      assert.equal((await pull('rel2')).status, 200);
+      for (const b of img.blobs)
+        assert.equal((await call('consumer', PROD, `/v2/${PROD}/blobs/${b}`)).status, 200);
+      // one more write starts a background re-verification; the key is revoked while it may run
+      const sig2 = await signatureManifest(registry.url, PROD, img.digest, rel2.pkcs8Der);
+      const pending = put('publisher', PROD, signatureTagFor(img.digest), sig2);
+      const t = await getToken(gate.url, gate.ca, 'admin', USERS.admin, ['registry:admin:*']);
+      const rv = await request(gate.url, gate.ca, {
+        method: 'POST',
+        path: '/admin/v1/keys/rel2/revoke',
+        headers: { ...bearer(t), 'content-type': 'application/json' },
+        body: Buffer.from('{"reason":"compromised"}'),
+      });
+      assert.equal(rv.status, 200, rv.body.toString());
+      await pending;
+      for (let round = 0; round < 3; round++) {
+        for (const r of ['rel2', img.digest]) {
+          for (const m of ['GET', 'HEAD'])
+            assert.equal((await pull(r, m)).status, 403, `${m} ${r} round ${round}`);
+        }
+        for (const b of img.blobs)
+          assertBlobNotAdmitted(await call('consumer', PROD, `/v2/${PROD}/blobs/${b}`));
+        await sleep(200);
+      }
+      assert.equal((await pull('signed')).status, 200);
+    });
+
+    it('HELD: no password or token reaches the log or audit lines, nor the refusal sent to the client', async () => {
+      const t = await token('consumer', [`repository:${PROD}:pull`]);
+      const wrong = 'wrong-password-secret-9';
+      await getToken(gate.url, gate.ca, 'consumer', wrong, [`repository:${PROD}:pull`]).catch(
+        () => undefined,
+      );
+      const r = await request(gate.url, gate.ca, {
+        path: `/v2/${PROD}/manifests/unsigned?access_token=${t}&password=${USERS.consumer}`,
+        headers: { ...bearer(t), accept: ACCEPT_ALL },
+      });
+      assert.equal(r.status, 403);
+      const basic = await request(gate.url, gate.ca, {
+        path: `/v2/${PROD}/manifests/unsigned`,
+        headers: { authorization: `Basic ${Buffer.from(`consumer:${USERS.consumer}`).toString('base64')}` },
+      });
+      assert.ok(basic.status >= 400);
+      await sleep(150);
+      assert.match(sink.text, /"audit"/, 'the audit stream is captured');
+      for (const secret of [
+        t,
+        t.split('.')[2]!,
+        USERS.consumer,
+        USERS.publisher,
+        USERS.devpusher,
+        USERS.admin,
+        wrong,
+      ]) {
+        assert.ok(!sink.text.includes(secret), `secret in the log: ${secret.slice(0, 12)}…`);
+        assert.ok(!r.body.toString().includes(secret));
+      }
+    });
+    it('HELD: an admin token and a refresh token are not registry tokens, nor a registry token an admin one (issued-token memory)', async () => {
+      const admin = await getToken(gate.url, gate.ca, 'admin', USERS.admin, ['registry:admin:*']);
+      const q = new URLSearchParams({
+        service: 'trustgate',
+        scope: `repository:${PROD}:pull`,
+        offline_token: 'true',
+      });
+      const basic = `Basic ${Buffer.from(`consumer:${USERS.consumer}`).toString('base64')}`;
+      const issued = await request(gate.url, gate.ca, {
+        path: `/token?${q.toString()}`,
+        headers: { authorization: basic },
+      });
+      assert.equal(issued.status, 200, issued.body.toString());
+      const { token: access, refresh_token: refresh } = issued.json() as {
+        token: string;
+        refresh_token?: string;
+      };
+      assert.ok(refresh, 'a refresh token was issued');
+      // at once (the issued-token memory) and after a first verified use
+      for (let round = 0; round < 2; round++) {
+        for (const [what, t] of [
+          ['admin token', admin],
+          ['refresh token', refresh],
+        ] as const) {
+          const r = await request(gate.url, gate.ca, {
+            path: `/v2/${PROD}/manifests/signed`,
+            headers: { ...bearer(t), accept: ACCEPT_ALL },
+          });
+          assert.equal(r.status, 401, `${what} at /v2 round ${round}: ${r.status}`);
+        }
+        const r = await request(gate.url, gate.ca, { path: '/admin/v1/keys', headers: bearer(access) });
+        assert.ok(r.status === 401 || r.status === 403, `registry token at /admin: ${r.status}`);
+      }
+      const ok = await request(gate.url, gate.ca, {
+        path: `/v2/${PROD}/manifests/signed`,
+        headers: { ...bearer(access), accept: ACCEPT_ALL },
+      });
+      assert.equal(ok.status, 200);
     });
   });
 }
