@@ -438,5 +438,24 @@ for (const indexed of [false, true]) {
       });
       assert.equal(ok.status, 200);
     });
+    it('HELD (b): junk, oversized and self-signed bundle referrers on a signed digest do not refuse it', async () => {
+      const img = await pushRandomImage(registry.url, PROD, 'target');
+      await signDirect(registry.url, PROD, img.digest, release.pkcs8Der);
+      assert.equal((await pull('target')).status, 200);
+      await pushBlob(registry.url, PROD, Buffer.from('{}'));
+      const self = Buffer.from(buildCosignSignBundle(img.digest, bundleSignerFor(attacker.pkcs8Der)));
+      const junk = Buffer.from('{"mediaType":"not a bundle"}');
+      const big = Buffer.alloc(9 * 1024 * 1024, 0x7b);
+      for (const bytes of [self, junk, big]) {
+        const bd = await pushBlob(registry.url, PROD, bytes);
+        const ref = bundleReferrer(img, bd, bytes.length);
+        assert.equal((await put('publisher', PROD, sha256(ref), ref)).status, 201);
+      }
+      for (let round = 0; round < 3; round++) {
+        for (const r of ['target', img.digest])
+          assert.equal((await pull(r)).status, 200, `${r} round ${round}`);
+        await sleep(150);
+      }
+    });
   });
 }
