@@ -118,8 +118,18 @@ export function wantsIndexParent(input: Omit<ServeInput, 'indexParent'>): boolea
 export function inheritsAttestations(
   input: Pick<ServeInput, 'manifest' | 'purpose' | 'tag' | 'rule' | 'indexParent'>,
 ): boolean {
+  return input.indexParent !== undefined && mayInheritAttestations(input);
+}
+
+/**
+ * True when a manifest reached this way would inherit from an index parent if it had one: the
+ * index admission is worth looking up for the attestation gate only then (not for a pull by a
+ * bound tag, nor a signed push).
+ */
+export function mayInheritAttestations(
+  input: Pick<ServeInput, 'manifest' | 'purpose' | 'tag' | 'rule'>,
+): boolean {
   return (
-    input.indexParent !== undefined &&
     input.manifest.kind === 'image' &&
     input.purpose === 'pull' &&
     !(input.rule.tagBinding && input.tag !== undefined)

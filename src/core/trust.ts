@@ -121,8 +121,6 @@ const FAILURE_RANK: Partial<Record<TrustReason, number>> = {
   'tag-not-bound': 7,
 };
 
-/** Whether a trusted key may vouch at `now`: not revoked, and inside its validity window. */
-
 interface Failure {
   reason: TrustReason;
   detail: string;

@@ -19,6 +19,7 @@ import type { SigstoreTrustedRoot } from '../core/evidence/trusted-root.js';
 import {
   decideServe,
   inheritsAttestations,
+  mayInheritAttestations,
   serveShortcut,
   wantsIndexParent,
   type ServeReason,
@@ -300,7 +301,7 @@ export class TrustService {
       }
     }
     if (attestationRule && opts.attestations !== false && input.purpose === 'pull') {
-      if (input.manifest.kind === 'image') await lookUpParent();
+      if (mayInheritAttestations(input)) await lookUpParent();
       const withParent = indexParent !== undefined ? { indexParent } : {};
       // Policy: a child that inherits is judged by its index's attestations as they stand now
       // (decided again from the index's cached facts), never by the verdict the index had when it

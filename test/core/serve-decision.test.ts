@@ -8,6 +8,8 @@ import {
 } from '../../src/core/manifest.js';
 import {
   decideServe,
+  inheritsAttestations,
+  mayInheritAttestations,
   serveShortcut,
   wantsIndexParent,
   type ServeInput,
@@ -118,4 +120,20 @@ test('index children: admitted by digest; not by a bound tag, not for a signed p
     false,
     'an index child',
   );
+});
+
+test('attestation inheritance: a child by digest or unbound tag inherits; a bound tag or signed push never does, nor needs the lookup', () => {
+  const parent = `sha256:${'b'.repeat(64)}`;
+  const bound = rule({ tagBinding: true });
+  assert.equal(inheritsAttestations(input({ indexParent: parent })), true);
+  assert.equal(inheritsAttestations(input({ indexParent: parent, tag: 'prod' })), true);
+  assert.equal(inheritsAttestations(input({})), false, 'no parent');
+  assert.equal(inheritsAttestations(input({ indexParent: parent, tag: 'prod', rule: bound })), false);
+  assert.equal(inheritsAttestations(input({ indexParent: parent, rule: bound })), true, 'by digest');
+  assert.equal(inheritsAttestations(input({ indexParent: parent, purpose: 'signed-push' })), false);
+  // The lookup of the index admission is skipped exactly where inheritance is impossible.
+  assert.equal(mayInheritAttestations(input({ tag: 'prod', rule: bound })), false);
+  assert.equal(mayInheritAttestations(input({ purpose: 'signed-push' })), false);
+  assert.equal(mayInheritAttestations(input({ manifest: sigArtifact })), true, 'an image manifest');
+  assert.equal(mayInheritAttestations(input({ rule: bound })), true);
 });
