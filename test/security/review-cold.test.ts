@@ -311,10 +311,31 @@ describe('review-cold: early allow and verification on signature writes', { time
     // never read for it, now admits the image on its own.
     rmSync(`${stack.gate.keysDir}/gone.pub`);
     stack.gate.tg.keyring.reload();
+    // Fault injection: the referrers read waits until the legacy payload was read, so the legacy
+    // layout finishes first and an early allow could only come from gone's signature (release's
+    // bundle, finishing last, decides with everything in, never early).
+    let legacyIn!: () => void;
+    const legacyDone = new Promise<void>((r) => (legacyIn = r));
+    options.evidence = {
+      ...real,
+      blob: async (r, d, max) => {
+        try {
+          return await real.blob(r, d, max);
+        } finally {
+          legacyIn();
+        }
+      },
+      referrers: async (r, subject) => (await legacyDone, real.referrers(r, subject)),
+    };
     const after = trust.earlyVerdicts;
-    const r = await stack.pull(repo, img.digest);
-    assert.equal(r.status, 200, r.body.toString());
-    assert.equal(trust.earlyVerdicts - after, 0, 'the legacy layout alone no longer meets the rule');
+    try {
+      const r = await stack.pull(repo, img.digest);
+      assert.equal(r.status, 200, r.body.toString());
+      assert.equal(trust.earlyVerdicts - after, 0, 'the legacy layout alone no longer meets the rule');
+    } finally {
+      legacyIn();
+      options.evidence = real;
+    }
   });
 
   it('HELD: a key withdrawn while a write-started verification is reading the evidence: the verdict it makes never admits a later pull', async () => {
