@@ -95,10 +95,26 @@ export class ClientCaAnchors {
       }
       const issuer: DetailedPeerCertificate | undefined = cert.issuerCertificate;
       if (!issuer || issuer === cert || issuer.fingerprint256 === cert.fingerprint256) break;
+      // Policy: Node links a certificate to an issuer by name (and key identifiers when present),
+      // not by signature, and the client chooses the certificates it sends: a link counts only
+      // when the issuer's key signed the certificate. Otherwise a client of a removed CA could
+      // send the public certificate of a CA in force under the same name and pass as anchored.
+      if (!signedBy(cert, issuer)) break;
       cert = issuer;
     }
     this.checked.set(socket, { generation: this.generation, anchored });
     return anchored;
+  }
+}
+
+/** Whether `issuer` issued `cert` and its key signed it; false for anything unparseable. */
+function signedBy(cert: PeerCertificate, issuer: PeerCertificate): boolean {
+  try {
+    const c = new X509Certificate(cert.raw);
+    const i = new X509Certificate(issuer.raw);
+    return c.checkIssued(i) && c.verify(i.publicKey);
+  } catch {
+    return false;
   }
 }
 

@@ -87,7 +87,7 @@ const WRONG_API: Record<TokenUse, string> = {
 const invalid = (logDetail: unknown, cause?: unknown): GateError =>
   new GateError('UNAUTHORIZED', 'invalid token: get a new one from the token endpoint', { logDetail, cause });
 
-/** How long this process remembers an access token it issued (the time to its first use). */
+/** How long this process remembers an access token it issued or verified. */
 const ISSUED_MEMORY_MS = 60_000;
 /**
  * Policy: the memory is bounded in bytes as well as in entries: a grant of 64 long repository
@@ -101,20 +101,21 @@ export class TokenService {
   private readonly keyResolver: JWTVerifyGetKey;
   private o: TokenSettings;
   /**
-   * Access tokens this process signed in the last minute, with the claims it signed into them.
-   * Policy: such a token is known without verifying its signature again (its first use usually
-   * follows its issue at once: a pull's cold path). The token string is the key, so only its
-   * holder can present it, and verification would find exactly these claims. Only for the same
-   * API, inside the same time checks (nbf and iat with the clock tolerance, exp, the lifetime), and
-   * under the settings and keys it was signed with: configure() and setKeys() forget them all.
-   * Anything else goes through the full verification.
+   * Access tokens this process signed or verified in the last minute, with their claims: the one
+   * memory of known tokens, so a pull's requests (its first use usually follows the issue at once)
+   * pay no ECDSA verification each. Policy: such a token is known without verifying its signature
+   * again. The token string is the key, so only its holder can present it, and verification would
+   * find exactly these claims. Only for the same API, inside the same time checks (nbf and iat with
+   * the clock tolerance, exp, the lifetime), and under the settings and keys it was signed or
+   * verified with: configure() and setKeys() forget them all. Anything else goes through the full
+   * verification.
    */
   private readonly issued = new LRUCache<string, { use: TokenUse; claims: TokenClaims }>({
     max: 10_000,
     maxSize: ISSUED_MEMORY_BYTES,
     ttl: ISSUED_MEMORY_MS,
   });
-  /** Bumped by configure() and setKeys(): a token signed across one is not remembered. */
+  /** Bumped by configure() and setKeys(): a token signed or verified across one is not remembered. */
   private generation = 0;
 
   constructor(o: TokenServiceOptions) {
@@ -192,21 +193,14 @@ export class TokenService {
       access.length <= MAX_ACCESS_ENTRIES &&
       access.every(isAccessClaim);
     if (current && verifiable) {
-      this.issued.set(
-        token,
-        {
-          use,
-          claims: {
-            subject: identity.subject,
-            kind: identity.kind,
-            access: JSON.parse(JSON.stringify(access)) as AccessClaim[],
-            jti,
-            issuedAt: new Date(iat * 1000),
-            expiresAt: new Date((iat + this.o.ttlSeconds) * 1000),
-          },
-        },
-        { size: token.length * 2 },
-      );
+      this.remember(token, use, {
+        subject: identity.subject,
+        kind: identity.kind,
+        access: JSON.parse(JSON.stringify(access)) as AccessClaim[],
+        jti,
+        issuedAt: new Date(iat * 1000),
+        expiresAt: new Date((iat + this.o.ttlSeconds) * 1000),
+      });
     }
     const out: IssuedToken = {
       token,
@@ -240,6 +234,7 @@ export class TokenService {
   async verifyAccessToken(token: string, now: Date, use: TokenUse = 'registry'): Promise<TokenClaims> {
     const known = this.issued.get(token);
     if (known && known.use === use && this.withinTimes(known.claims, now)) return known.claims;
+    const generation = this.generation;
     const p = await this.verify(token, now, [this.accessAudience(use)], ACCESS_TYP, this.o.ttlSeconds, use);
     const access = p['access'];
     if (!Array.isArray(access) || access.length > MAX_ACCESS_ENTRIES || !access.every(isAccessClaim)) {
@@ -252,7 +247,7 @@ export class TokenService {
     ) {
       throw invalid(`access claim is not a ${use} grant`);
     }
-    return {
+    const claims: TokenClaims = {
       subject: p.sub!,
       kind: kindOf(p),
       access,
@@ -260,6 +255,15 @@ export class TokenService {
       issuedAt: new Date(p.iat! * 1000),
       expiresAt: new Date(p.exp! * 1000),
     };
+    // Policy: a token verified under settings or keys a reload replaced meanwhile (the check is
+    // off the event loop, so a SIGHUP can land during it) answers its own request only; it is not
+    // remembered, so the next request is checked under the new issuer, service and lifetime.
+    if (generation === this.generation) this.remember(token, use, claims);
+    return claims;
+  }
+
+  private remember(token: string, use: TokenUse, claims: TokenClaims): void {
+    this.issued.set(token, { use, claims }, { size: token.length * 2 });
   }
 
   /** Verifies a refresh token of either API; `use` says which one it mints tokens for. */

@@ -6,7 +6,6 @@ import type { AdminCredential } from '../core/scope.js';
 import type { Identity } from '../core/types.js';
 import { connectionIdentity, type ClientCaAnchors } from '../auth/mtls.js';
 import { tokenAllows, type TokenClaims, type TokenService } from '../auth/tokens.js';
-import { LRUCache } from 'lru-cache';
 
 export type RepoAction = 'pull' | 'push' | 'delete';
 
@@ -46,46 +45,15 @@ const ANONYMOUS: Identity = Object.freeze({ subject: 'anonymous', kind: 'anonymo
  */
 export class Authenticator {
   private readonly now: () => Date;
-  private readonly verified = new LRUCache<string, TokenClaims>({ max: 10_000 });
-  /** Bumped by forgetVerifiedTokens: a verification begun before it is not remembered. */
-  private generation = 0;
 
   constructor(private readonly o: AuthenticatorOptions) {
     this.now = o.now ?? (() => new Date());
   }
 
-  /**
-   * A verified token is remembered until it expires (at most a minute), so a warm pull does not
-   * pay an ECDSA verification per request. Policy: keyed by the whole token string; only tokens
-   * that verified are kept, and expiry is still enforced.
-   */
-  private async verifyCached(token: string): Promise<TokenClaims> {
-    const now = this.now();
-    const hit = this.verified.get(token);
-    if (hit && hit.expiresAt.getTime() > now.getTime()) return hit;
-    const generation = this.generation;
-    const claims = await this.o.tokens.verifyAccessToken(token, now);
-    const ttl = Math.min(claims.expiresAt.getTime() - now.getTime(), 60_000);
-    // Policy: a token checked under settings a reload replaced meanwhile (the check is off the
-    // event loop, so a SIGHUP can land during it) answers its own request only; it is not
-    // remembered, so the next request is checked under the new issuer, service and lifetime.
-    if (ttl > 0 && generation === this.generation) this.verified.set(token, claims, { ttl });
-    return claims;
-  }
-
-  /**
-   * Drops the remembered tokens (after a reload changed the token settings). Policy: a new
-   * issuer or service, or a shorter lifetime, applies to tokens already seen too, not a minute later.
-   */
-  forgetVerifiedTokens(): void {
-    this.generation++;
-    this.verified.clear();
-  }
-
   async authenticate(req: http.IncomingMessage): Promise<Principal> {
     const token = bearerToken(req, '/v2');
     if (token !== undefined) {
-      const claims = await this.verifyCached(token);
+      const claims = await this.o.tokens.verifyAccessToken(token, this.now());
       const policy = this.o.policy();
       const identity = policy.identityFor(claims.subject, claims.kind);
       const policyAllows = policyWalkOnce(this.o.policy, identity);
@@ -127,11 +95,10 @@ export class Authenticator {
       let claims: TokenClaims;
       let credential: AdminCredential = 'admin-token';
       try {
-        // Not cached: admin requests are few, and the /v2 cache holds registry tokens only.
         claims = await this.o.tokens.verifyAccessToken(token, this.now(), 'admin');
       } catch (adminErr) {
         try {
-          claims = await this.verifyCached(token);
+          claims = await this.o.tokens.verifyAccessToken(token, this.now());
         } catch {
           throw adminErr;
         }

@@ -301,7 +301,8 @@ export function buildHandlers(c: HandlerContext): {
 } {
   const { parts: p, live, log, now } = c;
   const onManifestDeleted = connectReplicas(p);
-  const service = (): string => live.service;
+  // The token service's own name (a reload reconfigures it): challenges name what tokens carry.
+  const service = (): string => p.tokens.service;
   const realm = (): string | undefined => live.realm;
   const v2 = createV2Handler({
     upstream: p.upstream,

@@ -61,9 +61,6 @@ export class LiveSettings {
   get layerUrls(): LayerUrlPolicy {
     return this.d.layerUrls;
   }
-  get service(): string {
-    return this.d.config.auth.service;
-  }
   /** The token realm named in challenges (from publicUrl); undefined: derived from the Host header. */
   get realm(): string | undefined {
     return this.d.realm;

@@ -125,7 +125,7 @@ export async function startTrustgate(config: Config, opts: StartOptions = {}): P
 
 interface Running {
   live: LiveSettings;
-  parts: Pick<Parts, 'tokens' | 'auth' | 'keyring' | 'clientCa' | 'sigstoreRoots' | 'tagIndex'>;
+  parts: Pick<Parts, 'tokens' | 'keyring' | 'clientCa' | 'sigstoreRoots' | 'tagIndex'>;
   listener: Pick<Listener, 'server'>;
   log: Logger;
 }
@@ -172,7 +172,6 @@ async function reload(configPath: string, r: Running): Promise<boolean> {
   const c = plan.effective;
   commit();
   r.parts.tokens.configure(tokenSettings(c));
-  r.parts.auth.forgetVerifiedTokens();
   r.parts.keyring.moveTo(c.trust.keysDir);
   r.parts.keyring.reload();
   // SIGHUP also checks the TUF repositories now (an operator who updated a directory mirror need

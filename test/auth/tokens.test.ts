@@ -372,6 +372,30 @@ describe('TokenService', () => {
     await refused(s.verifyAccessToken(flipped, NOW));
   });
 
+  it('a token another replica signed is remembered once verified, under the same checks: API, times, settings, keys', async () => {
+    // The one token memory (tokens.ts `issued`) also holds tokens verified in full (the /v2 hot
+    // path); a remembered one must still come out as full verification decides it.
+    const s = new TokenService({ keys, ...opts });
+    const t = await ours(base);
+    assert.equal((await s.verifyAccessToken(t, NOW)).subject, 'alice');
+    assert.equal((await s.verifyAccessToken(t, NOW)).subject, 'alice');
+    await refused(s.verifyAccessToken(t, NOW, 'admin'), /not for the admin API/);
+    await refused(s.verifyAccessToken(t, new Date(NOW.getTime() + 331_000)), /expired/);
+    // A reload to another issuer ends it at once.
+    s.configure({ ...opts, issuer: 'gate-b' });
+    await refused(s.verifyAccessToken(t, NOW));
+    s.configure(opts);
+    assert.equal((await s.verifyAccessToken(t, NOW)).subject, 'alice');
+    // Keys without the one that signed it: refused, though it verified a moment ago.
+    const otherDir = mkdtempSync(path.join(tmpdir(), 'tg-tok-other-'));
+    try {
+      s.setKeys(await loadOrCreateTokenKeys(otherDir, log));
+      await refused(s.verifyAccessToken(t, NOW));
+    } finally {
+      rmSync(otherDir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a TTL under the token spec minimum of 60 s', () => {
     assert.throws(() => new TokenService({ keys, ...opts, ttlSeconds: 59 }), TypeError);
   });
