@@ -83,8 +83,15 @@ export async function readSignatureArtifact(
   digest: string,
 ): Promise<SignatureArtifact> {
   const tag = signatureTagFor(digest);
-  const m = await client.getManifestIfExists(repo, tag);
-  if (m === null) return { tag, layers: [] };
+  return signatureArtifactOf(tag, (await client.getManifestIfExists(repo, tag)) ?? undefined);
+}
+
+/** What the manifest read at the `.sig` tag `tag` holds (empty when it was absent). */
+export function signatureArtifactOf(
+  tag: string,
+  m: { bytes: Uint8Array; mediaType?: string; digest: string } | undefined,
+): SignatureArtifact {
+  if (m === undefined) return { tag, layers: [] };
   let parsed;
   try {
     parsed = parseManifest(m.bytes, m.mediaType);
