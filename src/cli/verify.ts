@@ -2,7 +2,6 @@
  * `trustgate verify`: checks an image's cosign signatures with given public keys, the way trustgate
  * decides (core evaluateTrust), and explains the answer. Exit 0 trusted, 1 refused, 2 usage or I/O.
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES, digestOf } from '../core/manifest.js';
@@ -332,7 +331,7 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
         }
         const manifest = readFileOr2(manifestFile, 'manifest');
         artifact = manifest;
-        const digest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
+        const digest = digestOf(manifest);
         const tag = values.tag as string | undefined;
         bundles = ((values.bundle as string[] | undefined) ?? []).map((f) => ({
           bytes: readFileOr2(f, 'bundle'),
