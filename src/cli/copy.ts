@@ -3,10 +3,10 @@
  * the API, byte-identical (same digests), mounting blobs where the registry allows, with the
  * Sigstore bundle referrers of every manifest it copies (read through the evidence seam).
  */
-import { MANIFEST_ACCEPT, MEDIA_TYPES, parseManifest } from '../core/manifest.js';
+import { MANIFEST_ACCEPT, parseManifest } from '../core/manifest.js';
 import { isBundleReferrer } from '../core/referrers.js';
-import { EVIDENCE_LIMITS, type EvidenceReader } from '../trust/evidence.js';
-import { clientEvidenceReader } from './evidence-reader.js';
+import { EVIDENCE_LIMITS } from '../trust/evidence.js';
+import { clientEvidenceReader, type ClientEvidenceReader } from './evidence-reader.js';
 import { attachReferrer } from './evidence-writer.js';
 import type { RegistryClient } from './registry-client.js';
 import {
@@ -46,7 +46,7 @@ export interface CopyStats {
 
 interface CopyContext {
   client: RegistryClient;
-  evidence: EvidenceReader;
+  evidence: ClientEvidenceReader;
   src: string;
   dst: string;
   stats: CopyStats;
@@ -107,9 +107,8 @@ async function copyBundleReferrers(c: CopyContext, digest: string): Promise<void
     .filter((r) => isBundleReferrer(r.manifest))
     .slice(0, EVIDENCE_LIMITS.maxBundleReferrers);
   for (const r of referrers) {
-    const m = await c.client.getManifest(c.src, r.digest, [MEDIA_TYPES.ociManifest]);
     for (const b of [r.manifest.config!, ...r.manifest.layers]) await copyBlob(c, b.digest);
-    await attachReferrer(c.client, c.dst, { bytes: m.bytes, mediaType: m.mediaType, subject: digest }, c.log);
+    await attachReferrer(c.client, c.dst, { bytes: r.bytes, mediaType: r.mediaType, subject: digest }, c.log);
     c.stats.bundles++;
   }
 }

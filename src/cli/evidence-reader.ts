@@ -8,6 +8,18 @@ import { BodyTooLargeError, RegistryError, type RegistryClient } from './registr
 import type { EvidenceReader } from '../trust/evidence.js';
 import { referrersTagFor } from '../core/referrers.js';
 
+/** A referrer as the CLI read it: with its exact bytes, so `copy` need not GET it again. */
+export interface ClientReferrer {
+  digest: string;
+  manifest: ParsedManifest;
+  bytes: Uint8Array;
+  mediaType: string;
+}
+
+export interface ClientEvidenceReader extends EvidenceReader {
+  referrers(repo: string, subject: string): Promise<ClientReferrer[]>;
+}
+
 /**
  * `forPush`: read with a pull,push token (a publisher about to sign): trustgate shows an unsigned
  * digest's referrers, and their blobs, only to a token that grants push on the repository.
@@ -15,7 +27,7 @@ import { referrersTagFor } from '../core/referrers.js';
 export function clientEvidenceReader(
   client: RegistryClient,
   opts: { forPush?: boolean } = {},
-): EvidenceReader {
+): ClientEvidenceReader {
   return {
     async manifest(repo, ref) {
       const m = await client.getManifestIfExists(repo, ref, undefined, opts);
@@ -34,7 +46,7 @@ export function clientEvidenceReader(
       }
     },
     async referrers(repo, subject) {
-      const out: Array<{ digest: string; manifest: ParsedManifest }> = [];
+      const out: ClientReferrer[] = [];
       for (const digest of await listReferrers(client, repo, subject, opts)) {
         const m = await client.getManifestIfExists(repo, digest, undefined, opts);
         if (m === null) continue;
@@ -45,7 +57,8 @@ export function clientEvidenceReader(
           continue;
         }
         // Policy: a listed document counts only when it names the subject itself.
-        if (manifest.subject?.digest === subject) out.push({ digest, manifest });
+        if (manifest.subject?.digest === subject)
+          out.push({ digest, manifest, bytes: m.bytes, mediaType: m.mediaType });
       }
       return out;
     },

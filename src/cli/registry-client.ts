@@ -20,6 +20,7 @@ import {
   isValidDigest,
   parseManifest,
 } from '../core/manifest.js';
+import { isValidRepoName, isValidTag } from '../core/reference.js';
 import { ADMIN_SCOPE } from '../core/scope.js';
 
 const MAX_ADMIN_BODY_BYTES = 16 * 1024 * 1024;
@@ -194,14 +195,14 @@ function parseErrorBody(body: Buffer): RegistryErrorEntry[] {
 
 function encodeRepo(repo: string): string {
   // Repository names are [a-z0-9._/-]; refuse anything else rather than percent-encode it (I2).
-  if (!/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(repo)) {
+  if (!isValidRepoName(repo)) {
     throw new TypeError(`invalid repository name ${JSON.stringify(repo)}`);
   }
   return repo;
 }
 
 function checkRef(ref: string): string {
-  if (!isValidDigest(ref) && !/^[\w][\w.-]{0,127}$/.test(ref)) {
+  if (!isValidDigest(ref) && !isValidTag(ref)) {
     throw new TypeError(`invalid tag or digest ${JSON.stringify(ref)}`);
   }
   return ref;

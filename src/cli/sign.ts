@@ -20,7 +20,7 @@ import { decryptCosignKey } from '../core/signature/keyfile.js';
 import { parsePublicKeyPem, publicKeyFingerprint, type PublicKey } from '../core/signature/keys.js';
 import { buildSimpleSigningPayload } from '../core/signature/payload.js';
 import { publicKeyPemOf, signPayload } from '../core/signature/sign.js';
-import { signatureTagFor } from '../core/reference.js';
+import { isValidTag, signatureTagFor } from '../core/reference.js';
 import { bundleEvidence } from '../trust/evidence.js';
 import { clientEvidenceReader } from './evidence-reader.js';
 import { attachReferrer } from './evidence-writer.js';
@@ -83,8 +83,15 @@ export async function readSignatureArtifact(
   digest: string,
 ): Promise<SignatureArtifact> {
   const tag = signatureTagFor(digest);
-  const m = await client.getManifestIfExists(repo, tag);
-  if (m === null) return { tag, layers: [] };
+  return signatureArtifactOf(tag, (await client.getManifestIfExists(repo, tag)) ?? undefined);
+}
+
+/** What the manifest read at the `.sig` tag `tag` holds (empty when it was absent). */
+export function signatureArtifactOf(
+  tag: string,
+  m: { bytes: Uint8Array; mediaType?: string; digest: string } | undefined,
+): SignatureArtifact {
+  if (m === undefined) return { tag, layers: [] };
   let parsed;
   try {
     parsed = parseManifest(m.bytes, m.mediaType);
@@ -315,7 +322,7 @@ export async function signCommand(argv: string[], io: CliIo = defaultIo()): Prom
     if (keyFile === undefined) throw new UsageError('--key NAME.key is required');
     if (newTag !== undefined) {
       if (ref.digest === undefined) throw new UsageError('--tag needs REF by digest (HOST/REPO@sha256:…)');
-      if (!/^[\w][\w.-]{0,127}$/.test(newTag)) throw new UsageError(`invalid tag ${JSON.stringify(newTag)}`);
+      if (!isValidTag(newTag)) throw new UsageError(`invalid tag ${JSON.stringify(newTag)}`);
     }
     if (ref.tag !== undefined && ref.digest !== undefined) {
       throw new UsageError('give REF by tag or by digest, not both (use --tag to name a tag for a digest)');

@@ -2,16 +2,16 @@
  * `trustgate verify`: checks an image's cosign signatures with given public keys, the way trustgate
  * decides (core evaluateTrust), and explains the answer. Exit 0 trusted, 1 refused, 2 usage or I/O.
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES } from '../core/manifest.js';
+import { COSIGN_SIGNATURE_ANNOTATION, MEDIA_TYPES, digestOf } from '../core/manifest.js';
 import { decodeStrictBase64, parsePublicKeyPem } from '../core/signature/keys.js';
 import { parseSimpleSigningPayload, type SimpleSigningPayload } from '../core/signature/payload.js';
 import { verifySignature } from '../core/signature/verify.js';
 import { evaluateTrust, type SignatureCandidate, type TrustedKey, type TrustVerdict } from '../core/trust.js';
 import { isJsonObject, parseStrictJson } from '../core/json-strict.js';
-import { readSignatureArtifact } from './sign.js';
+import { signatureArtifactOf } from './sign.js';
+import { signatureTagFor } from '../core/reference.js';
 import { clientEvidenceReader } from './evidence-reader.js';
 import { collectEvidence } from '../trust/evidence.js';
 import { compileIdentityRules, validateIdentityRule, type IdentityRule } from '../core/evidence/identity.js';
@@ -331,7 +331,7 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
         }
         const manifest = readFileOr2(manifestFile, 'manifest');
         artifact = manifest;
-        const digest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
+        const digest = digestOf(manifest);
         const tag = values.tag as string | undefined;
         bundles = ((values.bundle as string[] | undefined) ?? []).map((f) => ({
           bytes: readFileOr2(f, 'bundle'),
@@ -360,11 +360,33 @@ export async function verifyCommand(argv: string[], io: CliIo = defaultIo()): Pr
         const manifestRef = manifestRefOf(ref);
         const client = await clientFromArgs(ref.host, values, io);
         try {
-          // As a consumer: one GET, digest computed from the bytes, then the .sig artifact.
+          // As a consumer: one GET, digest computed from the bytes, then the evidence.
           const m = await client.getManifest(ref.repo, manifestRef);
-          const art = await readSignatureArtifact(client, ref.repo, m.digest);
-          // The same evidence, with the same limits, as trustgate reads (src/trust/evidence.ts).
-          const evidence = await collectEvidence(clientEvidenceReader(client), ref.repo, m.digest);
+          // The same evidence, with the same limits, as trustgate reads (src/trust/evidence.ts); the
+          // `.sig` manifest it reads is kept, so the report explains it without a second GET.
+          const sigTag = signatureTagFor(m.digest);
+          const reader = clientEvidenceReader(client);
+          let sigManifest: { bytes: Uint8Array; contentType?: string } | undefined;
+          const evidence = await collectEvidence(
+            {
+              ...reader,
+              async manifest(repo, r) {
+                const got = await reader.manifest(repo, r);
+                if (r === sigTag) sigManifest = got;
+                return got;
+              },
+            },
+            ref.repo,
+            m.digest,
+          );
+          const art = signatureArtifactOf(
+            sigTag,
+            sigManifest && {
+              bytes: sigManifest.bytes,
+              ...(sigManifest.contentType !== undefined ? { mediaType: sigManifest.contentType } : {}),
+              digest: digestOf(sigManifest.bytes),
+            },
+          );
           artifact = m.bytes;
           cands = evidence.legacy.map((c) => ({
             payload: c.payload,

@@ -436,6 +436,29 @@ test('sign refuses a wrong passphrase, a missing key, and a .sig tag holding som
   assert.match(noHost.err, /needs a registry host/);
 });
 
+test('verify explains a .sig tag that holds no signature artifact (text and --json)', async () => {
+  const img = await pushImage(client, 'team/decoy-sig', 'v1', 'decoy-sig-image');
+  const decoy = await pushImage(client, 'team/decoy-sig', 'decoy', 'decoy-sig-decoy');
+  await client.putManifest(
+    'team/decoy-sig',
+    `${img.digest.replace(':', '-')}.sig`,
+    decoy.bytes,
+    decoy.mediaType,
+  );
+  const text = await verify([`${host}/team/decoy-sig:v1`, '--key', key('alice', 'pub')]);
+  assert.equal(text.code, 1, text.err);
+  assert.match(
+    text.out,
+    /signatures: unusable: tag sha256-[0-9a-f]{64}\.sig does not hold a cosign signature artifact/,
+  );
+  const json = await verify([`${host}/team/decoy-sig:v1`, '--key', key('alice', 'pub'), '--json']);
+  assert.equal(json.code, 1, json.err);
+  const report = JSON.parse(json.out) as VerifyReport;
+  assert.equal(report.signatureTag, `${img.digest.replace(':', '-')}.sig`);
+  assert.match(report.signatureArtifactProblem ?? '', /does not hold a cosign signature artifact/);
+  assert.equal(report.verdict.ok, false);
+});
+
 test('sign and verify through HTTPS with mTLS and the token flow (--cert-dir, env credentials)', async () => {
   const certs = makeCerts(makeTempDir('sign-certs'));
   const front = await startTokenFront(reg.url, certs, { user: 'pub', password: 'lisher', mtls: true });

@@ -18,15 +18,20 @@ import { encryptCosignKey } from '../../src/core/signature/keyfile.js';
 import { generateKeyPair } from '../../src/core/signature/sign.js';
 import { signCommand } from '../../src/cli/sign.js';
 import { memoryIo } from '../cli/support.js';
-import { bearer, getToken, request, type Reply } from '../helpers/http.js';
+import { bearer, getToken, request } from '../helpers/http.js';
 import { pushManifest, pushRandomImage, sha256 } from '../helpers/registry-direct.js';
 import { signDirect } from '../helpers/sign.js';
 import { startRedis, startRegistry, type RedisHandle, type RegistryHandle } from '../helpers/stack.js';
 import { startTestGate, type TestGate } from '../helpers/trustgate.js';
+import {
+  registryManifestReads as registryReads,
+  replicaClient,
+  replicaOptions,
+  served,
+} from '../helpers/replicas.js';
+import { USERS } from '../helpers/trust-stack.js';
 
 const OCI = MEDIA_TYPES.ociManifest;
-const USERS = { consumer: 'consumer-password', publisher: 'publisher-password' } as const;
-type User = keyof typeof USERS;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -41,17 +46,7 @@ describe('tag index (cache.tagIndex)', { timeout: 300_000 }, () => {
   before(async () => {
     registry = await startRegistry();
     redis = await startRedis();
-    const common = {
-      registryUrl: registry.url,
-      users: { ...USERS },
-      policy: {
-        access: [
-          { repos: ['**'], pull: ['consumer', 'publisher'], push: ['publisher'], delete: ['publisher'] },
-        ],
-      },
-      trustRules: [{ repos: ['**'], keys: ['release'] }],
-      trustedKeys: { release: release.publicKeyPem },
-    };
+    const common = replicaOptions(registry.url, release.publicKeyPem);
     a = await startTestGate({
       ...common,
       redisUrl: redis.url,
@@ -73,35 +68,7 @@ describe('tag index (cache.tagIndex)', { timeout: 300_000 }, () => {
     await registry?.stop();
   });
 
-  const tokens = new Map<string, string>();
-  const token = async (gate: TestGate, repo: string, user: User = 'consumer'): Promise<string> => {
-    const key = `${gate.url} ${repo} ${user}`;
-    let t = tokens.get(key);
-    if (!t) {
-      const actions = user === 'publisher' ? 'pull,push,delete' : 'pull';
-      t = await getToken(gate.url, gate.ca, user, USERS[user], [`repository:${repo}:${actions}`]);
-      tokens.set(key, t);
-    }
-    return t;
-  };
-  const pull = async (gate: TestGate, repo: string, ref: string): Promise<Reply> =>
-    request(gate.url, gate.ca, {
-      path: `/v2/${repo}/manifests/${ref}`,
-      headers: { ...bearer(await token(gate, repo)), accept: OCI },
-    });
-  const put = async (gate: TestGate, repo: string, ref: string, body: Buffer): Promise<Reply> =>
-    request(gate.url, gate.ca, {
-      method: 'PUT',
-      path: `/v2/${repo}/manifests/${ref}`,
-      headers: { ...bearer(await token(gate, repo, 'publisher')), 'content-type': OCI },
-      body,
-    });
-  const del = async (gate: TestGate, repo: string, ref: string): Promise<Reply> =>
-    request(gate.url, gate.ca, {
-      method: 'DELETE',
-      path: `/v2/${repo}/manifests/${ref}`,
-      headers: bearer(await token(gate, repo, 'publisher')),
-    });
+  const { pull, put, del, pullUntil } = replicaClient();
   /** A signed image pushed straight to registry:2 under `tag`. */
   const signedImage = async (repo: string, tag: string): Promise<{ digest: string; bytes: Buffer }> => {
     const img = await pushRandomImage(registry.url, repo, tag);
@@ -110,32 +77,6 @@ describe('tag index (cache.tagIndex)', { timeout: 300_000 }, () => {
   };
   const lookups = async (gate: TestGate, result: string): Promise<number> =>
     (await gate.tg.metrics.tagIndexLookups.get()).values.find((v) => v.labels.result === result)?.value ?? 0;
-  /** Manifest reads by tag or digest that serveManifest sent to registry:2. */
-  const registryReads = async (gate: TestGate): Promise<number> =>
-    (await gate.tg.metrics.upstreamDuration.get()).values.find(
-      (v) => v.metricName === 'trustgate_upstream_duration_seconds_count' && v.labels.kind === 'manifest',
-    )?.value ?? 0;
-  const served = (r: Reply): string => {
-    assert.equal(r.status, 200, r.body.toString());
-    assert.equal(r.headers['docker-content-digest'], sha256(r.body), 'the header names the bytes sent');
-    return sha256(r.body);
-  };
-  /** Pulls through `gate` until `ok` holds for the answer (at most `tries` times, 50 ms apart). */
-  const pullUntil = async (
-    gate: TestGate,
-    repo: string,
-    tag: string,
-    ok: (r: Reply) => Promise<boolean> | boolean,
-    tries = 100,
-  ): Promise<Reply> => {
-    let r: Reply | undefined;
-    for (let i = 0; i < tries; i++) {
-      r = await pull(gate, repo, tag);
-      if (await ok(r)) return r;
-      await sleep(50);
-    }
-    assert.fail(`no pull of ${repo}:${tag} met the condition; last: ${r?.status} ${r?.body.toString()}`);
-  };
   /** Waits until `gate`'s index answers again (a hit on an entry it just learned). */
   const untilIndexAnswers = async (gate: TestGate, repo: string, tag: string): Promise<void> => {
     await pullUntil(

@@ -35,33 +35,14 @@ export async function signDirect(
   );
   const custom = o.signWith?.(payload);
   const signature = custom?.signature ?? Buffer.from(signPayload(key, payload)).toString('base64');
-  const payloadDigest = await pushBlob(registryUrl, store, payload);
-  const config = Buffer.from('{}');
-  const configDigest = await pushBlob(registryUrl, store, config);
   const tag = signatureTagFor(digest);
   const existing = await direct(registryUrl, 'GET', `/v2/${store}/manifests/${tag}`, undefined, {
     accept: MEDIA_TYPES.ociManifest,
   });
   const layers: unknown[] =
     existing.status === 200 ? (JSON.parse(existing.body.toString()) as { layers: unknown[] }).layers : [];
-  layers.push({
-    mediaType: MEDIA_TYPES.cosignSimpleSigning,
-    digest: payloadDigest,
-    size: payload.length,
-    annotations: { [COSIGN_SIGNATURE_ANNOTATION]: signature, ...custom?.annotations },
-  });
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MEDIA_TYPES.ociManifest,
-      config: {
-        mediaType: 'application/vnd.oci.image.config.v1+json',
-        digest: configDigest,
-        size: config.length,
-      },
-      layers,
-    }),
-  );
+  layers.push(await signatureLayer(registryUrl, store, payload, signature, custom?.annotations));
+  const manifest = await signatureArtifact(registryUrl, store, layers);
   await pushManifest(registryUrl, store, tag, manifest, MEDIA_TYPES.ociManifest);
   return { sigManifest: manifest };
 }
@@ -79,6 +60,28 @@ export async function signatureManifest(
   const payload = Buffer.from(
     buildSimpleSigningPayload({ dockerReference: `localhost/${repo}`, manifestDigest: digest }),
   );
+  const signature = Buffer.from(signPayload(key, payload)).toString('base64');
+  return signatureArtifact(registryUrl, repo, [await signatureLayer(registryUrl, repo, payload, signature)]);
+}
+
+/** A simple-signing layer: `payload` pushed to `store`, `signature` (and `extra`) in its annotations. */
+async function signatureLayer(
+  registryUrl: string,
+  store: string,
+  payload: Buffer,
+  signature: string,
+  extra: Record<string, string> = {},
+): Promise<Record<string, unknown>> {
+  return {
+    mediaType: MEDIA_TYPES.cosignSimpleSigning,
+    digest: await pushBlob(registryUrl, store, payload),
+    size: payload.length,
+    annotations: { [COSIGN_SIGNATURE_ANNOTATION]: signature, ...extra },
+  };
+}
+
+/** The `.sig` artifact manifest holding `layers`, its `{}` config pushed to `store`. */
+async function signatureArtifact(registryUrl: string, store: string, layers: unknown[]): Promise<Buffer> {
   const config = Buffer.from('{}');
   return Buffer.from(
     JSON.stringify({
@@ -86,19 +89,10 @@ export async function signatureManifest(
       mediaType: MEDIA_TYPES.ociManifest,
       config: {
         mediaType: 'application/vnd.oci.image.config.v1+json',
-        digest: await pushBlob(registryUrl, repo, config),
+        digest: await pushBlob(registryUrl, store, config),
         size: config.length,
       },
-      layers: [
-        {
-          mediaType: MEDIA_TYPES.cosignSimpleSigning,
-          digest: await pushBlob(registryUrl, repo, payload),
-          size: payload.length,
-          annotations: {
-            [COSIGN_SIGNATURE_ANNOTATION]: Buffer.from(signPayload(key, payload)).toString('base64'),
-          },
-        },
-      ],
+      layers,
     }),
   );
 }

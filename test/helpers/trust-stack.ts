@@ -9,6 +9,8 @@ import type { TrustRule } from '../../src/config/schema.js';
 import { startRegistry, type RegistryHandle } from './stack.js';
 import { startTestGate, type TestGate, type TestGateOptions } from './trustgate.js';
 import { bearer, getToken, request, type Reply } from './http.js';
+import { signatureManifest } from './sign.js';
+import { signatureTagFor } from '../../src/core/reference.js';
 
 /** Every manifest type a modern client accepts. */
 export const ACCEPT_ALL = [
@@ -80,4 +82,17 @@ export async function startTrustStack(
       await registry.stop();
     },
   };
+}
+
+/**
+ * Signs `repo@digest` with the stack's `release` key (cosign's `.sig` layout, blobs written to
+ * registry:2 directly) and pushes the `.sig` manifest through trustgate as the publisher.
+ */
+export async function pushReleaseSignature(stack: TrustStack, repo: string, digest: string): Promise<Reply> {
+  return stack.push(
+    repo,
+    signatureTagFor(digest),
+    await signatureManifest(stack.registry.url, repo, digest, stack.release.pkcs8Der),
+    MEDIA_TYPES.ociManifest,
+  );
 }

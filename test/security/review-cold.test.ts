@@ -27,7 +27,7 @@ import type { Identity } from '../../src/core/types.js';
 import type { EvidenceReader } from '../../src/trust/evidence.js';
 import { pushBlob, pushRandomImage, sha256 } from '../helpers/registry-direct.js';
 import { signatureManifest, signDirect } from '../helpers/sign.js';
-import { startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
+import { pushReleaseSignature, startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
 
 const OCI = MEDIA_TYPES.ociManifest;
 
@@ -213,12 +213,7 @@ describe('review-cold: early allow and verification on signature writes', { time
       const early = stack.pull(repo, img.digest);
       for (let i = 0; i < 1000 && referrerReads === 0; i++) await new Promise((r) => setTimeout(r, 5));
       assert.equal(referrerReads, 1, 'the early pull is reading the evidence');
-      const put = await stack.push(
-        repo,
-        signatureTagFor(img.digest),
-        await signatureManifest(stack.registry.url, repo, img.digest, stack.release.pkcs8Der),
-        OCI,
-      );
+      const put = await pushReleaseSignature(stack, repo, img.digest);
       assert.equal(put.status, 201, put.body.toString());
       await backgroundDone();
       open();

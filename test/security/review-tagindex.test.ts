@@ -20,10 +20,15 @@ import { direct, pushManifest, pushRandomImage, sha256 } from '../helpers/regist
 import { signDirect } from '../helpers/sign.js';
 import { startRedis, startRegistry, type RedisHandle, type RegistryHandle } from '../helpers/stack.js';
 import { startTestGate, type TestGate } from '../helpers/trustgate.js';
+import {
+  registryManifestReads as registryReads,
+  replicaClient,
+  replicaOptions,
+  served,
+} from '../helpers/replicas.js';
+import { USERS } from '../helpers/trust-stack.js';
 
 const OCI = MEDIA_TYPES.ociManifest;
-const USERS = { consumer: 'consumer-password', publisher: 'publisher-password' } as const;
-type User = keyof typeof USERS;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('review: tag index attacks (index on)', { timeout: 300_000 }, () => {
@@ -37,16 +42,8 @@ describe('review: tag index attacks (index on)', { timeout: 300_000 }, () => {
     registry = await startRegistry();
     redis = await startRedis();
     const common = {
-      registryUrl: registry.url,
+      ...replicaOptions(registry.url, release.publicKeyPem),
       redisUrl: redis.url,
-      users: { ...USERS },
-      policy: {
-        access: [
-          { repos: ['**'], pull: ['consumer', 'publisher'], push: ['publisher'], delete: ['publisher'] },
-        ],
-      },
-      trustRules: [{ repos: ['**'], keys: ['release'] }],
-      trustedKeys: { release: release.publicKeyPem },
       tagIndex: { enabled: true, maxAgeSeconds: 3600 },
     };
     a = await startTestGate({ ...common, configFile: true });
@@ -59,36 +56,7 @@ describe('review: tag index attacks (index on)', { timeout: 300_000 }, () => {
     await registry?.stop();
   });
 
-  const tokens = new Map<string, string>();
-  const token = async (gate: TestGate, repo: string, user: User = 'consumer'): Promise<string> => {
-    const key = `${gate.url} ${repo} ${user}`;
-    let t = tokens.get(key);
-    if (!t) {
-      const actions = user === 'publisher' ? 'pull,push,delete' : 'pull';
-      t = await getToken(gate.url, gate.ca, user, USERS[user], [`repository:${repo}:${actions}`]);
-      tokens.set(key, t);
-    }
-    return t;
-  };
-  const pull = async (gate: TestGate, repo: string, ref: string, method = 'GET'): Promise<Reply> =>
-    request(gate.url, gate.ca, {
-      method,
-      path: `/v2/${repo}/manifests/${ref}`,
-      headers: { ...bearer(await token(gate, repo)), accept: OCI },
-    });
-  const put = async (gate: TestGate, repo: string, ref: string, body: Buffer): Promise<Reply> =>
-    request(gate.url, gate.ca, {
-      method: 'PUT',
-      path: `/v2/${repo}/manifests/${ref}`,
-      headers: { ...bearer(await token(gate, repo, 'publisher')), 'content-type': OCI },
-      body,
-    });
-  const del = async (gate: TestGate, repo: string, ref: string): Promise<Reply> =>
-    request(gate.url, gate.ca, {
-      method: 'DELETE',
-      path: `/v2/${repo}/manifests/${ref}`,
-      headers: bearer(await token(gate, repo, 'publisher')),
-    });
+  const { token, pull, put, del, pullUntil } = replicaClient();
   const signedImage = async (
     repo: string,
     tag: string,
@@ -101,30 +69,6 @@ describe('review: tag index attacks (index on)', { timeout: 300_000 }, () => {
     (await gate.tg.metrics.tagIndexLookups.get()).values
       .filter((v) => result === undefined || v.labels.result === result)
       .reduce((n, v) => n + v.value, 0);
-  const registryReads = async (gate: TestGate): Promise<number> =>
-    (await gate.tg.metrics.upstreamDuration.get()).values.find(
-      (v) => v.metricName === 'trustgate_upstream_duration_seconds_count' && v.labels.kind === 'manifest',
-    )?.value ?? 0;
-  const served = (r: Reply): string => {
-    assert.equal(r.status, 200, r.body.toString());
-    assert.equal(r.headers['docker-content-digest'], sha256(r.body), 'the header names the bytes sent');
-    return sha256(r.body);
-  };
-  const pullUntil = async (
-    gate: TestGate,
-    repo: string,
-    tag: string,
-    ok: (r: Reply) => Promise<boolean> | boolean,
-    tries = 100,
-  ): Promise<Reply> => {
-    let r: Reply | undefined;
-    for (let i = 0; i < tries; i++) {
-      r = await pull(gate, repo, tag);
-      if (await ok(r)) return r;
-      await sleep(50);
-    }
-    assert.fail(`no pull of ${repo}:${tag} met the condition; last: ${r?.status} ${r?.body.toString()}`);
-  };
   /** Waits until `gate`'s index answers `repo:tag` (a hit), and returns the digest it answered. */
   const untilIndexAnswers = async (gate: TestGate, repo: string, tag: string): Promise<string> => {
     let digest = '';

@@ -20,8 +20,7 @@ import {
 import { GateError } from '../../src/core/errors.js';
 import type { EvidenceReader } from '../../src/trust/evidence.js';
 import { pushBlob, pushRandomImage } from '../helpers/registry-direct.js';
-import { signatureManifest } from '../helpers/sign.js';
-import { startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
+import { pushReleaseSignature, startTrustStack, type TrustStack } from '../helpers/trust-stack.js';
 
 const OCI = MEDIA_TYPES.ociManifest;
 
@@ -57,12 +56,7 @@ describe('signature evidence written through trustgate is verified at once', { t
     const repo = 'written/legacy';
     const img = await pushRandomImage(stack.registry.url, repo, 'v1');
     const before = fetches();
-    const put = await stack.push(
-      repo,
-      signatureTagFor(img.digest),
-      await signatureManifest(stack.registry.url, repo, img.digest, stack.release.pkcs8Der),
-      OCI,
-    );
+    const put = await pushReleaseSignature(stack, repo, img.digest);
     assert.equal(put.status, 201, put.body.toString());
     assert.ok(await startedSince(before), 'the push started a verification of its subject');
     const r = await stack.pull(repo, img.digest);
@@ -143,12 +137,7 @@ describe('signature evidence written through trustgate is verified at once', { t
     };
     try {
       const before = fetches();
-      const put = await stack.push(
-        repo,
-        signatureTagFor(img.digest),
-        await signatureManifest(stack.registry.url, repo, img.digest, stack.release.pkcs8Der),
-        OCI,
-      );
+      const put = await pushReleaseSignature(stack, repo, img.digest);
       assert.equal(put.status, 201, put.body.toString());
       assert.ok(await startedSince(before));
       // Let the failed computation settle (the registry answers the next reads again).
